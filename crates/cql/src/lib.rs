@@ -4,8 +4,19 @@
 //! - [`wire`]: the spec's primitive notations (`[int]`, `[string]`, `[value]`, `[vint]` …) as
 //!   small `read_*`/`write_*` pairs.
 //! - [`protocol`]: versions, direction, header flags, opcodes and consistency levels.
+//! - [`envelope`]: the 9-byte header, the zero-copy [`Envelope`] (body kept as `Bytes`, stream id
+//!   rewritable), the buffer decoder with a body-length cap, and body extensions (tracing id,
+//!   warnings, custom payload).
+//! - [`compression`]: v3/v4 body compression (LZ4, Snappy) with decompression-bomb checks.
+//! - [`segment`]: v5 segments (CRC24 header, CRC32 payload, optional LZ4), packing envelopes into
+//!   segments and reassembling split envelopes.
 
+pub mod compression;
+pub mod envelope;
 pub mod protocol;
+pub mod segment;
 pub mod wire;
 
+pub use compression::Compression;
+pub use envelope::{Envelope, EnvelopeDecoder, EnvelopeHeader};
 pub use protocol::{Consistency, Direction, Opcode, ProtocolVersion};

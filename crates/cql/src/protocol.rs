@@ -240,7 +240,11 @@ mod tests {
                 }
             }
         }
-        assert_eq!(Opcode::try_from(0x04), Err(UnknownOpcode(0x04)), "0x04 (CREDENTIALS) was removed in v2");
+        assert_eq!(
+            Opcode::try_from(0x04),
+            Err(UnknownOpcode(0x04)),
+            "0x04 (CREDENTIALS) was removed in v2"
+        );
     }
 
     #[test]

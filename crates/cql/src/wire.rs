@@ -19,7 +19,11 @@ use bytes::BufMut;
 #[non_exhaustive]
 pub enum DecodeError {
     #[error("{what}: needed {needed} bytes, {remaining} remain")]
-    TooShort { what: &'static str, needed: usize, remaining: usize },
+    TooShort {
+        what: &'static str,
+        needed: usize,
+        remaining: usize,
+    },
     #[error("{what}: negative length {len}")]
     NegativeLength { what: &'static str, len: i64 },
     #[error("{what}: invalid UTF-8")]
@@ -37,7 +41,11 @@ pub enum DecodeError {
 #[non_exhaustive]
 pub enum EncodeError {
     #[error("{what}: length {len} exceeds the maximum {max}")]
-    TooLong { what: &'static str, len: usize, max: usize },
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("{what}: {reason}")]
     Invalid { what: &'static str, reason: String },
 }
@@ -52,9 +60,17 @@ pub enum RawValue<'a> {
 
 /// Takes exactly `n` bytes.
 #[inline]
-pub fn read_raw<'a>(buf: &mut &'a [u8], n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+pub fn read_raw<'a>(
+    buf: &mut &'a [u8],
+    n: usize,
+    what: &'static str,
+) -> Result<&'a [u8], DecodeError> {
     if buf.len() < n {
-        return Err(DecodeError::TooShort { what, needed: n, remaining: buf.len() });
+        return Err(DecodeError::TooShort {
+            what,
+            needed: n,
+            remaining: buf.len(),
+        });
     }
     let (head, tail) = buf.split_at(n);
     *buf = tail;
@@ -113,7 +129,10 @@ pub fn write_long(buf: &mut impl BufMut, v: i64) {
 }
 
 fn non_negative(len: i32, what: &'static str) -> Result<usize, DecodeError> {
-    usize::try_from(len).map_err(|_| DecodeError::NegativeLength { what, len: len.into() })
+    usize::try_from(len).map_err(|_| DecodeError::NegativeLength {
+        what,
+        len: len.into(),
+    })
 }
 
 fn utf8<'a>(raw: &'a [u8], what: &'static str) -> Result<&'a str, DecodeError> {
@@ -121,11 +140,19 @@ fn utf8<'a>(raw: &'a [u8], what: &'static str) -> Result<&'a str, DecodeError> {
 }
 
 fn short_len(len: usize, what: &'static str) -> Result<u16, EncodeError> {
-    u16::try_from(len).map_err(|_| EncodeError::TooLong { what, len, max: u16::MAX as usize })
+    u16::try_from(len).map_err(|_| EncodeError::TooLong {
+        what,
+        len,
+        max: u16::MAX as usize,
+    })
 }
 
 fn int_len(len: usize, what: &'static str) -> Result<i32, EncodeError> {
-    i32::try_from(len).map_err(|_| EncodeError::TooLong { what, len, max: i32::MAX as usize })
+    i32::try_from(len).map_err(|_| EncodeError::TooLong {
+        what,
+        len,
+        max: i32::MAX as usize,
+    })
 }
 
 /// `[string]`: `[short]` length then UTF-8.
@@ -143,7 +170,10 @@ pub fn write_string(buf: &mut impl BufMut, s: &str, what: &'static str) -> Resul
 
 /// `[long string]`: `[int]` length then UTF-8.
 #[inline]
-pub fn read_long_string<'a>(buf: &mut &'a [u8], what: &'static str) -> Result<&'a str, DecodeError> {
+pub fn read_long_string<'a>(
+    buf: &mut &'a [u8],
+    what: &'static str,
+) -> Result<&'a str, DecodeError> {
     let len = non_negative(read_int(buf, what)?, what)?;
     utf8(read_raw(buf, len, what)?, what)
 }
@@ -194,7 +224,10 @@ pub fn write_string_list<S: AsRef<str>>(
 
 /// `[bytes]`: `[int]` n then n bytes; n < 0 is null.
 #[inline]
-pub fn read_bytes<'a>(buf: &mut &'a [u8], what: &'static str) -> Result<Option<&'a [u8]>, DecodeError> {
+pub fn read_bytes<'a>(
+    buf: &mut &'a [u8],
+    what: &'static str,
+) -> Result<Option<&'a [u8]>, DecodeError> {
     let len = read_int(buf, what)?;
     if len < 0 {
         return Ok(None);
@@ -223,12 +256,19 @@ pub fn read_value<'a>(buf: &mut &'a [u8], what: &'static str) -> Result<RawValue
     match read_int(buf, what)? {
         -1 => Ok(RawValue::Null),
         -2 => Ok(RawValue::Unset),
-        len if len < 0 => Err(DecodeError::NegativeLength { what, len: len.into() }),
+        len if len < 0 => Err(DecodeError::NegativeLength {
+            what,
+            len: len.into(),
+        }),
         len => read_raw(buf, len as usize, what).map(RawValue::Bytes),
     }
 }
 
-pub fn write_value(buf: &mut impl BufMut, v: RawValue<'_>, what: &'static str) -> Result<(), EncodeError> {
+pub fn write_value(
+    buf: &mut impl BufMut,
+    v: RawValue<'_>,
+    what: &'static str,
+) -> Result<(), EncodeError> {
     match v {
         RawValue::Null => buf.put_i32(-1),
         RawValue::Unset => buf.put_i32(-2),
@@ -242,12 +282,19 @@ pub fn write_value(buf: &mut impl BufMut, v: RawValue<'_>, what: &'static str) -
 
 /// `[short bytes]`: `[short]` n then n bytes.
 #[inline]
-pub fn read_short_bytes<'a>(buf: &mut &'a [u8], what: &'static str) -> Result<&'a [u8], DecodeError> {
+pub fn read_short_bytes<'a>(
+    buf: &mut &'a [u8],
+    what: &'static str,
+) -> Result<&'a [u8], DecodeError> {
     let len = read_short(buf, what)?;
     read_raw(buf, len.into(), what)
 }
 
-pub fn write_short_bytes(buf: &mut impl BufMut, b: &[u8], what: &'static str) -> Result<(), EncodeError> {
+pub fn write_short_bytes(
+    buf: &mut impl BufMut,
+    b: &[u8],
+    what: &'static str,
+) -> Result<(), EncodeError> {
     buf.put_u16(short_len(b.len(), what)?);
     buf.put_slice(b);
     Ok(())
@@ -263,7 +310,11 @@ pub fn read_unsigned_vint(buf: &mut &[u8], what: &'static str) -> Result<u64, De
     }
     let rest = read_raw(buf, extra, what)?;
     // With 8 extra bytes the first byte carries no value bits.
-    let mut v = if extra >= 8 { 0 } else { u64::from(first & (0xff >> extra)) };
+    let mut v = if extra >= 8 {
+        0
+    } else {
+        u64::from(first & (0xff >> extra))
+    };
     for &b in rest {
         v = (v << 8) | u64::from(b);
     }
@@ -273,7 +324,11 @@ pub fn read_unsigned_vint(buf: &mut &[u8], what: &'static str) -> Result<u64, De
 pub fn write_unsigned_vint(buf: &mut impl BufMut, v: u64) {
     let bits = 64 - (v | 1).leading_zeros() as usize;
     // Each extra byte adds 8 bits but costs one bit of the first byte: 7 value bits per byte.
-    let extra = if bits <= 7 { 0 } else { ((bits - 1) / 7).min(8) };
+    let extra = if bits <= 7 {
+        0
+    } else {
+        ((bits - 1) / 7).min(8)
+    };
     if extra == 0 {
         buf.put_u8(v as u8);
         return;
@@ -281,7 +336,11 @@ pub fn write_unsigned_vint(buf: &mut impl BufMut, v: u64) {
     let mut tmp = [0u8; 9];
     let be = v.to_be_bytes();
     tmp[1..=extra].copy_from_slice(&be[8 - extra..]);
-    let high = if extra >= 8 { 0 } else { (v >> (8 * extra)) as u8 };
+    let high = if extra >= 8 {
+        0
+    } else {
+        (v >> (8 * extra)) as u8
+    };
     tmp[0] = (0xffu16 << (8 - extra)) as u8 | high;
     buf.put_slice(&tmp[..=extra]);
 }
@@ -301,7 +360,10 @@ pub fn read_inetaddr(buf: &mut &[u8], what: &'static str) -> Result<IpAddr, Deco
     match read_byte(buf, what)? {
         4 => Ok(IpAddr::V4(Ipv4Addr::from(read_array::<4>(buf, what)?))),
         16 => Ok(IpAddr::V6(Ipv6Addr::from(read_array::<16>(buf, what)?))),
-        n => Err(DecodeError::InvalidValue { what, value: n.into() }),
+        n => Err(DecodeError::InvalidValue {
+            what,
+            value: n.into(),
+        }),
     }
 }
 
@@ -322,7 +384,10 @@ pub fn write_inetaddr(buf: &mut impl BufMut, ip: IpAddr) {
 pub fn read_inet(buf: &mut &[u8], what: &'static str) -> Result<SocketAddr, DecodeError> {
     let ip = read_inetaddr(buf, what)?;
     let port = read_int(buf, what)?;
-    let port = u16::try_from(port).map_err(|_| DecodeError::InvalidValue { what, value: port.into() })?;
+    let port = u16::try_from(port).map_err(|_| DecodeError::InvalidValue {
+        what,
+        value: port.into(),
+    })?;
     Ok(SocketAddr::new(ip, port))
 }
 
@@ -421,7 +486,10 @@ pub fn expect_end(buf: &[u8], what: &'static str) -> Result<(), DecodeError> {
     if buf.is_empty() {
         Ok(())
     } else {
-        Err(DecodeError::TrailingBytes { what, extra: buf.len() })
+        Err(DecodeError::TrailingBytes {
+            what,
+            extra: buf.len(),
+        })
     }
 }
 
@@ -451,14 +519,21 @@ mod tests {
 
     #[test]
     fn strings_roundtrip_and_reject_bad_utf8() {
-        roundtrip("héllo".to_owned(), |b, v| write_string(b, v, "s").unwrap(), |b| {
-            read_string(b, "s").map(str::to_owned)
-        });
-        roundtrip("x".repeat(70_000), |b, v| write_long_string(b, v, "ls").unwrap(), |b| {
-            read_long_string(b, "ls").map(str::to_owned)
-        });
+        roundtrip(
+            "héllo".to_owned(),
+            |b, v| write_string(b, v, "s").unwrap(),
+            |b| read_string(b, "s").map(str::to_owned),
+        );
+        roundtrip(
+            "x".repeat(70_000),
+            |b, v| write_long_string(b, v, "ls").unwrap(),
+            |b| read_long_string(b, "ls").map(str::to_owned),
+        );
         let mut bad: &[u8] = &[0, 2, 0xff, 0xfe];
-        assert_eq!(read_string(&mut bad, "s"), Err(DecodeError::InvalidUtf8 { what: "s" }));
+        assert_eq!(
+            read_string(&mut bad, "s"),
+            Err(DecodeError::InvalidUtf8 { what: "s" })
+        );
         let long = "x".repeat(70_000);
         assert!(matches!(
             write_string(&mut Vec::new(), &long, "s"),
@@ -471,33 +546,51 @@ mod tests {
         let mut buf: &[u8] = &[0, 5, b'a'];
         assert_eq!(
             read_string(&mut buf, "keyspace"),
-            Err(DecodeError::TooShort { what: "keyspace", needed: 5, remaining: 1 })
+            Err(DecodeError::TooShort {
+                what: "keyspace",
+                needed: 5,
+                remaining: 1
+            })
         );
     }
 
     #[test]
     fn value_distinguishes_null_unset_and_rejects_other_negatives() {
-        for v in [RawValue::Null, RawValue::Unset, RawValue::Bytes(b"abc"), RawValue::Bytes(b"")] {
+        for v in [
+            RawValue::Null,
+            RawValue::Unset,
+            RawValue::Bytes(b"abc"),
+            RawValue::Bytes(b""),
+        ] {
             let mut out = Vec::new();
             write_value(&mut out, v, "v").unwrap();
             let mut s = out.as_slice();
             assert_eq!(read_value(&mut s, "v").unwrap(), v);
         }
         let mut bad: &[u8] = &(-3i32).to_be_bytes();
-        assert!(matches!(read_value(&mut bad, "v"), Err(DecodeError::NegativeLength { len: -3, .. })));
+        assert!(matches!(
+            read_value(&mut bad, "v"),
+            Err(DecodeError::NegativeLength { len: -3, .. })
+        ));
     }
 
     #[test]
     fn bytes_and_short_bytes_roundtrip() {
-        roundtrip(Some(vec![1u8, 2, 3]), |b, v| write_bytes(b, v.as_deref(), "b").unwrap(), |b| {
-            read_bytes(b, "b").map(|o| o.map(<[u8]>::to_vec))
-        });
-        roundtrip(None, |b, v: &Option<Vec<u8>>| write_bytes(b, v.as_deref(), "b").unwrap(), |b| {
-            read_bytes(b, "b").map(|o| o.map(<[u8]>::to_vec))
-        });
-        roundtrip(vec![9u8; 300], |b, v| write_short_bytes(b, v, "sb").unwrap(), |b| {
-            read_short_bytes(b, "sb").map(<[u8]>::to_vec)
-        });
+        roundtrip(
+            Some(vec![1u8, 2, 3]),
+            |b, v| write_bytes(b, v.as_deref(), "b").unwrap(),
+            |b| read_bytes(b, "b").map(|o| o.map(<[u8]>::to_vec)),
+        );
+        roundtrip(
+            None,
+            |b, v: &Option<Vec<u8>>| write_bytes(b, v.as_deref(), "b").unwrap(),
+            |b| read_bytes(b, "b").map(|o| o.map(<[u8]>::to_vec)),
+        );
+        roundtrip(
+            vec![9u8; 300],
+            |b, v| write_short_bytes(b, v, "sb").unwrap(),
+            |b| read_short_bytes(b, "sb").map(<[u8]>::to_vec),
+        );
     }
 
     #[test]
@@ -507,22 +600,39 @@ mod tests {
             roundtrip(addr, |b, v| write_inet(b, *v), |b| read_inet(b, "inet"));
         }
         let mut bad: &[u8] = &[5, 1, 2, 3, 4, 5];
-        assert!(matches!(read_inetaddr(&mut bad, "ip"), Err(DecodeError::InvalidValue { value: 5, .. })));
+        assert!(matches!(
+            read_inetaddr(&mut bad, "ip"),
+            Err(DecodeError::InvalidValue { value: 5, .. })
+        ));
     }
 
     #[test]
     fn maps_and_lists_roundtrip() {
-        roundtrip(vec!["a".to_owned(), "bc".to_owned()], |b, v| write_string_list(b, v, "l").unwrap(), |b| {
-            read_string_list(b, "l")
-        });
-        let mm = vec![("COMPRESSION".to_owned(), vec!["lz4".to_owned(), "snappy".to_owned()])];
-        roundtrip(mm, |b, v| write_string_multimap(b, v, "mm").unwrap(), |b| read_string_multimap(b, "mm"));
+        roundtrip(
+            vec!["a".to_owned(), "bc".to_owned()],
+            |b, v| write_string_list(b, v, "l").unwrap(),
+            |b| read_string_list(b, "l"),
+        );
+        let mm = vec![(
+            "COMPRESSION".to_owned(),
+            vec!["lz4".to_owned(), "snappy".to_owned()],
+        )];
+        roundtrip(
+            mm,
+            |b, v| write_string_multimap(b, v, "mm").unwrap(),
+            |b| read_string_multimap(b, "mm"),
+        );
         let mut out = Vec::new();
         write_string_map(&mut out, [("CQL_VERSION", "3.0.0")].into_iter(), "m").unwrap();
         let m = read_string_map(&mut out.as_slice(), "m").unwrap();
         assert_eq!(m["CQL_VERSION"], "3.0.0");
         let mut out = Vec::new();
-        write_bytes_map(&mut out, [("k", Some(&b"v"[..])), ("n", None)].into_iter(), "bm").unwrap();
+        write_bytes_map(
+            &mut out,
+            [("k", Some(&b"v"[..])), ("n", None)].into_iter(),
+            "bm",
+        )
+        .unwrap();
         assert_eq!(
             read_bytes_map(&mut out.as_slice(), "bm").unwrap(),
             vec![("k", Some(&b"v"[..])), ("n", None)]
@@ -538,7 +648,10 @@ mod tests {
             (128, &[0x80, 0x80]),
             (16_383, &[0xbf, 0xff]),
             (16_384, &[0xc0, 0x40, 0x00]),
-            (u64::MAX, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            (
+                u64::MAX,
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            ),
         ];
         for &(v, bytes) in cases {
             let mut out = Vec::new();
