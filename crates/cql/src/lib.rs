@@ -14,6 +14,7 @@
 pub mod compression;
 pub mod envelope;
 pub mod protocol;
+pub mod request;
 pub mod segment;
 pub mod wire;
 
