@@ -17,7 +17,9 @@ pub struct AuthResponse {
 
 impl AuthResponse {
     pub fn new(token: impl Into<Vec<u8>>) -> Self {
-        Self { token: Some(token.into()) }
+        Self {
+            token: Some(token.into()),
+        }
     }
 
     /// The token `PasswordAuthenticator` expects: `\0user\0password` (SASL PLAIN, RFC 4616).
@@ -32,10 +34,16 @@ impl AuthResponse {
 
     /// Reads the body from the front of `buf`; the caller checks that nothing is left.
     pub fn decode(buf: &mut &[u8], _version: ProtocolVersion) -> Result<Self, DecodeError> {
-        Ok(Self { token: read_bytes(buf, WHAT)?.map(<[u8]>::to_vec) })
+        Ok(Self {
+            token: read_bytes(buf, WHAT)?.map(<[u8]>::to_vec),
+        })
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut, _version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        buf: &mut impl BufMut,
+        _version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         write_bytes(buf, self.token.as_deref(), WHAT)
     }
 }

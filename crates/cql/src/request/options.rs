@@ -15,7 +15,11 @@ impl Options {
         Ok(Self)
     }
 
-    pub fn encode(&self, _buf: &mut impl BufMut, _version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        _buf: &mut impl BufMut,
+        _version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         Ok(())
     }
 }

@@ -21,7 +21,9 @@ pub struct Register {
 
 impl Register {
     pub fn new(events: impl IntoIterator<Item = EventType>) -> Self {
-        Self { events: events.into_iter().collect() }
+        Self {
+            events: events.into_iter().collect(),
+        }
     }
 
     /// Reads the body from the front of `buf`; the caller checks that nothing is left.
@@ -35,7 +37,11 @@ impl Register {
         Ok(Self { events })
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut, _version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        buf: &mut impl BufMut,
+        _version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         let n = u16::try_from(self.events.len()).map_err(|_| EncodeError::TooLong {
             what: WHAT,
             len: self.events.len(),
@@ -76,8 +82,11 @@ mod tests {
             0x00, 0x0d,                   // [string] length 13
             b'S', b'C', b'H', b'E', b'M', b'A', b'_', b'C', b'H', b'A', b'N', b'G', b'E',
         ];
-        let expected =
-            Register::new([EventType::TopologyChange, EventType::StatusChange, EventType::SchemaChange]);
+        let expected = Register::new([
+            EventType::TopologyChange,
+            EventType::StatusChange,
+            EventType::SchemaChange,
+        ]);
         for v in ProtocolVersion::ALL {
             let mut s = body;
             let got = Register::decode(&mut s, v).unwrap();
@@ -89,7 +98,10 @@ mod tests {
 
     #[test]
     fn unknown_event_names_are_kept() {
-        let msg = Register::new([EventType::Other("CLIENT_CHANGE".into()), EventType::StatusChange]);
+        let msg = Register::new([
+            EventType::Other("CLIENT_CHANGE".into()),
+            EventType::StatusChange,
+        ]);
         roundtrip(&msg, ProtocolVersion::V5);
     }
 

@@ -53,7 +53,10 @@ impl Startup {
 
     /// The first value given for `key` (keys are case-sensitive, as in Cassandra).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.options.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.options
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn cql_version(&self) -> Option<&str> {
@@ -96,8 +99,16 @@ impl Startup {
         Ok(Self { options })
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut, _version: ProtocolVersion) -> Result<(), EncodeError> {
-        write_string_map(buf, self.options.iter().map(|(k, v)| (k.as_str(), v.as_str())), WHAT)
+    pub fn encode(
+        &self,
+        buf: &mut impl BufMut,
+        _version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
+        write_string_map(
+            buf,
+            self.options.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            WHAT,
+        )
     }
 }
 
@@ -157,7 +168,10 @@ mod tests {
         let mut msg = Startup::new("3.0.0", Some("snappy"));
         msg.set(keys::DRIVER_NAME, "ferry");
         msg.set(keys::COMPRESSION, "lz4");
-        assert_eq!(msg.options[1], (keys::COMPRESSION.to_owned(), "lz4".to_owned()));
+        assert_eq!(
+            msg.options[1],
+            (keys::COMPRESSION.to_owned(), "lz4".to_owned())
+        );
         assert_eq!(msg.remove(keys::COMPRESSION), Some("lz4".to_owned()));
         assert_eq!(msg.compression(), None);
         assert_eq!(msg.remove(keys::COMPRESSION), None);
@@ -169,7 +183,11 @@ mod tests {
         let mut s: &[u8] = &[0x00, 0x01, 0x00, 0x05, b'a'];
         assert_eq!(
             Startup::decode(&mut s, ProtocolVersion::V4),
-            Err(DecodeError::TooShort { what: WHAT, needed: 5, remaining: 1 })
+            Err(DecodeError::TooShort {
+                what: WHAT,
+                needed: 5,
+                remaining: 1
+            })
         );
     }
 

@@ -22,10 +22,16 @@ impl AuthChallenge {
 
     /// Reads the body from the front of `buf`; the caller checks that nothing is left.
     pub fn decode(buf: &mut &[u8], _version: ProtocolVersion) -> Result<Self, DecodeError> {
-        Ok(Self { token: read_bytes(buf, WHAT)?.map(<[u8]>::to_vec) })
+        Ok(Self {
+            token: read_bytes(buf, WHAT)?.map(<[u8]>::to_vec),
+        })
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut, _version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        buf: &mut impl BufMut,
+        _version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         write_bytes(buf, self.token.as_deref(), WHAT)
     }
 }
@@ -53,7 +59,10 @@ mod tests {
         ];
         let null: &[u8] = &[0xff, 0xff, 0xff, 0xff]; // [bytes] length -1: null (spec v4 §3)
         for v in ProtocolVersion::ALL {
-            for (bytes, expected) in [(body, AuthChallenge::new(Some(vec![0xca, 0xfe, 0x01]))), (null, AuthChallenge::new(None))] {
+            for (bytes, expected) in [
+                (body, AuthChallenge::new(Some(vec![0xca, 0xfe, 0x01]))),
+                (null, AuthChallenge::new(None)),
+            ] {
                 let mut s = bytes;
                 let got = AuthChallenge::decode(&mut s, v).unwrap();
                 assert!(s.is_empty());

@@ -20,15 +20,23 @@ pub struct Authenticate {
 
 impl Authenticate {
     pub fn new(authenticator: impl Into<String>) -> Self {
-        Self { authenticator: authenticator.into() }
+        Self {
+            authenticator: authenticator.into(),
+        }
     }
 
     /// Reads the body from the front of `buf`; the caller checks that nothing is left.
     pub fn decode(buf: &mut &[u8], _version: ProtocolVersion) -> Result<Self, DecodeError> {
-        Ok(Self { authenticator: read_string(buf, WHAT)?.to_owned() })
+        Ok(Self {
+            authenticator: read_string(buf, WHAT)?.to_owned(),
+        })
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut, _version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        buf: &mut impl BufMut,
+        _version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         write_string(buf, &self.authenticator, WHAT)
     }
 }

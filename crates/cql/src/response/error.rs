@@ -19,9 +19,9 @@ use bytes::BufMut;
 
 use crate::protocol::{Consistency, ProtocolVersion, read_consistency, write_consistency};
 use crate::wire::{
-    DecodeError, EncodeError, read_byte, read_inetaddr, read_int, read_raw, read_short, read_short_bytes,
-    read_string, read_string_list, write_byte, write_inetaddr, write_int, write_short, write_short_bytes,
-    write_string, write_string_list,
+    DecodeError, EncodeError, read_byte, read_inetaddr, read_int, read_raw, read_short,
+    read_short_bytes, read_string, read_string_list, write_byte, write_inetaddr, write_int,
+    write_short, write_short_bytes, write_string, write_string_list,
 };
 
 /// Error codes (spec v5 §9).
@@ -114,7 +114,10 @@ impl TryFrom<i32> for ErrorCode {
     type Error = UnknownErrorCode;
 
     fn try_from(v: i32) -> Result<Self, UnknownErrorCode> {
-        Self::ALL.into_iter().find(|c| *c as i32 == v).ok_or(UnknownErrorCode(v))
+        Self::ALL
+            .into_iter()
+            .find(|c| *c as i32 == v)
+            .ok_or(UnknownErrorCode(v))
     }
 }
 
@@ -208,7 +211,11 @@ pub enum ErrorKind {
     ProtocolError,
     AuthenticationError,
     /// Not enough replicas alive to even try (`alive < required`).
-    Unavailable { consistency: Consistency, required: i32, alive: i32 },
+    Unavailable {
+        consistency: Consistency,
+        required: i32,
+        alive: i32,
+    },
     Overloaded,
     IsBootstrapping,
     TruncateError,
@@ -222,23 +229,56 @@ pub enum ErrorKind {
     },
     /// `data_present`: whether the replica asked for data (not a digest) answered. Decoded as
     /// byte != 0 and written as 0/1.
-    ReadTimeout { consistency: Consistency, received: i32, block_for: i32, data_present: bool },
-    ReadFailure { consistency: Consistency, received: i32, block_for: i32, failures: Failures, data_present: bool },
-    FunctionFailure { keyspace: String, function: String, arg_types: Vec<String> },
-    WriteFailure { consistency: Consistency, received: i32, block_for: i32, failures: Failures, write_type: WriteType },
+    ReadTimeout {
+        consistency: Consistency,
+        received: i32,
+        block_for: i32,
+        data_present: bool,
+    },
+    ReadFailure {
+        consistency: Consistency,
+        received: i32,
+        block_for: i32,
+        failures: Failures,
+        data_present: bool,
+    },
+    FunctionFailure {
+        keyspace: String,
+        function: String,
+        arg_types: Vec<String>,
+    },
+    WriteFailure {
+        consistency: Consistency,
+        received: i32,
+        block_for: i32,
+        failures: Failures,
+        write_type: WriteType,
+    },
     CdcWriteFailure,
     /// A contended LWT may or may not have been applied.
-    CasWriteUnknown { consistency: Consistency, received: i32, block_for: i32 },
+    CasWriteUnknown {
+        consistency: Consistency,
+        received: i32,
+        block_for: i32,
+    },
     SyntaxError,
     Unauthorized,
     Invalid,
     ConfigError,
     /// `table` is empty when a keyspace already exists.
-    AlreadyExists { keyspace: String, table: String },
+    AlreadyExists {
+        keyspace: String,
+        table: String,
+    },
     /// The prepared statement id the node does not know; the client re-prepares.
-    Unprepared { id: Vec<u8> },
+    Unprepared {
+        id: Vec<u8>,
+    },
     /// A code this crate does not know, with every byte after the message kept as is.
-    Other { code: i32, rest: Vec<u8> },
+    Other {
+        code: i32,
+        rest: Vec<u8>,
+    },
 }
 
 impl ErrorKind {
@@ -297,7 +337,10 @@ const MIN_REASONMAP_ENTRY: usize = 7;
 
 impl ErrorResponse {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn server_error(message: impl Into<String>) -> Self {
@@ -341,7 +384,10 @@ impl ErrorResponse {
         let message = read_string(buf, WHAT_MESSAGE)?.to_owned();
         let Ok(code) = ErrorCode::try_from(raw) else {
             let rest = read_raw(buf, buf.len(), WHAT_FIELDS)?.to_vec();
-            return Ok(Self { kind: ErrorKind::Other { code: raw, rest }, message });
+            return Ok(Self {
+                kind: ErrorKind::Other { code: raw, rest },
+                message,
+            });
         };
         let kind = match code {
             ErrorCode::ServerError => ErrorKind::ServerError,
@@ -365,7 +411,13 @@ impl ErrorResponse {
                 } else {
                     None
                 };
-                ErrorKind::WriteTimeout { consistency, received, block_for, write_type, contentions }
+                ErrorKind::WriteTimeout {
+                    consistency,
+                    received,
+                    block_for,
+                    write_type,
+                    contentions,
+                }
             }
             ErrorCode::ReadTimeout => ErrorKind::ReadTimeout {
                 consistency: read_consistency(buf)?,
@@ -406,7 +458,9 @@ impl ErrorResponse {
                 keyspace: read_string(buf, WHAT_FIELDS)?.to_owned(),
                 table: read_string(buf, WHAT_FIELDS)?.to_owned(),
             },
-            ErrorCode::Unprepared => ErrorKind::Unprepared { id: read_short_bytes(buf, WHAT_FIELDS)?.to_vec() },
+            ErrorCode::Unprepared => ErrorKind::Unprepared {
+                id: read_short_bytes(buf, WHAT_FIELDS)?.to_vec(),
+            },
         };
         Ok(Self { kind, message })
     }
@@ -415,7 +469,11 @@ impl ErrorResponse {
     /// without its reasonmap, or a v5 CAS write timeout without its contentions. Going the other
     /// way loses nothing the older version can carry (a reasonmap becomes its count, contentions
     /// are dropped), as Cassandra itself does for older clients.
-    pub fn encode(&self, buf: &mut impl BufMut, version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        buf: &mut impl BufMut,
+        version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         write_int(buf, self.raw_code());
         write_string(buf, &self.message, WHAT_MESSAGE)?;
         match &self.kind {
@@ -430,12 +488,22 @@ impl ErrorResponse {
             | ErrorKind::Unauthorized
             | ErrorKind::Invalid
             | ErrorKind::ConfigError => {}
-            ErrorKind::Unavailable { consistency, required, alive } => {
+            ErrorKind::Unavailable {
+                consistency,
+                required,
+                alive,
+            } => {
                 write_consistency(buf, *consistency);
                 write_int(buf, *required);
                 write_int(buf, *alive);
             }
-            ErrorKind::WriteTimeout { consistency, received, block_for, write_type, contentions } => {
+            ErrorKind::WriteTimeout {
+                consistency,
+                received,
+                block_for,
+                write_type,
+                contentions,
+            } => {
                 write_consistency(buf, *consistency);
                 write_int(buf, *received);
                 write_int(buf, *block_for);
@@ -448,32 +516,57 @@ impl ErrorResponse {
                     write_short(buf, n);
                 }
             }
-            ErrorKind::ReadTimeout { consistency, received, block_for, data_present } => {
+            ErrorKind::ReadTimeout {
+                consistency,
+                received,
+                block_for,
+                data_present,
+            } => {
                 write_consistency(buf, *consistency);
                 write_int(buf, *received);
                 write_int(buf, *block_for);
                 write_byte(buf, u8::from(*data_present));
             }
-            ErrorKind::ReadFailure { consistency, received, block_for, failures, data_present } => {
+            ErrorKind::ReadFailure {
+                consistency,
+                received,
+                block_for,
+                failures,
+                data_present,
+            } => {
                 write_consistency(buf, *consistency);
                 write_int(buf, *received);
                 write_int(buf, *block_for);
                 write_failures(buf, failures, version)?;
                 write_byte(buf, u8::from(*data_present));
             }
-            ErrorKind::FunctionFailure { keyspace, function, arg_types } => {
+            ErrorKind::FunctionFailure {
+                keyspace,
+                function,
+                arg_types,
+            } => {
                 write_string(buf, keyspace, WHAT_FIELDS)?;
                 write_string(buf, function, WHAT_FIELDS)?;
                 write_string_list(buf, arg_types, WHAT_FIELDS)?;
             }
-            ErrorKind::WriteFailure { consistency, received, block_for, failures, write_type } => {
+            ErrorKind::WriteFailure {
+                consistency,
+                received,
+                block_for,
+                failures,
+                write_type,
+            } => {
                 write_consistency(buf, *consistency);
                 write_int(buf, *received);
                 write_int(buf, *block_for);
                 write_failures(buf, failures, version)?;
                 write_string(buf, write_type.name(), WHAT_FIELDS)?;
             }
-            ErrorKind::CasWriteUnknown { consistency, received, block_for } => {
+            ErrorKind::CasWriteUnknown {
+                consistency,
+                received,
+                block_for,
+            } => {
                 write_consistency(buf, *consistency);
                 write_int(buf, *received);
                 write_int(buf, *block_for);
@@ -508,7 +601,10 @@ fn read_failures(buf: &mut &[u8], version: ProtocolVersion) -> Result<Failures, 
     if version < ProtocolVersion::V5 {
         return Ok(Failures::Count(n));
     }
-    let n = usize::try_from(n).map_err(|_| DecodeError::NegativeLength { what: WHAT_REASONMAP, len: n.into() })?;
+    let n = usize::try_from(n).map_err(|_| DecodeError::NegativeLength {
+        what: WHAT_REASONMAP,
+        len: n.into(),
+    })?;
     let mut map = Vec::with_capacity(n.min(buf.len() / MIN_REASONMAP_ENTRY));
     for _ in 0..n {
         let endpoint = read_inetaddr(buf, WHAT_REASONMAP)?;
@@ -517,7 +613,11 @@ fn read_failures(buf: &mut &[u8], version: ProtocolVersion) -> Result<Failures, 
     Ok(Failures::ByEndpoint(map))
 }
 
-fn write_failures(buf: &mut impl BufMut, failures: &Failures, version: ProtocolVersion) -> Result<(), EncodeError> {
+fn write_failures(
+    buf: &mut impl BufMut,
+    failures: &Failures,
+    version: ProtocolVersion,
+) -> Result<(), EncodeError> {
     match (failures, version >= ProtocolVersion::V5) {
         (Failures::Count(n), false) => write_int(buf, *n),
         (Failures::ByEndpoint(map), false) => write_int(buf, failures_len(map.len())?),
@@ -531,7 +631,9 @@ fn write_failures(buf: &mut impl BufMut, failures: &Failures, version: ProtocolV
         (Failures::Count(n), true) => {
             return Err(EncodeError::Invalid {
                 what: WHAT_REASONMAP,
-                reason: format!("{version} needs a <reasonmap>, only a count of {n} failures is known"),
+                reason: format!(
+                    "{version} needs a <reasonmap>, only a count of {n} failures is known"
+                ),
             });
         }
     }
@@ -539,7 +641,11 @@ fn write_failures(buf: &mut impl BufMut, failures: &Failures, version: ProtocolV
 }
 
 fn failures_len(len: usize) -> Result<i32, EncodeError> {
-    i32::try_from(len).map_err(|_| EncodeError::TooLong { what: WHAT_REASONMAP, len, max: i32::MAX as usize })
+    i32::try_from(len).map_err(|_| EncodeError::TooLong {
+        what: WHAT_REASONMAP,
+        len,
+        max: i32::MAX as usize,
+    })
 }
 
 /// Lowercase hex for ids in messages, as Cassandra prints them.
@@ -560,7 +666,11 @@ mod tests {
         let mut out = Vec::new();
         msg.encode(&mut out, version).unwrap();
         let mut s = out.as_slice();
-        assert_eq!(&ErrorResponse::decode(&mut s, version).unwrap(), msg, "{version}");
+        assert_eq!(
+            &ErrorResponse::decode(&mut s, version).unwrap(),
+            msg,
+            "{version}"
+        );
         assert!(s.is_empty(), "{} bytes left", s.len());
         out
     }
@@ -576,7 +686,10 @@ mod tests {
     fn samples(version: ProtocolVersion) -> Vec<ErrorKind> {
         let v5 = version >= ProtocolVersion::V5;
         let failures = if v5 {
-            Failures::ByEndpoint(vec![("10.0.0.1".parse().unwrap(), 1), ("::2".parse().unwrap(), 0)])
+            Failures::ByEndpoint(vec![
+                ("10.0.0.1".parse().unwrap(), 1),
+                ("::2".parse().unwrap(), 0),
+            ])
         } else {
             Failures::Count(2)
         };
@@ -585,7 +698,11 @@ mod tests {
             ErrorKind::ServerError,
             ErrorKind::ProtocolError,
             ErrorKind::AuthenticationError,
-            ErrorKind::Unavailable { consistency: cl, required: 2, alive: 1 },
+            ErrorKind::Unavailable {
+                consistency: cl,
+                required: 2,
+                alive: 1,
+            },
             ErrorKind::Overloaded,
             ErrorKind::IsBootstrapping,
             ErrorKind::TruncateError,
@@ -596,7 +713,12 @@ mod tests {
                 write_type: WriteType::Cas,
                 contentions: v5.then_some(3),
             },
-            ErrorKind::ReadTimeout { consistency: cl, received: 1, block_for: 2, data_present: true },
+            ErrorKind::ReadTimeout {
+                consistency: cl,
+                received: 1,
+                block_for: 2,
+                data_present: true,
+            },
             ErrorKind::ReadFailure {
                 consistency: cl,
                 received: 0,
@@ -617,14 +739,24 @@ mod tests {
                 write_type: WriteType::UnloggedBatch,
             },
             ErrorKind::CdcWriteFailure,
-            ErrorKind::CasWriteUnknown { consistency: Consistency::Serial, received: 1, block_for: 2 },
+            ErrorKind::CasWriteUnknown {
+                consistency: Consistency::Serial,
+                received: 1,
+                block_for: 2,
+            },
             ErrorKind::SyntaxError,
             ErrorKind::Unauthorized,
             ErrorKind::Invalid,
             ErrorKind::ConfigError,
-            ErrorKind::AlreadyExists { keyspace: "ks".into(), table: String::new() },
+            ErrorKind::AlreadyExists {
+                keyspace: "ks".into(),
+                table: String::new(),
+            },
             ErrorKind::Unprepared { id: vec![0xab; 16] },
-            ErrorKind::Other { code: 0x7777, rest: vec![1, 2, 3] },
+            ErrorKind::Other {
+                code: 0x7777,
+                rest: vec![1, 2, 3],
+            },
         ]
     }
 
@@ -634,7 +766,11 @@ mod tests {
             let samples = samples(v);
             let mut codes: Vec<ErrorCode> = samples.iter().filter_map(ErrorKind::code).collect();
             codes.dedup();
-            assert_eq!(codes, ErrorCode::ALL, "the samples cover every code once, in order");
+            assert_eq!(
+                codes,
+                ErrorCode::ALL,
+                "the samples cover every code once, in order"
+            );
             for kind in samples {
                 roundtrip(&ErrorResponse::new(kind, "boom"), v);
             }
@@ -647,7 +783,10 @@ mod tests {
             assert_eq!(ErrorCode::try_from(c.as_i32()), Ok(c));
         }
         assert_eq!(ErrorCode::try_from(0x1800), Err(UnknownErrorCode(0x1800)));
-        assert_eq!(UnknownErrorCode(0x1800).to_string(), "unknown error code 0x1800");
+        assert_eq!(
+            UnknownErrorCode(0x1800).to_string(),
+            "unknown error code 0x1800"
+        );
     }
 
     #[test]
@@ -661,7 +800,11 @@ mod tests {
             0x00, 0x00, 0x00, 0x01,       // <alive> [int] 1
         ];
         let expected = ErrorResponse::new(
-            ErrorKind::Unavailable { consistency: Consistency::Quorum, required: 3, alive: 1 },
+            ErrorKind::Unavailable {
+                consistency: Consistency::Quorum,
+                required: 3,
+                alive: 1,
+            },
             "no",
         );
         golden(body, ProtocolVersion::V4, &expected);
@@ -775,7 +918,12 @@ mod tests {
             0x00, 0x04,                   // [short bytes] length 4
             0xde, 0xad, 0xbe, 0xef,       //   the unknown prepared id
         ];
-        let expected = ErrorResponse::new(ErrorKind::Unprepared { id: vec![0xde, 0xad, 0xbe, 0xef] }, "gon");
+        let expected = ErrorResponse::new(
+            ErrorKind::Unprepared {
+                id: vec![0xde, 0xad, 0xbe, 0xef],
+            },
+            "gon",
+        );
         for v in ProtocolVersion::ALL {
             golden(body, v, &expected);
         }
@@ -792,7 +940,13 @@ mod tests {
             0x00, 0x01, b'?',             // [string] message "?" (every code has one, §4.2.1)
             0x01, 0x02, 0x03,             // fields this crate cannot interpret, kept raw
         ];
-        let expected = ErrorResponse::new(ErrorKind::Other { code: 0x3000, rest: vec![1, 2, 3] }, "?");
+        let expected = ErrorResponse::new(
+            ErrorKind::Other {
+                code: 0x3000,
+                rest: vec![1, 2, 3],
+            },
+            "?",
+        );
         golden(body, ProtocolVersion::V5, &expected);
         assert_eq!(expected.code(), None);
         assert_eq!(expected.raw_code(), 0x3000);
@@ -801,9 +955,18 @@ mod tests {
 
     #[test]
     fn constructors_set_the_code() {
-        assert_eq!(ErrorResponse::server_error("a").code(), Some(ErrorCode::ServerError));
-        assert_eq!(ErrorResponse::protocol_error("a").code(), Some(ErrorCode::ProtocolError));
-        assert_eq!(ErrorResponse::overloaded("a").code(), Some(ErrorCode::Overloaded));
+        assert_eq!(
+            ErrorResponse::server_error("a").code(),
+            Some(ErrorCode::ServerError)
+        );
+        assert_eq!(
+            ErrorResponse::protocol_error("a").code(),
+            Some(ErrorCode::ProtocolError)
+        );
+        assert_eq!(
+            ErrorResponse::overloaded("a").code(),
+            Some(ErrorCode::Overloaded)
+        );
         assert_eq!(ErrorResponse::invalid("a").raw_code(), 0x2200);
     }
 
@@ -823,10 +986,19 @@ mod tests {
         let mut out = Vec::new();
         v5.encode(&mut out, ProtocolVersion::V4).unwrap();
         let back = ErrorResponse::decode(&mut out.as_slice(), ProtocolVersion::V4).unwrap();
-        assert!(matches!(back.kind, ErrorKind::WriteFailure { failures: Failures::Count(1), .. }));
+        assert!(matches!(
+            back.kind,
+            ErrorKind::WriteFailure {
+                failures: Failures::Count(1),
+                ..
+            }
+        ));
 
         // Without the reasonmap or the contentions v5 cannot be written.
-        let count_only = ErrorResponse { kind: back.kind, message: String::new() };
+        let count_only = ErrorResponse {
+            kind: back.kind,
+            message: String::new(),
+        };
         assert!(matches!(
             count_only.encode(&mut Vec::new(), ProtocolVersion::V5),
             Err(EncodeError::Invalid { .. })
@@ -841,7 +1013,9 @@ mod tests {
             },
             "",
         );
-        let err = no_contentions.encode(&mut Vec::new(), ProtocolVersion::V5).unwrap_err();
+        let err = no_contentions
+            .encode(&mut Vec::new(), ProtocolVersion::V5)
+            .unwrap_err();
         assert!(err.to_string().contains("contentions"), "{err}");
     }
 
@@ -857,7 +1031,10 @@ mod tests {
         write_int(&mut body, -1);
         assert_eq!(
             ErrorResponse::decode(&mut body.as_slice(), ProtocolVersion::V5),
-            Err(DecodeError::NegativeLength { what: WHAT_REASONMAP, len: -1 })
+            Err(DecodeError::NegativeLength {
+                what: WHAT_REASONMAP,
+                len: -1
+            })
         );
         // An unknown consistency.
         let mut body = Vec::new();
@@ -866,7 +1043,10 @@ mod tests {
         write_short(&mut body, 0x0042);
         assert_eq!(
             ErrorResponse::decode(&mut body.as_slice(), ProtocolVersion::V4),
-            Err(DecodeError::InvalidValue { what: "consistency", value: 0x42 })
+            Err(DecodeError::InvalidValue {
+                what: "consistency",
+                value: 0x42
+            })
         );
     }
 
@@ -884,7 +1064,10 @@ mod tests {
         ] {
             assert_eq!(WriteType::from_name(w.name()), w);
         }
-        assert_eq!(WriteType::from_name("PAXOS_V3"), WriteType::Other("PAXOS_V3".into()));
+        assert_eq!(
+            WriteType::from_name("PAXOS_V3"),
+            WriteType::Other("PAXOS_V3".into())
+        );
     }
 
     fn arb_consistency() -> impl Strategy<Value = Consistency> {
@@ -911,7 +1094,9 @@ mod tests {
                 any::<[u8; 4]>().prop_map(IpAddr::from),
                 any::<[u8; 16]>().prop_map(IpAddr::from),
             ];
-            proptest::collection::vec((ip, any::<u16>()), 0..4).prop_map(Failures::ByEndpoint).boxed()
+            proptest::collection::vec((ip, any::<u16>()), 0..4)
+                .prop_map(Failures::ByEndpoint)
+                .boxed()
         } else {
             any::<i32>().prop_map(Failures::Count).boxed()
         }
@@ -941,50 +1126,82 @@ mod tests {
                 required,
                 alive
             }),
-            (counts(), arb_write_type(), any::<u16>()).prop_map(move |((consistency, received, block_for), write_type, n)| {
-                let contentions = has_contentions(version, &write_type).then_some(n);
-                ErrorKind::WriteTimeout { consistency, received, block_for, write_type, contentions }
-            }),
-            (counts(), any::<bool>()).prop_map(|((consistency, received, block_for), data_present)| {
-                ErrorKind::ReadTimeout { consistency, received, block_for, data_present }
-            }),
+            (counts(), arb_write_type(), any::<u16>()).prop_map(
+                move |((consistency, received, block_for), write_type, n)| {
+                    let contentions = has_contentions(version, &write_type).then_some(n);
+                    ErrorKind::WriteTimeout {
+                        consistency,
+                        received,
+                        block_for,
+                        write_type,
+                        contentions,
+                    }
+                }
+            ),
+            (counts(), any::<bool>()).prop_map(
+                |((consistency, received, block_for), data_present)| {
+                    ErrorKind::ReadTimeout {
+                        consistency,
+                        received,
+                        block_for,
+                        data_present,
+                    }
+                }
+            ),
             (counts(), arb_failures(version), any::<bool>()).prop_map(
-                |((consistency, received, block_for), failures, data_present)| ErrorKind::ReadFailure {
-                    consistency,
-                    received,
-                    block_for,
-                    failures,
-                    data_present
+                |((consistency, received, block_for), failures, data_present)| {
+                    ErrorKind::ReadFailure {
+                        consistency,
+                        received,
+                        block_for,
+                        failures,
+                        data_present,
+                    }
                 }
             ),
-            (s(), s(), proptest::collection::vec(s(), 0..3)).prop_map(|(keyspace, function, arg_types)| {
-                ErrorKind::FunctionFailure { keyspace, function, arg_types }
-            }),
+            (s(), s(), proptest::collection::vec(s(), 0..3)).prop_map(
+                |(keyspace, function, arg_types)| {
+                    ErrorKind::FunctionFailure {
+                        keyspace,
+                        function,
+                        arg_types,
+                    }
+                }
+            ),
             (counts(), arb_failures(version), arb_write_type()).prop_map(
-                |((consistency, received, block_for), failures, write_type)| ErrorKind::WriteFailure {
-                    consistency,
-                    received,
-                    block_for,
-                    failures,
-                    write_type
+                |((consistency, received, block_for), failures, write_type)| {
+                    ErrorKind::WriteFailure {
+                        consistency,
+                        received,
+                        block_for,
+                        failures,
+                        write_type,
+                    }
                 }
             ),
-            counts().prop_map(|(consistency, received, block_for)| ErrorKind::CasWriteUnknown {
-                consistency,
-                received,
-                block_for
-            }),
+            counts().prop_map(
+                |(consistency, received, block_for)| ErrorKind::CasWriteUnknown {
+                    consistency,
+                    received,
+                    block_for
+                }
+            ),
             (s(), s()).prop_map(|(keyspace, table)| ErrorKind::AlreadyExists { keyspace, table }),
-            proptest::collection::vec(any::<u8>(), 0..20).prop_map(|id| ErrorKind::Unprepared { id }),
-            (any::<i32>().prop_filter("unknown codes only", |c| ErrorCode::try_from(*c).is_err()),
-             proptest::collection::vec(any::<u8>(), 0..20))
+            proptest::collection::vec(any::<u8>(), 0..20)
+                .prop_map(|id| ErrorKind::Unprepared { id }),
+            (
+                any::<i32>()
+                    .prop_filter("unknown codes only", |c| ErrorCode::try_from(*c).is_err()),
+                proptest::collection::vec(any::<u8>(), 0..20)
+            )
                 .prop_map(|(code, rest)| ErrorKind::Other { code, rest }),
         ];
         (kind, s()).prop_map(|(kind, message)| ErrorResponse { kind, message })
     }
 
     fn arb_version_and_error() -> impl Strategy<Value = (ProtocolVersion, ErrorResponse)> {
-        proptest::sample::select(ProtocolVersion::ALL.to_vec()).prop_flat_map(|v| (Just(v), arb_error(v)))
+        proptest::sample::select(ProtocolVersion::ALL.to_vec())
+            .prop_flat_map(|v| (Just(v), arb_error(v)))
     }
 
     proptest! {

@@ -94,8 +94,14 @@ impl StatusChangeType {
 pub enum Event {
     /// `node` is the node's native-protocol address as the server knows it; a proxy that
     /// virtualizes topology rewrites it.
-    TopologyChange { change: TopologyChangeType, node: SocketAddr },
-    StatusChange { change: StatusChangeType, node: SocketAddr },
+    TopologyChange {
+        change: TopologyChangeType,
+        node: SocketAddr,
+    },
+    StatusChange {
+        change: StatusChangeType,
+        node: SocketAddr,
+    },
     SchemaChange(SchemaChange),
 }
 
@@ -104,7 +110,10 @@ const WHAT_CHANGE: &str = "event change";
 const WHAT_NODE: &str = "event node address";
 
 fn unknown(what: &'static str, name: &str) -> DecodeError {
-    DecodeError::Malformed { what, reason: format!("unknown name {name:?}") }
+    DecodeError::Malformed {
+        what,
+        reason: format!("unknown name {name:?}"),
+    }
 }
 
 impl Event {
@@ -128,7 +137,10 @@ impl Event {
                     names::MOVED_NODE => TopologyChangeType::MovedNode,
                     other => return Err(unknown(WHAT_CHANGE, other)),
                 };
-                Ok(Self::TopologyChange { change, node: read_inet(buf, WHAT_NODE)? })
+                Ok(Self::TopologyChange {
+                    change,
+                    node: read_inet(buf, WHAT_NODE)?,
+                })
             }
             names::STATUS_CHANGE => {
                 let change = match read_string(buf, WHAT_CHANGE)? {
@@ -136,14 +148,21 @@ impl Event {
                     names::DOWN => StatusChangeType::Down,
                     other => return Err(unknown(WHAT_CHANGE, other)),
                 };
-                Ok(Self::StatusChange { change, node: read_inet(buf, WHAT_NODE)? })
+                Ok(Self::StatusChange {
+                    change,
+                    node: read_inet(buf, WHAT_NODE)?,
+                })
             }
             names::SCHEMA_CHANGE => Ok(Self::SchemaChange(SchemaChange::decode(buf, version)?)),
             other => Err(unknown(WHAT_TYPE, other)),
         }
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut, version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        buf: &mut impl BufMut,
+        version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         write_string(buf, self.event_type().name(), WHAT_TYPE)?;
         match self {
             Self::TopologyChange { change, node } => {
@@ -195,7 +214,10 @@ pub(crate) mod tests {
                 arb_addr()
             )
                 .prop_map(|(change, node)| Event::TopologyChange { change, node }),
-            (prop_oneof![Just(StatusChangeType::Up), Just(StatusChangeType::Down)], arb_addr())
+            (
+                prop_oneof![Just(StatusChangeType::Up), Just(StatusChangeType::Down)],
+                arb_addr()
+            )
                 .prop_map(|(change, node)| Event::StatusChange { change, node }),
             arb_schema_change().prop_map(Event::SchemaChange),
         ]
@@ -230,7 +252,13 @@ pub(crate) mod tests {
             10, 0, 0, 7,                      //   10.0.0.7
             0x00, 0x00, 0x23, 0x52,           //   [int] port 9042
         ];
-        golden(body, &Event::StatusChange { change: StatusChangeType::Up, node: "10.0.0.7:9042".parse().unwrap() });
+        golden(
+            body,
+            &Event::StatusChange {
+                change: StatusChangeType::Up,
+                node: "10.0.0.7:9042".parse().unwrap(),
+            },
+        );
     }
 
     #[test]
@@ -247,7 +275,10 @@ pub(crate) mod tests {
         ];
         golden(
             body,
-            &Event::TopologyChange { change: TopologyChangeType::NewNode, node: "[::1]:19043".parse().unwrap() },
+            &Event::TopologyChange {
+                change: TopologyChangeType::NewNode,
+                node: "[::1]:19043".parse().unwrap(),
+            },
         );
     }
 
@@ -297,7 +328,11 @@ pub(crate) mod tests {
 
     #[test]
     fn event_type_names_roundtrip() {
-        for t in [EventType::TopologyChange, EventType::StatusChange, EventType::SchemaChange] {
+        for t in [
+            EventType::TopologyChange,
+            EventType::StatusChange,
+            EventType::SchemaChange,
+        ] {
             assert_eq!(EventType::from_name(t.name()), t);
         }
         assert_eq!(EventType::from_name("X"), EventType::Other("X".into()));

@@ -16,7 +16,11 @@ impl Ready {
         Ok(Self)
     }
 
-    pub fn encode(&self, _buf: &mut impl BufMut, _version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        _buf: &mut impl BufMut,
+        _version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         Ok(())
     }
 }

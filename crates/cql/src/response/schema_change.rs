@@ -9,7 +9,9 @@
 use bytes::BufMut;
 
 use crate::protocol::ProtocolVersion;
-use crate::wire::{DecodeError, EncodeError, read_string, read_string_list, write_string, write_string_list};
+use crate::wire::{
+    DecodeError, EncodeError, read_string, read_string_list, write_string, write_string_list,
+};
 
 /// `<change_type>` and `<target>` strings, named once.
 pub mod names {
@@ -45,13 +47,29 @@ impl ChangeType {
 /// Which schema element changed, with the fields the spec gives for that target.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SchemaTarget {
-    Keyspace { keyspace: String },
-    Table { keyspace: String, table: String },
+    Keyspace {
+        keyspace: String,
+    },
+    Table {
+        keyspace: String,
+        table: String,
+    },
     /// A user-defined type.
-    Type { keyspace: String, name: String },
+    Type {
+        keyspace: String,
+        name: String,
+    },
     /// A user-defined function; `arg_types` tells overloads apart (CQL type names).
-    Function { keyspace: String, name: String, arg_types: Vec<String> },
-    Aggregate { keyspace: String, name: String, arg_types: Vec<String> },
+    Function {
+        keyspace: String,
+        name: String,
+        arg_types: Vec<String>,
+    },
+    Aggregate {
+        keyspace: String,
+        name: String,
+        arg_types: Vec<String>,
+    },
 }
 
 impl SchemaTarget {
@@ -101,7 +119,10 @@ const WHAT_OPTIONS: &str = "schema change options";
 
 impl SchemaChange {
     pub fn new(change_type: ChangeType, target: SchemaTarget) -> Self {
-        Self { change_type, target }
+        Self {
+            change_type,
+            target,
+        }
     }
 
     /// Reads `<change_type><target><options>` from the front of `buf`; the caller checks that
@@ -136,8 +157,14 @@ impl SchemaChange {
         let keyspace = read_string(buf, WHAT_OPTIONS)?.to_owned();
         let target = match kind {
             TargetKind::Keyspace => SchemaTarget::Keyspace { keyspace },
-            TargetKind::Table => SchemaTarget::Table { keyspace, table: read_string(buf, WHAT_OPTIONS)?.to_owned() },
-            TargetKind::Type => SchemaTarget::Type { keyspace, name: read_string(buf, WHAT_OPTIONS)?.to_owned() },
+            TargetKind::Table => SchemaTarget::Table {
+                keyspace,
+                table: read_string(buf, WHAT_OPTIONS)?.to_owned(),
+            },
+            TargetKind::Type => SchemaTarget::Type {
+                keyspace,
+                name: read_string(buf, WHAT_OPTIONS)?.to_owned(),
+            },
             TargetKind::Function => SchemaTarget::Function {
                 keyspace,
                 name: read_string(buf, WHAT_OPTIONS)?.to_owned(),
@@ -149,10 +176,17 @@ impl SchemaChange {
                 arg_types: read_string_list(buf, WHAT_OPTIONS)?,
             },
         };
-        Ok(Self { change_type, target })
+        Ok(Self {
+            change_type,
+            target,
+        })
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut, _version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        buf: &mut impl BufMut,
+        _version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         write_string(buf, self.change_type.name(), WHAT_CHANGE)?;
         write_string(buf, self.target.name(), WHAT_TARGET)?;
         write_string(buf, self.target.keyspace(), WHAT_OPTIONS)?;
@@ -161,7 +195,12 @@ impl SchemaChange {
             SchemaTarget::Table { table: name, .. } | SchemaTarget::Type { name, .. } => {
                 write_string(buf, name, WHAT_OPTIONS)?;
             }
-            SchemaTarget::Function { name, arg_types, .. } | SchemaTarget::Aggregate { name, arg_types, .. } => {
+            SchemaTarget::Function {
+                name, arg_types, ..
+            }
+            | SchemaTarget::Aggregate {
+                name, arg_types, ..
+            } => {
                 write_string(buf, name, WHAT_OPTIONS)?;
                 write_string_list(buf, arg_types, WHAT_OPTIONS)?;
             }
@@ -178,17 +217,35 @@ pub(crate) mod tests {
     pub(crate) fn arb_schema_change() -> impl Strategy<Value = SchemaChange> {
         let ident = || "[a-z_]{0,10}";
         let args = || proptest::collection::vec("[a-z<>, ]{0,12}", 0..4);
-        let change = prop_oneof![Just(ChangeType::Created), Just(ChangeType::Updated), Just(ChangeType::Dropped)];
+        let change = prop_oneof![
+            Just(ChangeType::Created),
+            Just(ChangeType::Updated),
+            Just(ChangeType::Dropped)
+        ];
         let target = prop_oneof![
             ident().prop_map(|keyspace| SchemaTarget::Keyspace { keyspace }),
-            (ident(), ident()).prop_map(|(keyspace, table)| SchemaTarget::Table { keyspace, table }),
+            (ident(), ident())
+                .prop_map(|(keyspace, table)| SchemaTarget::Table { keyspace, table }),
             (ident(), ident()).prop_map(|(keyspace, name)| SchemaTarget::Type { keyspace, name }),
-            (ident(), ident(), args())
-                .prop_map(|(keyspace, name, arg_types)| SchemaTarget::Function { keyspace, name, arg_types }),
-            (ident(), ident(), args())
-                .prop_map(|(keyspace, name, arg_types)| SchemaTarget::Aggregate { keyspace, name, arg_types }),
+            (ident(), ident(), args()).prop_map(|(keyspace, name, arg_types)| {
+                SchemaTarget::Function {
+                    keyspace,
+                    name,
+                    arg_types,
+                }
+            }),
+            (ident(), ident(), args()).prop_map(|(keyspace, name, arg_types)| {
+                SchemaTarget::Aggregate {
+                    keyspace,
+                    name,
+                    arg_types,
+                }
+            }),
         ];
-        (change, target).prop_map(|(change_type, target)| SchemaChange { change_type, target })
+        (change, target).prop_map(|(change_type, target)| SchemaChange {
+            change_type,
+            target,
+        })
     }
 
     fn roundtrip(msg: &SchemaChange, version: ProtocolVersion) -> Vec<u8> {
@@ -211,7 +268,10 @@ pub(crate) mod tests {
         ];
         let expected = SchemaChange::new(
             ChangeType::Created,
-            SchemaTarget::Table { keyspace: "ks".into(), table: "t".into() },
+            SchemaTarget::Table {
+                keyspace: "ks".into(),
+                table: "t".into(),
+            },
         );
         for v in ProtocolVersion::ALL {
             let mut s = body;
@@ -224,15 +284,35 @@ pub(crate) mod tests {
     #[test]
     fn every_target_roundtrips_in_every_version() {
         let targets = [
-            SchemaTarget::Keyspace { keyspace: "ks".into() },
-            SchemaTarget::Table { keyspace: "ks".into(), table: "t".into() },
-            SchemaTarget::Type { keyspace: "ks".into(), name: "address".into() },
-            SchemaTarget::Function { keyspace: "ks".into(), name: "f".into(), arg_types: vec!["int".into()] },
-            SchemaTarget::Aggregate { keyspace: "ks".into(), name: "a".into(), arg_types: vec![] },
+            SchemaTarget::Keyspace {
+                keyspace: "ks".into(),
+            },
+            SchemaTarget::Table {
+                keyspace: "ks".into(),
+                table: "t".into(),
+            },
+            SchemaTarget::Type {
+                keyspace: "ks".into(),
+                name: "address".into(),
+            },
+            SchemaTarget::Function {
+                keyspace: "ks".into(),
+                name: "f".into(),
+                arg_types: vec!["int".into()],
+            },
+            SchemaTarget::Aggregate {
+                keyspace: "ks".into(),
+                name: "a".into(),
+                arg_types: vec![],
+            },
         ];
         for v in ProtocolVersion::ALL {
             for t in &targets {
-                for c in [ChangeType::Created, ChangeType::Updated, ChangeType::Dropped] {
+                for c in [
+                    ChangeType::Created,
+                    ChangeType::Updated,
+                    ChangeType::Dropped,
+                ] {
                     roundtrip(&SchemaChange::new(c, t.clone()), v);
                 }
             }

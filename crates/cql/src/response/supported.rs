@@ -37,7 +37,10 @@ impl Supported {
 
     /// The values for `key`, or `None` when the server did not list it.
     pub fn get(&self, key: &str) -> Option<&[String]> {
-        self.options.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+        self.options
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
     }
 
     /// Replaces the values of `key` in place (order kept), or appends the entry.
@@ -77,10 +80,16 @@ impl Supported {
 
     /// Reads the body from the front of `buf`; the caller checks that nothing is left.
     pub fn decode(buf: &mut &[u8], _version: ProtocolVersion) -> Result<Self, DecodeError> {
-        Ok(Self { options: read_string_multimap(buf, WHAT)? })
+        Ok(Self {
+            options: read_string_multimap(buf, WHAT)?,
+        })
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut, _version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        buf: &mut impl BufMut,
+        _version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         write_string_multimap(buf, &self.options, WHAT)
     }
 }
@@ -133,12 +142,20 @@ mod tests {
 
     #[test]
     fn new_and_set_keep_the_order() {
-        let mut msg = Supported::new(&["3.4.7"], &["snappy", "lz4"], &["3/v3", "4/v4", "5/v5", "6/v6-beta"]);
+        let mut msg = Supported::new(
+            &["3.4.7"],
+            &["snappy", "lz4"],
+            &["3/v3", "4/v4", "5/v5", "6/v6-beta"],
+        );
         msg.set(keys::COMPRESSION, vec!["lz4".into()]);
         assert_eq!(msg.options[1].0, keys::COMPRESSION);
         assert_eq!(msg.compression(), ["lz4"]);
         assert_eq!(msg.cql_versions(), ["3.4.7"]);
-        assert_eq!(msg.known_protocol_versions().len(), 3, "6/v6-beta is not a version this crate speaks");
+        assert_eq!(
+            msg.known_protocol_versions().len(),
+            3,
+            "6/v6-beta is not a version this crate speaks"
+        );
         roundtrip(&msg, ProtocolVersion::V5);
     }
 
