@@ -274,7 +274,9 @@ pub enum ErrorKind {
     Unprepared {
         id: Vec<u8>,
     },
-    /// A code this crate does not know, with every byte after the message kept as is.
+    /// A code this crate does not know, with every byte after the message kept as is, so it
+    /// re-encodes byte-identically. (Built by hand with a known code, it would decode back as
+    /// that code's typed kind.)
     Other {
         code: i32,
         rest: Vec<u8>,
@@ -374,6 +376,23 @@ impl ErrorResponse {
     /// The `[int]` code on the wire, known or not.
     pub fn raw_code(&self) -> i32 {
         self.kind.raw_code()
+    }
+
+    /// The `[int]` code at the front of an ERROR body, without decoding the rest: what a proxy
+    /// needs to count errors or spot UNPREPARED on the hot path.
+    pub fn peek_code(body: &[u8]) -> Result<i32, DecodeError> {
+        read_int(&mut &body[..], WHAT_CODE)
+    }
+
+    /// The unknown prepared id of an UNPREPARED body, borrowed from `body`; `None` for any other
+    /// code. Lets a proxy map the id back to its own without allocating.
+    pub fn peek_unprepared_id(body: &[u8]) -> Result<Option<&[u8]>, DecodeError> {
+        let mut buf = body;
+        if read_int(&mut buf, WHAT_CODE)? != ErrorCode::Unprepared.as_i32() {
+            return Ok(None);
+        }
+        read_string(&mut buf, WHAT_MESSAGE)?;
+        read_short_bytes(&mut buf, WHAT_FIELDS).map(Some)
     }
 
     /// Reads the body from the front of `buf`; the caller checks that nothing is left. For an
@@ -927,6 +946,16 @@ mod tests {
         for v in ProtocolVersion::ALL {
             golden(body, v, &expected);
         }
+        assert_eq!(ErrorResponse::peek_code(body), Ok(0x2500));
+        assert_eq!(
+            ErrorResponse::peek_unprepared_id(body),
+            Ok(Some(&body[11..]))
+        );
+        assert_eq!(
+            ErrorResponse::peek_unprepared_id(&[0, 0, 0x22, 0, 0, 0]),
+            Ok(None)
+        );
+        assert!(ErrorResponse::peek_unprepared_id(&body[..12]).is_err());
         let made = ErrorResponse::unprepared([0xde, 0xad, 0xbe, 0xef]);
         assert_eq!(made.code(), Some(ErrorCode::Unprepared));
         assert!(made.message.contains("deadbeef"), "{}", made.message);
