@@ -10,11 +10,17 @@
 //! - [`compression`]: v3/v4 body compression (LZ4, Snappy) with decompression-bomb checks.
 //! - [`segment`]: v5 segments (CRC24 header, CRC32 payload, optional LZ4), packing envelopes into
 //!   segments and reassembling split envelopes.
+//! - [`request`]: request bodies, one module per opcode (STARTUP, QUERY, EXECUTE, BATCH …).
+//! - [`response`]: response bodies, one module per opcode (ERROR, RESULT, SUPPORTED, EVENT …).
+//! - [`message`]: whole typed [`message::Request`]s and [`message::Response`]s from and to
+//!   envelopes.
 
 pub mod compression;
 pub mod envelope;
+pub mod message;
 pub mod protocol;
 pub mod request;
+pub mod response;
 pub mod segment;
 pub mod wire;
 

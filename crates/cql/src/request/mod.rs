@@ -1,20 +1,34 @@
-//! Request bodies, one module per opcode.
+//! Request bodies (spec section 4.1), one module per opcode. Each type reads its body from the
+//! front of a `&mut &[u8]` and writes it to a `BufMut`; types that keep bound values or ids also
+//! take the body's `Bytes` so those stay zero-copy slices of it.
 //!
 //! # Layout
+//! - [`startup`]: STARTUP, the connection's options (CQL version, compression, driver name …).
+//! - [`options`]: OPTIONS, the empty "what do you support?" request.
+//! - [`register`]: REGISTER, the event types a connection subscribes to.
+//! - [`auth_response`]: AUTH_RESPONSE, the client's SASL token.
 //! - [`params`]: `<query_parameters>` and bound values shared by QUERY, EXECUTE and BATCH.
 //! - [`query`], [`prepare`], [`execute`], [`batch`]: the statement-carrying requests.
 
+pub mod auth_response;
 pub mod batch;
 pub mod execute;
+pub mod options;
 pub mod params;
 pub mod prepare;
 pub mod query;
+pub mod register;
+pub mod startup;
 
+pub use auth_response::AuthResponse;
 pub use batch::{Batch, BatchChild, BatchStatement, BatchType};
 pub use execute::Execute;
+pub use options::Options;
 pub use params::{QueryParameters, Value, Values};
 pub use prepare::Prepare;
 pub use query::Query;
+pub use register::Register;
+pub use startup::Startup;
 
 #[cfg(test)]
 pub(crate) mod strategies {
