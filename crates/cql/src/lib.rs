@@ -4,8 +4,10 @@
 //! - [`wire`]: the spec's primitive notations (`[int]`, `[string]`, `[value]`, `[vint]` …) as
 //!   small `read_*`/`write_*` pairs.
 //! - [`protocol`]: versions, direction, header flags, opcodes and consistency levels.
+//! - [`types`]: column types (`[option]`), cell values, and their CQL literals.
 
 pub mod protocol;
+pub mod types;
 pub mod wire;
 
 pub use protocol::{Consistency, Direction, Opcode, ProtocolVersion};
