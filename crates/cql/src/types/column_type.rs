@@ -271,9 +271,12 @@ impl ColumnType {
             Self::Int | Self::Float => Some(4),
             Self::Bigint | Self::Double | Self::Timestamp => Some(8),
             Self::Uuid | Self::Timeuuid => Some(16),
+            // A zero-size "fixed" value (a hand-built 0-dimension vector) would make the
+            // element stride zero; treat it as variable instead.
             Self::Vector { element, dimension } => element
                 .fixed_value_len()
-                .and_then(|n| n.checked_mul(*dimension as usize)),
+                .and_then(|n| n.checked_mul(*dimension as usize))
+                .filter(|n| *n > 0),
             _ => None,
         }
     }

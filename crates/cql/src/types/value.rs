@@ -747,6 +747,26 @@ mod tests {
     }
 
     #[test]
+    fn zero_dimension_vectors_do_not_panic() {
+        let inner = ColumnType::Vector {
+            element: bx(ColumnType::Float),
+            dimension: 0,
+        };
+        let outer = ColumnType::Vector {
+            element: bx(inner),
+            dimension: 3,
+        };
+        let v = CqlValue::Vector(vec![CqlValue::Vector(vec![]); 3]);
+        assert_eq!(enc(&outer, &v), [0, 0, 0]);
+        // Zero-length elements read back as the legacy empty value.
+        assert_eq!(
+            decode_value(&outer, &[0, 0, 0]).unwrap(),
+            CqlValue::Vector(vec![CqlValue::Empty; 3])
+        );
+        assert!(decode_value(&outer, &[1, 2, 3, 4]).is_err());
+    }
+
+    #[test]
     fn collections_tuples_and_udts_roundtrip() {
         use ColumnType as T;
         use CqlValue as V;
