@@ -10,6 +10,7 @@
 //! - [`compression`]: v3/v4 body compression (LZ4, Snappy) with decompression-bomb checks.
 //! - [`segment`]: v5 segments (CRC24 header, CRC32 payload, optional LZ4), packing envelopes into
 //!   segments and reassembling split envelopes.
+//! - [`types`]: column types (`[option]`), typed values ([`types::CqlValue`]) and CQL literals.
 //! - [`request`]: request bodies, one module per opcode (STARTUP, QUERY, EXECUTE, BATCH …).
 //! - [`response`]: response bodies, one module per opcode (ERROR, RESULT, SUPPORTED, EVENT …).
 //! - [`message`]: whole typed [`message::Request`]s and [`message::Response`]s from and to
@@ -22,6 +23,7 @@ pub mod protocol;
 pub mod request;
 pub mod response;
 pub mod segment;
+pub mod types;
 pub mod wire;
 
 pub use compression::Compression;
