@@ -11,8 +11,15 @@ use ferry_cql::response::ResultBody;
 use ferry_cql::types::ColumnType;
 use ferry_cql::{Consistency, ProtocolVersion};
 
+/// The header's length field must match the bytes after it.
+fn check_length(raw: &[u8]) {
+    let declared = u32::from_be_bytes([raw[5], raw[6], raw[7], raw[8]]) as usize;
+    assert_eq!(declared, raw.len() - 9, "declared body length vs actual");
+}
+
 /// Parses, decodes, re-encodes; returns the decoded message for field checks.
 fn check_request(raw: &[u8]) -> Request {
+    check_length(raw);
     let mut b = Bytes::copy_from_slice(raw);
     let env = Envelope::parse(&mut b, DEFAULT_MAX_BODY_LEN).unwrap().expect("whole envelope");
     assert!(b.is_empty(), "fixture has {} bytes after the envelope", b.len());
@@ -26,6 +33,7 @@ fn check_request(raw: &[u8]) -> Request {
 }
 
 fn check_response(raw: &[u8]) -> Response {
+    check_length(raw);
     let mut b = Bytes::copy_from_slice(raw);
     let env = Envelope::parse(&mut b, DEFAULT_MAX_BODY_LEN).unwrap().expect("whole envelope");
     assert!(b.is_empty(), "fixture has {} bytes after the envelope", b.len());
@@ -88,7 +96,7 @@ fn authenticate_v4() {
 fn supported_v4() {
     let raw: &[u8] = &[
         0x84, 0x00, 0x00, 0x00, 0x06, // response v4, SUPPORTED
-        0x00, 0x00, 0x00, 0x1c, // body length 28
+        0x00, 0x00, 0x00, 0x1e, // body length 30
         0x00, 0x01, // §4.2.4 [string multimap] 1 entry
         0x00, 0x0b, b'C', b'O', b'M', b'P', b'R', b'E', b'S', b'S', b'I', b'O', b'N',
         0x00, 0x02, // [string list] 2 values
@@ -128,7 +136,7 @@ fn result_set_keyspace_v4_with_warning() {
 fn result_rows_v4() {
     let raw: &[u8] = &[
         0x84, 0x00, 0x00, 0x07, 0x08, // response v4, stream 7, RESULT
-        0x00, 0x00, 0x00, 0x2b, // body length 43
+        0x00, 0x00, 0x00, 0x2a, // body length 42
         0x00, 0x00, 0x00, 0x02, // §4.2.5 kind Rows
         0x00, 0x00, 0x00, 0x01, // §4.2.5.2 <flags> Global_tables_spec
         0x00, 0x00, 0x00, 0x02, // <columns_count> 2
@@ -151,7 +159,7 @@ fn result_rows_v4() {
 fn result_prepared_v5_with_metadata_ids() {
     let raw: &[u8] = &[
         0x85, 0x00, 0x00, 0x01, 0x08, // response v5, stream 1, RESULT
-        0x00, 0x00, 0x00, 0x37, // body length 55
+        0x00, 0x00, 0x00, 0x2e, // body length 46
         0x00, 0x00, 0x00, 0x04, // kind Prepared
         0x00, 0x02, 0xca, 0xfe, // §4.2.5.4 <id> [short bytes]
         0x00, 0x01, 0x5e, // v5 <result_metadata_id> [short bytes]
@@ -176,7 +184,7 @@ fn result_prepared_v5_with_metadata_ids() {
 fn result_schema_change_v4() {
     let raw: &[u8] = &[
         0x84, 0x00, 0x00, 0x03, 0x08, // response v4, stream 3, RESULT
-        0x00, 0x00, 0x00, 0x1a, // body length 26
+        0x00, 0x00, 0x00, 0x1b, // body length 27
         0x00, 0x00, 0x00, 0x05, // kind Schema_change
         0x00, 0x07, b'C', b'R', b'E', b'A', b'T', b'E', b'D', // §4.2.5.5 <change_type>
         0x00, 0x05, b'T', b'A', b'B', b'L', b'E', // <target>
@@ -202,7 +210,7 @@ fn prepare_v5_with_keyspace() {
 fn execute_v4_with_values() {
     let raw: &[u8] = &[
         0x04, 0x00, 0x00, 0x09, 0x0a, // request v4, stream 9, EXECUTE
-        0x00, 0x00, 0x00, 0x15, // body length 21
+        0x00, 0x00, 0x00, 0x13, // body length 19
         0x00, 0x02, 0xca, 0xfe, // §4.1.6 <id> [short bytes]
         0x00, 0x06, // [consistency] LOCAL_QUORUM
         0x01, // [byte] flags VALUES
@@ -221,7 +229,7 @@ fn execute_v4_with_values() {
 fn register_v4() {
     let raw: &[u8] = &[
         0x04, 0x00, 0x00, 0x00, 0x0b, // request v4, REGISTER
-        0x00, 0x00, 0x00, 0x21, // body length 33
+        0x00, 0x00, 0x00, 0x20, // body length 32
         0x00, 0x02, // §4.1.8 [string list] 2 event types
         0x00, 0x0d, b'S', b'C', b'H', b'E', b'M', b'A', b'_', b'C', b'H', b'A', b'N', b'G', b'E',
         0x00, 0x0d, b'S', b'T', b'A', b'T', b'U', b'S', b'_', b'C', b'H', b'A', b'N', b'G', b'E',
@@ -233,7 +241,7 @@ fn register_v4() {
 fn event_status_change_v4() {
     let raw: &[u8] = &[
         0x84, 0x00, 0xff, 0xff, 0x0c, // response v4, stream -1 (§2.3: events), EVENT
-        0x00, 0x00, 0x00, 0x1d, // body length 29
+        0x00, 0x00, 0x00, 0x1c, // body length 28
         0x00, 0x0d, b'S', b'T', b'A', b'T', b'U', b'S', b'_', b'C', b'H', b'A', b'N', b'G', b'E',
         0x00, 0x02, b'U', b'P', // §4.2.6 change "UP"
         0x04, 127, 0, 0, 1, // [inet] address size 4, 127.0.0.1
@@ -246,7 +254,7 @@ fn event_status_change_v4() {
 fn batch_v5_with_int_flags() {
     let raw: &[u8] = &[
         0x05, 0x00, 0x00, 0x04, 0x0d, // request v5, stream 4, BATCH
-        0x00, 0x00, 0x00, 0x1e, // body length 30
+        0x00, 0x00, 0x00, 0x1b, // body length 27
         0x02, // §4.1.7 <type> COUNTER
         0x00, 0x01, // <n> 1 statement
         0x00, 0x00, 0x00, 0x00, 0x05, b'U', b'P', b'D', b'*', b'1', // kind 0, [long string]
