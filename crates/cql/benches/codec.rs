@@ -2,10 +2,16 @@
 //! QUERY and a 100-row RESULT, and v5 segments. Inputs are described in BENCHMARKS.md and match
 //! the ones used to measure `cassandra-protocol`.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a benchmark input that fails to build should stop the run"
+)]
+
 use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ferry_cql::envelope::BodyExtensions;
 use ferry_cql::envelope::{DEFAULT_MAX_BODY_LEN, EnvelopeHeader, rewrite_stream_id};
 use ferry_cql::message::{Request, Response};
 use ferry_cql::request::{Query, QueryParameters, Value, Values};
@@ -13,7 +19,6 @@ use ferry_cql::response::ResultBody;
 use ferry_cql::response::result::{ColumnSpec, Rows, RowsMetadata};
 use ferry_cql::segment::SegmentCodec;
 use ferry_cql::types::ColumnType;
-use ferry_cql::envelope::BodyExtensions;
 use ferry_cql::{Consistency, Envelope, EnvelopeDecoder, ProtocolVersion};
 
 fn query_envelope() -> Envelope {
@@ -21,13 +26,17 @@ fn query_envelope() -> Envelope {
         "SELECT id, name, value FROM ks.tbl WHERE id = ?",
         QueryParameters {
             consistency: Consistency::LocalQuorum,
-            values: Values::Positional(vec![Value::Set(Bytes::copy_from_slice(&42i32.to_be_bytes()))]),
+            values: Values::Positional(vec![Value::Set(Bytes::copy_from_slice(
+                &42i32.to_be_bytes(),
+            ))]),
             page_size: Some(5000),
             default_timestamp: Some(1_700_000_000_000_000),
             ..Default::default()
         },
     );
-    Request::Query(q).to_envelope(ProtocolVersion::V4, 7, 0, &BodyExtensions::default()).unwrap()
+    Request::Query(q)
+        .to_envelope(ProtocolVersion::V4, 7, 0, &BodyExtensions::default())
+        .unwrap()
 }
 
 fn rows_envelope() -> Envelope {
@@ -94,7 +103,9 @@ fn full_decode(c: &mut Criterion) {
     g.bench_function("query_v4", |b| {
         b.iter(|| {
             let mut buf = Bytes::from(black_box(q.clone()));
-            let env = Envelope::parse(&mut buf, DEFAULT_MAX_BODY_LEN).unwrap().unwrap();
+            let env = Envelope::parse(&mut buf, DEFAULT_MAX_BODY_LEN)
+                .unwrap()
+                .unwrap();
             black_box(Request::from_envelope(&env).unwrap())
         })
     });
@@ -110,7 +121,9 @@ fn full_decode(c: &mut Criterion) {
     g.bench_function("result_100_rows_typed_values", |b| {
         b.iter(|| {
             let (_, resp) = Response::from_envelope(black_box(&r_env)).unwrap();
-            let Response::Result(ResultBody::Rows(rows)) = resp else { unreachable!() };
+            let Response::Result(ResultBody::Rows(rows)) = resp else {
+                unreachable!()
+            };
             for i in 0..rows.rows_count() {
                 black_box(rows.typed_row(i).unwrap());
             }

@@ -24,7 +24,10 @@ pub enum MessageError {
     #[error("{opcode:?} body is still compressed: decompress the envelope first")]
     Compressed { opcode: Opcode },
     #[error("{opcode:?} is not a {direction:?} opcode")]
-    WrongDirection { opcode: Opcode, direction: Direction },
+    WrongDirection {
+        opcode: Opcode,
+        direction: Direction,
+    },
     #[error("{opcode:?} body: {source}")]
     Body { opcode: Opcode, source: DecodeError },
 }
@@ -61,7 +64,14 @@ fn seal(
     ext.encode(direction, &mut body)?;
     write(&mut body)?;
     let flags = extra_flags | ext.flags(direction);
-    Ok(Envelope::new(version, direction, flags, stream, opcode, body.freeze()))
+    Ok(Envelope::new(
+        version,
+        direction,
+        flags,
+        stream,
+        opcode,
+        body.freeze(),
+    ))
 }
 
 /// A request message.
@@ -126,7 +136,11 @@ impl Request {
         Ok((ext, msg))
     }
 
-    pub fn encode_body(&self, buf: &mut BytesMut, version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode_body(
+        &self,
+        buf: &mut BytesMut,
+        version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         match self {
             Self::Startup(m) => m.encode(buf, version),
             Self::Options(m) => m.encode(buf, version),
@@ -147,9 +161,15 @@ impl Request {
         extra_flags: u8,
         ext: &BodyExtensions,
     ) -> Result<Envelope, EncodeError> {
-        seal(version, Direction::Request, stream, self.opcode(), extra_flags, ext, |b| {
-            self.encode_body(b, version)
-        })
+        seal(
+            version,
+            Direction::Request,
+            stream,
+            self.opcode(),
+            extra_flags,
+            ext,
+            |b| self.encode_body(b, version),
+        )
     }
 }
 
@@ -217,7 +237,11 @@ impl Response {
         Ok((ext, msg))
     }
 
-    pub fn encode_body(&self, buf: &mut BytesMut, version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode_body(
+        &self,
+        buf: &mut BytesMut,
+        version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         match self {
             Self::Error(m) => m.encode(buf, version),
             Self::Ready(m) => m.encode(buf, version),
@@ -237,8 +261,14 @@ impl Response {
         stream: i16,
         ext: &BodyExtensions,
     ) -> Result<Envelope, EncodeError> {
-        seal(version, Direction::Response, stream, self.opcode(), 0, ext, |b| {
-            self.encode_body(b, version)
-        })
+        seal(
+            version,
+            Direction::Response,
+            stream,
+            self.opcode(),
+            0,
+            ext,
+            |b| self.encode_body(b, version),
+        )
     }
 }

@@ -458,7 +458,10 @@ pub type BytesMap<'a> = Vec<(&'a str, Option<&'a [u8]>)>;
 
 /// `[bytes map]`: `[short]` n then n (`[string]` key, `[bytes]` value) pairs. Used for custom
 /// payloads; order is kept so a proxy can forward it byte-identically.
-pub fn read_bytes_map<'a>(buf: &mut &'a [u8], what: &'static str) -> Result<BytesMap<'a>, DecodeError> {
+pub fn read_bytes_map<'a>(
+    buf: &mut &'a [u8],
+    what: &'static str,
+) -> Result<BytesMap<'a>, DecodeError> {
     let n = read_short(buf, what)?;
     let mut out = Vec::with_capacity(usize::from(n).min(buf.len() / 6));
     for _ in 0..n {

@@ -2,6 +2,11 @@
 //! v4's unless marked v5). Each must decode to the expected message and re-encode to the very same
 //! bytes.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test by panicking"
+)]
+
 use bytes::Bytes;
 use ferry_cql::envelope::{DEFAULT_MAX_BODY_LEN, Envelope};
 use ferry_cql::message::{Request, Response};
@@ -21,11 +26,19 @@ fn check_length(raw: &[u8]) {
 fn check_request(raw: &[u8]) -> Request {
     check_length(raw);
     let mut b = Bytes::copy_from_slice(raw);
-    let env = Envelope::parse(&mut b, DEFAULT_MAX_BODY_LEN).unwrap().expect("whole envelope");
-    assert!(b.is_empty(), "fixture has {} bytes after the envelope", b.len());
+    let env = Envelope::parse(&mut b, DEFAULT_MAX_BODY_LEN)
+        .unwrap()
+        .expect("whole envelope");
+    assert!(
+        b.is_empty(),
+        "fixture has {} bytes after the envelope",
+        b.len()
+    );
     let (ext, msg) = Request::from_envelope(&env).unwrap();
     let extra = env.header.flags & !ext.flags(Direction::Request);
-    let again = msg.to_envelope(env.header.version, env.header.stream, extra, &ext).unwrap();
+    let again = msg
+        .to_envelope(env.header.version, env.header.stream, extra, &ext)
+        .unwrap();
     let mut out = Vec::new();
     again.write_to(&mut out);
     assert_eq!(out, raw, "re-encoding {:?} differs", env.header.opcode);
@@ -35,10 +48,18 @@ fn check_request(raw: &[u8]) -> Request {
 fn check_response(raw: &[u8]) -> Response {
     check_length(raw);
     let mut b = Bytes::copy_from_slice(raw);
-    let env = Envelope::parse(&mut b, DEFAULT_MAX_BODY_LEN).unwrap().expect("whole envelope");
-    assert!(b.is_empty(), "fixture has {} bytes after the envelope", b.len());
+    let env = Envelope::parse(&mut b, DEFAULT_MAX_BODY_LEN)
+        .unwrap()
+        .expect("whole envelope");
+    assert!(
+        b.is_empty(),
+        "fixture has {} bytes after the envelope",
+        b.len()
+    );
     let (ext, msg) = Response::from_envelope(&env).unwrap();
-    let again = msg.to_envelope(env.header.version, env.header.stream, &ext).unwrap();
+    let again = msg
+        .to_envelope(env.header.version, env.header.stream, &ext)
+        .unwrap();
     let mut out = Vec::new();
     again.write_to(&mut out);
     assert_eq!(out, raw, "re-encoding {:?} differs", env.header.opcode);
@@ -56,7 +77,9 @@ fn error_unavailable_v4() {
         0x00, 0x00, 0x00, 0x02, // <required> [int] 2
         0x00, 0x00, 0x00, 0x01, // <alive> [int] 1
     ];
-    let Response::Error(e) = check_response(raw) else { panic!("not an ERROR") };
+    let Response::Error(e) = check_response(raw) else {
+        panic!("not an ERROR")
+    };
     assert_eq!(e.message, "down");
 }
 
@@ -88,8 +111,13 @@ fn authenticate_v4() {
         0x00, 0x2f, // §4.2.3 [string] authenticator class, 47 bytes
     ];
     raw.extend_from_slice(class);
-    let Response::Authenticate(a) = check_response(&raw) else { panic!() };
-    assert_eq!(a.authenticator, "org.apache.cassandra.auth.PasswordAuthenticator");
+    let Response::Authenticate(a) = check_response(&raw) else {
+        panic!()
+    };
+    assert_eq!(
+        a.authenticator,
+        "org.apache.cassandra.auth.PasswordAuthenticator"
+    );
 }
 
 #[test]
@@ -98,8 +126,8 @@ fn supported_v4() {
         0x84, 0x00, 0x00, 0x00, 0x06, // response v4, SUPPORTED
         0x00, 0x00, 0x00, 0x1e, // body length 30
         0x00, 0x01, // §4.2.4 [string multimap] 1 entry
-        0x00, 0x0b, b'C', b'O', b'M', b'P', b'R', b'E', b'S', b'S', b'I', b'O', b'N',
-        0x00, 0x02, // [string list] 2 values
+        0x00, 0x0b, b'C', b'O', b'M', b'P', b'R', b'E', b'S', b'S', b'I', b'O', b'N', 0x00,
+        0x02, // [string list] 2 values
         0x00, 0x03, b'l', b'z', b'4', //
         0x00, 0x06, b's', b'n', b'a', b'p', b'p', b'y',
     ];
@@ -109,13 +137,16 @@ fn supported_v4() {
 #[test]
 fn query_v4_with_tracing_flag() {
     let raw: &[u8] = &[
-        0x04, 0x02, 0x00, 0x2a, 0x07, // request v4, flags TRACING (asks for a trace), stream 42
+        0x04, 0x02, 0x00, 0x2a,
+        0x07, // request v4, flags TRACING (asks for a trace), stream 42
         0x00, 0x00, 0x00, 0x0d, // body length 13
         0x00, 0x00, 0x00, 0x06, b'U', b'S', b'E', b' ', b'k', b's', // §4.1.4 [long string]
         0x00, 0x01, // [consistency] ONE
         0x00, // [byte] flags: none
     ];
-    let Request::Query(q) = check_request(raw) else { panic!() };
+    let Request::Query(q) = check_request(raw) else {
+        panic!()
+    };
     assert_eq!(q.query, "USE ks");
     assert_eq!(q.params.consistency, Consistency::One);
 }
@@ -129,7 +160,10 @@ fn result_set_keyspace_v4_with_warning() {
         0x00, 0x00, 0x00, 0x03, // §4.2.5 kind Set_keyspace
         0x00, 0x02, b'k', b's', // §4.2.5.3 [string] keyspace
     ];
-    assert_eq!(check_response(raw), Response::Result(ResultBody::SetKeyspace("ks".into())));
+    assert_eq!(
+        check_response(raw),
+        Response::Result(ResultBody::SetKeyspace("ks".into()))
+    );
 }
 
 #[test]
@@ -147,12 +181,17 @@ fn result_rows_v4() {
         0x00, 0x00, 0x00, 0x01, 0x07, // [bytes] a = 7 (a 1-byte value, decoded lazily)
         0xff, 0xff, 0xff, 0xff, // [bytes] b = null
     ];
-    let Response::Result(ResultBody::Rows(rows)) = check_response(raw) else { panic!() };
+    let Response::Result(ResultBody::Rows(rows)) = check_response(raw) else {
+        panic!()
+    };
     assert_eq!(rows.rows_count(), 1);
     assert_eq!(rows.cell(0, 0), Some(&[7u8][..]));
     assert_eq!(rows.cell(0, 1), None);
     let cols = rows.metadata.columns.as_ref().unwrap();
-    assert_eq!((cols[1].name.as_str(), &cols[1].ty), ("b", &ColumnType::Varchar));
+    assert_eq!(
+        (cols[1].name.as_str(), &cols[1].ty),
+        ("b", &ColumnType::Varchar)
+    );
 }
 
 #[test]
@@ -172,7 +211,9 @@ fn result_prepared_v5_with_metadata_ids() {
         0x00, 0x00, 0x00, 0x04, // <result_metadata> flags No_metadata (covers the flag)
         0x00, 0x00, 0x00, 0x03, // columns_count 3
     ];
-    let Response::Result(ResultBody::Prepared(p)) = check_response(raw) else { panic!() };
+    let Response::Result(ResultBody::Prepared(p)) = check_response(raw) else {
+        panic!()
+    };
     assert_eq!(&p.id[..], &[0xca, 0xfe]);
     assert_eq!(p.result_metadata_id.as_deref(), Some(&[0x5e][..]));
     assert_eq!(p.metadata.pk_indexes, vec![0]);
@@ -190,7 +231,10 @@ fn result_schema_change_v4() {
         0x00, 0x05, b'T', b'A', b'B', b'L', b'E', // <target>
         0x00, 0x02, b'k', b's', 0x00, 0x01, b't', // <keyspace><name>
     ];
-    assert!(matches!(check_response(raw), Response::Result(ResultBody::SchemaChange(_))));
+    assert!(matches!(
+        check_response(raw),
+        Response::Result(ResultBody::SchemaChange(_))
+    ));
 }
 
 #[test]
@@ -198,11 +242,14 @@ fn prepare_v5_with_keyspace() {
     let raw: &[u8] = &[
         0x05, 0x00, 0x00, 0x02, 0x09, // request v5, stream 2, PREPARE
         0x00, 0x00, 0x00, 0x14, // body length 20
-        0x00, 0x00, 0x00, 0x08, b'S', b'E', b'L', b'E', b'C', b'T', b' ', b'1', // [long string]
+        0x00, 0x00, 0x00, 0x08, b'S', b'E', b'L', b'E', b'C', b'T', b' ',
+        b'1', // [long string]
         0x00, 0x00, 0x00, 0x01, // v5 §4.1.5 <flags> [int]: keyspace follows
         0x00, 0x02, b'k', b's', // [string] keyspace
     ];
-    let Request::Prepare(p) = check_request(raw) else { panic!() };
+    let Request::Prepare(p) = check_request(raw) else {
+        panic!()
+    };
     assert_eq!(p.keyspace.as_deref(), Some("ks"));
 }
 
@@ -218,7 +265,9 @@ fn execute_v4_with_values() {
         0x00, 0x00, 0x00, 0x02, 0x00, 0x07, // [value] smallint 7
         0xff, 0xff, 0xff, 0xfe, // [value] not set
     ];
-    let Request::Execute(e) = check_request(raw) else { panic!() };
+    let Request::Execute(e) = check_request(raw) else {
+        panic!()
+    };
     assert_eq!(
         e.params.values,
         Values::Positional(vec![Value::Set(Bytes::from_static(&[0, 7])), Value::Unset])
@@ -264,8 +313,13 @@ fn batch_v5_with_int_flags() {
         0x00, 0x09, // <serial_consistency> LOCAL_SERIAL
         0x00, 0x00, 0x00, 0x3c, // <now_in_seconds> 60
     ];
-    let Request::Batch(b) = check_request(raw) else { panic!() };
-    assert_eq!(b.children[0].statement, BatchStatement::Query("UPD*1".into()));
+    let Request::Batch(b) = check_request(raw) else {
+        panic!()
+    };
+    assert_eq!(
+        b.children[0].statement,
+        BatchStatement::Query("UPD*1".into())
+    );
     assert_eq!(b.serial_consistency, Some(Consistency::LocalSerial));
     assert_eq!(b.now_in_seconds, Some(60));
 }
@@ -275,8 +329,12 @@ fn auth_challenge_response_success() {
     // §4.2.7 AUTH_CHALLENGE with token "ch".
     check_response(&[0x84, 0, 0, 1, 0x0e, 0, 0, 0, 6, 0, 0, 0, 2, b'c', b'h']);
     // §4.1.2 AUTH_RESPONSE, SASL PLAIN "\0u\0p".
-    let raw = [0x04, 0, 0, 1, 0x0f, 0, 0, 0, 8, 0, 0, 0, 4, 0, b'u', 0, b'p'];
-    let Request::AuthResponse(r) = check_request(&raw) else { panic!() };
+    let raw = [
+        0x04, 0, 0, 1, 0x0f, 0, 0, 0, 8, 0, 0, 0, 4, 0, b'u', 0, b'p',
+    ];
+    let Request::AuthResponse(r) = check_request(&raw) else {
+        panic!()
+    };
     assert_eq!(r.token.as_deref(), Some(&b"\0u\0p"[..]));
     // §4.2.8 AUTH_SUCCESS with a null token ([bytes] -1).
     check_response(&[0x84, 0, 0, 1, 0x10, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff]);
@@ -303,7 +361,9 @@ fn every_opcode_has_a_golden_fixture() {
         Opcode::AuthResponse,
         Opcode::AuthSuccess,
     ];
-    let all: Vec<Opcode> = (0u8..=0xff).filter_map(|b| Opcode::try_from(b).ok()).collect();
+    let all: Vec<Opcode> = (0u8..=0xff)
+        .filter_map(|b| Opcode::try_from(b).ok())
+        .collect();
     assert_eq!(covered.to_vec(), all);
     assert_eq!(ProtocolVersion::ALL.len(), 3);
 }

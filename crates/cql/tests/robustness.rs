@@ -5,11 +5,18 @@
 //! A fixed-seed xorshift generator keeps a failure reproducible (the panic message names the
 //! iteration).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test by panicking"
+)]
+
 use bytes::{Bytes, BytesMut};
 use ferry_cql::envelope::{BodyExtensions, Envelope, EnvelopeDecoder};
 use ferry_cql::message::{Request, Response};
 use ferry_cql::protocol::{Direction, Opcode, ProtocolVersion};
-use ferry_cql::request::{Batch, BatchChild, BatchStatement, BatchType, Query, QueryParameters, Value, Values};
+use ferry_cql::request::{
+    Batch, BatchChild, BatchStatement, BatchType, Query, QueryParameters, Value, Values,
+};
 use ferry_cql::segment::{EnvelopeReassembler, SegmentCodec};
 use ferry_cql::types::{ColumnType, decode_value, read_column_type};
 use ferry_cql::{Compression, Consistency};
@@ -53,7 +60,10 @@ fn seeds() -> Vec<Vec<u8>> {
     let batch = Request::Batch(Batch {
         batch_type: BatchType::Logged,
         children: vec![
-            BatchChild { statement: BatchStatement::Query("X".into()), values: Values::None },
+            BatchChild {
+                statement: BatchStatement::Query("X".into()),
+                values: Values::None,
+            },
             BatchChild {
                 statement: BatchStatement::Prepared(Bytes::from_static(b"id")),
                 values: Values::Positional(vec![Value::Unset]),
@@ -77,8 +87,8 @@ fn seeds() -> Vec<Vec<u8>> {
 }
 
 const TYPES: &[&[u8]] = &[
-    &[0x00, 0x20, 0x00, 0x09],             // list<int>
-    &[0x00, 0x21, 0x00, 0x0d, 0x00, 0x02], // map<text, bigint>
+    &[0x00, 0x20, 0x00, 0x09],                         // list<int>
+    &[0x00, 0x21, 0x00, 0x0d, 0x00, 0x02],             // map<text, bigint>
     &[0x00, 0x31, 0x00, 0x02, 0x00, 0x09, 0x00, 0x15], // tuple<int, duration>
 ];
 
@@ -89,7 +99,14 @@ fn exercise(raw: &[u8]) {
         let _ = Request::from_envelope(&env);
         let _ = Response::from_envelope(&env);
         // Decode the body under every opcode and version, not just the one in the header.
-        for op in [Opcode::Query, Opcode::Execute, Opcode::Batch, Opcode::Result, Opcode::Error, Opcode::Event] {
+        for op in [
+            Opcode::Query,
+            Opcode::Execute,
+            Opcode::Batch,
+            Opcode::Result,
+            Opcode::Error,
+            Opcode::Event,
+        ] {
             for v in ProtocolVersion::ALL {
                 let _ = Request::decode_body(op, &env.body, v);
                 let _ = Response::decode_body(op, &env.body, v);
@@ -133,7 +150,11 @@ fn a_million_hostile_inputs_never_panic() {
                 rng.next() as u8,
                 rng.below(0x11) as u8,
             ];
-            let announced = if rng.below(8) == 0 { rng.next() as u32 } else { body_len as u32 };
+            let announced = if rng.below(8) == 0 {
+                rng.next() as u32
+            } else {
+                body_len as u32
+            };
             h.extend_from_slice(&announced.to_be_bytes());
             h.extend(rng.bytes(body_len));
             h

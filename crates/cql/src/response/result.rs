@@ -51,7 +51,12 @@ pub struct ColumnSpec {
 
 impl ColumnSpec {
     pub fn new(keyspace: &str, table: &str, name: &str, ty: ColumnType) -> Self {
-        Self { keyspace: keyspace.to_owned(), table: table.to_owned(), name: name.to_owned(), ty }
+        Self {
+            keyspace: keyspace.to_owned(),
+            table: table.to_owned(),
+            name: name.to_owned(),
+            ty,
+        }
     }
 }
 
@@ -82,14 +87,21 @@ fn read_column_specs(
         };
         let name = wire::read_string(buf, "column name")?.to_owned();
         let ty = read_column_type(buf, version)?;
-        out.push(ColumnSpec { keyspace, table, name, ty });
+        out.push(ColumnSpec {
+            keyspace,
+            table,
+            name,
+            ty,
+        });
     }
     Ok(out)
 }
 
 /// Whether all columns share one table, so the compact "global table spec" form applies.
 fn shares_one_table(columns: &[ColumnSpec]) -> bool {
-    columns.windows(2).all(|w| w[0].keyspace == w[1].keyspace && w[0].table == w[1].table)
+    columns
+        .windows(2)
+        .all(|w| w[0].keyspace == w[1].keyspace && w[0].table == w[1].table)
 }
 
 fn write_column_specs(
@@ -98,11 +110,9 @@ fn write_column_specs(
     global: bool,
     version: ProtocolVersion,
 ) -> Result<(), EncodeError> {
-    if global {
-        if let Some(first) = columns.first() {
-            wire::write_string(buf, &first.keyspace, "keyspace name")?;
-            wire::write_string(buf, &first.table, "table name")?;
-        }
+    if let Some(first) = columns.first().filter(|_| global) {
+        wire::write_string(buf, &first.keyspace, "keyspace name")?;
+        wire::write_string(buf, &first.table, "table name")?;
     }
     for c in columns {
         if !global {
@@ -116,11 +126,18 @@ fn write_column_specs(
 }
 
 fn count_to_int(n: usize, what: &'static str) -> Result<i32, EncodeError> {
-    i32::try_from(n).map_err(|_| EncodeError::TooLong { what, len: n, max: i32::MAX as usize })
+    i32::try_from(n).map_err(|_| EncodeError::TooLong {
+        what,
+        len: n,
+        max: i32::MAX as usize,
+    })
 }
 
 fn int_to_count(n: i32, what: &'static str) -> Result<usize, DecodeError> {
-    usize::try_from(n).map_err(|_| DecodeError::NegativeLength { what, len: n.into() })
+    usize::try_from(n).map_err(|_| DecodeError::NegativeLength {
+        what,
+        len: n.into(),
+    })
 }
 
 /// `<metadata>` of a Rows result or of a Prepared result's result metadata.
@@ -168,7 +185,11 @@ impl RowsMetadata {
         f
     }
 
-    pub fn decode(buf: &mut &[u8], body: &Bytes, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub fn decode(
+        buf: &mut &[u8],
+        body: &Bytes,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         use metadata_flags::*;
         let flags = wire::read_int(buf, "metadata flags")? as u32;
         let columns_count = int_to_count(wire::read_int(buf, "columns count")?, "columns count")?;
@@ -179,7 +200,10 @@ impl RowsMetadata {
         };
         let new_metadata_id = if flags & METADATA_CHANGED != 0 {
             if version < ProtocolVersion::V5 {
-                return Err(DecodeError::InvalidValue { what: "metadata flags", value: flags.into() });
+                return Err(DecodeError::InvalidValue {
+                    what: "metadata flags",
+                    value: flags.into(),
+                });
             }
             Some(share(body, wire::read_short_bytes(buf, "new metadata id")?))
         } else {
@@ -191,10 +215,20 @@ impl RowsMetadata {
         } else {
             Some(read_column_specs(buf, columns_count, global, version)?)
         };
-        Ok(Self { columns_count, paging_state, new_metadata_id, columns, global_table_spec: global })
+        Ok(Self {
+            columns_count,
+            paging_state,
+            new_metadata_id,
+            columns,
+            global_table_spec: global,
+        })
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut, version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        buf: &mut impl BufMut,
+        version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         if self.new_metadata_id.is_some() && version < ProtocolVersion::V5 {
             return Err(EncodeError::Invalid {
                 what: "new metadata id",
@@ -205,7 +239,11 @@ impl RowsMetadata {
             if cols.len() != self.columns_count {
                 return Err(EncodeError::Invalid {
                     what: "rows metadata",
-                    reason: format!("columns_count {} but {} column specs", self.columns_count, cols.len()),
+                    reason: format!(
+                        "columns_count {} but {} column specs",
+                        self.columns_count,
+                        cols.len()
+                    ),
                 });
             }
             if self.global_table_spec && !shares_one_table(cols) {
@@ -271,12 +309,20 @@ impl Rows {
     /// Decodes one row to typed values using the metadata's column types (errors if the result
     /// carries no metadata).
     pub fn typed_row(&self, row: usize) -> Result<Vec<Option<CqlValue>>, DecodeError> {
-        let cols = self.metadata.columns.as_ref().ok_or(DecodeError::Malformed {
-            what: "rows",
-            reason: "no metadata to decode values with (skip_metadata)".to_owned(),
-        })?;
+        let cols = self
+            .metadata
+            .columns
+            .as_ref()
+            .ok_or(DecodeError::Malformed {
+                what: "rows",
+                reason: "no metadata to decode values with (skip_metadata)".to_owned(),
+            })?;
         (0..cols.len())
-            .map(|c| self.cell(row, c).map(|raw| decode_value(&cols[c].ty, raw)).transpose())
+            .map(|c| {
+                self.cell(row, c)
+                    .map(|raw| decode_value(&cols[c].ty, raw))
+                    .transpose()
+            })
             .collect()
     }
 
@@ -293,17 +339,31 @@ impl Rows {
         Ok(builder.finish())
     }
 
-    pub fn decode(buf: &mut &[u8], body: &Bytes, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub fn decode(
+        buf: &mut &[u8],
+        body: &Bytes,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         let metadata = RowsMetadata::decode(buf, body, version)?;
         let rows_count = int_to_count(wire::read_int(buf, "rows count")?, "rows count")?;
         let start = *buf;
-        let total = rows_count.checked_mul(metadata.columns_count).ok_or(DecodeError::Malformed {
-            what: "rows",
-            reason: format!("{rows_count} rows × {} columns overflows", metadata.columns_count),
-        })?;
+        let total =
+            rows_count
+                .checked_mul(metadata.columns_count)
+                .ok_or(DecodeError::Malformed {
+                    what: "rows",
+                    reason: format!(
+                        "{rows_count} rows × {} columns overflows",
+                        metadata.columns_count
+                    ),
+                })?;
         // Every cell takes at least 4 bytes, so the count is checked against the input first.
         if total > buf.len() / 4 && total > 0 {
-            return Err(DecodeError::TooShort { what: "rows", needed: total * 4, remaining: buf.len() });
+            return Err(DecodeError::TooShort {
+                what: "rows",
+                needed: total * 4,
+                remaining: buf.len(),
+            });
         }
         let mut cells = Vec::with_capacity(total);
         for _ in 0..total {
@@ -315,10 +375,19 @@ impl Rows {
             cells.push(CellRef { start: offset, len });
         }
         let data = share(body, &start[..start.len() - buf.len()]);
-        Ok(Self { metadata, rows_count, data, cells })
+        Ok(Self {
+            metadata,
+            rows_count,
+            data,
+            cells,
+        })
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut, version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        buf: &mut impl BufMut,
+        version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         self.metadata.encode(buf, version)?;
         wire::write_int(buf, count_to_int(self.rows_count, "rows count")?);
         buf.put_slice(&self.data);
@@ -337,7 +406,12 @@ pub struct RowsBuilder {
 
 impl RowsBuilder {
     pub fn new(metadata: RowsMetadata) -> Self {
-        Self { metadata, data: BytesMut::new(), cells: Vec::new(), rows_count: 0 }
+        Self {
+            metadata,
+            data: BytesMut::new(),
+            cells: Vec::new(),
+            rows_count: 0,
+        }
     }
 
     pub fn push_row<'a>(
@@ -417,10 +491,18 @@ impl PreparedMetadata {
         }
         let global = flags & metadata_flags::GLOBAL_TABLES_SPEC != 0;
         let columns = read_column_specs(buf, columns_count, global, version)?;
-        Ok(Self { pk_indexes, columns, global_table_spec: global })
+        Ok(Self {
+            pk_indexes,
+            columns,
+            global_table_spec: global,
+        })
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut, version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        buf: &mut impl BufMut,
+        version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         let global = self.global_table_spec && !self.columns.is_empty();
         if global && !shares_one_table(&self.columns) {
             return Err(EncodeError::Invalid {
@@ -428,7 +510,14 @@ impl PreparedMetadata {
                 reason: "a global table spec needs every column in one table".to_owned(),
             });
         }
-        wire::write_int(buf, if global { metadata_flags::GLOBAL_TABLES_SPEC as i32 } else { 0 });
+        wire::write_int(
+            buf,
+            if global {
+                metadata_flags::GLOBAL_TABLES_SPEC as i32
+            } else {
+                0
+            },
+        );
         wire::write_int(buf, count_to_int(self.columns.len(), "columns count")?);
         if version >= ProtocolVersion::V4 {
             wire::write_int(buf, count_to_int(self.pk_indexes.len(), "pk count")?);
@@ -451,25 +540,44 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn decode(buf: &mut &[u8], body: &Bytes, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub fn decode(
+        buf: &mut &[u8],
+        body: &Bytes,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         let id = share(body, wire::read_short_bytes(buf, "prepared id")?);
         let result_metadata_id = if version >= ProtocolVersion::V5 {
-            Some(share(body, wire::read_short_bytes(buf, "result metadata id")?))
+            Some(share(
+                body,
+                wire::read_short_bytes(buf, "result metadata id")?,
+            ))
         } else {
             None
         };
         let metadata = PreparedMetadata::decode(buf, version)?;
         let result_metadata = RowsMetadata::decode(buf, body, version)?;
-        Ok(Self { id, result_metadata_id, metadata, result_metadata })
+        Ok(Self {
+            id,
+            result_metadata_id,
+            metadata,
+            result_metadata,
+        })
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut, version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        buf: &mut impl BufMut,
+        version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         wire::write_short_bytes(buf, &self.id, "prepared id")?;
         if version >= ProtocolVersion::V5 {
-            let id = self.result_metadata_id.as_deref().ok_or(EncodeError::Invalid {
-                what: "result metadata id",
-                reason: "a v5 Prepared result needs a result metadata id".to_owned(),
-            })?;
+            let id = self
+                .result_metadata_id
+                .as_deref()
+                .ok_or(EncodeError::Invalid {
+                    what: "result metadata id",
+                    reason: "a v5 Prepared result needs a result metadata id".to_owned(),
+                })?;
             wire::write_short_bytes(buf, id, "result metadata id")?;
         }
         self.metadata.encode(buf, version)?;
@@ -488,18 +596,31 @@ impl ResultBody {
         }
     }
 
-    pub fn decode(buf: &mut &[u8], body: &Bytes, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub fn decode(
+        buf: &mut &[u8],
+        body: &Bytes,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         Ok(match wire::read_int(buf, "result kind")? {
             kind::VOID => Self::Void,
             kind::ROWS => Self::Rows(Rows::decode(buf, body, version)?),
             kind::SET_KEYSPACE => Self::SetKeyspace(wire::read_string(buf, "keyspace")?.to_owned()),
             kind::PREPARED => Self::Prepared(Prepared::decode(buf, body, version)?),
             kind::SCHEMA_CHANGE => Self::SchemaChange(SchemaChange::decode(buf, version)?),
-            other => return Err(DecodeError::InvalidValue { what: "result kind", value: other.into() }),
+            other => {
+                return Err(DecodeError::InvalidValue {
+                    what: "result kind",
+                    value: other.into(),
+                });
+            }
         })
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut, version: ProtocolVersion) -> Result<(), EncodeError> {
+    pub fn encode(
+        &self,
+        buf: &mut impl BufMut,
+        version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         wire::write_int(buf, self.kind());
         match self {
             Self::Void => Ok(()),
