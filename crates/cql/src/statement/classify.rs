@@ -912,3 +912,358 @@ impl<'a> Cursor<'a> {
         Ok(value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use StatementKind as S;
+    use proptest::prelude::*;
+
+    fn names(info: &StatementInfo<'_>) -> (Option<String>, Option<String>) {
+        (
+            info.keyspace.map(|k| k.normalized().into_owned()),
+            info.table.map(|t| t.normalized().into_owned()),
+        )
+    }
+
+    fn ks_tbl(ks: Option<&str>, t: Option<&str>) -> (Option<String>, Option<String>) {
+        (ks.map(str::to_owned), t.map(str::to_owned))
+    }
+
+    #[test]
+    fn select_with_comments_everywhere() {
+        let info = classify("SELECT /* FROM x */ * FROM ks.t -- from y");
+        assert_eq!(info.kind, S::Select);
+        assert_eq!(info.problem, None);
+        assert_eq!(names(&info), ks_tbl(Some("ks"), Some("t")));
+        assert!(info.is_read() && !info.is_write());
+
+        let info = classify("  select\tcount(*), writetime(v) AS \"from\"\n//c\nFrOm\r\nT WHERE k = ? LIMIT :lim;");
+        assert_eq!(info.kind, S::Select);
+        assert_eq!(names(&info), ks_tbl(None, Some("t")));
+        assert_eq!(info.markers.positional, 1);
+        assert_eq!(info.markers.named[0].normalized(), "lim");
+        assert!(info.markers.is_mixed());
+        assert_eq!(info.markers.total(), 2);
+    }
+
+    #[test]
+    fn quoted_identifiers_and_case_folding() {
+        let info = classify(r#"SELECT * FROM "MyKs"."My""Table""#);
+        assert_eq!(info.keyspace, Some(Ident { raw: "MyKs", quoted: true }));
+        assert_eq!(info.table, Some(Ident { raw: "My\"\"Table", quoted: true }));
+        assert_eq!(names(&info), ks_tbl(Some("MyKs"), Some("My\"Table")));
+        let info = classify("UPDATE MyKs.MyTable SET a = 1 WHERE k = 1");
+        assert_eq!(names(&info), ks_tbl(Some("myks"), Some("mytable")));
+        assert!(info.table.is_some_and(|t| t.matches("mytable") && !t.matches("MyTable")));
+        let info = classify(r#"USE "Ks""#);
+        assert_eq!(info.kind, S::Use);
+        assert_eq!(names(&info), ks_tbl(Some("Ks"), None));
+        assert!(matches!(info.keyspace.map(|k| k.normalized()), Some(Cow::Borrowed("Ks"))));
+        assert_eq!(names(&classify("use MyKs;")), ks_tbl(Some("myks"), None));
+    }
+
+    #[test]
+    fn insert_lwt_and_using() {
+        let info = classify("INSERT INTO t (a) VALUES ('x IF NOT EXISTS')");
+        assert_eq!(info.kind, S::Insert);
+        assert!(!info.lwt);
+        let info = classify("insert into ks.t (a, b) values (1, {'k': [1, 2]}) if not exists;");
+        assert!(info.lwt);
+        assert_eq!(names(&info), ks_tbl(Some("ks"), Some("t")));
+
+        let info = classify("INSERT INTO t (a, b) VALUES (?, ?) USING TTL 10 AND TIMESTAMP ?");
+        assert_eq!(info.using_ttl, Some(UsingValue::Literal("10")));
+        assert_eq!(info.using_timestamp, Some(UsingValue::Marker { index: 2, name: None }));
+        assert_eq!(info.timestamp_coverage(), TimestampCoverage::Statement);
+        assert_eq!(info.markers.positional, 3);
+
+        let info = classify("INSERT INTO t JSON '{\"a\": 1}' USING TIMESTAMP :ts");
+        assert_eq!(
+            info.using_timestamp,
+            Some(UsingValue::Marker { index: 0, name: Some(Ident { raw: "ts", quoted: false }) })
+        );
+        assert_eq!(info.using_ttl, None);
+        assert_eq!(classify("INSERT INTO t (a) VALUES (1)").timestamp_coverage(), TimestampCoverage::None);
+    }
+
+    #[test]
+    fn update_and_delete() {
+        let info = classify("UPDATE ks.t USING TIMESTAMP 123 AND TTL 5 SET m['if'] = 'IF', c = c + 1 WHERE k = 1");
+        assert_eq!(info.kind, S::Update);
+        assert!(!info.lwt);
+        assert_eq!(info.using_timestamp, Some(UsingValue::Literal("123")));
+        assert_eq!(info.using_ttl, Some(UsingValue::Literal("5")));
+        let info = classify("UPDATE t SET a = 2 WHERE k = 1 IF a = 1");
+        assert!(info.lwt);
+        let info = classify("UPDATE t SET a = 2 WHERE k = 1 IF EXISTS");
+        assert!(info.lwt);
+
+        let info = classify("DELETE m['from'], l[0] FROM ks.t USING TIMESTAMP -5 WHERE k IN (1, 2) IF EXISTS");
+        assert_eq!(info.kind, S::Delete);
+        assert_eq!(names(&info), ks_tbl(Some("ks"), Some("t")));
+        assert_eq!(info.using_timestamp, Some(UsingValue::Literal("-5")));
+        assert!(info.lwt);
+        let info = classify("DELETE FROM t WHERE k = ?");
+        assert_eq!(names(&info), ks_tbl(None, Some("t")));
+        assert!(!info.lwt);
+        assert!(info.is_write());
+    }
+
+    #[test]
+    fn truncate() {
+        for q in ["TRUNCATE ks.t", "truncate table ks.t;", "TRUNCATE COLUMNFAMILY ks.t"] {
+            let info = classify(q);
+            assert_eq!(info.kind, S::Truncate, "{q}");
+            assert_eq!(names(&info), ks_tbl(Some("ks"), Some("t")), "{q}");
+        }
+    }
+
+    #[test]
+    fn non_deterministic_calls_have_exact_spans() {
+        let q = "INSERT INTO t (k, a, b, c) VALUES (?, now(), toTimestamp(NOW ( )), 'now()') USING TTL ?";
+        let info = classify(q);
+        assert_eq!(info.nondeterministic.len(), 2);
+        let first = info.nondeterministic[0];
+        assert_eq!((first.function, first.name, first.text), (NonDeterministicFn::Now, "now", "now()"));
+        assert_eq!(&q[first.span()], "now()");
+        assert_eq!(first.marker_index, 1);
+        let second = info.nondeterministic[1];
+        assert_eq!(&q[second.span()], "NOW ( )");
+        assert_eq!(info.using_ttl, Some(UsingValue::Marker { index: 1, name: None }));
+
+        let q = "UPDATE t SET a = currentTimestamp(), b = current_date(), c = uuid(), d = system.currentTimeUUID(), \
+                 e = ks.now(), f = \"now\"(), g = \"NOW\"(), h = current_time /* x */ (), i = currenttime(1) WHERE k = :k";
+        let info = classify(q);
+        let found: Vec<_> = info.nondeterministic.iter().map(|c| (c.function, c.name, c.text)).collect();
+        assert_eq!(
+            found,
+            vec![
+                (NonDeterministicFn::CurrentTimestamp, "currenttimestamp", "currentTimestamp()"),
+                (NonDeterministicFn::CurrentDate, "current_date", "current_date()"),
+                (NonDeterministicFn::Uuid, "uuid", "uuid()"),
+                (NonDeterministicFn::CurrentTimeUuid, "currenttimeuuid", "system.currentTimeUUID()"),
+                (NonDeterministicFn::Now, "now", "\"now\"()"),
+                (NonDeterministicFn::CurrentTime, "current_time", "current_time /* x */ ()"),
+            ]
+        );
+        assert_eq!(NonDeterministicFn::CurrentDate.cql_type(), "date");
+        // A `uuid` column type is not a call.
+        assert!(classify("CREATE TABLE t (id uuid PRIMARY KEY, now timeuuid)").nondeterministic.is_empty());
+    }
+
+    #[test]
+    fn batches() {
+        let q = "BEGIN UNLOGGED BATCH USING TIMESTAMP 42 \
+                 INSERT INTO ks.a (k, v) VALUES (1, 'APPLY BATCH;'); \
+                 UPDATE b USING TTL 3 SET v = ? WHERE k = 2 \
+                 DELETE FROM ks.c WHERE k = 3 IF EXISTS; \
+                 APPLY BATCH;";
+        let info = classify(q);
+        assert_eq!(info.kind, S::Batch);
+        assert_eq!(info.problem, None);
+        assert!(info.lwt);
+        assert_eq!(info.using_timestamp, Some(UsingValue::Literal("42")));
+        assert_eq!(info.timestamp_coverage(), TimestampCoverage::Statement);
+        let batch = info.batch.as_ref().unwrap();
+        assert_eq!(batch.batch_type, BatchType::Unlogged);
+        let kinds: Vec<_> = batch.children.iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, vec![S::Insert, S::Update, S::Delete]);
+        let child = batch.children[0];
+        assert_eq!(&q[child.start as usize..child.end as usize], "INSERT INTO ks.a (k, v) VALUES (1, 'APPLY BATCH;')");
+        let child = batch.children[1];
+        assert_eq!(&q[child.start as usize..child.end as usize], "UPDATE b USING TTL 3 SET v = ? WHERE k = 2");
+        assert_eq!(child.using_ttl, Some(UsingValue::Literal("3")));
+        assert_eq!(child.table.map(|t| t.raw), Some("b"));
+        assert!(batch.children[2].lwt && !batch.children[0].lwt);
+
+        let info = classify(
+            "begin counter batch update c set n = n + 1 where k = 1 using timestamp 1 apply batch",
+        );
+        // USING after WHERE is not CQL, but the classifier only reports what it sees.
+        assert_eq!(info.batch.as_ref().map(|b| b.batch_type), Some(BatchType::Counter));
+
+        let info = classify(
+            "BEGIN BATCH INSERT INTO t (k) VALUES (1) USING TIMESTAMP 1; INSERT INTO t (k) VALUES (2) USING TIMESTAMP ?; APPLY BATCH",
+        );
+        assert_eq!(info.batch.as_ref().map(|b| b.batch_type), Some(BatchType::Logged));
+        assert_eq!(info.timestamp_coverage(), TimestampCoverage::AllChildren);
+        assert!(!info.lwt);
+        let info = classify(
+            "BEGIN BATCH INSERT INTO t (k) VALUES (now()) USING TIMESTAMP 1; INSERT INTO t (k) VALUES (2); APPLY BATCH",
+        );
+        assert_eq!(info.timestamp_coverage(), TimestampCoverage::SomeChildren);
+        assert_eq!(info.nondeterministic.len(), 1);
+
+        for bad in ["BEGIN BATCH INSERT INTO t (k) VALUES (1)", "BEGIN BATCH SELECT * FROM t APPLY BATCH", "BEGIN TRANSACTION"] {
+            let info = classify(bad);
+            assert_eq!((info.kind, info.problem), (S::Other, Some(ParseProblem::Malformed)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn schema_statements() {
+        let cases: &[(&str, StatementKind, Option<&str>, Option<&str>, Option<&str>)] = &[
+            ("CREATE KEYSPACE IF NOT EXISTS Ks WITH replication = {'class': 'SimpleStrategy'}", S::CreateKeyspace, Some("ks"), None, None),
+            ("CREATE SCHEMA ks", S::CreateKeyspace, Some("ks"), None, None),
+            ("ALTER KEYSPACE \"Ks\" WITH durable_writes = false", S::AlterKeyspace, Some("Ks"), None, None),
+            ("DROP KEYSPACE IF EXISTS ks", S::DropKeyspace, Some("ks"), None, None),
+            ("CREATE TABLE IF NOT EXISTS ks.t (k int PRIMARY KEY, v text) WITH comment = 'IF'", S::CreateTable, Some("ks"), Some("t"), None),
+            ("CREATE COLUMNFAMILY t (k int PRIMARY KEY)", S::CreateTable, None, Some("t"), None),
+            ("ALTER TABLE ks.t ADD v2 int", S::AlterTable, Some("ks"), Some("t"), None),
+            ("DROP TABLE IF EXISTS t", S::DropTable, None, Some("t"), None),
+            ("CREATE TYPE ks.addr (street text)", S::CreateType, Some("ks"), Some("addr"), None),
+            ("ALTER TYPE addr RENAME street TO road", S::AlterType, None, Some("addr"), None),
+            ("DROP TYPE IF EXISTS ks.addr", S::DropType, Some("ks"), Some("addr"), None),
+            ("CREATE INDEX idx ON ks.t (v)", S::CreateIndex, Some("ks"), Some("t"), Some("idx")),
+            ("CREATE INDEX IF NOT EXISTS ON t (keys(m))", S::CreateIndex, None, Some("t"), None),
+            ("CREATE CUSTOM INDEX i ON ks.t (v) USING 'StorageAttachedIndex'", S::CreateCustomIndex, Some("ks"), Some("t"), Some("i")),
+            ("DROP INDEX ks.idx", S::DropIndex, Some("ks"), None, Some("idx")),
+            ("CREATE MATERIALIZED VIEW ks.v AS SELECT * FROM ks.t WHERE k IS NOT NULL PRIMARY KEY (k)", S::CreateMaterializedView, Some("ks"), Some("v"), None),
+            ("ALTER MATERIALIZED VIEW v WITH comment = 'x'", S::AlterMaterializedView, None, Some("v"), None),
+            ("DROP MATERIALIZED VIEW IF EXISTS ks.v", S::DropMaterializedView, Some("ks"), Some("v"), None),
+            ("CREATE OR REPLACE FUNCTION ks.f (a int) CALLED ON NULL INPUT RETURNS int LANGUAGE java AS $$ return now(); $$", S::CreateFunction, Some("ks"), None, Some("f")),
+            ("CREATE FUNCTION IF NOT EXISTS f (a int) RETURNS NULL ON NULL INPUT RETURNS int LANGUAGE java AS 'return a;'", S::CreateFunction, None, None, Some("f")),
+            ("DROP FUNCTION IF EXISTS ks.f(int)", S::DropFunction, Some("ks"), None, Some("f")),
+            ("CREATE AGGREGATE ks.agg (int) SFUNC f STYPE int", S::CreateAggregate, Some("ks"), None, Some("agg")),
+            ("DROP AGGREGATE agg", S::DropAggregate, None, None, Some("agg")),
+            ("CREATE TRIGGER IF NOT EXISTS trg ON ks.t USING 'org.Trigger'", S::CreateTrigger, Some("ks"), Some("t"), Some("trg")),
+            ("DROP TRIGGER trg ON t", S::DropTrigger, None, Some("t"), Some("trg")),
+        ];
+        for &(q, kind, ks, table, name) in cases {
+            let info = classify(q);
+            assert_eq!(info.kind, kind, "{q}");
+            assert_eq!(info.problem, None, "{q}");
+            assert!(info.is_schema_change() && !info.lwt && !info.is_write(), "{q}");
+            assert_eq!(names(&info), ks_tbl(ks, table), "{q}");
+            assert_eq!(info.name.map(|n| n.normalized().into_owned()).as_deref(), name, "{q}");
+        }
+    }
+
+    #[test]
+    fn auth_and_describe() {
+        let cases = [
+            ("CREATE ROLE IF NOT EXISTS r WITH PASSWORD = 'p' AND LOGIN = true", S::CreateRole),
+            ("ALTER ROLE r WITH SUPERUSER = false", S::AlterRole),
+            ("DROP ROLE r", S::DropRole),
+            ("CREATE USER 'bob' WITH PASSWORD 'x'", S::CreateUser),
+            ("ALTER USER bob WITH PASSWORD 'y'", S::AlterUser),
+            ("DROP USER IF EXISTS bob", S::DropUser),
+            ("ADD IDENTITY 'spiffe://x' TO ROLE r", S::AddIdentity),
+            ("DROP IDENTITY 'spiffe://x'", S::DropIdentity),
+            ("GRANT SELECT ON KEYSPACE ks TO r", S::Grant),
+            ("REVOKE MODIFY ON ALL KEYSPACES FROM r", S::Revoke),
+            ("LIST ROLES OF r", S::ListRoles),
+            ("LIST USERS", S::ListUsers),
+            ("LIST SUPERUSERS", S::ListSuperusers),
+            ("LIST ALL PERMISSIONS OF r NORECURSIVE", S::ListPermissions),
+            ("DESCRIBE KEYSPACES", S::Describe),
+            ("desc table ks.t", S::Describe),
+        ];
+        for (q, kind) in cases {
+            let info = classify(q);
+            assert_eq!((info.kind, info.problem), (kind, None), "{q}");
+            assert!(!info.is_schema_change() && !info.is_write(), "{q}");
+        }
+        assert!(S::Grant.is_auth_change() && !S::ListRoles.is_auth_change());
+        assert!(S::ListPermissions.is_read() && S::Describe.is_read());
+    }
+
+    #[test]
+    fn problems_become_other() {
+        let cases = [
+            ("", ParseProblem::Empty),
+            ("  -- only a comment\n /* and this */ ", ParseProblem::Empty),
+            ("EXPLAIN SELECT * FROM t", ParseProblem::Unrecognized),
+            ("42", ParseProblem::Unrecognized),
+            ("SELECT * FROM", ParseProblem::Malformed),
+            ("SELECT now()", ParseProblem::Malformed),
+            ("INSERT t (a) VALUES (1)", ParseProblem::Malformed),
+            ("UPDATE t USING TTL x SET a = 1", ParseProblem::Malformed),
+            ("INSERT INTO t (a) VALUES ('abc", ParseProblem::Lexical),
+            ("SELECT * FROM t /* open", ParseProblem::Lexical),
+            ("SELECT * FROM \"t", ParseProblem::Lexical),
+            ("SELECT * FROM t; SELECT * FROM u", ParseProblem::TrailingTokens),
+            ("CREATE OR REPLACE TABLE t (k int)", ParseProblem::Malformed),
+            ("CREATE SOMETHING x", ParseProblem::Unrecognized),
+        ];
+        for (q, problem) in cases {
+            let info = classify(q);
+            assert_eq!((info.kind, info.problem), (S::Other, Some(problem)), "{q:?}");
+        }
+        // Markers are still counted in text that did not parse.
+        assert_eq!(classify("FOO ? ?").markers.positional, 2);
+    }
+
+    #[test]
+    fn whitespace_variants() {
+        for q in [
+            "INSERT INTO ks.t(a)VALUES(1)USING TTL 1",
+            "\n\tINSERT\r\nINTO\tks . t ( a ) VALUES ( 1 ) USING\nTTL\n1 ;\n",
+            "INSERT/**/INTO/**/ks.t(a)VALUES(1)USING--x\nTTL 1",
+        ] {
+            let info = classify(q);
+            assert_eq!((info.kind, info.problem), (S::Insert, None), "{q:?}");
+            assert_eq!(names(&info), ks_tbl(Some("ks"), Some("t")), "{q:?}");
+            assert_eq!(info.using_ttl, Some(UsingValue::Literal("1")), "{q:?}");
+        }
+    }
+
+    #[test]
+    fn dollar_strings_hide_keywords() {
+        let info = classify("INSERT INTO t (a) VALUES ($$ IF NOT EXISTS now() ; ? $$)");
+        assert!(!info.lwt && info.nondeterministic.is_empty() && info.markers.total() == 0);
+        assert_eq!(info.problem, None);
+    }
+
+    #[test]
+    fn ordinary_statements_do_not_allocate() {
+        let info = classify("INSERT INTO ks.t (a, b) VALUES (?, 'x') USING TTL 5");
+        assert_eq!(info.markers.named.capacity(), 0);
+        assert_eq!(info.nondeterministic.capacity(), 0);
+        assert!(info.batch.is_none());
+    }
+
+    fn check(src: &str) {
+        let info = classify(src);
+        for call in &info.nondeterministic {
+            assert!(call.end as usize <= src.len() && call.start < call.end);
+            assert_eq!(src.get(call.span()), Some(call.text));
+        }
+        if let Some(batch) = &info.batch {
+            for child in &batch.children {
+                assert!(src.get(child.start as usize..child.end as usize).is_some());
+            }
+        }
+        assert_eq!(info.problem.is_some(), info.kind == StatementKind::Other);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_text(src in ".*") {
+            check(&src);
+        }
+
+        #[test]
+        fn never_panics_on_lossy_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            check(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn never_panics_on_cql_like_text(
+            words in proptest::collection::vec(
+                prop_oneof![
+                    Just("SELECT"), Just("INSERT"), Just("INTO"), Just("UPDATE"), Just("DELETE"), Just("FROM"),
+                    Just("BEGIN"), Just("BATCH"), Just("APPLY"), Just("USING"), Just("TTL"), Just("TIMESTAMP"),
+                    Just("AND"), Just("IF"), Just("NOT"), Just("EXISTS"), Just("CREATE"), Just("DROP"), Just("INDEX"),
+                    Just("ON"), Just("now()"), Just("system.now()"), Just("("), Just(")"), Just(";"), Just("?"),
+                    Just(":n"), Just("'s'"), Just("ks.t"), Just("t"), Just("1"), Just("{"), Just("}"), Just("/*"),
+                    Just("--"), Just("\n"), Just("\""), Just("'"), Just("$$"),
+                ],
+                0..24,
+            )
+        ) {
+            check(&words.join(" "));
+        }
+    }
+}

@@ -9,8 +9,8 @@
 //! built on it agrees with the server:
 //! - keywords are plain [`TokenKind::Ident`]s (the parser compares them ASCII-case-insensitively);
 //!   `true`/`false` stay identifiers too, but `NaN` and `Infinity` are [`TokenKind::Float`]s;
-//! - a `-` directly followed by a digit, `NaN` or `Infinity` is part of the number (`x - 3` is
-//!   `x`, `-3`), exactly as Cassandra lexes it;
+//! - a `-` directly followed by a digit, `NaN` or `Infinity` is part of the number (`x -3` is
+//!   `x`, `-3`, while `x - 3` is `x`, `-`, `3`), exactly as Cassandra lexes it;
 //! - `/* … */` comments do not nest: the first `*/` closes the comment, as in Cassandra;
 //! - ISO 8601 durations (`P1DT2H`, `P2W`) use upper-case designators only, and win over an
 //!   identifier of the same length (`P1D` is a duration, `P1Dx` an identifier).
@@ -619,7 +619,7 @@ mod tests {
         assert_eq!(kinds("$$abc$"), vec![(K::UnterminatedString, "$$abc$")]);
         assert_eq!(kinds("\"ab"), vec![(K::UnterminatedQuotedIdent, "\"ab")]);
         let t = Tokenizer::new("'ab").next().unwrap();
-        assert_eq!(t.string_value("'ab").unwrap(), "ab");
+        assert_eq!(t.string_value("'ab"), None);
     }
 
     #[test]
@@ -627,7 +627,8 @@ mod tests {
         let cases: &[(&str, &[(TokenKind, &str)])] = &[
             ("42", &[(K::Integer, "42")]),
             ("-42", &[(K::Integer, "-42")]),
-            ("x - 3", &[(K::Ident, "x"), (K::Integer, "-3")]),
+            ("x -3", &[(K::Ident, "x"), (K::Integer, "-3")]),
+            ("x - 3", &[(K::Ident, "x"), (K::Minus, "-"), (K::Integer, "3")]),
             ("x - y", &[(K::Ident, "x"), (K::Minus, "-"), (K::Ident, "y")]),
             ("1.5", &[(K::Float, "1.5")]),
             ("1.", &[(K::Float, "1.")]),
