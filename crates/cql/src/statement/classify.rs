@@ -709,6 +709,31 @@ fn batch<'a>(c: &mut Cursor<'a>, info: &mut StatementInfo<'a>) -> Parsed<()> {
     Ok(())
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum CallStep {
+    #[default]
+    None,
+    /// Just read an identifier (a possible function name or qualifier).
+    Name,
+    /// Read `identifier .`.
+    Dot,
+    /// Read `name (`.
+    Open,
+    /// Read `name ( )`: a call to look up.
+    Closed,
+}
+
+/// Spans of the possible function name and its qualifier.
+#[derive(Debug, Clone, Copy, Default)]
+struct CallState {
+    step: CallStep,
+    name_start: u32,
+    name_end: u32,
+    qualified: bool,
+    qualifier_start: u32,
+    qualifier_end: u32,
+}
+
 /// The token stream with one token of lookahead, and the bookkeeping every consumed token goes
 /// through exactly once: nesting depth, bind markers, non-deterministic calls, lexical errors.
 struct Cursor<'a> {
@@ -717,8 +742,8 @@ struct Cursor<'a> {
     peeked: Option<Option<Token>>,
     /// Open `(`, `[`, `{`: keywords only mean something at depth 0.
     depth: u32,
-    /// The last consumed tokens, newest first: enough to recognize `system . now ( )`.
-    recent: [Option<Token>; 4],
+    /// Where `[qualifier .] name ( )` recognition stands (see [`Cursor::track_call`]).
+    call: CallState,
     last_end: u32,
     markers: BindMarkers<'a>,
     calls: Vec<NonDeterministicCall<'a>>,
@@ -732,7 +757,7 @@ impl<'a> Cursor<'a> {
             tokens: Tokenizer::new(src),
             peeked: None,
             depth: 0,
-            recent: [None; 4],
+            call: CallState::default(),
             last_end: 0,
             markers: BindMarkers::default(),
             calls: Vec::new(),
@@ -758,47 +783,67 @@ impl<'a> Cursor<'a> {
                 }
             }
             TokenKind::LParen | TokenKind::LBracket | TokenKind::LBrace => self.depth += 1,
-            TokenKind::RParen => {
-                self.depth = self.depth.saturating_sub(1);
-                self.check_call(t);
-            }
+            TokenKind::RParen => self.depth = self.depth.saturating_sub(1),
             TokenKind::RBracket | TokenKind::RBrace => self.depth = self.depth.saturating_sub(1),
             kind if kind.is_error() => self.lex_error = true,
             _ => {}
         }
-        self.recent = [Some(t), self.recent[0], self.recent[1], self.recent[2]];
+        self.track_call(t);
         self.last_end = t.end;
         Some(t)
     }
 
-    /// On `)`: records `name ( )` (or `system.name()`) when `name` is non-deterministic.
-    fn check_call(&mut self, close: Token) {
-        let [Some(open), Some(name_tok), qualifier_dot, qualifier] = self.recent else { return };
-        if open.kind != TokenKind::LParen {
-            return;
+    /// Advances the small state machine that recognizes `name ( )` and `qualifier . name ( )`
+    /// with scalar fields only (a history of whole tokens cost more than the tokenizer).
+    fn track_call(&mut self, t: Token) {
+        let st = &mut self.call;
+        st.step = match (st.step, t.kind) {
+            (CallStep::Dot, TokenKind::Ident | TokenKind::QuotedIdent) => {
+                (st.qualifier_start, st.qualifier_end) = (st.name_start, st.name_end);
+                (st.name_start, st.name_end) = (t.start, t.end);
+                st.qualified = true;
+                CallStep::Name
+            }
+            (_, TokenKind::Ident | TokenKind::QuotedIdent) => {
+                (st.name_start, st.name_end) = (t.start, t.end);
+                st.qualified = false;
+                CallStep::Name
+            }
+            (CallStep::Name, TokenKind::Dot) if !st.qualified => CallStep::Dot,
+            (CallStep::Name, TokenKind::LParen) => CallStep::Open,
+            (CallStep::Open, TokenKind::RParen) => CallStep::Closed,
+            _ => CallStep::None,
+        };
+        if st.step == CallStep::Closed {
+            self.record_call(t.end);
         }
-        let text = name_tok.text(self.src);
-        let found = match name_tok.kind {
-            TokenKind::Ident => NON_DETERMINISTIC.iter().find(|(n, _)| text.eq_ignore_ascii_case(n)),
+    }
+
+    /// Records the call `name ( )` ending at `end` when `name` is non-deterministic.
+    fn record_call(&mut self, end: u32) {
+        let st = self.call;
+        let text = self.src.get(st.name_start as usize..st.name_end as usize).unwrap_or("");
+        let found = match text.strip_prefix('"') {
             // A quoted function name is case-sensitive: `"now"()` is now(), `"NOW"()` is not.
-            TokenKind::QuotedIdent => NON_DETERMINISTIC.iter().find(|(n, _)| text.get(1..text.len().saturating_sub(1)) == Some(*n)),
-            _ => None,
+            Some(quoted) => NON_DETERMINISTIC.iter().find(|(n, _)| quoted.strip_suffix('"') == Some(*n)),
+            None => NON_DETERMINISTIC.iter().find(|(n, _)| text.eq_ignore_ascii_case(n)),
         };
         let Some(&(name, function)) = found else { return };
-        let mut start = name_tok.start;
-        if qualifier_dot.is_some_and(|t| t.kind == TokenKind::Dot) {
+        let mut start = st.name_start;
+        if st.qualified {
             // Only the built-in keyspace: `ks.now()` is a user function.
-            match qualifier.and_then(|q| Ident::from_token(q, self.src)) {
-                Some(ks) if ks.matches("system") => start = qualifier.map_or(start, |q| q.start),
-                _ => return,
+            let qualifier = self.src.get(st.qualifier_start as usize..st.qualifier_end as usize).unwrap_or("");
+            if !(qualifier.eq_ignore_ascii_case("system") || qualifier == "\"system\"") {
+                return;
             }
+            start = st.qualifier_start;
         }
         let call = NonDeterministicCall {
             function,
             name,
-            text: self.src.get(start as usize..close.end as usize).unwrap_or(""),
+            text: self.src.get(start as usize..end as usize).unwrap_or(""),
             start,
-            end: close.end,
+            end,
             marker_index: self.markers.total(),
         };
         self.calls.push(call);
@@ -876,10 +921,13 @@ impl<'a> Cursor<'a> {
         match self.peek() {
             None => true,
             Some(_) if depth > 0 => false,
-            Some(t) => {
-                t.kind == TokenKind::Semicolon
-                    || ["insert", "update", "delete", "apply", "begin"].iter().any(|w| t.is_keyword(src, w))
-            }
+            Some(t) => match (t.kind, t.end - t.start) {
+                (TokenKind::Semicolon, _) => true,
+                (TokenKind::Ident, 5 | 6) => ["insert", "update", "delete", "apply", "begin"]
+                    .iter()
+                    .any(|w| t.is_keyword(src, w)),
+                _ => false,
+            },
         }
     }
 
