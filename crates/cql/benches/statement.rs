@@ -18,11 +18,17 @@ const BATCH: &str = "BEGIN BATCH \
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("classify");
-    for (name, text) in [("insert_200b", INSERT), ("select_marker", SELECT), ("batch_3", BATCH)] {
+    for (name, text) in [
+        ("insert_200b", INSERT),
+        ("select_marker", SELECT),
+        ("batch_3", BATCH),
+    ] {
         group.bench_function(name, |b| b.iter(|| classify(black_box(text))));
     }
     group.finish();
-    c.bench_function("tokenize/insert_200b", |b| b.iter(|| Tokenizer::new(black_box(INSERT)).count()));
+    c.bench_function("tokenize/insert_200b", |b| {
+        b.iter(|| Tokenizer::new(black_box(INSERT)).count())
+    });
 }
 
 criterion_group!(benches, bench);

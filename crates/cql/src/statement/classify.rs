@@ -86,7 +86,10 @@ impl StatementKind {
 
     /// Data writes: INSERT, UPDATE, DELETE and batches.
     pub fn is_write(self) -> bool {
-        matches!(self, Self::Insert | Self::Update | Self::Delete | Self::Batch)
+        matches!(
+            self,
+            Self::Insert | Self::Update | Self::Delete | Self::Batch
+        )
     }
 
     /// DDL: statements that change the schema (and produce a SCHEMA_CHANGE result).
@@ -156,15 +159,25 @@ impl<'a> Ident<'a> {
             _ => return None,
         };
         match text.strip_prefix('"') {
-            Some(inner) => Some(Self { raw: inner.strip_suffix('"')?, quoted: true }),
-            None => Some(Self { raw: text, quoted: false }),
+            Some(inner) => Some(Self {
+                raw: inner.strip_suffix('"')?,
+                quoted: true,
+            }),
+            None => Some(Self {
+                raw: text,
+                quoted: false,
+            }),
         }
     }
 
     /// The name Cassandra uses: unquoted names ASCII-lowercased, quoted ones verbatim with `""`
     /// unescaped. Borrows when nothing changes.
     pub fn normalized(&self) -> Cow<'a, str> {
-        if self.quoted { unescape(self.raw, "\"\"", "\"") } else { lowercase(self.raw) }
+        if self.quoted {
+            unescape(self.raw, "\"\"", "\"")
+        } else {
+            lowercase(self.raw)
+        }
     }
 
     /// Whether this identifier names `name` (an already normalized name), without allocating.
@@ -198,7 +211,8 @@ pub struct BindMarkers<'a> {
 
 impl BindMarkers<'_> {
     pub fn total(&self) -> u32 {
-        self.positional.saturating_add(u32::try_from(self.named.len()).unwrap_or(u32::MAX))
+        self.positional
+            .saturating_add(u32::try_from(self.named.len()).unwrap_or(u32::MAX))
     }
 
     /// Both `?` and `:name` markers in one statement.
@@ -387,8 +401,14 @@ impl StatementInfo<'_> {
         if self.using_timestamp.is_some() {
             return TimestampCoverage::Statement;
         }
-        let Some(batch) = &self.batch else { return TimestampCoverage::None };
-        let with = batch.children.iter().filter(|c| c.using_timestamp.is_some()).count();
+        let Some(batch) = &self.batch else {
+            return TimestampCoverage::None;
+        };
+        let with = batch
+            .children
+            .iter()
+            .filter(|c| c.using_timestamp.is_some())
+            .count();
         match with {
             0 => TimestampCoverage::None,
             n if n == batch.children.len() => TimestampCoverage::AllChildren,
@@ -427,7 +447,9 @@ type Parsed<T> = Result<T, ParseProblem>;
 /// Reads one statement into `info`, leaving the cursor at its end (`;` or end of text).
 fn statement<'a>(c: &mut Cursor<'a>, info: &mut StatementInfo<'a>) -> Parsed<()> {
     use StatementKind as S;
-    let Some(first) = c.next() else { return Err(ParseProblem::Empty) };
+    let Some(first) = c.next() else {
+        return Err(ParseProblem::Empty);
+    };
     let src = c.src;
     let word = |w: &str| first.is_keyword(src, w);
     if word("select") {
@@ -481,7 +503,14 @@ fn statement<'a>(c: &mut Cursor<'a>, info: &mut StatementInfo<'a>) -> Parsed<()>
         return Err(ParseProblem::Unrecognized);
     }
     // The rest (selectors, WHERE, DDL bodies, options) does not change the classification.
-    while !matches!(c.peek(), None | Some(Token { kind: TokenKind::Semicolon, .. })) || c.depth > 0 {
+    while !matches!(
+        c.peek(),
+        None | Some(Token {
+            kind: TokenKind::Semicolon,
+            ..
+        })
+    ) || c.depth > 0
+    {
         if c.next().is_none() {
             break;
         }
@@ -533,7 +562,11 @@ fn create<'a>(c: &mut Cursor<'a>, info: &mut StatementInfo<'a>) -> Parsed<()> {
         c.expect_keyword("on")?;
         (info.keyspace, info.table) = c.qualified_name()?;
     } else if word("function") || word("aggregate") {
-        info.kind = if word("function") { S::CreateFunction } else { S::CreateAggregate };
+        info.kind = if word("function") {
+            S::CreateFunction
+        } else {
+            S::CreateAggregate
+        };
         c.skip_if_exists();
         let (ks, name) = c.qualified_name()?;
         (info.keyspace, info.name) = (ks, name);
@@ -697,7 +730,10 @@ fn batch<'a>(c: &mut Cursor<'a>, info: &mut StatementInfo<'a>) -> Parsed<()> {
             c.next();
             c.expect_keyword("batch")?;
             break;
-        } else if ["insert", "update", "delete"].iter().any(|w| t.is_keyword(c.src, w)) {
+        } else if ["insert", "update", "delete"]
+            .iter()
+            .any(|w| t.is_keyword(c.src, w))
+        {
             c.next();
             children.push(dml(c, t)?);
         } else {
@@ -705,7 +741,10 @@ fn batch<'a>(c: &mut Cursor<'a>, info: &mut StatementInfo<'a>) -> Parsed<()> {
         }
     }
     info.lwt = children.iter().any(|child| child.lwt);
-    info.batch = Some(BatchInfo { batch_type, children });
+    info.batch = Some(BatchInfo {
+        batch_type,
+        children,
+    });
     Ok(())
 }
 
@@ -739,7 +778,13 @@ struct CallState {
 struct Cursor<'a> {
     src: &'a str,
     tokens: Tokenizer<'a>,
-    peeked: Option<Option<Token>>,
+    /// The lookahead token as scalars (`la_kind: None` = end of text), valid when `la_full`.
+    /// Not an `Option<Option<Token>>`: copying a just-returned token whole into it stalled store
+    /// forwarding, which cost more than the tokenizer itself (measured with perf).
+    la_full: bool,
+    la_kind: Option<TokenKind>,
+    la_start: u32,
+    la_end: u32,
     /// Open `(`, `[`, `{`: keywords only mean something at depth 0.
     depth: u32,
     /// Where `[qualifier .] name ( )` recognition stands (see [`Cursor::track_call`]).
@@ -755,7 +800,10 @@ impl<'a> Cursor<'a> {
         Self {
             src,
             tokens: Tokenizer::new(src),
-            peeked: None,
+            la_full: false,
+            la_kind: None,
+            la_start: 0,
+            la_end: 0,
             depth: 0,
             call: CallState::default(),
             last_end: 0,
@@ -765,20 +813,39 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline]
     fn peek(&mut self) -> Option<Token> {
-        let tokens = &mut self.tokens;
-        *self.peeked.get_or_insert_with(|| tokens.next())
+        if !self.la_full {
+            match self.tokens.next() {
+                Some(t) => {
+                    (self.la_kind, self.la_start, self.la_end) = (Some(t.kind), t.start, t.end)
+                }
+                None => self.la_kind = None,
+            }
+            self.la_full = true;
+        }
+        Some(Token {
+            kind: self.la_kind?,
+            start: self.la_start,
+            end: self.la_end,
+        })
     }
 
+    #[inline]
     fn next(&mut self) -> Option<Token> {
-        let t = match self.peeked.take() {
-            Some(t) => t,
-            None => self.tokens.next(),
-        }?;
-        match t.kind {
+        let t = self.peek()?;
+        self.la_full = false;
+        // Scalars, not the token: a `&Token` built piecewise and read back whole stalls.
+        self.account(t.kind, t.start, t.end);
+        Some(t)
+    }
+
+    /// The bookkeeping every consumed token goes through.
+    fn account(&mut self, kind: TokenKind, start: u32, end: u32) {
+        match kind {
             TokenKind::QMark => self.markers.positional = self.markers.positional.saturating_add(1),
             TokenKind::NamedMarker => {
-                if let Some(name) = Ident::from_token(t, self.src) {
+                if let Some(name) = Ident::from_token(Token { kind, start, end }, self.src) {
                     self.markers.named.push(name);
                 }
             }
@@ -788,24 +855,23 @@ impl<'a> Cursor<'a> {
             kind if kind.is_error() => self.lex_error = true,
             _ => {}
         }
-        self.track_call(t);
-        self.last_end = t.end;
-        Some(t)
+        self.track_call(kind, start, end);
+        self.last_end = end;
     }
 
     /// Advances the small state machine that recognizes `name ( )` and `qualifier . name ( )`
     /// with scalar fields only (a history of whole tokens cost more than the tokenizer).
-    fn track_call(&mut self, t: Token) {
+    fn track_call(&mut self, kind: TokenKind, start: u32, end: u32) {
         let st = &mut self.call;
-        st.step = match (st.step, t.kind) {
+        st.step = match (st.step, kind) {
             (CallStep::Dot, TokenKind::Ident | TokenKind::QuotedIdent) => {
                 (st.qualifier_start, st.qualifier_end) = (st.name_start, st.name_end);
-                (st.name_start, st.name_end) = (t.start, t.end);
+                (st.name_start, st.name_end) = (start, end);
                 st.qualified = true;
                 CallStep::Name
             }
             (_, TokenKind::Ident | TokenKind::QuotedIdent) => {
-                (st.name_start, st.name_end) = (t.start, t.end);
+                (st.name_start, st.name_end) = (start, end);
                 st.qualified = false;
                 CallStep::Name
             }
@@ -815,24 +881,36 @@ impl<'a> Cursor<'a> {
             _ => CallStep::None,
         };
         if st.step == CallStep::Closed {
-            self.record_call(t.end);
+            self.record_call(end);
         }
     }
 
     /// Records the call `name ( )` ending at `end` when `name` is non-deterministic.
     fn record_call(&mut self, end: u32) {
         let st = self.call;
-        let text = self.src.get(st.name_start as usize..st.name_end as usize).unwrap_or("");
+        let text = self
+            .src
+            .get(st.name_start as usize..st.name_end as usize)
+            .unwrap_or("");
         let found = match text.strip_prefix('"') {
             // A quoted function name is case-sensitive: `"now"()` is now(), `"NOW"()` is not.
-            Some(quoted) => NON_DETERMINISTIC.iter().find(|(n, _)| quoted.strip_suffix('"') == Some(*n)),
-            None => NON_DETERMINISTIC.iter().find(|(n, _)| text.eq_ignore_ascii_case(n)),
+            Some(quoted) => NON_DETERMINISTIC
+                .iter()
+                .find(|(n, _)| quoted.strip_suffix('"') == Some(*n)),
+            None => NON_DETERMINISTIC
+                .iter()
+                .find(|(n, _)| text.eq_ignore_ascii_case(n)),
         };
-        let Some(&(name, function)) = found else { return };
+        let Some(&(name, function)) = found else {
+            return;
+        };
         let mut start = st.name_start;
         if st.qualified {
             // Only the built-in keyspace: `ks.now()` is a user function.
-            let qualifier = self.src.get(st.qualifier_start as usize..st.qualifier_end as usize).unwrap_or("");
+            let qualifier = self
+                .src
+                .get(st.qualifier_start as usize..st.qualifier_end as usize)
+                .unwrap_or("");
             if !(qualifier.eq_ignore_ascii_case("system") || qualifier == "\"system\"") {
                 return;
             }
@@ -871,7 +949,11 @@ impl<'a> Cursor<'a> {
     }
 
     fn expect_keyword(&mut self, kw: &str) -> Parsed<()> {
-        if self.eat_keyword(kw) { Ok(()) } else { Err(ParseProblem::Malformed) }
+        if self.eat_keyword(kw) {
+            Ok(())
+        } else {
+            Err(ParseProblem::Malformed)
+        }
     }
 
     /// `IF [NOT] EXISTS` of DDL: not a lightweight transaction.
@@ -932,7 +1014,11 @@ impl<'a> Cursor<'a> {
     }
 
     /// The part after `USING`: `TTL v` / `TIMESTAMP v` joined by `AND`.
-    fn using(&mut self, timestamp: &mut Option<UsingValue<'a>>, ttl: &mut Option<UsingValue<'a>>) -> Parsed<()> {
+    fn using(
+        &mut self,
+        timestamp: &mut Option<UsingValue<'a>>,
+        ttl: &mut Option<UsingValue<'a>>,
+    ) -> Parsed<()> {
         loop {
             if self.eat_keyword("ttl") {
                 *ttl = Some(self.using_value()?);
@@ -953,7 +1039,10 @@ impl<'a> Cursor<'a> {
         let value = match t.kind {
             TokenKind::Integer => UsingValue::Literal(t.text(self.src)),
             TokenKind::QMark => UsingValue::Marker { index, name: None },
-            TokenKind::NamedMarker => UsingValue::Marker { index, name: Ident::from_token(t, self.src) },
+            TokenKind::NamedMarker => UsingValue::Marker {
+                index,
+                name: Ident::from_token(t, self.src),
+            },
             _ => return Err(ParseProblem::Malformed),
         };
         self.next();
@@ -986,7 +1075,9 @@ mod tests {
         assert_eq!(names(&info), ks_tbl(Some("ks"), Some("t")));
         assert!(info.is_read() && !info.is_write());
 
-        let info = classify("  select\tcount(*), writetime(v) AS \"from\"\n//c\nFrOm\r\nT WHERE k = ? LIMIT :lim;");
+        let info = classify(
+            "  select\tcount(*), writetime(v) AS \"from\"\n//c\nFrOm\r\nT WHERE k = ? LIMIT :lim;",
+        );
         assert_eq!(info.kind, S::Select);
         assert_eq!(names(&info), ks_tbl(None, Some("t")));
         assert_eq!(info.markers.positional, 1);
@@ -998,16 +1089,34 @@ mod tests {
     #[test]
     fn quoted_identifiers_and_case_folding() {
         let info = classify(r#"SELECT * FROM "MyKs"."My""Table""#);
-        assert_eq!(info.keyspace, Some(Ident { raw: "MyKs", quoted: true }));
-        assert_eq!(info.table, Some(Ident { raw: "My\"\"Table", quoted: true }));
+        assert_eq!(
+            info.keyspace,
+            Some(Ident {
+                raw: "MyKs",
+                quoted: true
+            })
+        );
+        assert_eq!(
+            info.table,
+            Some(Ident {
+                raw: "My\"\"Table",
+                quoted: true
+            })
+        );
         assert_eq!(names(&info), ks_tbl(Some("MyKs"), Some("My\"Table")));
         let info = classify("UPDATE MyKs.MyTable SET a = 1 WHERE k = 1");
         assert_eq!(names(&info), ks_tbl(Some("myks"), Some("mytable")));
-        assert!(info.table.is_some_and(|t| t.matches("mytable") && !t.matches("MyTable")));
+        assert!(
+            info.table
+                .is_some_and(|t| t.matches("mytable") && !t.matches("MyTable"))
+        );
         let info = classify(r#"USE "Ks""#);
         assert_eq!(info.kind, S::Use);
         assert_eq!(names(&info), ks_tbl(Some("Ks"), None));
-        assert!(matches!(info.keyspace.map(|k| k.normalized()), Some(Cow::Borrowed("Ks"))));
+        assert!(matches!(
+            info.keyspace.map(|k| k.normalized()),
+            Some(Cow::Borrowed("Ks"))
+        ));
         assert_eq!(names(&classify("use MyKs;")), ks_tbl(Some("myks"), None));
     }
 
@@ -1022,22 +1131,39 @@ mod tests {
 
         let info = classify("INSERT INTO t (a, b) VALUES (?, ?) USING TTL 10 AND TIMESTAMP ?");
         assert_eq!(info.using_ttl, Some(UsingValue::Literal("10")));
-        assert_eq!(info.using_timestamp, Some(UsingValue::Marker { index: 2, name: None }));
+        assert_eq!(
+            info.using_timestamp,
+            Some(UsingValue::Marker {
+                index: 2,
+                name: None
+            })
+        );
         assert_eq!(info.timestamp_coverage(), TimestampCoverage::Statement);
         assert_eq!(info.markers.positional, 3);
 
         let info = classify("INSERT INTO t JSON '{\"a\": 1}' USING TIMESTAMP :ts");
         assert_eq!(
             info.using_timestamp,
-            Some(UsingValue::Marker { index: 0, name: Some(Ident { raw: "ts", quoted: false }) })
+            Some(UsingValue::Marker {
+                index: 0,
+                name: Some(Ident {
+                    raw: "ts",
+                    quoted: false
+                })
+            })
         );
         assert_eq!(info.using_ttl, None);
-        assert_eq!(classify("INSERT INTO t (a) VALUES (1)").timestamp_coverage(), TimestampCoverage::None);
+        assert_eq!(
+            classify("INSERT INTO t (a) VALUES (1)").timestamp_coverage(),
+            TimestampCoverage::None
+        );
     }
 
     #[test]
     fn update_and_delete() {
-        let info = classify("UPDATE ks.t USING TIMESTAMP 123 AND TTL 5 SET m['if'] = 'IF', c = c + 1 WHERE k = 1");
+        let info = classify(
+            "UPDATE ks.t USING TIMESTAMP 123 AND TTL 5 SET m['if'] = 'IF', c = c + 1 WHERE k = 1",
+        );
         assert_eq!(info.kind, S::Update);
         assert!(!info.lwt);
         assert_eq!(info.using_timestamp, Some(UsingValue::Literal("123")));
@@ -1047,7 +1173,9 @@ mod tests {
         let info = classify("UPDATE t SET a = 2 WHERE k = 1 IF EXISTS");
         assert!(info.lwt);
 
-        let info = classify("DELETE m['from'], l[0] FROM ks.t USING TIMESTAMP -5 WHERE k IN (1, 2) IF EXISTS");
+        let info = classify(
+            "DELETE m['from'], l[0] FROM ks.t USING TIMESTAMP -5 WHERE k IN (1, 2) IF EXISTS",
+        );
         assert_eq!(info.kind, S::Delete);
         assert_eq!(names(&info), ks_tbl(Some("ks"), Some("t")));
         assert_eq!(info.using_timestamp, Some(UsingValue::Literal("-5")));
@@ -1060,7 +1188,11 @@ mod tests {
 
     #[test]
     fn truncate() {
-        for q in ["TRUNCATE ks.t", "truncate table ks.t;", "TRUNCATE COLUMNFAMILY ks.t"] {
+        for q in [
+            "TRUNCATE ks.t",
+            "truncate table ks.t;",
+            "TRUNCATE COLUMNFAMILY ks.t",
+        ] {
             let info = classify(q);
             assert_eq!(info.kind, S::Truncate, "{q}");
             assert_eq!(names(&info), ks_tbl(Some("ks"), Some("t")), "{q}");
@@ -1073,31 +1205,64 @@ mod tests {
         let info = classify(q);
         assert_eq!(info.nondeterministic.len(), 2);
         let first = info.nondeterministic[0];
-        assert_eq!((first.function, first.name, first.text), (NonDeterministicFn::Now, "now", "now()"));
+        assert_eq!(
+            (first.function, first.name, first.text),
+            (NonDeterministicFn::Now, "now", "now()")
+        );
         assert_eq!(&q[first.span()], "now()");
         assert_eq!(first.marker_index, 1);
         let second = info.nondeterministic[1];
         assert_eq!(&q[second.span()], "NOW ( )");
-        assert_eq!(info.using_ttl, Some(UsingValue::Marker { index: 1, name: None }));
+        assert_eq!(
+            info.using_ttl,
+            Some(UsingValue::Marker {
+                index: 1,
+                name: None
+            })
+        );
 
         let q = "UPDATE t SET a = currentTimestamp(), b = current_date(), c = uuid(), d = system.currentTimeUUID(), \
                  e = ks.now(), f = \"now\"(), g = \"NOW\"(), h = current_time /* x */ (), i = currenttime(1) WHERE k = :k";
         let info = classify(q);
-        let found: Vec<_> = info.nondeterministic.iter().map(|c| (c.function, c.name, c.text)).collect();
+        let found: Vec<_> = info
+            .nondeterministic
+            .iter()
+            .map(|c| (c.function, c.name, c.text))
+            .collect();
         assert_eq!(
             found,
             vec![
-                (NonDeterministicFn::CurrentTimestamp, "currenttimestamp", "currentTimestamp()"),
-                (NonDeterministicFn::CurrentDate, "current_date", "current_date()"),
+                (
+                    NonDeterministicFn::CurrentTimestamp,
+                    "currenttimestamp",
+                    "currentTimestamp()"
+                ),
+                (
+                    NonDeterministicFn::CurrentDate,
+                    "current_date",
+                    "current_date()"
+                ),
                 (NonDeterministicFn::Uuid, "uuid", "uuid()"),
-                (NonDeterministicFn::CurrentTimeUuid, "currenttimeuuid", "system.currentTimeUUID()"),
+                (
+                    NonDeterministicFn::CurrentTimeUuid,
+                    "currenttimeuuid",
+                    "system.currentTimeUUID()"
+                ),
                 (NonDeterministicFn::Now, "now", "\"now\"()"),
-                (NonDeterministicFn::CurrentTime, "current_time", "current_time /* x */ ()"),
+                (
+                    NonDeterministicFn::CurrentTime,
+                    "current_time",
+                    "current_time /* x */ ()"
+                ),
             ]
         );
         assert_eq!(NonDeterministicFn::CurrentDate.cql_type(), "date");
         // A `uuid` column type is not a call.
-        assert!(classify("CREATE TABLE t (id uuid PRIMARY KEY, now timeuuid)").nondeterministic.is_empty());
+        assert!(
+            classify("CREATE TABLE t (id uuid PRIMARY KEY, now timeuuid)")
+                .nondeterministic
+                .is_empty()
+        );
     }
 
     #[test]
@@ -1118,9 +1283,15 @@ mod tests {
         let kinds: Vec<_> = batch.children.iter().map(|c| c.kind).collect();
         assert_eq!(kinds, vec![S::Insert, S::Update, S::Delete]);
         let child = batch.children[0];
-        assert_eq!(&q[child.start as usize..child.end as usize], "INSERT INTO ks.a (k, v) VALUES (1, 'APPLY BATCH;')");
+        assert_eq!(
+            &q[child.start as usize..child.end as usize],
+            "INSERT INTO ks.a (k, v) VALUES (1, 'APPLY BATCH;')"
+        );
         let child = batch.children[1];
-        assert_eq!(&q[child.start as usize..child.end as usize], "UPDATE b USING TTL 3 SET v = ? WHERE k = 2");
+        assert_eq!(
+            &q[child.start as usize..child.end as usize],
+            "UPDATE b USING TTL 3 SET v = ? WHERE k = 2"
+        );
         assert_eq!(child.using_ttl, Some(UsingValue::Literal("3")));
         assert_eq!(child.table.map(|t| t.raw), Some("b"));
         assert!(batch.children[2].lwt && !batch.children[0].lwt);
@@ -1129,12 +1300,18 @@ mod tests {
             "begin counter batch update c set n = n + 1 where k = 1 using timestamp 1 apply batch",
         );
         // USING after WHERE is not CQL, but the classifier only reports what it sees.
-        assert_eq!(info.batch.as_ref().map(|b| b.batch_type), Some(BatchType::Counter));
+        assert_eq!(
+            info.batch.as_ref().map(|b| b.batch_type),
+            Some(BatchType::Counter)
+        );
 
         let info = classify(
             "BEGIN BATCH INSERT INTO t (k) VALUES (1) USING TIMESTAMP 1; INSERT INTO t (k) VALUES (2) USING TIMESTAMP ?; APPLY BATCH",
         );
-        assert_eq!(info.batch.as_ref().map(|b| b.batch_type), Some(BatchType::Logged));
+        assert_eq!(
+            info.batch.as_ref().map(|b| b.batch_type),
+            Some(BatchType::Logged)
+        );
         assert_eq!(info.timestamp_coverage(), TimestampCoverage::AllChildren);
         assert!(!info.lwt);
         let info = classify(
@@ -1143,55 +1320,229 @@ mod tests {
         assert_eq!(info.timestamp_coverage(), TimestampCoverage::SomeChildren);
         assert_eq!(info.nondeterministic.len(), 1);
 
-        for bad in ["BEGIN BATCH INSERT INTO t (k) VALUES (1)", "BEGIN BATCH SELECT * FROM t APPLY BATCH", "BEGIN TRANSACTION"] {
+        for bad in [
+            "BEGIN BATCH INSERT INTO t (k) VALUES (1)",
+            "BEGIN BATCH SELECT * FROM t APPLY BATCH",
+            "BEGIN TRANSACTION",
+        ] {
             let info = classify(bad);
-            assert_eq!((info.kind, info.problem), (S::Other, Some(ParseProblem::Malformed)), "{bad}");
+            assert_eq!(
+                (info.kind, info.problem),
+                (S::Other, Some(ParseProblem::Malformed)),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn schema_statements() {
-        let cases: &[(&str, StatementKind, Option<&str>, Option<&str>, Option<&str>)] = &[
-            ("CREATE KEYSPACE IF NOT EXISTS Ks WITH replication = {'class': 'SimpleStrategy'}", S::CreateKeyspace, Some("ks"), None, None),
-            ("CREATE SCHEMA ks", S::CreateKeyspace, Some("ks"), None, None),
-            ("ALTER KEYSPACE \"Ks\" WITH durable_writes = false", S::AlterKeyspace, Some("Ks"), None, None),
-            ("DROP KEYSPACE IF EXISTS ks", S::DropKeyspace, Some("ks"), None, None),
-            ("CREATE TABLE IF NOT EXISTS ks.t (k int PRIMARY KEY, v text) WITH comment = 'IF'", S::CreateTable, Some("ks"), Some("t"), None),
-            ("CREATE COLUMNFAMILY t (k int PRIMARY KEY)", S::CreateTable, None, Some("t"), None),
-            ("ALTER TABLE ks.t ADD v2 int", S::AlterTable, Some("ks"), Some("t"), None),
-            ("DROP TABLE IF EXISTS t", S::DropTable, None, Some("t"), None),
-            ("CREATE TYPE ks.addr (street text)", S::CreateType, Some("ks"), Some("addr"), None),
-            ("ALTER TYPE addr RENAME street TO road", S::AlterType, None, Some("addr"), None),
-            ("DROP TYPE IF EXISTS ks.addr", S::DropType, Some("ks"), Some("addr"), None),
-            ("CREATE INDEX idx ON ks.t (v)", S::CreateIndex, Some("ks"), Some("t"), Some("idx")),
-            ("CREATE INDEX IF NOT EXISTS ON t (keys(m))", S::CreateIndex, None, Some("t"), None),
-            ("CREATE CUSTOM INDEX i ON ks.t (v) USING 'StorageAttachedIndex'", S::CreateCustomIndex, Some("ks"), Some("t"), Some("i")),
-            ("DROP INDEX ks.idx", S::DropIndex, Some("ks"), None, Some("idx")),
-            ("CREATE MATERIALIZED VIEW ks.v AS SELECT * FROM ks.t WHERE k IS NOT NULL PRIMARY KEY (k)", S::CreateMaterializedView, Some("ks"), Some("v"), None),
-            ("ALTER MATERIALIZED VIEW v WITH comment = 'x'", S::AlterMaterializedView, None, Some("v"), None),
-            ("DROP MATERIALIZED VIEW IF EXISTS ks.v", S::DropMaterializedView, Some("ks"), Some("v"), None),
-            ("CREATE OR REPLACE FUNCTION ks.f (a int) CALLED ON NULL INPUT RETURNS int LANGUAGE java AS $$ return now(); $$", S::CreateFunction, Some("ks"), None, Some("f")),
-            ("CREATE FUNCTION IF NOT EXISTS f (a int) RETURNS NULL ON NULL INPUT RETURNS int LANGUAGE java AS 'return a;'", S::CreateFunction, None, None, Some("f")),
-            ("DROP FUNCTION IF EXISTS ks.f(int)", S::DropFunction, Some("ks"), None, Some("f")),
-            ("CREATE AGGREGATE ks.agg (int) SFUNC f STYPE int", S::CreateAggregate, Some("ks"), None, Some("agg")),
-            ("DROP AGGREGATE agg", S::DropAggregate, None, None, Some("agg")),
-            ("CREATE TRIGGER IF NOT EXISTS trg ON ks.t USING 'org.Trigger'", S::CreateTrigger, Some("ks"), Some("t"), Some("trg")),
-            ("DROP TRIGGER trg ON t", S::DropTrigger, None, Some("t"), Some("trg")),
+        let cases: &[(
+            &str,
+            StatementKind,
+            Option<&str>,
+            Option<&str>,
+            Option<&str>,
+        )] = &[
+            (
+                "CREATE KEYSPACE IF NOT EXISTS Ks WITH replication = {'class': 'SimpleStrategy'}",
+                S::CreateKeyspace,
+                Some("ks"),
+                None,
+                None,
+            ),
+            (
+                "CREATE SCHEMA ks",
+                S::CreateKeyspace,
+                Some("ks"),
+                None,
+                None,
+            ),
+            (
+                "ALTER KEYSPACE \"Ks\" WITH durable_writes = false",
+                S::AlterKeyspace,
+                Some("Ks"),
+                None,
+                None,
+            ),
+            (
+                "DROP KEYSPACE IF EXISTS ks",
+                S::DropKeyspace,
+                Some("ks"),
+                None,
+                None,
+            ),
+            (
+                "CREATE TABLE IF NOT EXISTS ks.t (k int PRIMARY KEY, v text) WITH comment = 'IF'",
+                S::CreateTable,
+                Some("ks"),
+                Some("t"),
+                None,
+            ),
+            (
+                "CREATE COLUMNFAMILY t (k int PRIMARY KEY)",
+                S::CreateTable,
+                None,
+                Some("t"),
+                None,
+            ),
+            (
+                "ALTER TABLE ks.t ADD v2 int",
+                S::AlterTable,
+                Some("ks"),
+                Some("t"),
+                None,
+            ),
+            (
+                "DROP TABLE IF EXISTS t",
+                S::DropTable,
+                None,
+                Some("t"),
+                None,
+            ),
+            (
+                "CREATE TYPE ks.addr (street text)",
+                S::CreateType,
+                Some("ks"),
+                Some("addr"),
+                None,
+            ),
+            (
+                "ALTER TYPE addr RENAME street TO road",
+                S::AlterType,
+                None,
+                Some("addr"),
+                None,
+            ),
+            (
+                "DROP TYPE IF EXISTS ks.addr",
+                S::DropType,
+                Some("ks"),
+                Some("addr"),
+                None,
+            ),
+            (
+                "CREATE INDEX idx ON ks.t (v)",
+                S::CreateIndex,
+                Some("ks"),
+                Some("t"),
+                Some("idx"),
+            ),
+            (
+                "CREATE INDEX IF NOT EXISTS ON t (keys(m))",
+                S::CreateIndex,
+                None,
+                Some("t"),
+                None,
+            ),
+            (
+                "CREATE CUSTOM INDEX i ON ks.t (v) USING 'StorageAttachedIndex'",
+                S::CreateCustomIndex,
+                Some("ks"),
+                Some("t"),
+                Some("i"),
+            ),
+            (
+                "DROP INDEX ks.idx",
+                S::DropIndex,
+                Some("ks"),
+                None,
+                Some("idx"),
+            ),
+            (
+                "CREATE MATERIALIZED VIEW ks.v AS SELECT * FROM ks.t WHERE k IS NOT NULL PRIMARY KEY (k)",
+                S::CreateMaterializedView,
+                Some("ks"),
+                Some("v"),
+                None,
+            ),
+            (
+                "ALTER MATERIALIZED VIEW v WITH comment = 'x'",
+                S::AlterMaterializedView,
+                None,
+                Some("v"),
+                None,
+            ),
+            (
+                "DROP MATERIALIZED VIEW IF EXISTS ks.v",
+                S::DropMaterializedView,
+                Some("ks"),
+                Some("v"),
+                None,
+            ),
+            (
+                "CREATE OR REPLACE FUNCTION ks.f (a int) CALLED ON NULL INPUT RETURNS int LANGUAGE java AS $$ return now(); $$",
+                S::CreateFunction,
+                Some("ks"),
+                None,
+                Some("f"),
+            ),
+            (
+                "CREATE FUNCTION IF NOT EXISTS f (a int) RETURNS NULL ON NULL INPUT RETURNS int LANGUAGE java AS 'return a;'",
+                S::CreateFunction,
+                None,
+                None,
+                Some("f"),
+            ),
+            (
+                "DROP FUNCTION IF EXISTS ks.f(int)",
+                S::DropFunction,
+                Some("ks"),
+                None,
+                Some("f"),
+            ),
+            (
+                "CREATE AGGREGATE ks.agg (int) SFUNC f STYPE int",
+                S::CreateAggregate,
+                Some("ks"),
+                None,
+                Some("agg"),
+            ),
+            (
+                "DROP AGGREGATE agg",
+                S::DropAggregate,
+                None,
+                None,
+                Some("agg"),
+            ),
+            (
+                "CREATE TRIGGER IF NOT EXISTS trg ON ks.t USING 'org.Trigger'",
+                S::CreateTrigger,
+                Some("ks"),
+                Some("t"),
+                Some("trg"),
+            ),
+            (
+                "DROP TRIGGER trg ON t",
+                S::DropTrigger,
+                None,
+                Some("t"),
+                Some("trg"),
+            ),
         ];
         for &(q, kind, ks, table, name) in cases {
             let info = classify(q);
             assert_eq!(info.kind, kind, "{q}");
             assert_eq!(info.problem, None, "{q}");
-            assert!(info.is_schema_change() && !info.lwt && !info.is_write(), "{q}");
+            assert!(
+                info.is_schema_change() && !info.lwt && !info.is_write(),
+                "{q}"
+            );
             assert_eq!(names(&info), ks_tbl(ks, table), "{q}");
-            assert_eq!(info.name.map(|n| n.normalized().into_owned()).as_deref(), name, "{q}");
+            assert_eq!(
+                info.name.map(|n| n.normalized().into_owned()).as_deref(),
+                name,
+                "{q}"
+            );
         }
     }
 
     #[test]
     fn auth_and_describe() {
         let cases = [
-            ("CREATE ROLE IF NOT EXISTS r WITH PASSWORD = 'p' AND LOGIN = true", S::CreateRole),
+            (
+                "CREATE ROLE IF NOT EXISTS r WITH PASSWORD = 'p' AND LOGIN = true",
+                S::CreateRole,
+            ),
             ("ALTER ROLE r WITH SUPERUSER = false", S::AlterRole),
             ("DROP ROLE r", S::DropRole),
             ("CREATE USER 'bob' WITH PASSWORD 'x'", S::CreateUser),
@@ -1231,13 +1582,20 @@ mod tests {
             ("INSERT INTO t (a) VALUES ('abc", ParseProblem::Lexical),
             ("SELECT * FROM t /* open", ParseProblem::Lexical),
             ("SELECT * FROM \"t", ParseProblem::Lexical),
-            ("SELECT * FROM t; SELECT * FROM u", ParseProblem::TrailingTokens),
+            (
+                "SELECT * FROM t; SELECT * FROM u",
+                ParseProblem::TrailingTokens,
+            ),
             ("CREATE OR REPLACE TABLE t (k int)", ParseProblem::Malformed),
             ("CREATE SOMETHING x", ParseProblem::Unrecognized),
         ];
         for (q, problem) in cases {
             let info = classify(q);
-            assert_eq!((info.kind, info.problem), (S::Other, Some(problem)), "{q:?}");
+            assert_eq!(
+                (info.kind, info.problem),
+                (S::Other, Some(problem)),
+                "{q:?}"
+            );
         }
         // Markers are still counted in text that did not parse.
         assert_eq!(classify("FOO ? ?").markers.positional, 2);

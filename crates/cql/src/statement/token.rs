@@ -144,7 +144,10 @@ impl Token {
         // The length test first: it rejects almost every token without touching the text.
         self.kind == TokenKind::Ident
             && (self.end - self.start) as usize == kw.len()
-            && src.as_bytes().get(self.span()).is_some_and(|t| t.eq_ignore_ascii_case(kw.as_bytes()))
+            && src
+                .as_bytes()
+                .get(self.span())
+                .is_some_and(|t| t.eq_ignore_ascii_case(kw.as_bytes()))
     }
 
     /// The value of a string literal: quotes removed, `''` unescaped. `None` for other kinds.
@@ -208,8 +211,18 @@ fn strip(text: &str, n: usize) -> &str {
 
 /// Keywords after which `:name` starts a bind marker rather than separating a map key from its
 /// value: the ones Cassandra's grammar puts directly before a term.
-const MARKER_KEYWORDS: [&str; 10] =
-    ["and", "between", "contains", "in", "key", "like", "limit", "of", "timestamp", "ttl"];
+const MARKER_KEYWORDS: [&str; 10] = [
+    "and",
+    "between",
+    "contains",
+    "in",
+    "key",
+    "like",
+    "limit",
+    "of",
+    "timestamp",
+    "ttl",
+];
 
 /// Iterator of the tokens of a CQL text.
 #[derive(Debug, Clone)]
@@ -228,8 +241,18 @@ impl<'a> Tokenizer<'a> {
     pub fn new(src: &'a str) -> Self {
         // Spans are u32: refuse (yield nothing) rather than wrap on a text the protocol could
         // never carry.
-        let pos = if u32::try_from(src.len()).is_ok() { 0 } else { src.len() };
-        Self { src, pos, prev_kind: None, prev_start: 0, prev_end: 0 }
+        let pos = if u32::try_from(src.len()).is_ok() {
+            0
+        } else {
+            src.len()
+        };
+        Self {
+            src,
+            pos,
+            prev_kind: None,
+            prev_start: 0,
+            prev_end: 0,
+        }
     }
 
     pub fn source(&self) -> &'a str {
@@ -237,10 +260,15 @@ impl<'a> Tokenizer<'a> {
     }
 
     fn colon_starts_marker(&self) -> bool {
-        let Some(kind) = self.prev_kind else { return true };
+        let Some(kind) = self.prev_kind else {
+            return true;
+        };
         match kind {
             TokenKind::Ident => {
-                let text = self.src.get(self.prev_start as usize..self.prev_end as usize).unwrap_or("");
+                let text = self
+                    .src
+                    .get(self.prev_start as usize..self.prev_end as usize)
+                    .unwrap_or("");
                 MARKER_KEYWORDS.iter().any(|k| text.eq_ignore_ascii_case(k))
             }
             TokenKind::QuotedIdent
@@ -314,7 +342,9 @@ impl<'a> Tokenizer<'a> {
                         Some(d) => (K::Duration, d),
                         None => {
                             let word = &b[start..end];
-                            if word.eq_ignore_ascii_case(b"nan") || word.eq_ignore_ascii_case(b"infinity") {
+                            if word.eq_ignore_ascii_case(b"nan")
+                                || word.eq_ignore_ascii_case(b"infinity")
+                            {
                                 (K::Float, end)
                             } else {
                                 (K::Ident, end)
@@ -325,7 +355,13 @@ impl<'a> Tokenizer<'a> {
             }
             b':' if self.colon_starts_marker() => match next {
                 b'a'..=b'z' | b'A'..=b'Z' => (K::NamedMarker, ident_end(b, start + 2)),
-                b'"' => match quoted(b, start + 1, b'"', K::NamedMarker, K::UnterminatedQuotedIdent) {
+                b'"' => match quoted(
+                    b,
+                    start + 1,
+                    b'"',
+                    K::NamedMarker,
+                    K::UnterminatedQuotedIdent,
+                ) {
                     (K::NamedMarker, end) if end > start + 3 => (K::NamedMarker, end),
                     // `:""` names nothing: leave the colon alone, the `""` lexes next.
                     (K::NamedMarker, _) => (K::Colon, start + 1),
@@ -364,13 +400,13 @@ impl<'a> Tokenizer<'a> {
 impl Iterator for Tokenizer<'_> {
     type Item = Token;
 
+    // Inlined so the token reaches the caller in registers, not through a stack slot.
+    #[inline]
     fn next(&mut self) -> Option<Token> {
         let b = self.src.as_bytes();
         loop {
-            while matches!(b.get(self.pos), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-                self.pos += 1;
-            }
-            let start = self.pos;
+            let start = class_end(b, self.pos, SPACE);
+            self.pos = start;
             if start >= b.len() {
                 return None;
             }
@@ -382,7 +418,11 @@ impl Iterator for Tokenizer<'_> {
                 self.prev_kind = Some(kind);
                 self.prev_start = start as u32;
                 self.prev_end = end as u32;
-                return Some(Token { kind, start: start as u32, end: end as u32 });
+                return Some(Token {
+                    kind,
+                    start: start as u32,
+                    end: end as u32,
+                });
             }
         }
     }
@@ -392,7 +432,9 @@ impl Iterator for Tokenizer<'_> {
 const UUID_LEN: usize = 36;
 
 fn is_uuid_at(b: &[u8], start: usize) -> bool {
-    let Some(s) = b.get(start..start + UUID_LEN) else { return false };
+    let Some(s) = b.get(start..start + UUID_LEN) else {
+        return false;
+    };
     // Cheapest rejection first: most identifiers that start with a hex letter are short.
     s[8] == b'-'
         && s.iter().enumerate().all(|(i, &c)| match i {
@@ -401,31 +443,70 @@ fn is_uuid_at(b: &[u8], start: usize) -> bool {
         })
 }
 
-fn ident_end(b: &[u8], mut i: usize) -> usize {
-    while matches!(b.get(i), Some(c) if c.is_ascii_alphanumeric() || *c == b'_') {
-        i += 1;
+/// Byte classes, looked up once per byte: the per-byte loops are most of the tokenizer's time.
+const IDENT_CONT: u8 = 1;
+const DIGIT: u8 = 2;
+const SPACE: u8 = 4;
+const CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            t[c] |= IDENT_CONT;
+        }
+        if b.is_ascii_digit() {
+            t[c] |= DIGIT;
+        }
+        // Lexer.g's WS: no form feed or vertical tab.
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            t[c] |= SPACE;
+        }
+        c += 1;
     }
-    i
+    t
+};
+
+/// The first index at or after `i` whose byte is not in `class`.
+#[inline]
+fn class_end(b: &[u8], i: usize, class: u8) -> usize {
+    match b.get(i..) {
+        Some(rest) => {
+            i + rest
+                .iter()
+                .position(|&c| CLASSES[c as usize] & class == 0)
+                .unwrap_or(rest.len())
+        }
+        None => i,
+    }
 }
 
-fn digits_end(b: &[u8], mut i: usize) -> usize {
-    while matches!(b.get(i), Some(c) if c.is_ascii_digit()) {
-        i += 1;
-    }
-    i
+fn ident_end(b: &[u8], i: usize) -> usize {
+    class_end(b, i, IDENT_CONT)
+}
+
+fn digits_end(b: &[u8], i: usize) -> usize {
+    class_end(b, i, DIGIT)
 }
 
 fn has_prefix_ci(b: &[u8], at: usize, prefix: &[u8]) -> bool {
-    b.get(at..at + prefix.len()).is_some_and(|s| s.eq_ignore_ascii_case(prefix))
+    b.get(at..at + prefix.len())
+        .is_some_and(|s| s.eq_ignore_ascii_case(prefix))
 }
 
 fn find(b: &[u8], from: usize, needle: &[u8; 2]) -> Option<usize> {
-    b.get(from..)?.windows(2).position(|w| w == needle).map(|i| from + i)
+    b.get(from..)?
+        .windows(2)
+        .position(|w| w == needle)
+        .map(|i| from + i)
 }
 
 /// A `--`/`//` comment runs to and including the next `\n` or `\r`, or to the end.
 fn line_comment_end(b: &[u8], from: usize) -> usize {
-    match b.get(from..).and_then(|s| s.iter().position(|&c| c == b'\n' || c == b'\r')) {
+    match b
+        .get(from..)
+        .and_then(|s| s.iter().position(|&c| c == b'\n' || c == b'\r'))
+    {
         Some(i) => from + i + 1,
         None => b.len(),
     }
@@ -512,7 +593,13 @@ fn iso_duration_end(b: &[u8], p: usize) -> Option<usize> {
     // The "alternative format" PYYYY-MM-DDThh:mm:ss.
     const ALT: &[u8; 19] = b"####-##-##T##:##:##";
     if let Some(s) = b.get(i..i + ALT.len())
-        && s.iter().zip(ALT).all(|(&c, &f)| if f == b'#' { c.is_ascii_digit() } else { c == f })
+        && s.iter().zip(ALT).all(|(&c, &f)| {
+            if f == b'#' {
+                c.is_ascii_digit()
+            } else {
+                c == f
+            }
+        })
     {
         return Some(i + ALT.len());
     }
@@ -537,8 +624,12 @@ fn designators(b: &[u8], mut i: usize, order: &[u8; 3]) -> Option<usize> {
     let mut allowed = &order[..];
     loop {
         let d = digits_end(b, i);
-        let Some(&x) = b.get(d).filter(|_| d > i) else { return end };
-        let Some(pos) = allowed.iter().position(|&o| o == x) else { return end };
+        let Some(&x) = b.get(d).filter(|_| d > i) else {
+            return end;
+        };
+        let Some(pos) = allowed.iter().position(|&o| o == x) else {
+            return end;
+        };
         allowed = &allowed[pos + 1..];
         i = d + 1;
         end = Some(i);
@@ -581,23 +672,39 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                LParen, RParen, LBracket, RBracket, LBrace, RBrace, Comma, Semicolon, Dot, Range, Colon,
-                Star, Slash, Percent, Plus, Minus, PlusEq, MinusEq, Eq, Ne, Lt, Le, Gt, Ge, QMark
+                LParen, RParen, LBracket, RBracket, LBrace, RBrace, Comma, Semicolon, Dot, Range,
+                Colon, Star, Slash, Percent, Plus, Minus, PlusEq, MinusEq, Eq, Ne, Lt, Le, Gt, Ge,
+                QMark
             ]
         );
-        assert_eq!(kinds("true FALSE"), vec![(K::Ident, "true"), (K::Ident, "FALSE")]);
+        assert_eq!(
+            kinds("true FALSE"),
+            vec![(K::Ident, "true"), (K::Ident, "FALSE")]
+        );
     }
 
     #[test]
     fn comments_are_skipped_and_do_not_nest() {
         assert_eq!(
             kinds("SELECT /* FROM x */ * FROM t -- from y\n// z\r;"),
-            vec![(K::Ident, "SELECT"), (K::Star, "*"), (K::Ident, "FROM"), (K::Ident, "t"), (K::Semicolon, ";")]
+            vec![
+                (K::Ident, "SELECT"),
+                (K::Star, "*"),
+                (K::Ident, "FROM"),
+                (K::Ident, "t"),
+                (K::Semicolon, ";")
+            ]
         );
         // Cassandra's MULTILINE_COMMENT is `'/*' .* '*/'` (non-greedy): the first `*/` closes it.
-        assert_eq!(kinds("/* a /* b */ c */"), vec![(K::Ident, "c"), (K::Star, "*"), (K::Slash, "/")]);
+        assert_eq!(
+            kinds("/* a /* b */ c */"),
+            vec![(K::Ident, "c"), (K::Star, "*"), (K::Slash, "/")]
+        );
         assert_eq!(kinds("a -- to the end"), vec![(K::Ident, "a")]);
-        assert_eq!(kinds("a /* open"), vec![(K::Ident, "a"), (K::UnterminatedComment, "/* open")]);
+        assert_eq!(
+            kinds("a /* open"),
+            vec![(K::Ident, "a"), (K::UnterminatedComment, "/* open")]
+        );
     }
 
     #[test]
@@ -607,22 +714,63 @@ mod tests {
         let got: Vec<_> = toks.iter().map(|t| t.kind).collect();
         assert_eq!(
             got,
-            vec![K::String, K::DollarString, K::QuotedIdent, K::String, K::QuotedIdent, K::DollarString]
+            vec![
+                K::String,
+                K::DollarString,
+                K::QuotedIdent,
+                K::String,
+                K::QuotedIdent,
+                K::DollarString
+            ]
         );
         assert_eq!(toks[0].string_value(src).unwrap(), "it's");
-        assert!(matches!(toks[1].string_value(src).unwrap(), Cow::Borrowed("a 'b' $ c")));
+        assert!(matches!(
+            toks[1].string_value(src).unwrap(),
+            Cow::Borrowed("a 'b' $ c")
+        ));
         assert_eq!(toks[2].ident_value(src).unwrap(), "My\"Table");
-        assert!(matches!(toks[3].string_value(src).unwrap(), Cow::Borrowed("")));
+        assert!(matches!(
+            toks[3].string_value(src).unwrap(),
+            Cow::Borrowed("")
+        ));
         assert_eq!(toks[4].ident_value(src).unwrap(), "");
         assert_eq!(toks[5].string_value(src).unwrap(), "");
-        assert!(matches!(Token { kind: K::Ident, start: 0, end: 3 }.ident_value("abc"), Some(Cow::Borrowed("abc"))));
-        assert_eq!(Token { kind: K::Ident, start: 0, end: 3 }.ident_value("aBc").unwrap(), "abc");
-        assert_eq!(Token { kind: K::Ident, start: 0, end: 1 }.string_value("a"), None);
+        assert!(matches!(
+            Token {
+                kind: K::Ident,
+                start: 0,
+                end: 3
+            }
+            .ident_value("abc"),
+            Some(Cow::Borrowed("abc"))
+        ));
+        assert_eq!(
+            Token {
+                kind: K::Ident,
+                start: 0,
+                end: 3
+            }
+            .ident_value("aBc")
+            .unwrap(),
+            "abc"
+        );
+        assert_eq!(
+            Token {
+                kind: K::Ident,
+                start: 0,
+                end: 1
+            }
+            .string_value("a"),
+            None
+        );
     }
 
     #[test]
     fn unterminated_tokens_run_to_the_end() {
-        assert_eq!(kinds("x 'abc"), vec![(K::Ident, "x"), (K::UnterminatedString, "'abc")]);
+        assert_eq!(
+            kinds("x 'abc"),
+            vec![(K::Ident, "x"), (K::UnterminatedString, "'abc")]
+        );
         assert_eq!(kinds("'it''"), vec![(K::UnterminatedString, "'it''")]);
         assert_eq!(kinds("$$abc$"), vec![(K::UnterminatedString, "$$abc$")]);
         assert_eq!(kinds("\"ab"), vec![(K::UnterminatedQuotedIdent, "\"ab")]);
@@ -636,24 +784,39 @@ mod tests {
             ("42", &[(K::Integer, "42")]),
             ("-42", &[(K::Integer, "-42")]),
             ("x -3", &[(K::Ident, "x"), (K::Integer, "-3")]),
-            ("x - 3", &[(K::Ident, "x"), (K::Minus, "-"), (K::Integer, "3")]),
-            ("x - y", &[(K::Ident, "x"), (K::Minus, "-"), (K::Ident, "y")]),
+            (
+                "x - 3",
+                &[(K::Ident, "x"), (K::Minus, "-"), (K::Integer, "3")],
+            ),
+            (
+                "x - y",
+                &[(K::Ident, "x"), (K::Minus, "-"), (K::Ident, "y")],
+            ),
             ("1.5", &[(K::Float, "1.5")]),
             ("1.", &[(K::Float, "1.")]),
             ("-1.5e-3", &[(K::Float, "-1.5e-3")]),
             ("1E10", &[(K::Float, "1E10")]),
             ("1e", &[(K::Integer, "1"), (K::Ident, "e")]),
-            ("1..2", &[(K::Integer, "1"), (K::Range, ".."), (K::Integer, "2")]),
+            (
+                "1..2",
+                &[(K::Integer, "1"), (K::Range, ".."), (K::Integer, "2")],
+            ),
             ("1...", &[(K::Float, "1."), (K::Range, "..")]),
             (".5", &[(K::Dot, "."), (K::Integer, "5")]),
-            ("NaN -nan Infinity -INFINITY", &[
-                (K::Float, "NaN"),
-                (K::Float, "-nan"),
-                (K::Float, "Infinity"),
-                (K::Float, "-INFINITY"),
-            ]),
+            (
+                "NaN -nan Infinity -INFINITY",
+                &[
+                    (K::Float, "NaN"),
+                    (K::Float, "-nan"),
+                    (K::Float, "Infinity"),
+                    (K::Float, "-INFINITY"),
+                ],
+            ),
             ("nancy", &[(K::Ident, "nancy")]),
-            ("0x 0xCafe 0X1", &[(K::Hex, "0x"), (K::Hex, "0xCafe"), (K::Hex, "0X1")]),
+            (
+                "0x 0xCafe 0X1",
+                &[(K::Hex, "0x"), (K::Hex, "0xCafe"), (K::Hex, "0X1")],
+            ),
         ];
         for (src, want) in cases {
             assert_eq!(kinds(src), *want, "{src}");
@@ -666,15 +829,37 @@ mod tests {
         assert_eq!(kinds(u), vec![(K::Uuid, u)]);
         let u2 = "DEADBEEF-3f90-4c93-8f61-eabfb4a03ef1";
         assert_eq!(kinds(u2), vec![(K::Uuid, u2)]);
-        assert_eq!(kinds("deadbeef-1"), vec![(K::Ident, "deadbeef"), (K::Integer, "-1")]);
+        assert_eq!(
+            kinds("deadbeef-1"),
+            vec![(K::Ident, "deadbeef"), (K::Integer, "-1")]
+        );
     }
 
     #[test]
     fn durations() {
-        for d in ["1h30m", "12ms", "3us", "3µs", "5ns", "2mo", "1y2mo3w4d5h6m7s", "-3d", "1H"] {
+        for d in [
+            "1h30m",
+            "12ms",
+            "3us",
+            "3µs",
+            "5ns",
+            "2mo",
+            "1y2mo3w4d5h6m7s",
+            "-3d",
+            "1H",
+        ] {
             assert_eq!(kinds(d), vec![(K::Duration, d)], "{d}");
         }
-        for d in ["P1DT2H", "P2W", "PT1H30M", "P1Y2M3D", "P1M", "-P1D", "P0001-02-03T04:05:06", "PT5S"] {
+        for d in [
+            "P1DT2H",
+            "P2W",
+            "PT1H30M",
+            "P1Y2M3D",
+            "P1M",
+            "-P1D",
+            "P0001-02-03T04:05:06",
+            "PT5S",
+        ] {
             assert_eq!(kinds(d), vec![(K::Duration, d)], "{d}");
         }
         // An identifier longer than the duration wins; lower-case designators are identifiers.
@@ -687,20 +872,60 @@ mod tests {
 
     #[test]
     fn named_markers_depend_on_context() {
-        assert_eq!(kinds("a = :a"), vec![(K::Ident, "a"), (K::Eq, "="), (K::NamedMarker, ":a")]);
-        assert_eq!(kinds("IN :list"), vec![(K::Ident, "IN"), (K::NamedMarker, ":list")]);
-        assert_eq!(kinds("(:\"Q\"\"x\""), vec![(K::LParen, "("), (K::NamedMarker, ":\"Q\"\"x\"")]);
+        assert_eq!(
+            kinds("a = :a"),
+            vec![(K::Ident, "a"), (K::Eq, "="), (K::NamedMarker, ":a")]
+        );
+        assert_eq!(
+            kinds("IN :list"),
+            vec![(K::Ident, "IN"), (K::NamedMarker, ":list")]
+        );
+        assert_eq!(
+            kinds("(:\"Q\"\"x\""),
+            vec![(K::LParen, "("), (K::NamedMarker, ":\"Q\"\"x\"")]
+        );
         let t = Tokenizer::new(":\"Q\"").next().unwrap();
         assert_eq!(t.ident_value(":\"Q\"").unwrap(), "Q");
-        assert_eq!(Tokenizer::new(":Ab").next().unwrap().ident_value(":Ab").unwrap(), "ab");
+        assert_eq!(
+            Tokenizer::new(":Ab")
+                .next()
+                .unwrap()
+                .ident_value(":Ab")
+                .unwrap(),
+            "ab"
+        );
         assert_eq!(
             kinds("{'k':true}"),
-            vec![(K::LBrace, "{"), (K::String, "'k'"), (K::Colon, ":"), (K::Ident, "true"), (K::RBrace, "}")]
+            vec![
+                (K::LBrace, "{"),
+                (K::String, "'k'"),
+                (K::Colon, ":"),
+                (K::Ident, "true"),
+                (K::RBrace, "}")
+            ]
         );
-        assert_eq!(kinds("{f:now}"), vec![(K::LBrace, "{"), (K::Ident, "f"), (K::Colon, ":"), (K::Ident, "now"), (K::RBrace, "}")]);
-        assert_eq!(kinds("= : a"), vec![(K::Eq, "="), (K::Colon, ":"), (K::Ident, "a")]);
-        assert_eq!(kinds("=:\"\""), vec![(K::Eq, "="), (K::Colon, ":"), (K::QuotedIdent, "\"\"")]);
-        assert_eq!(kinds("=:\"ab"), vec![(K::Eq, "="), (K::UnterminatedQuotedIdent, ":\"ab")]);
+        assert_eq!(
+            kinds("{f:now}"),
+            vec![
+                (K::LBrace, "{"),
+                (K::Ident, "f"),
+                (K::Colon, ":"),
+                (K::Ident, "now"),
+                (K::RBrace, "}")
+            ]
+        );
+        assert_eq!(
+            kinds("= : a"),
+            vec![(K::Eq, "="), (K::Colon, ":"), (K::Ident, "a")]
+        );
+        assert_eq!(
+            kinds("=:\"\""),
+            vec![(K::Eq, "="), (K::Colon, ":"), (K::QuotedIdent, "\"\"")]
+        );
+        assert_eq!(
+            kinds("=:\"ab"),
+            vec![(K::Eq, "="), (K::UnterminatedQuotedIdent, ":\"ab")]
+        );
     }
 
     #[test]
