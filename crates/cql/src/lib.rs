@@ -13,6 +13,7 @@
 //! - [`types`]: column types (`[option]`), typed values ([`types::CqlValue`]) and CQL literals.
 //! - [`request`]: request bodies, one module per opcode (STARTUP, QUERY, EXECUTE, BATCH …).
 //! - [`response`]: response bodies, one module per opcode (ERROR, RESULT, SUPPORTED, EVENT …).
+//! - [`statement`]: the CQL tokenizer and the statement classifier the proxy routes with.
 //! - [`message`]: whole typed [`message::Request`]s and [`message::Response`]s from and to
 //!   envelopes.
 
@@ -23,6 +24,7 @@ pub mod protocol;
 pub mod request;
 pub mod response;
 pub mod segment;
+pub mod statement;
 pub mod types;
 pub mod wire;
 
