@@ -1334,15 +1334,18 @@ mod tests {
         }
     }
 
+    /// Statement text, kind, keyspace, table and object name.
+    type SchemaCase<'a> = (
+        &'a str,
+        StatementKind,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+
     #[test]
     fn schema_statements() {
-        let cases: &[(
-            &str,
-            StatementKind,
-            Option<&str>,
-            Option<&str>,
-            Option<&str>,
-        )] = &[
+        let cases: &[SchemaCase<'_>] = &[
             (
                 "CREATE KEYSPACE IF NOT EXISTS Ks WITH replication = {'class': 'SimpleStrategy'}",
                 S::CreateKeyspace,
