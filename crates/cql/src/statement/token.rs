@@ -338,7 +338,9 @@ impl<'a> Tokenizer<'a> {
                     (K::Uuid, start + UUID_LEN)
                 } else {
                     let end = ident_end(b, start + 1);
-                    match iso_duration_end(b, start).filter(|&d| c == b'P' && d >= end) {
+                    // Only a word starting with `P` can be an ISO duration: test nothing else.
+                    let iso = if c == b'P' { iso_duration_end(b, start) } else { None };
+                    match iso.filter(|&d| d >= end) {
                         Some(d) => (K::Duration, d),
                         None => {
                             let word = &b[start..end];
