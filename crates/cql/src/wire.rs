@@ -1,8 +1,8 @@
 //! Wire primitives of the native protocol (spec section 3, "Notations").
 //!
 //! Readers take `&mut &[u8]` and advance it; they borrow from the input and never allocate unless
-//! they return an owned type (`String`, `Vec`). Callers that own the body as [`Bytes`] turn a
-//! borrowed slice into a zero-copy `Bytes` with [`Bytes::slice_ref`]. Writers append to a
+//! they return an owned type (`String`, `Vec`). Callers that own the body as [`Bytes`](bytes::Bytes) turn a
+//! borrowed slice into a zero-copy `Bytes` with [`Bytes::slice_ref`](bytes::Bytes::slice_ref). Writers append to a
 //! [`BufMut`] and fail only where the protocol's length prefix cannot hold the value.
 //!
 //! Every reader checks the remaining length before it touches a byte: "too short" is an error

@@ -1,6 +1,6 @@
 //! Statement classification: one pass over the tokens of a CQL text, no full parse.
 //!
-//! The proxy calls [`classify`] on every QUERY, PREPARE and BATCH text: reads go to the primary,
+//! The proxy calls [`classify()`] on every QUERY, PREPARE and BATCH text: reads go to the primary,
 //! writes to both clusters, and a write that carries no client timestamp, or calls `now()`, must
 //! be rewritten so both clusters store the same thing. The classifier therefore reads only what
 //! routing and rewriting need (statement kind, keyspace/table, LWT, `USING`, bind markers,

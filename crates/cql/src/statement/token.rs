@@ -339,7 +339,11 @@ impl<'a> Tokenizer<'a> {
                 } else {
                     let end = ident_end(b, start + 1);
                     // Only a word starting with `P` can be an ISO duration: test nothing else.
-                    let iso = if c == b'P' { iso_duration_end(b, start) } else { None };
+                    let iso = if c == b'P' {
+                        iso_duration_end(b, start)
+                    } else {
+                        None
+                    };
                     match iso.filter(|&d| d >= end) {
                         Some(d) => (K::Duration, d),
                         None => {

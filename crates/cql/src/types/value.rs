@@ -2,7 +2,7 @@
 //! encoding it back, type-checked.
 //!
 //! Encoding writes straight into the caller's buffer, no intermediate `Vec` per element: a nested
-//! element's length prefix comes from a counting pass over the same encoder (see [`Sink`]),
+//! element's length prefix comes from a counting pass over the same encoder (see `Sink`),
 //! which costs one extra walk per nesting level instead of an allocation per element.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
