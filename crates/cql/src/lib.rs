@@ -45,6 +45,7 @@ pub mod message;
 pub mod protocol;
 pub mod request;
 pub mod response;
+mod sasl;
 pub mod segment;
 pub mod statement;
 pub mod types;

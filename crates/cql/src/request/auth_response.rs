@@ -1,19 +1,12 @@
 //! AUTH_RESPONSE (spec 4.1.2): the client's SASL token, a single `[bytes]` that may be null.
 
-use bytes::BufMut;
+use crate::sasl::sasl_token_message;
 
-use crate::protocol::ProtocolVersion;
-use crate::wire::{DecodeError, EncodeError, read_bytes, write_bytes};
-
-const WHAT: &str = "AUTH_RESPONSE token";
-
-/// The AUTH_RESPONSE request.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AuthResponse {
-    /// `None` is the null `[bytes]` (length -1), which the spec lets an authenticator use;
-    /// distinct from an empty token.
-    pub token: Option<Vec<u8>>,
-}
+sasl_token_message!(
+    /// The AUTH_RESPONSE request.
+    AuthResponse,
+    "AUTH_RESPONSE token"
+);
 
 impl AuthResponse {
     pub fn new(token: impl Into<Vec<u8>>) -> Self {
@@ -31,27 +24,12 @@ impl AuthResponse {
         token.extend_from_slice(password.as_bytes());
         Self { token: Some(token) }
     }
-
-    /// Reads the body from the front of `buf`; the caller checks that nothing is left.
-    pub fn decode(buf: &mut &[u8], _version: ProtocolVersion) -> Result<Self, DecodeError> {
-        Ok(Self {
-            token: read_bytes(buf, WHAT)?.map(<[u8]>::to_vec),
-        })
-    }
-
-    pub fn encode(
-        &self,
-        buf: &mut impl BufMut,
-        _version: ProtocolVersion,
-    ) -> Result<(), EncodeError> {
-        write_bytes(buf, self.token.as_deref(), WHAT)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use crate::protocol::ProtocolVersion;
 
     fn roundtrip(msg: &AuthResponse, version: ProtocolVersion) -> Vec<u8> {
         let mut out = Vec::new();
@@ -86,20 +64,5 @@ mod tests {
         assert_eq!(got, AuthResponse { token: None });
         assert_eq!(roundtrip(&got, ProtocolVersion::V4), body);
         roundtrip(&AuthResponse::new(Vec::new()), ProtocolVersion::V3);
-    }
-
-    proptest! {
-        #[test]
-        fn random_tokens_roundtrip(
-            token in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
-            v in proptest::sample::select(ProtocolVersion::ALL.to_vec()),
-        ) {
-            roundtrip(&AuthResponse { token }, v);
-        }
-
-        #[test]
-        fn decoding_random_bytes_never_panics(data in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = AuthResponse::decode(&mut data.as_slice(), ProtocolVersion::V4);
-        }
     }
 }

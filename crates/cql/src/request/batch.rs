@@ -5,7 +5,7 @@
 
 use bytes::{BufMut, Bytes};
 
-use super::params::{Values, query_flags, read_flags, share, write_flags};
+use super::params::{Tail, Values, query_flags, read_flags, share, write_flags};
 use crate::protocol::{Consistency, ProtocolVersion, read_consistency, write_consistency};
 use crate::wire::{self, DecodeError, EncodeError};
 
@@ -116,26 +116,8 @@ impl Batch {
                 value: flags.into(),
             });
         }
-        let serial_consistency = if flags & WITH_SERIAL_CONSISTENCY != 0 {
-            Some(read_consistency(buf)?)
-        } else {
-            None
-        };
-        let default_timestamp = if flags & WITH_DEFAULT_TIMESTAMP != 0 {
-            Some(wire::read_long(buf, "default timestamp")?)
-        } else {
-            None
-        };
-        let keyspace = if flags & WITH_KEYSPACE != 0 {
-            Some(wire::read_string(buf, "keyspace")?.to_owned())
-        } else {
-            None
-        };
-        let now_in_seconds = if flags & WITH_NOW_IN_SECONDS != 0 {
-            Some(wire::read_int(buf, "now in seconds")?)
-        } else {
-            None
-        };
+        let (serial_consistency, default_timestamp, keyspace, now_in_seconds) =
+            Tail::decode(buf, flags)?.into_owned();
         Ok(Self {
             batch_type,
             children,
@@ -148,12 +130,17 @@ impl Batch {
     }
 
     pub fn flags(&self) -> u32 {
-        use query_flags::*;
-        let set = |on: bool, bit: u32| if on { bit } else { 0 };
-        set(self.serial_consistency.is_some(), WITH_SERIAL_CONSISTENCY)
-            | set(self.default_timestamp.is_some(), WITH_DEFAULT_TIMESTAMP)
-            | set(self.keyspace.is_some(), WITH_KEYSPACE)
-            | set(self.now_in_seconds.is_some(), WITH_NOW_IN_SECONDS)
+        self.tail().flags()
+    }
+
+    fn tail(&self) -> Tail<'_> {
+        let ks = self.keyspace.as_deref();
+        Tail::new(
+            self.serial_consistency,
+            self.default_timestamp,
+            ks,
+            self.now_in_seconds,
+        )
     }
 
     pub fn encode(
@@ -189,18 +176,6 @@ impl Batch {
         }
         write_consistency(buf, self.consistency);
         write_flags(buf, self.flags(), version)?;
-        if let Some(c) = self.serial_consistency {
-            write_consistency(buf, c);
-        }
-        if let Some(ts) = self.default_timestamp {
-            wire::write_long(buf, ts);
-        }
-        if let Some(ks) = &self.keyspace {
-            wire::write_string(buf, ks, "keyspace")?;
-        }
-        if let Some(now) = self.now_in_seconds {
-            wire::write_int(buf, now);
-        }
-        Ok(())
+        self.tail().encode(buf)
     }
 }

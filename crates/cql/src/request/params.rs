@@ -174,6 +174,93 @@ pub(crate) fn write_flags(
     Ok(())
 }
 
+/// The optional fields that end both `<query_parameters>` and a BATCH, in wire order:
+/// `[<serial_consistency>][<timestamp>][<keyspace> (v5)][<now_in_seconds> (v5)]`.
+#[derive(Debug, Default)]
+pub(crate) struct Tail<'a> {
+    pub(crate) serial_consistency: Option<Consistency>,
+    pub(crate) default_timestamp: Option<i64>,
+    pub(crate) keyspace: Option<std::borrow::Cow<'a, str>>,
+    pub(crate) now_in_seconds: Option<i32>,
+}
+
+impl<'a> Tail<'a> {
+    pub(crate) fn new(
+        serial_consistency: Option<Consistency>,
+        default_timestamp: Option<i64>,
+        keyspace: Option<&'a str>,
+        now_in_seconds: Option<i32>,
+    ) -> Self {
+        let keyspace = keyspace.map(Into::into);
+        Self {
+            serial_consistency,
+            default_timestamp,
+            keyspace,
+            now_in_seconds,
+        }
+    }
+
+    pub(crate) fn decode(buf: &mut &'a [u8], flags: u32) -> Result<Self, DecodeError> {
+        use query_flags::*;
+        let on = |bit: u32| flags & bit != 0;
+        Ok(Self {
+            serial_consistency: on(WITH_SERIAL_CONSISTENCY)
+                .then(|| read_consistency(buf))
+                .transpose()?,
+            default_timestamp: on(WITH_DEFAULT_TIMESTAMP)
+                .then(|| wire::read_long(buf, "default timestamp"))
+                .transpose()?,
+            keyspace: on(WITH_KEYSPACE)
+                .then(|| wire::read_string(buf, "keyspace").map(Into::into))
+                .transpose()?,
+            now_in_seconds: on(WITH_NOW_IN_SECONDS)
+                .then(|| wire::read_int(buf, "now in seconds"))
+                .transpose()?,
+        })
+    }
+
+    pub(crate) fn flags(&self) -> u32 {
+        use query_flags::*;
+        let set = |on: bool, bit: u32| if on { bit } else { 0 };
+        set(self.serial_consistency.is_some(), WITH_SERIAL_CONSISTENCY)
+            | set(self.default_timestamp.is_some(), WITH_DEFAULT_TIMESTAMP)
+            | set(self.keyspace.is_some(), WITH_KEYSPACE)
+            | set(self.now_in_seconds.is_some(), WITH_NOW_IN_SECONDS)
+    }
+
+    pub(crate) fn encode(&self, buf: &mut impl BufMut) -> Result<(), EncodeError> {
+        if let Some(c) = self.serial_consistency {
+            write_consistency(buf, c);
+        }
+        if let Some(ts) = self.default_timestamp {
+            wire::write_long(buf, ts);
+        }
+        if let Some(ks) = &self.keyspace {
+            wire::write_string(buf, ks, "keyspace")?;
+        }
+        if let Some(now) = self.now_in_seconds {
+            wire::write_int(buf, now);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn into_owned(
+        self,
+    ) -> (
+        Option<Consistency>,
+        Option<i64>,
+        Option<String>,
+        Option<i32>,
+    ) {
+        (
+            self.serial_consistency,
+            self.default_timestamp,
+            self.keyspace.map(std::borrow::Cow::into_owned),
+            self.now_in_seconds,
+        )
+    }
+}
+
 /// The parameters after the query string (QUERY) or prepared id (EXECUTE).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryParameters {
@@ -238,26 +325,8 @@ impl QueryParameters {
         } else {
             None
         };
-        let serial_consistency = if flags & WITH_SERIAL_CONSISTENCY != 0 {
-            Some(read_consistency(buf)?)
-        } else {
-            None
-        };
-        let default_timestamp = if flags & WITH_DEFAULT_TIMESTAMP != 0 {
-            Some(wire::read_long(buf, "default timestamp")?)
-        } else {
-            None
-        };
-        let keyspace = if flags & WITH_KEYSPACE != 0 {
-            Some(wire::read_string(buf, "keyspace")?.to_owned())
-        } else {
-            None
-        };
-        let now_in_seconds = if flags & WITH_NOW_IN_SECONDS != 0 {
-            Some(wire::read_int(buf, "now in seconds")?)
-        } else {
-            None
-        };
+        let (serial_consistency, default_timestamp, keyspace, now_in_seconds) =
+            Tail::decode(buf, flags)?.into_owned();
         Ok(Self {
             consistency,
             values,
@@ -284,10 +353,17 @@ impl QueryParameters {
         f | set(self.skip_metadata, SKIP_METADATA)
             | set(self.page_size.is_some(), PAGE_SIZE)
             | set(self.paging_state.is_some(), WITH_PAGING_STATE)
-            | set(self.serial_consistency.is_some(), WITH_SERIAL_CONSISTENCY)
-            | set(self.default_timestamp.is_some(), WITH_DEFAULT_TIMESTAMP)
-            | set(self.keyspace.is_some(), WITH_KEYSPACE)
-            | set(self.now_in_seconds.is_some(), WITH_NOW_IN_SECONDS)
+            | self.tail().flags()
+    }
+
+    fn tail(&self) -> Tail<'_> {
+        let ks = self.keyspace.as_deref();
+        Tail::new(
+            self.serial_consistency,
+            self.default_timestamp,
+            ks,
+            self.now_in_seconds,
+        )
     }
 
     pub fn encode(
@@ -306,18 +382,6 @@ impl QueryParameters {
         if let Some(state) = &self.paging_state {
             wire::write_bytes(buf, Some(state), "paging state")?;
         }
-        if let Some(c) = self.serial_consistency {
-            write_consistency(buf, c);
-        }
-        if let Some(ts) = self.default_timestamp {
-            wire::write_long(buf, ts);
-        }
-        if let Some(ks) = &self.keyspace {
-            wire::write_string(buf, ks, "keyspace")?;
-        }
-        if let Some(now) = self.now_in_seconds {
-            wire::write_int(buf, now);
-        }
-        Ok(())
+        self.tail().encode(buf)
     }
 }

@@ -1,45 +1,24 @@
 //! AUTH_CHALLENGE (spec v4 §4.2.7): a server SASL challenge, which the client answers with
 //! AUTH_RESPONSE. The body is a single `[bytes]` token that may be null.
 
-use bytes::BufMut;
+use crate::sasl::sasl_token_message;
 
-use crate::protocol::ProtocolVersion;
-use crate::wire::{DecodeError, EncodeError, read_bytes, write_bytes};
-
-const WHAT: &str = "AUTH_CHALLENGE token";
-
-/// The AUTH_CHALLENGE response.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AuthChallenge {
-    /// The challenge; `None` is the null `[bytes]` (length -1), distinct from an empty token.
-    pub token: Option<Vec<u8>>,
-}
+sasl_token_message!(
+    /// The AUTH_CHALLENGE response.
+    AuthChallenge,
+    "AUTH_CHALLENGE token"
+);
 
 impl AuthChallenge {
     pub fn new(token: Option<Vec<u8>>) -> Self {
         Self { token }
-    }
-
-    /// Reads the body from the front of `buf`; the caller checks that nothing is left.
-    pub fn decode(buf: &mut &[u8], _version: ProtocolVersion) -> Result<Self, DecodeError> {
-        Ok(Self {
-            token: read_bytes(buf, WHAT)?.map(<[u8]>::to_vec),
-        })
-    }
-
-    pub fn encode(
-        &self,
-        buf: &mut impl BufMut,
-        _version: ProtocolVersion,
-    ) -> Result<(), EncodeError> {
-        write_bytes(buf, self.token.as_deref(), WHAT)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use crate::protocol::ProtocolVersion;
 
     fn roundtrip(msg: &AuthChallenge, version: ProtocolVersion) -> Vec<u8> {
         let mut out = Vec::new();
@@ -69,21 +48,6 @@ mod tests {
                 assert_eq!(got, expected);
                 assert_eq!(roundtrip(&got, v), bytes);
             }
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn random_tokens_roundtrip(
-            token in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
-            v in proptest::sample::select(ProtocolVersion::ALL.to_vec()),
-        ) {
-            roundtrip(&AuthChallenge { token }, v);
-        }
-
-        #[test]
-        fn decoding_random_bytes_never_panics(data in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = AuthChallenge::decode(&mut data.as_slice(), ProtocolVersion::V4);
         }
     }
 }
