@@ -678,3 +678,21 @@ fn valid_samples_parse() {
         ok(cql);
     }
 }
+
+#[test]
+fn driver_and_cqlsh_statements() {
+    for cql in [
+        "SELECT * FROM system.local WHERE key='local'",
+        "SELECT peer, data_center, host_id, rpc_address, release_version, tokens FROM system.peers",
+        "SELECT keyspace_name, table_name, type, value FROM system_schema.columns WHERE keyspace_name = 'ks'",
+        "USE \"Ks\"",
+        "SELECT key, value, ttl, timestamp, date FROM t WHERE token(key) > :start AND token(key) <= :end LIMIT :lim",
+        "select count(*) from ks.t where k in (1, 2) per partition limit 1",
+        "UPDATE ks.counters SET c = c + ? WHERE k = ?",
+        "INSERT INTO t (k, v) VALUES (?, ?) USING TIMESTAMP ? AND TTL ?",
+        "DESCRIBE KEYSPACE \"Ks\";",
+        "SELECT v[1], m['k'] FROM t",
+    ] {
+        ok(cql);
+    }
+}
