@@ -2,7 +2,9 @@
 //!
 //! # Layout
 //! - [`virtual_table`]: tables computed at query time, filtered and projected like a SELECT.
+//! - [`prepared`]: prepared statement ids (as Cassandra computes them) and the per-node cache.
 //! - [`system_tables`]: `system.local`, `system.peers`, `system.peers_v2`.
 
+pub mod prepared;
 pub mod system_tables;
 pub mod virtual_table;
