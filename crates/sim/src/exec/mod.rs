@@ -1,0 +1,14 @@
+//! The executor: runs parsed statements against the store and answers from cluster state.
+//!
+//! # Layout
+//! - [`virtual_table`]: tables computed at query time, filtered and projected like a SELECT.
+//! - [`describe`]: server-side `DESCRIBE` rows and CREATE statements in Cassandra's format.
+//! - [`prepared`]: prepared statement ids (as Cassandra computes them) and the per-node cache.
+//! - [`schema_tables`]: `system_schema.*` in Cassandra 5.0's layout, and CQL type text.
+//! - [`system_tables`]: `system.local`, `system.peers`, `system.peers_v2`.
+
+pub mod describe;
+pub mod prepared;
+pub mod schema_tables;
+pub mod system_tables;
+pub mod virtual_table;
