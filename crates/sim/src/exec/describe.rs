@@ -323,6 +323,34 @@ mod tests {
     }
 
     #[test]
+    fn generated_ddl_parses_back_to_the_same_keys() {
+        use crate::cql::{Statement, parse};
+        let (ks, t, cols) = schema();
+        let Statement::CreateTable(ct) = parse(&table_ddl(&t, &cols)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(ct.partition_key, vec!["customer", "Region"]);
+        assert_eq!(ct.clustering_key, vec!["placed"]);
+        assert!(ct.columns.iter().any(|c| c.name == "total" && c.is_static));
+        assert!(matches!(
+            parse(&keyspace_ddl(&ks)).unwrap(),
+            Statement::CreateKeyspace(_)
+        ));
+        let ty = TypeRow {
+            keyspace: "shop".into(),
+            name: "address".into(),
+            fields: vec![(
+                "tags".into(),
+                ColumnType::Set(Box::new(ColumnType::Varchar)),
+            )],
+        };
+        assert!(matches!(
+            parse(&type_ddl(&ty)).unwrap(),
+            Statement::CreateType(_)
+        ));
+    }
+
+    #[test]
     fn describe_keyspace_lists_keyspace_types_and_tables() {
         let (ks, t, cols) = schema();
         let ty = TypeRow {
