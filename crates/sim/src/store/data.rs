@@ -263,6 +263,9 @@ impl Row {
                         value: None,
                     })
                 };
+                // Grow by one: rows have a handful of columns, and Vec's default minimum
+                // capacity of 4 would triple the memory of a one-column row.
+                self.cells.reserve_exact(1);
                 self.cells.insert(i, (id, empty));
                 i
             }

@@ -183,11 +183,14 @@ pub enum WriteError {
 }
 
 pub(crate) fn encode(col: &str, ty: &ColumnType, v: &CqlValue) -> Result<Bytes, WriteError> {
-    let mut b = Vec::new();
-    encode_value(ty, v, &mut b).map_err(|e| WriteError::BadValue {
+    let bad = |e: ferry_cql::wire::EncodeError| WriteError::BadValue {
         column: col.to_owned(),
         reason: e.to_string(),
-    })?;
+    };
+    // Exact capacity: `Bytes::from` a full `Vec` keeps the one allocation (a spare capacity
+    // would cost a second, shared-state allocation per value).
+    let mut b = Vec::with_capacity(ferry_cql::types::encoded_len(ty, v).map_err(bad)?);
+    encode_value(ty, v, &mut b).map_err(bad)?;
     Ok(Bytes::from(b))
 }
 
@@ -474,7 +477,7 @@ impl Store {
         };
         // Validate everything first, so a failing op leaves the partition untouched.
         for op in ops {
-            self.validate(&ctx, op)?;
+            self.validate(&ctx, op, parts.get(&pk), ck)?;
         }
         let clustered = !def.clustering.is_empty();
         let p = parts
@@ -488,17 +491,32 @@ impl Store {
         result
     }
 
-    fn validate(&self, ctx: &Ctx<'_>, op: &Op) -> Result<(), WriteError> {
+    fn validate(
+        &self,
+        ctx: &Ctx<'_>,
+        op: &Op,
+        existing: Option<&Partition>,
+        ck: Option<&CKey>,
+    ) -> Result<(), WriteError> {
+        let def = ctx.def;
+        let needs_row = |is_static: bool| {
+            if !is_static && !def.clustering.is_empty() && ck.is_none() {
+                Err(WriteError::MissingKeyPart(def.clustering[0].0.name.clone()))
+            } else {
+                Ok(())
+            }
+        };
         let col_name = match op {
             Op::RowMarker(at) => {
-                if ctx.def.is_counter {
+                if def.is_counter {
                     return Err(WriteError::InsertOnCounterTable);
                 }
+                needs_row(false)?;
                 return ctx.check_ttl(at);
             }
-            Op::DeleteRow { .. } | Op::DeletePartition { .. } | Op::DeleteRange { .. } => {
-                return Ok(());
-            }
+            Op::DeleteRow { .. } => return needs_row(false),
+            Op::DeletePartition { .. } => return Ok(()),
+            Op::DeleteRange { slice, .. } => return encode_slice(def, slice).map(|_| ()),
             Op::Set { column, .. }
             | Op::ListAppend { column, .. }
             | Op::ListPrepend { column, .. }
@@ -514,21 +532,133 @@ impl Store {
             | Op::DeleteColumn { column, .. } => column,
         };
         let col = ctx.column(col_name)?;
-        match op {
-            Op::CounterAdd { .. } if !col.is_counter() => Err(WriteError::WrongKind {
-                op: "c = c + n",
-                kind: "counter",
+        needs_row(col.is_static())?;
+        let check = |ty: &ColumnType, v: &CqlValue| {
+            ferry_cql::types::encoded_len(ty, v)
+                .map(|_| ())
+                .map_err(|e| WriteError::BadValue {
+                    column: col.name.clone(),
+                    reason: e.to_string(),
+                })
+        };
+        let elem = |kind: &'static str| match (&col.ty, kind) {
+            (ColumnType::List(e), "list") | (ColumnType::Set(e), "set") if col.is_multi_cell() => {
+                Ok((**e).clone())
+            }
+            (ColumnType::Map(k, _), "map") if col.is_multi_cell() => Ok((**k).clone()),
+            _ => Err(WriteError::WrongKind {
+                op: kind,
+                kind,
                 column: col.name.clone(),
             }),
-            Op::DeleteColumn { .. } | Op::CounterAdd { .. } => Ok(()),
-            _ if col.is_counter() => Err(WriteError::CounterSet(col.name.clone())),
-            Op::Set { at, .. }
-            | Op::ListAppend { at, .. }
-            | Op::ListPrepend { at, .. }
-            | Op::ListSetIndex { at, .. }
-            | Op::SetAdd { at, .. }
-            | Op::MapPut { at, .. }
-            | Op::UdtSetField { at, .. } => ctx.check_ttl(at),
+        };
+        match op {
+            Op::CounterAdd { .. } if !col.is_counter() => {
+                return Err(WriteError::WrongKind {
+                    op: "c = c + n",
+                    kind: "counter",
+                    column: col.name.clone(),
+                });
+            }
+            Op::DeleteColumn { .. } | Op::CounterAdd { .. } => return Ok(()),
+            _ if col.is_counter() => return Err(WriteError::CounterSet(col.name.clone())),
+            _ => {}
+        }
+        match op {
+            Op::Set { value, at, .. } => {
+                if let Some(v) = value {
+                    check(&col.ty, v)?;
+                }
+                ctx.check_ttl(at)
+            }
+            Op::ListAppend { values, at, .. } | Op::ListPrepend { values, at, .. } => {
+                let e = elem("list")?;
+                values.iter().try_for_each(|v| check(&e, v))?;
+                ctx.check_ttl(at)
+            }
+            Op::ListRemove { values, .. } => {
+                let e = elem("list")?;
+                values.iter().try_for_each(|v| check(&e, v))
+            }
+            Op::SetAdd { values, at, .. } => {
+                let e = elem("set")?;
+                values.iter().try_for_each(|v| check(&e, v))?;
+                ctx.check_ttl(at)
+            }
+            Op::SetRemove { values, .. } => {
+                let e = elem("set")?;
+                values.iter().try_for_each(|v| check(&e, v))
+            }
+            Op::MapPut { entries, at, .. } => {
+                let k = elem("map")?;
+                let ColumnType::Map(_, vt) = &col.ty else {
+                    return Ok(());
+                };
+                for (key, v) in entries {
+                    check(&k, key)?;
+                    if let Some(v) = v {
+                        check(vt, v)?;
+                    }
+                }
+                ctx.check_ttl(at)
+            }
+            Op::MapRemove { keys, .. } => {
+                let k = elem("map")?;
+                keys.iter().try_for_each(|v| check(&k, v))
+            }
+            Op::ListSetIndex { index, .. } | Op::ListDeleteIndex { index, .. } => {
+                let e = elem("list")?;
+                if let Op::ListSetIndex { value: Some(v), .. } = op {
+                    check(&e, v)?;
+                }
+                // The index must hit a live element now.
+                let row = existing.and_then(|p| {
+                    if col.is_static() {
+                        p.static_row.as_deref()
+                    } else {
+                        p.row(ck)
+                    }
+                });
+                let size = live_elements(row, col.id, ctx.now).len();
+                if size == 0 {
+                    return Err(if matches!(op, Op::ListSetIndex { .. }) {
+                        WriteError::SetOnNullList
+                    } else {
+                        WriteError::DeleteFromNullList
+                    });
+                }
+                if usize::try_from(*index).map_or(true, |i| i >= size) {
+                    return Err(WriteError::ListIndexOutOfBound {
+                        index: *index,
+                        size,
+                    });
+                }
+                if let Op::ListSetIndex { at, .. } = op {
+                    ctx.check_ttl(at)?;
+                }
+                Ok(())
+            }
+            Op::UdtSetField {
+                field, value, at, ..
+            } => {
+                let ColumnType::Udt { fields, .. } = &col.ty else {
+                    return Err(WriteError::WrongKind {
+                        op: "field set",
+                        kind: "frozen user type",
+                        column: col.name.clone(),
+                    });
+                };
+                let Some((_, ft)) = fields.iter().find(|(f, _)| f == field) else {
+                    return Err(WriteError::UnknownField {
+                        column: col.name.clone(),
+                        field: field.clone(),
+                    });
+                };
+                if let Some(v) = value {
+                    check(ft, v)?;
+                }
+                ctx.check_ttl(at)
+            }
             _ => Ok(()),
         }
     }
@@ -1546,6 +1676,28 @@ mod tests {
             ),
             Err(WriteError::MissingKeyPart(_))
         ));
+        // A valid op before a failing one is not applied either.
+        let err = s
+            .apply(
+                &t,
+                m(
+                    1,
+                    1,
+                    vec![
+                        set_v(1, Some("x")),
+                        Op::ListDeleteIndex {
+                            column: "l".into(),
+                            index: 0,
+                            timestamp: 1,
+                        },
+                    ],
+                ),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Attempted to delete an element from a list which is null"
+        );
         assert!(s.dump(&t).is_empty(), "failed writes leave nothing behind");
     }
 }
