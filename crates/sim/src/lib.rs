@@ -4,7 +4,15 @@
 //! # Layout
 //! - [`cql`]: CQL text → statement AST ([`cql::parse`]), and literals / bound values →
 //!   typed values ([`cql::term_to_value`]).
+//! - [`murmur3`]: Cassandra's `Murmur3Partitioner` token and partition key serialization.
+//! - [`schema`]: keyspaces, tables, columns, user types and the [`schema::Catalog`] that
+//!   changes them with Cassandra's rules.
+//! - [`store`]: the data: cells with timestamps and TTLs, tombstones, collections, counters,
+//!   LWT, reads with paging ([`store::Store`]).
 //! - [`exec`]: the executor (system tables, schema tables, DESCRIBE, prepared statements).
 
 pub mod cql;
 pub mod exec;
+pub mod murmur3;
+pub mod schema;
+pub mod store;
