@@ -9,10 +9,14 @@
 //!   changes them with Cassandra's rules.
 //! - [`store`]: the data: cells with timestamps and TTLs, tombstones, collections, counters,
 //!   LWT, reads with paging ([`store::Store`]).
+//! - [`server`]: the network layer. Nodes that listen on their own addresses, speak the native
+//!   protocol v3/v4/v5 (handshake, compression, v5 segments, auth, events), inject faults, and
+//!   hand every statement-carrying request to a [`server::Handler`].
 //! - [`exec`]: the executor (system tables, schema tables, DESCRIBE, prepared statements).
 
 pub mod cql;
 pub mod exec;
 pub mod murmur3;
 pub mod schema;
+pub mod server;
 pub mod store;
