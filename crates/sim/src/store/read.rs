@@ -511,9 +511,6 @@ impl Walk<'_> {
         }
         // Resuming after a partition-level row: that partition is finished.
         if let Some(None) = after {
-            if !self.def.clustering.is_empty() {
-                return;
-            }
             return;
         }
         let after = after.flatten();
