@@ -1,0 +1,37 @@
+//! Cassandra semantics through a real third-party client: the Python `cassandra-driver` runs
+//! `tests/python/semantics.py` against a simulated cluster (installed by `.ci/run`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ferry_sim::exec::Executor;
+use ferry_sim::server::{Cluster, ClusterConfig};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/semantics.py");
+
+async fn start(nodes: usize, first_ip: &str, users: Vec<(String, String)>) -> Cluster<Executor> {
+    let config = ClusterConfig {
+        nodes,
+        listen: format!("{first_ip}:0").parse().expect("address"),
+        users,
+        ..ClusterConfig::default()
+    };
+    Cluster::start(config, Arc::new(Executor::default())).await.expect("cluster starts")
+}
+
+async fn run_suite(addr: SocketAddr, version: u8, extra: &[&str]) {
+    let mut args = vec![SCRIPT.to_owned(), addr.ip().to_string(), addr.port().to_string(), version.to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = tokio::process::Command::new("python3").args(&args).output().await.expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "semantic suite failed on v{version} {extra:?}:\n{stdout}\n{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_driver_semantics_on_protocol_v4() {
+    let cluster = start(1, "127.0.0.1", Vec::new()).await;
+    run_suite(cluster.addresses()[0], 4, &[]).await;
+    cluster.shutdown().await;
+}
