@@ -1,0 +1,226 @@
+//! A test-only [`Handler`]: answers `system.local`, `system.peers` and `system.peers_v2` from the
+//! topology with Cassandra 5.0's columns (projected to the selected ones, since typed drivers
+//! check column counts), `USE ks` with Set_keyspace, PREPARE with a Prepared result, and any
+//! other statement with an empty result. Statement text containing `slow` is answered after
+//! 300 ms; `panic` panics.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use ferry_cql::message::{Request, Response};
+use ferry_cql::response::ResultBody;
+use ferry_cql::response::result::{
+    ColumnSpec, Prepared, PreparedMetadata, RowsBuilder, RowsMetadata,
+};
+use ferry_cql::types::{ColumnType, CqlValue, encode_value};
+use ferry_sim::server::{Handler, NodeInfo, RequestContext};
+
+pub(crate) const SLOW: Duration = Duration::from_millis(300);
+pub(crate) const SCHEMA_VERSION: [u8; 16] = [
+    0x59, 0xad, 0xb2, 0x4e, 0xf3, 0xcd, 0x3e, 0x02, 0x97, 0xf0, 0x5b, 0x39, 0x5f, 0x64, 0x4b, 0x79,
+];
+
+#[derive(Debug, Default)]
+pub(crate) struct TestHandler;
+
+impl Handler for TestHandler {
+    async fn handle(&self, ctx: &RequestContext, request: Request) -> Response {
+        match request {
+            Request::Query(q) => answer(ctx, &q.query).await,
+            Request::Prepare(p) => {
+                let mut h = DefaultHasher::new();
+                p.query.hash(&mut h);
+                let id = Bytes::copy_from_slice(&h.finish().to_be_bytes());
+                Response::Result(ResultBody::Prepared(Prepared {
+                    id: id.clone(),
+                    result_metadata_id: Some(id),
+                    metadata: PreparedMetadata::new(Vec::new(), Vec::new()),
+                    result_metadata: RowsMetadata::new(Vec::new()),
+                }))
+            }
+            _ => Response::Result(ResultBody::Void),
+        }
+    }
+}
+
+async fn answer(ctx: &RequestContext, text: &str) -> Response {
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("panic") {
+        panic!("test handler asked to panic");
+    }
+    if lower.contains("slow") {
+        tokio::time::sleep(SLOW).await;
+    }
+    if let Some(ks) = lower.trim().strip_prefix("use ") {
+        return Response::Result(ResultBody::SetKeyspace(
+            ks.trim_matches(|c| c == '"' || c == ';' || c == ' ').to_owned(),
+        ));
+    }
+    if !lower.trim_start().starts_with("select") {
+        return Response::Result(ResultBody::Void);
+    }
+    let rows: Vec<Vec<Column>> = if lower.contains("system.local") {
+        vec![local_row(ctx)]
+    } else if lower.contains("system.peers_v2") {
+        peers(ctx).map(|n| peer_row(n, true)).collect()
+    } else if lower.contains("system.peers") {
+        peers(ctx).map(|n| peer_row(n, false)).collect()
+    } else if lower.contains("system_schema.keyspaces") {
+        return project(
+            &lower,
+            "system_schema",
+            "keyspaces",
+            vec![vec![
+                ("keyspace_name", ColumnType::Varchar, None),
+                ("durable_writes", ColumnType::Boolean, None),
+                (
+                    "replication",
+                    ColumnType::Map(Box::new(ColumnType::Varchar), Box::new(ColumnType::Varchar)),
+                    None,
+                ),
+            ]],
+            true,
+        );
+    } else {
+        return project(&lower, "ks", "t", vec![vec![("a", ColumnType::Varchar, None)]], true);
+    };
+    let table = if lower.contains("system.local") {
+        "local"
+    } else if lower.contains("peers_v2") {
+        "peers_v2"
+    } else {
+        "peers"
+    };
+    project(&lower, "system", table, rows, false)
+}
+
+type Column = (&'static str, ColumnType, Option<CqlValue>);
+
+fn peers(ctx: &RequestContext) -> impl Iterator<Item = &std::sync::Arc<NodeInfo>> {
+    let me = ctx.node.id;
+    ctx.cluster.nodes.iter().filter(move |n| n.id != me)
+}
+
+fn text(s: &str) -> Option<CqlValue> {
+    Some(CqlValue::Text(s.to_owned()))
+}
+
+fn inet(ip: IpAddr) -> Option<CqlValue> {
+    Some(CqlValue::Inet(ip))
+}
+
+fn tokens(n: &NodeInfo) -> Option<CqlValue> {
+    Some(CqlValue::Set(
+        n.tokens.iter().map(|t| CqlValue::Text(t.to_string())).collect(),
+    ))
+}
+
+fn set_text() -> ColumnType {
+    ColumnType::Set(Box::new(ColumnType::Varchar))
+}
+
+fn local_row(ctx: &RequestContext) -> Vec<Column> {
+    let n = &ctx.node;
+    let ip = n.address.ip();
+    vec![
+        ("key", ColumnType::Varchar, text("local")),
+        ("bootstrapped", ColumnType::Varchar, text("COMPLETED")),
+        ("broadcast_address", ColumnType::Inet, inet(ip)),
+        ("broadcast_port", ColumnType::Int, Some(CqlValue::Int(7000))),
+        ("cluster_name", ColumnType::Varchar, text(&ctx.cluster.cluster_name)),
+        ("cql_version", ColumnType::Varchar, text("3.4.7")),
+        ("data_center", ColumnType::Varchar, text(&n.data_center)),
+        ("host_id", ColumnType::Uuid, Some(CqlValue::Uuid(n.host_id))),
+        ("listen_address", ColumnType::Inet, inet(ip)),
+        ("listen_port", ColumnType::Int, Some(CqlValue::Int(7000))),
+        ("native_protocol_version", ColumnType::Varchar, text("5")),
+        (
+            "partitioner",
+            ColumnType::Varchar,
+            text("org.apache.cassandra.dht.Murmur3Partitioner"),
+        ),
+        ("rack", ColumnType::Varchar, text(&n.rack)),
+        ("release_version", ColumnType::Varchar, text(&n.release_version)),
+        ("rpc_address", ColumnType::Inet, inet(ip)),
+        (
+            "rpc_port",
+            ColumnType::Int,
+            Some(CqlValue::Int(i32::from(n.address.port()))),
+        ),
+        ("schema_version", ColumnType::Uuid, Some(CqlValue::Uuid(SCHEMA_VERSION))),
+        ("tokens", set_text(), tokens(n)),
+    ]
+}
+
+fn peer_row(n: &NodeInfo, v2: bool) -> Vec<Column> {
+    let ip = n.address.ip();
+    let mut row = vec![
+        ("peer", ColumnType::Inet, inet(ip)),
+        ("data_center", ColumnType::Varchar, text(&n.data_center)),
+        ("host_id", ColumnType::Uuid, Some(CqlValue::Uuid(n.host_id))),
+        ("preferred_ip", ColumnType::Inet, None),
+        ("rack", ColumnType::Varchar, text(&n.rack)),
+        ("release_version", ColumnType::Varchar, text(&n.release_version)),
+        ("schema_version", ColumnType::Uuid, Some(CqlValue::Uuid(SCHEMA_VERSION))),
+        ("tokens", set_text(), tokens(n)),
+    ];
+    if v2 {
+        row.insert(1, ("peer_port", ColumnType::Int, Some(CqlValue::Int(7000))));
+        row.push(("native_address", ColumnType::Inet, inet(ip)));
+        row.push((
+            "native_port",
+            ColumnType::Int,
+            Some(CqlValue::Int(i32::from(n.address.port()))),
+        ));
+        row.push(("preferred_port", ColumnType::Int, None));
+    } else {
+        row.push(("rpc_address", ColumnType::Inet, inet(ip)));
+    }
+    row
+}
+
+/// Builds a Rows result with the columns the statement selects (`*` keeps all). With `empty`,
+/// `rows` only supplies the column types.
+fn project(lower: &str, ks: &str, table: &str, rows: Vec<Vec<Column>>, empty: bool) -> Response {
+    let template = rows.first().cloned().unwrap_or_default();
+    let selected: Vec<String> = lower
+        .trim_start()
+        .strip_prefix("select")
+        .and_then(|s| s.split(" from ").next())
+        .map(|s| s.split(',').map(|c| c.trim().to_owned()).collect())
+        .unwrap_or_default();
+    let indexes: Vec<usize> = if selected.iter().any(|s| s == "*") {
+        (0..template.len()).collect()
+    } else {
+        selected
+            .iter()
+            .filter_map(|s| template.iter().position(|(name, _, _)| name == s))
+            .collect()
+    };
+    let specs: Vec<ColumnSpec> = indexes
+        .iter()
+        .map(|&i| ColumnSpec::new(ks, table, template[i].0, template[i].1.clone()))
+        .collect();
+    let mut builder = RowsBuilder::new(RowsMetadata::new(specs));
+    if !empty {
+        for row in &rows {
+            let cells: Vec<Option<Vec<u8>>> = indexes
+                .iter()
+                .map(|&i| {
+                    row[i].2.as_ref().map(|v| {
+                        let mut buf = BytesMut::new();
+                        encode_value(&row[i].1, v, &mut buf).unwrap();
+                        buf.to_vec()
+                    })
+                })
+                .collect();
+            builder
+                .push_row(cells.iter().map(|c| c.as_deref()))
+                .unwrap();
+        }
+    }
+    Response::Result(ResultBody::Rows(builder.finish()))
+}
