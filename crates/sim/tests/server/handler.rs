@@ -4,17 +4,19 @@
 //! other statement with an empty result. Statement text containing `slow` is answered after
 //! 300 ms; `panic` panics.
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ferry_cql::message::{Request, Response};
-use ferry_cql::response::ResultBody;
 use ferry_cql::response::result::{
     ColumnSpec, Prepared, PreparedMetadata, RowsBuilder, RowsMetadata,
 };
+use ferry_cql::response::{ErrorResponse, ResultBody};
 use ferry_cql::types::{ColumnType, CqlValue, encode_value};
 use ferry_sim::server::{Handler, NodeInfo, RequestContext};
 
@@ -24,16 +26,30 @@ pub(crate) const SCHEMA_VERSION: [u8; 16] = [
 ];
 
 #[derive(Debug, Default)]
-pub(crate) struct TestHandler;
+pub(crate) struct TestHandler {
+    /// Prepared id → statement text; EXECUTE answers as QUERY of the text would.
+    prepared: Mutex<HashMap<Bytes, String>>,
+}
 
 impl Handler for TestHandler {
     async fn handle(&self, ctx: &RequestContext, request: Request) -> Response {
         match request {
             Request::Query(q) => answer(ctx, &q.query).await,
+            Request::Execute(e) => {
+                let text = self.prepared.lock().unwrap().get(&e.id).cloned();
+                match text {
+                    Some(text) => answer(ctx, &text).await,
+                    None => Response::Error(ErrorResponse::unprepared(e.id.to_vec())),
+                }
+            }
             Request::Prepare(p) => {
                 let mut h = DefaultHasher::new();
                 p.query.hash(&mut h);
                 let id = Bytes::copy_from_slice(&h.finish().to_be_bytes());
+                self.prepared
+                    .lock()
+                    .unwrap()
+                    .insert(id.clone(), p.query.clone());
                 Response::Result(ResultBody::Prepared(Prepared {
                     id: id.clone(),
                     result_metadata_id: Some(id),
@@ -56,36 +72,51 @@ async fn answer(ctx: &RequestContext, text: &str) -> Response {
     }
     if let Some(ks) = lower.trim().strip_prefix("use ") {
         return Response::Result(ResultBody::SetKeyspace(
-            ks.trim_matches(|c| c == '"' || c == ';' || c == ' ').to_owned(),
+            ks.trim_matches(|c| c == '"' || c == ';' || c == ' ')
+                .to_owned(),
         ));
     }
     if !lower.trim_start().starts_with("select") {
         return Response::Result(ResultBody::Void);
     }
-    let rows: Vec<Vec<Column>> = if lower.contains("system.local") {
-        vec![local_row(ctx)]
+    let (template, rows): (Vec<Column>, Vec<Vec<Column>>) = if lower.contains("system.local") {
+        (local_row(ctx), vec![local_row(ctx)])
     } else if lower.contains("system.peers_v2") {
-        peers(ctx).map(|n| peer_row(n, true)).collect()
+        (
+            peer_row(&ctx.node, true),
+            peers(ctx).map(|n| peer_row(n, true)).collect(),
+        )
     } else if lower.contains("system.peers") {
-        peers(ctx).map(|n| peer_row(n, false)).collect()
-    } else if lower.contains("system_schema.keyspaces") {
+        (
+            peer_row(&ctx.node, false),
+            peers(ctx).map(|n| peer_row(n, false)).collect(),
+        )
+    } else if let Some(rest) = lower.split("system_schema.").nth(1) {
+        let table: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if table.starts_with("scylla_") {
+            // As Cassandra: ScyllaDB's extra schema tables do not exist.
+            return Response::Error(ErrorResponse::invalid(format!(
+                "table {table} does not exist"
+            )));
+        }
         return project(
             &lower,
             "system_schema",
-            "keyspaces",
-            vec![vec![
-                ("keyspace_name", ColumnType::Varchar, None),
-                ("durable_writes", ColumnType::Boolean, None),
-                (
-                    "replication",
-                    ColumnType::Map(Box::new(ColumnType::Varchar), Box::new(ColumnType::Varchar)),
-                    None,
-                ),
-            ]],
-            true,
+            &table,
+            schema_columns(&lower),
+            Vec::new(),
         );
     } else {
-        return project(&lower, "ks", "t", vec![vec![("a", ColumnType::Varchar, None)]], true);
+        return project(
+            &lower,
+            "ks",
+            "t",
+            vec![("a", ColumnType::Varchar, None)],
+            Vec::new(),
+        );
     };
     let table = if lower.contains("system.local") {
         "local"
@@ -94,7 +125,33 @@ async fn answer(ctx: &RequestContext, text: &str) -> Response {
     } else {
         "peers"
     };
-    project(&lower, "system", table, rows, false)
+    project(&lower, "system", table, template, rows)
+}
+
+/// Columns for an (empty) `system_schema` result, typed from the selected names.
+fn schema_columns(lower: &str) -> Vec<Column> {
+    let selected = lower
+        .trim_start()
+        .strip_prefix("select")
+        .and_then(|s| s.split(" from ").next())
+        .unwrap_or_default();
+    selected
+        .split(',')
+        .map(|c| c.trim())
+        .filter_map(|c| {
+            let name: &'static str = Box::leak(c.to_owned().into_boxed_str());
+            let ty = match c {
+                "replication" => {
+                    ColumnType::Map(Box::new(ColumnType::Varchar), Box::new(ColumnType::Varchar))
+                }
+                "durable_writes" => ColumnType::Boolean,
+                "field_names" | "field_types" => ColumnType::List(Box::new(ColumnType::Varchar)),
+                "" | "*" => return None,
+                _ => ColumnType::Varchar,
+            };
+            Some((name, ty, None))
+        })
+        .collect()
 }
 
 type Column = (&'static str, ColumnType, Option<CqlValue>);
@@ -114,7 +171,10 @@ fn inet(ip: IpAddr) -> Option<CqlValue> {
 
 fn tokens(n: &NodeInfo) -> Option<CqlValue> {
     Some(CqlValue::Set(
-        n.tokens.iter().map(|t| CqlValue::Text(t.to_string())).collect(),
+        n.tokens
+            .iter()
+            .map(|t| CqlValue::Text(t.to_string()))
+            .collect(),
     ))
 }
 
@@ -130,7 +190,11 @@ fn local_row(ctx: &RequestContext) -> Vec<Column> {
         ("bootstrapped", ColumnType::Varchar, text("COMPLETED")),
         ("broadcast_address", ColumnType::Inet, inet(ip)),
         ("broadcast_port", ColumnType::Int, Some(CqlValue::Int(7000))),
-        ("cluster_name", ColumnType::Varchar, text(&ctx.cluster.cluster_name)),
+        (
+            "cluster_name",
+            ColumnType::Varchar,
+            text(&ctx.cluster.cluster_name),
+        ),
         ("cql_version", ColumnType::Varchar, text("3.4.7")),
         ("data_center", ColumnType::Varchar, text(&n.data_center)),
         ("host_id", ColumnType::Uuid, Some(CqlValue::Uuid(n.host_id))),
@@ -143,14 +207,22 @@ fn local_row(ctx: &RequestContext) -> Vec<Column> {
             text("org.apache.cassandra.dht.Murmur3Partitioner"),
         ),
         ("rack", ColumnType::Varchar, text(&n.rack)),
-        ("release_version", ColumnType::Varchar, text(&n.release_version)),
+        (
+            "release_version",
+            ColumnType::Varchar,
+            text(&n.release_version),
+        ),
         ("rpc_address", ColumnType::Inet, inet(ip)),
         (
             "rpc_port",
             ColumnType::Int,
             Some(CqlValue::Int(i32::from(n.address.port()))),
         ),
-        ("schema_version", ColumnType::Uuid, Some(CqlValue::Uuid(SCHEMA_VERSION))),
+        (
+            "schema_version",
+            ColumnType::Uuid,
+            Some(CqlValue::Uuid(SCHEMA_VERSION)),
+        ),
         ("tokens", set_text(), tokens(n)),
     ]
 }
@@ -163,8 +235,16 @@ fn peer_row(n: &NodeInfo, v2: bool) -> Vec<Column> {
         ("host_id", ColumnType::Uuid, Some(CqlValue::Uuid(n.host_id))),
         ("preferred_ip", ColumnType::Inet, None),
         ("rack", ColumnType::Varchar, text(&n.rack)),
-        ("release_version", ColumnType::Varchar, text(&n.release_version)),
-        ("schema_version", ColumnType::Uuid, Some(CqlValue::Uuid(SCHEMA_VERSION))),
+        (
+            "release_version",
+            ColumnType::Varchar,
+            text(&n.release_version),
+        ),
+        (
+            "schema_version",
+            ColumnType::Uuid,
+            Some(CqlValue::Uuid(SCHEMA_VERSION)),
+        ),
         ("tokens", set_text(), tokens(n)),
     ];
     if v2 {
@@ -182,30 +262,36 @@ fn peer_row(n: &NodeInfo, v2: bool) -> Vec<Column> {
     row
 }
 
-/// Builds a Rows result with the columns the statement selects (`*` keeps all). With `empty`,
-/// `rows` only supplies the column types.
-fn project(lower: &str, ks: &str, table: &str, rows: Vec<Vec<Column>>, empty: bool) -> Response {
-    let template = rows.first().cloned().unwrap_or_default();
+/// Builds a Rows result with the columns of `template` that the statement selects (`*` keeps
+/// all), filled from `rows`.
+fn project(
+    lower: &str,
+    ks: &str,
+    table: &str,
+    template: Vec<Column>,
+    rows: Vec<Vec<Column>>,
+) -> Response {
     let selected: Vec<String> = lower
         .trim_start()
         .strip_prefix("select")
         .and_then(|s| s.split(" from ").next())
         .map(|s| s.split(',').map(|c| c.trim().to_owned()).collect())
         .unwrap_or_default();
-    let indexes: Vec<usize> = if selected.iter().any(|s| s == "*") {
-        (0..template.len()).collect()
-    } else {
-        selected
-            .iter()
-            .filter_map(|s| template.iter().position(|(name, _, _)| name == s))
-            .collect()
-    };
+    let mut indexes: Vec<usize> = selected
+        .iter()
+        .filter_map(|s| template.iter().position(|(name, _, _)| name == s))
+        .collect();
+    // `*`, or nothing known selected: all columns (the Python driver's row parser rejects a
+    // Rows result without columns).
+    if indexes.is_empty() || selected.iter().any(|s| s == "*") {
+        indexes = (0..template.len()).collect();
+    }
     let specs: Vec<ColumnSpec> = indexes
         .iter()
         .map(|&i| ColumnSpec::new(ks, table, template[i].0, template[i].1.clone()))
         .collect();
     let mut builder = RowsBuilder::new(RowsMetadata::new(specs));
-    if !empty {
+    {
         for row in &rows {
             let cells: Vec<Option<Vec<u8>>> = indexes
                 .iter()

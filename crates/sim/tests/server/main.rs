@@ -1,10 +1,7 @@
 //! Integration tests of the network layer against real drivers (Python `cassandra-driver`, Rust
 //! `scylla`) and a raw TCP client, each test on its own 127.0.x.y addresses and port 0.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "tests fail by panicking"
-)]
+#![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
 
 mod handler;
 mod python;
@@ -34,5 +31,7 @@ fn config(nodes: usize) -> ClusterConfig {
 }
 
 async fn start(config: ClusterConfig) -> Cluster<TestHandler> {
-    Cluster::start(config, Arc::new(TestHandler)).await.unwrap()
+    Cluster::start(config, Arc::new(TestHandler::default()))
+        .await
+        .unwrap()
 }

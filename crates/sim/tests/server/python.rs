@@ -79,7 +79,11 @@ async fn every_version_and_compression_connects() {
     ] {
         let r = python("connect", addr, opts).await;
         assert_eq!(r.get("error"), None, "{opts:?}: {r:?}");
-        assert_eq!(r["protocol"], opts[0].trim_start_matches("protocol="), "{opts:?}");
+        assert_eq!(
+            r["protocol"],
+            opts[0].trim_start_matches("protocol="),
+            "{opts:?}"
+        );
         assert_eq!(r["hosts"], "1");
     }
     cluster.shutdown().await;
@@ -96,7 +100,12 @@ async fn password_authentication() {
     let r = python("connect", addr, &["user=alice", "password=secret"]).await;
     assert_eq!(r.get("error"), None, "{r:?}");
     assert_eq!(r["protocol"], "5");
-    let r = python("connect", addr, &["protocol=4", "user=alice", "password=wrong"]).await;
+    let r = python(
+        "connect",
+        addr,
+        &["protocol=4", "user=alice", "password=wrong"],
+    )
+    .await;
     let err = &r["error"];
     assert!(err.starts_with("AuthenticationFailed"), "{err}");
     assert!(
@@ -110,6 +119,7 @@ async fn password_authentication() {
 async fn requests_on_one_connection_complete_out_of_order() {
     let cluster = start(config(1)).await;
     let r = python("connect", cluster.addresses()[0], &["order=1"]).await;
+    assert_eq!(r["connections"], "1", "{r:?}");
     assert_eq!(r["order"], "fast,slow");
     cluster.shutdown().await;
 }
@@ -126,12 +136,19 @@ async fn injected_errors_reach_the_driver() {
             ferry_cql::response::WriteType::Simple,
         )),
     );
-    let r = python("connect", addr, &["fault=INSERT INTO ks.t (a) VALUES ('x')"]).await;
+    let r = python(
+        "connect",
+        addr,
+        &["fault=INSERT INTO ks.t (a) VALUES ('x')"],
+    )
+    .await;
     assert!(r["fault"].starts_with("WriteTimeout"), "{r:?}");
     assert!(r["fault"].contains("LOCAL_QUORUM"), "{r:?}");
     cluster.node(0).faults().clear();
     cluster.node(0).faults().add(
-        RequestMatcher::any().kind(ferry_cql::statement::classify::StatementKind::Select).table("ks", "t"),
+        RequestMatcher::any()
+            .kind(ferry_cql::statement::classify::StatementKind::Select)
+            .table("ks", "t"),
         FaultAction::Error(faults::read_timeout(Consistency::One, 1)),
     );
     let r = python("connect", addr, &["fault=SELECT * FROM ks.t"]).await;
@@ -156,9 +173,7 @@ async fn stopped_node_is_down_and_restarted_node_is_up() {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next_line = move || {
-        tokio::task::block_in_place(|| lines.next().unwrap().unwrap())
-    };
+    let mut next_line = move || tokio::task::block_in_place(|| lines.next().unwrap().unwrap());
     assert_eq!(next_line(), "ready\tTrue");
     cluster.node(2).stop().await;
     assert!(!cluster.node(2).is_up());

@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use ferry_cql::ProtocolVersion;
 use ferry_cql::envelope::{BodyExtensions, Envelope, EnvelopeDecoder};
 use ferry_cql::message::{Request, Response};
 use ferry_cql::protocol::{Consistency, Opcode};
 use ferry_cql::request::{Options, Query, QueryParameters, Startup};
 use ferry_cql::response::{ErrorKind, ResultBody};
-use ferry_cql::ProtocolVersion;
 use ferry_sim::server::{ClusterConfig, FaultAction, RequestMatcher, faults};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -51,10 +51,11 @@ impl Raw {
             if let Some(env) = decoder.decode(&mut self.buf).unwrap() {
                 return Some(env);
             }
-            let n = tokio::time::timeout(Duration::from_secs(10), self.socket.read_buf(&mut self.buf))
-                .await
-                .expect("server answered within 10 s")
-                .unwrap_or(0);
+            let n =
+                tokio::time::timeout(Duration::from_secs(10), self.socket.read_buf(&mut self.buf))
+                    .await
+                    .expect("server answered within 10 s")
+                    .unwrap_or(0);
             if n == 0 {
                 return None;
             }
@@ -68,14 +69,16 @@ impl Raw {
     }
 
     async fn startup(&mut self) {
-        self.send(Request::Startup(Startup::new("3.0.0", None)), 0).await;
+        self.send(Request::Startup(Startup::new("3.0.0", None)), 0)
+            .await;
         let (_, r) = self.recv_response().await;
         assert!(matches!(r, Response::Ready(_)), "{r:?}");
     }
 
     async fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(10), self.socket.read_to_end(&mut rest)).await;
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), self.socket.read_to_end(&mut rest)).await;
         matches!(read, Ok(Ok(0)) | Ok(Err(_)))
     }
 }
@@ -96,12 +99,15 @@ async fn unsupported_versions_get_cassandras_refusal_and_header() {
     let cluster = start(config(1)).await;
     let addr = cluster.addresses()[0];
     let expected = |v: u8| {
-        format!("Invalid or unsupported protocol version ({v}); supported versions are (3/v3, 4/v4, 5/v5)")
+        format!(
+            "Invalid or unsupported protocol version ({v}); supported versions are (3/v3, 4/v4, 5/v5)"
+        )
     };
     // v6 (and DSE's 0x42 that the Python driver starts with): answered in v5, then closed.
     for version in [6u8, 0x42, 0x47] {
         let mut c = Raw::connect(addr).await;
-        c.send_raw(&[version, 0, 0, 7, Opcode::Options as u8, 0, 0, 0, 0]).await;
+        c.send_raw(&[version, 0, 0, 7, Opcode::Options as u8, 0, 0, 0, 0])
+            .await;
         let env = c.recv().await.unwrap();
         assert_eq!(env.header.version, ProtocolVersion::V5);
         assert_eq!(env.stream(), 7);
@@ -116,7 +122,8 @@ async fn unsupported_versions_get_cassandras_refusal_and_header() {
     assert_eq!(protocol_error(&r), expected(b'G'));
     // v2: answered with a v2 header (8 bytes, one-byte stream).
     let mut c = Raw::connect(addr).await;
-    c.send_raw(&[0x02, 0, 9, Opcode::Options as u8, 0, 0, 0, 0]).await;
+    c.send_raw(&[0x02, 0, 9, Opcode::Options as u8, 0, 0, 0, 0])
+        .await;
     let mut reply = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), c.socket.read_to_end(&mut reply))
         .await
@@ -145,10 +152,14 @@ async fn malformed_input_gets_protocol_errors_and_spares_other_connections() {
     c.send(query("SELECT 1"), 3).await;
     let (stream, r) = c.recv_response().await;
     assert_eq!(stream, 3);
-    assert_eq!(protocol_error(&r), "Unexpected message QUERY, expecting STARTUP or OPTIONS");
+    assert_eq!(
+        protocol_error(&r),
+        "Unexpected message QUERY, expecting STARTUP or OPTIONS"
+    );
     c.startup().await;
     // Unknown opcode 0x04 with a body: refused on its stream, body skipped.
-    c.send_raw(&[0x04, 0, 0, 4, 0x04, 0, 0, 0, 3, 1, 2, 3]).await;
+    c.send_raw(&[0x04, 0, 0, 4, 0x04, 0, 0, 0, 3, 1, 2, 3])
+        .await;
     let (stream, r) = c.recv_response().await;
     assert_eq!((stream, protocol_error(&r)), (4, "Unknown opcode 4"));
     // Oversized body: refused from the header, the body is skipped as it arrives.
@@ -163,19 +174,25 @@ async fn malformed_input_gets_protocol_errors_and_spares_other_connections() {
         "Request is too big: length 2009 exceeds maximum allowed length 1024."
     );
     // Undecodable body.
-    c.send_raw(&[0x04, 0, 0, 6, Opcode::Query as u8, 0, 0, 0, 2, 0xff, 0xff]).await;
+    c.send_raw(&[0x04, 0, 0, 6, Opcode::Query as u8, 0, 0, 0, 2, 0xff, 0xff])
+        .await;
     let (stream, r) = c.recv_response().await;
     assert_eq!(stream, 6);
-    assert!(protocol_error(&r).starts_with("Error decoding the request"), "{r:?}");
+    assert!(
+        protocol_error(&r).starts_with("Error decoding the request"),
+        "{r:?}"
+    );
     // Another version on the same connection.
-    c.send_raw(&[0x03, 0, 0, 8, Opcode::Options as u8, 0, 0, 0, 0]).await;
+    c.send_raw(&[0x03, 0, 0, 8, Opcode::Options as u8, 0, 0, 0, 0])
+        .await;
     let (_, r) = c.recv_response().await;
     assert_eq!(
         protocol_error(&r),
         "Invalid message version. Got 3/v3 but previous messages on this connection had version 4/v4"
     );
     // A second STARTUP.
-    c.send(Request::Startup(Startup::new("3.0.0", None)), 9).await;
+    c.send(Request::Startup(Startup::new("3.0.0", None)), 9)
+        .await;
     let (_, r) = c.recv_response().await;
     assert_eq!(
         protocol_error(&r),
@@ -183,9 +200,15 @@ async fn malformed_input_gets_protocol_errors_and_spares_other_connections() {
     );
     // The connection still works, and so does the other one.
     c.send(Request::Options(Options), 10).await;
-    assert!(matches!(c.recv_response().await, (10, Response::Supported(_))));
+    assert!(matches!(
+        c.recv_response().await,
+        (10, Response::Supported(_))
+    ));
     other.send(query("SELECT * FROM ks.t"), 1).await;
-    assert!(matches!(other.recv_response().await, (1, Response::Result(ResultBody::Rows(_)))));
+    assert!(matches!(
+        other.recv_response().await,
+        (1, Response::Result(ResultBody::Rows(_)))
+    ));
     cluster.shutdown().await;
 }
 
@@ -216,11 +239,18 @@ async fn handler_panic_is_a_server_error_and_requests_overlap() {
     for _ in 0..3 {
         let (stream, r) = c.recv_response().await;
         if stream == 2 {
-            assert!(matches!(&r, Response::Error(e) if e.kind == ErrorKind::ServerError), "{r:?}");
+            assert!(
+                matches!(&r, Response::Error(e) if e.kind == ErrorKind::ServerError),
+                "{r:?}"
+            );
         }
         order.push(stream);
     }
-    assert_eq!(order.last(), Some(&1), "the slow request answers last: {order:?}");
+    assert_eq!(
+        order.last(),
+        Some(&1),
+        "the slow request answers last: {order:?}"
+    );
     cluster.shutdown().await;
 }
 
@@ -243,12 +273,18 @@ async fn injected_errors_delays_and_closes() {
     let mut c = Raw::connect(cluster.addresses()[0]).await;
     c.startup().await;
     c.send(query("USE ks"), 1).await;
-    assert!(matches!(c.recv_response().await.1, Response::Result(ResultBody::SetKeyspace(_))));
+    assert!(matches!(
+        c.recv_response().await.1,
+        Response::Result(ResultBody::SetKeyspace(_))
+    ));
     c.send(query("INSERT INTO w (a) VALUES (1)"), 2).await;
     let (_, r) = c.recv_response().await;
     match r {
         Response::Error(e) => {
-            assert!(matches!(e.kind, ErrorKind::WriteTimeout { block_for: 2, .. }), "{e:?}");
+            assert!(
+                matches!(e.kind, ErrorKind::WriteTimeout { block_for: 2, .. }),
+                "{e:?}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -265,7 +301,10 @@ async fn shutdown_finishes_in_flight_requests_then_answers_the_rest_with_errors(
     c.send(query("SELECT slow FROM ks.t"), 1).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     cluster.shutdown().await;
-    assert!(matches!(c.recv_response().await, (1, Response::Result(ResultBody::Rows(_)))));
+    assert!(matches!(
+        c.recv_response().await,
+        (1, Response::Result(ResultBody::Rows(_)))
+    ));
     assert!(c.recv().await.is_none());
 
     let cluster = start(ClusterConfig {
@@ -280,5 +319,8 @@ async fn shutdown_finishes_in_flight_requests_then_answers_the_rest_with_errors(
     cluster.shutdown().await;
     let (stream, r) = c.recv_response().await;
     assert_eq!(stream, 1);
-    assert!(matches!(&r, Response::Error(e) if e.kind == ErrorKind::ServerError), "{r:?}");
+    assert!(
+        matches!(&r, Response::Error(e) if e.kind == ErrorKind::ServerError),
+        "{r:?}"
+    );
 }

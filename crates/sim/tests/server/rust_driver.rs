@@ -30,7 +30,9 @@ async fn session(
 async fn discovers_three_nodes_with_every_v4_compression() {
     let cluster = start(config(3)).await;
     for compression in [None, Some(Compression::Lz4), Some(Compression::Snappy)] {
-        let s = session(cluster.addresses()[0], compression, None).await.unwrap();
+        let s = session(cluster.addresses()[0], compression, None)
+            .await
+            .unwrap();
         let state = s.get_cluster_state();
         assert_eq!(state.get_nodes_info().len(), 3, "{compression:?}");
         let r = s
@@ -53,9 +55,17 @@ async fn auth_and_injected_errors() {
     })
     .await;
     let addr = cluster.addresses()[0];
-    let err = session(addr, None, Some(("bob", "bad"))).await.err().unwrap();
-    assert!(err.contains("Provided username bob and/or password are incorrect"), "{err}");
-    let s = session(addr, Some(Compression::Lz4), Some(("bob", "pw"))).await.unwrap();
+    let err = session(addr, None, Some(("bob", "bad")))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.contains("Provided username bob and/or password are incorrect"),
+        "{err}"
+    );
+    let s = session(addr, Some(Compression::Lz4), Some(("bob", "pw")))
+        .await
+        .unwrap();
     cluster.node(0).faults().add(
         RequestMatcher::any().text_contains("ks.over"),
         FaultAction::Error(faults::overloaded()),
@@ -64,10 +74,16 @@ async fn auth_and_injected_errors() {
         RequestMatcher::any().text_contains("ks.unavail"),
         FaultAction::Error(faults::unavailable(Consistency::Quorum, 2, 1)),
     );
-    let e = s.query_unpaged("SELECT * FROM ks.unavail", &[]).await.unwrap_err();
+    let e = s
+        .query_unpaged("SELECT * FROM ks.unavail", &[])
+        .await
+        .unwrap_err();
     let e = format!("{e:?}");
     assert!(e.contains("Unavailable"), "{e}");
-    let e = s.query_unpaged("SELECT * FROM ks.over", &[]).await.unwrap_err();
+    let e = s
+        .query_unpaged("SELECT * FROM ks.over", &[])
+        .await
+        .unwrap_err();
     let e = format!("{e:?}");
     assert!(e.contains("Overloaded"), "{e}");
     cluster.shutdown().await;
