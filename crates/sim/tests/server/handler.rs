@@ -1,7 +1,8 @@
 //! A test-only [`Handler`]: answers `system.local`, `system.peers` and `system.peers_v2` from the
 //! topology with Cassandra 5.0's columns (projected to the selected ones, since typed drivers
 //! check column counts), `USE ks` with Set_keyspace, PREPARE with a Prepared result, and any
-//! other statement with an empty result. Statement text containing `slow` is answered after
+//! `CREATE KEYSPACE k …` with a SCHEMA_CHANGE result and event, and any other statement with an
+//! empty result. Statement text containing `slow` is answered after
 //! 300 ms; `panic` panics.
 
 use std::collections::HashMap;
@@ -16,7 +17,9 @@ use ferry_cql::message::{Request, Response};
 use ferry_cql::response::result::{
     ColumnSpec, Prepared, PreparedMetadata, RowsBuilder, RowsMetadata,
 };
-use ferry_cql::response::{ErrorResponse, ResultBody};
+use ferry_cql::response::{
+    ChangeType, ErrorResponse, Event, ResultBody, SchemaChange, SchemaTarget,
+};
 use ferry_cql::types::{ColumnType, CqlValue, encode_value};
 use ferry_sim::server::{Handler, NodeInfo, RequestContext};
 
@@ -75,6 +78,16 @@ async fn answer(ctx: &RequestContext, text: &str) -> Response {
             ks.trim_matches(|c| c == '"' || c == ';' || c == ' ')
                 .to_owned(),
         ));
+    }
+    if let Some(ks) = lower.trim().strip_prefix("create keyspace ") {
+        let change = SchemaChange::new(
+            ChangeType::Created,
+            SchemaTarget::Keyspace {
+                keyspace: ks.split_whitespace().next().unwrap_or_default().to_owned(),
+            },
+        );
+        ctx.events.publish(Event::SchemaChange(change.clone()));
+        return Response::Result(ResultBody::SchemaChange(change));
     }
     if !lower.trim_start().starts_with("select") {
         return Response::Result(ResultBody::Void);

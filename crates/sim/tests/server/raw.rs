@@ -324,3 +324,62 @@ async fn shutdown_finishes_in_flight_requests_then_answers_the_rest_with_errors(
         "{r:?}"
     );
 }
+
+#[tokio::test]
+async fn events_reach_registered_connections_on_every_node() {
+    use ferry_cql::request::Register;
+    use ferry_cql::response::event::EventType;
+    let cluster = start(config(2)).await;
+    let mut listener = Raw::connect(cluster.addresses()[1]).await;
+    listener.startup().await;
+    listener
+        .send(
+            Request::Register(Register::new([
+                EventType::SchemaChange,
+                EventType::StatusChange,
+            ])),
+            1,
+        )
+        .await;
+    assert!(matches!(
+        listener.recv_response().await,
+        (1, Response::Ready(_))
+    ));
+    let mut unregistered = Raw::connect(cluster.addresses()[1]).await;
+    unregistered.startup().await;
+
+    let mut c = Raw::connect(cluster.addresses()[0]).await;
+    c.startup().await;
+    c.send(query("CREATE KEYSPACE k1 WITH replication = {}"), 2)
+        .await;
+    assert!(matches!(
+        c.recv_response().await,
+        (2, Response::Result(ResultBody::SchemaChange(_)))
+    ));
+    let (stream, event) = listener.recv_response().await;
+    assert_eq!(stream, -1);
+    assert!(
+        matches!(
+            event,
+            Response::Event(ferry_cql::response::Event::SchemaChange(_))
+        ),
+        "{event:?}"
+    );
+
+    cluster.node(0).stop().await;
+    let (_, event) = listener.recv_response().await;
+    match event {
+        Response::Event(ferry_cql::response::Event::StatusChange { change, node }) => {
+            assert_eq!(change, ferry_cql::response::event::StatusChangeType::Down);
+            assert_eq!(node, cluster.addresses()[0]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The unregistered connection got nothing: its next answer is the one it asks for.
+    unregistered.send(Request::Options(Options), 5).await;
+    assert!(matches!(
+        unregistered.recv_response().await,
+        (5, Response::Supported(_))
+    ));
+    cluster.shutdown().await;
+}
