@@ -149,6 +149,22 @@ impl FrameReader {
     }
 
     fn decode_envelope(&mut self, compression: Option<Compression>) -> Option<Inbound> {
+        // The version is judged from the first byte, as Cassandra does: a v1/v2 header is only
+        // 8 bytes long, so waiting for 9 could wait forever.
+        if let Some(&first) = self.buf.first() {
+            let version = first & !RESPONSE_BIT;
+            if ProtocolVersion::try_from(version).is_err() {
+                let stream_end = if matches!(version, 1 | 2) { 3 } else { 4 };
+                if self.buf.len() < stream_end {
+                    return None;
+                }
+                let stream = match version {
+                    1 | 2 => i16::from(self.buf[2]),
+                    _ => i16::from_be_bytes([self.buf[2], self.buf[3]]),
+                };
+                return Some(self.refuse_version(version, stream));
+            }
+        }
         let header = match EnvelopeHeader::decode(&self.buf, self.max_body_len) {
             Ok(Some(h)) => h,
             Ok(None) => return None,
@@ -237,6 +253,24 @@ impl FrameReader {
                     fatal: true,
                 }
             }
+        }
+    }
+
+    /// A version this server does not speak: answered, then the connection closes.
+    fn refuse_version(&mut self, version: u8, stream: i16) -> Inbound {
+        self.done = true;
+        let reply = match version {
+            1 | 2 => ReplyVersion::Legacy(version),
+            // Cassandra answers any other version in the connection's version, which before
+            // STARTUP is its preferred one (v5); the session overrides it once a version is
+            // established.
+            _ => ReplyVersion::Known(ProtocolVersion::HIGHEST),
+        };
+        Inbound::Malformed {
+            stream,
+            reply: Some(reply),
+            message: invalid_version_message(version),
+            fatal: true,
         }
     }
 
