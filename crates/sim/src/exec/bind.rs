@@ -4,7 +4,10 @@
 use ferry_cql::response::result::ColumnSpec;
 use ferry_cql::types::ColumnType;
 
-use crate::cql::{Assignment, Condition, DeleteTarget, InsertValues, Operator, Parsed, Relation, Statement, Term, Using};
+use crate::cql::{
+    Assignment, Condition, DeleteTarget, InsertValues, Operator, Parsed, Relation, Statement, Term,
+    Using,
+};
 use crate::schema::{ColumnKind, TableDef};
 
 use super::error::ExecError;
@@ -38,7 +41,10 @@ impl Walk<'_> {
     /// Gives every marker inside `term` its receiver.
     fn term(&mut self, term: &Term, name: &str, ty: &ColumnType) -> Result<(), ExecError> {
         match term {
-            Term::Marker { index, name: marker_name } => {
+            Term::Marker {
+                index,
+                name: marker_name,
+            } => {
                 let spec = self.spec(marker_name.as_deref().unwrap_or(name), ty.clone());
                 if let Some(slot) = self.slots.get_mut(*index) {
                     *slot = Some(spec);
@@ -79,7 +85,9 @@ impl Walk<'_> {
                 }
             }
             Term::FunctionCall { args, .. } if args.iter().any(has_marker) => {
-                return Err(ExecError::invalid("Bind markers inside function calls are not supported by the simulator"));
+                return Err(ExecError::invalid(
+                    "Bind markers inside function calls are not supported by the simulator",
+                ));
             }
             Term::Cast { term, .. } | Term::Negate(term) => self.term(term, name, ty)?,
             Term::Arithmetic { left, right, .. } => {
@@ -92,9 +100,17 @@ impl Walk<'_> {
     }
 
     fn column(&self, name: &str) -> Result<(String, ColumnType, ColumnKind), ExecError> {
-        let def = self.def.ok_or_else(|| ExecError::invalid("Bind markers need a table"))?;
-        let c = def.column(name).ok_or_else(|| ExecError::invalid(format!("Undefined column name {name}")))?;
-        let ty = if c.ty == ColumnType::Counter { ColumnType::Bigint } else { c.ty.clone() };
+        let def = self
+            .def
+            .ok_or_else(|| ExecError::invalid("Bind markers need a table"))?;
+        let c = def
+            .column(name)
+            .ok_or_else(|| ExecError::invalid(format!("Undefined column name {name}")))?;
+        let ty = if c.ty == ColumnType::Counter {
+            ColumnType::Bigint
+        } else {
+            c.ty.clone()
+        };
         Ok((c.name.clone(), ty, c.kind))
     }
 
@@ -104,28 +120,53 @@ impl Walk<'_> {
                 Relation::Column(name, op, term) => {
                     let (name, ty, kind) = self.column(name)?;
                     match op {
-                        Operator::In => self.term(term, &format!("in({name})"), &ColumnType::List(Box::new(ty)))?,
+                        Operator::In => self.term(
+                            term,
+                            &format!("in({name})"),
+                            &ColumnType::List(Box::new(ty)),
+                        )?,
                         Operator::Contains => {
-                            let elem = match &ty { ColumnType::List(e) | ColumnType::Set(e) => (**e).clone(), ColumnType::Map(_, v) => (**v).clone(), t => t.clone() };
+                            let elem = match &ty {
+                                ColumnType::List(e) | ColumnType::Set(e) => (**e).clone(),
+                                ColumnType::Map(_, v) => (**v).clone(),
+                                t => t.clone(),
+                            };
                             self.term(term, &name, &elem)?;
                         }
                         Operator::ContainsKey => {
-                            let key = match &ty { ColumnType::Map(k, _) => (**k).clone(), t => t.clone() };
+                            let key = match &ty {
+                                ColumnType::Map(k, _) => (**k).clone(),
+                                t => t.clone(),
+                            };
                             self.term(term, &name, &key)?;
                         }
                         _ => {
                             self.term(term, &name, &ty)?;
-                            if let (Operator::Eq, ColumnKind::PartitionKey(i), Term::Marker { index, .. }) = (op, kind, term) {
+                            if let (
+                                Operator::Eq,
+                                ColumnKind::PartitionKey(i),
+                                Term::Marker { index, .. },
+                            ) = (op, kind, term)
+                            {
                                 self.pk_markers[i] = Some(*index);
                             }
                         }
                     }
                 }
-                Relation::Token(_, _, term) => self.term(term, "partition key token", &ColumnType::Bigint)?,
+                Relation::Token(_, _, term) => {
+                    self.term(term, "partition key token", &ColumnType::Bigint)?
+                }
                 Relation::MultiColumn(columns, op, term) => {
-                    let types = columns.iter().map(|c| self.column(c).map(|(_, t, _)| t)).collect::<Result<Vec<_>, _>>()?;
+                    let types = columns
+                        .iter()
+                        .map(|c| self.column(c).map(|(_, t, _)| t))
+                        .collect::<Result<Vec<_>, _>>()?;
                     let tuple = ColumnType::Tuple(types);
-                    let ty = if *op == Operator::In { ColumnType::List(Box::new(tuple)) } else { tuple };
+                    let ty = if *op == Operator::In {
+                        ColumnType::List(Box::new(tuple))
+                    } else {
+                        tuple
+                    };
                     self.term(term, &format!("({})", columns.join(",")), &ty)?;
                 }
             }
@@ -148,14 +189,22 @@ impl Walk<'_> {
             for cc in conds {
                 let (name, ty, _) = self.column(&cc.column)?;
                 let ty = if cc.element.is_some() {
-                    match &ty { ColumnType::List(e) | ColumnType::Set(e) => (**e).clone(), ColumnType::Map(_, v) => (**v).clone(), t => t.clone() }
+                    match &ty {
+                        ColumnType::List(e) | ColumnType::Set(e) => (**e).clone(),
+                        ColumnType::Map(_, v) => (**v).clone(),
+                        t => t.clone(),
+                    }
                 } else {
                     ty
                 };
                 if let Some(e) = &cc.element {
                     self.term(e, &format!("key({name})"), &ColumnType::Int)?;
                 }
-                let ty = if cc.op == Operator::In { ColumnType::List(Box::new(ty)) } else { ty };
+                let ty = if cc.op == Operator::In {
+                    ColumnType::List(Box::new(ty))
+                } else {
+                    ty
+                };
                 self.term(&cc.value, &name, &ty)?;
             }
         }
@@ -177,17 +226,29 @@ fn has_marker(t: &Term) -> bool {
 }
 
 impl Executor {
-    fn walk_statement(&self, w: &mut Walk<'_>, statement: &Statement, keyspace: Option<&str>) -> Result<bool, ExecError> {
-        let table = |name: &crate::cql::QualifiedName| self.table(name.keyspace.as_deref(), &name.name, keyspace);
+    fn walk_statement(
+        &self,
+        w: &mut Walk<'_>,
+        statement: &Statement,
+        keyspace: Option<&str>,
+    ) -> Result<bool, ExecError> {
+        let table = |name: &crate::cql::QualifiedName| {
+            self.table(name.keyspace.as_deref(), &name.name, keyspace)
+        };
         match statement {
             Statement::Insert(ins) => {
                 let def = table(&ins.table)?;
-                let mut inner = Walk { def: Some(&def), slots: std::mem::take(&mut w.slots), pk_markers: vec![None; def.partition_key.len()] };
+                let mut inner = Walk {
+                    def: Some(&def),
+                    slots: std::mem::take(&mut w.slots),
+                    pk_markers: vec![None; def.partition_key.len()],
+                };
                 if let InsertValues::Columns { columns, values } = &ins.values {
                     for (c, t) in columns.iter().zip(values) {
                         let (name, ty, kind) = inner.column(c)?;
                         inner.term(t, &name, &ty)?;
-                        if let (ColumnKind::PartitionKey(i), Term::Marker { index, .. }) = (kind, t) {
+                        if let (ColumnKind::PartitionKey(i), Term::Marker { index, .. }) = (kind, t)
+                        {
                             inner.pk_markers[i] = Some(*index);
                         }
                     }
@@ -199,24 +260,33 @@ impl Executor {
             }
             Statement::Update(up) => {
                 let def = table(&up.table)?;
-                let mut inner = Walk { def: Some(&def), slots: std::mem::take(&mut w.slots), pk_markers: vec![None; def.partition_key.len()] };
+                let mut inner = Walk {
+                    def: Some(&def),
+                    slots: std::mem::take(&mut w.slots),
+                    pk_markers: vec![None; def.partition_key.len()],
+                };
                 inner.using(&up.using)?;
                 for a in &up.assignments {
                     match a {
-                        Assignment::Set(c, t) | Assignment::Add(c, t) | Assignment::Prepend(c, t) | Assignment::Remove(c, t) => {
+                        Assignment::Set(c, t)
+                        | Assignment::Add(c, t)
+                        | Assignment::Prepend(c, t)
+                        | Assignment::Remove(c, t) => {
                             let (name, ty, _) = inner.column(c)?;
                             let ty = match (a, &ty) {
-                                (Assignment::Remove(..), ColumnType::Map(k, _)) => ColumnType::Set(k.clone()),
+                                (Assignment::Remove(..), ColumnType::Map(k, _)) => {
+                                    ColumnType::Set(k.clone())
+                                }
                                 _ => ty,
                             };
                             inner.term(t, &name, &ty)?;
                         }
                         Assignment::SetField(c, f, t) => {
                             let (_, ty, _) = inner.column(c)?;
-                            if let ColumnType::Udt { fields, .. } = &ty {
-                                if let Some((_, fty)) = fields.iter().find(|(n, _)| n == f) {
-                                    inner.term(t, f, fty)?;
-                                }
+                            if let ColumnType::Udt { fields, .. } = &ty
+                                && let Some((_, fty)) = fields.iter().find(|(n, _)| n == f)
+                            {
+                                inner.term(t, f, fty)?;
                             }
                         }
                         Assignment::SetElement(c, k, v) => {
@@ -243,11 +313,18 @@ impl Executor {
             }
             Statement::Delete(del) => {
                 let def = table(&del.table)?;
-                let mut inner = Walk { def: Some(&def), slots: std::mem::take(&mut w.slots), pk_markers: vec![None; def.partition_key.len()] };
+                let mut inner = Walk {
+                    def: Some(&def),
+                    slots: std::mem::take(&mut w.slots),
+                    pk_markers: vec![None; def.partition_key.len()],
+                };
                 for t in &del.columns {
                     if let DeleteTarget::Element(c, key) = t {
                         let (name, ty, _) = inner.column(c)?;
-                        let kt = match &ty { ColumnType::Map(k, _) | ColumnType::Set(k) => (**k).clone(), _ => ColumnType::Int };
+                        let kt = match &ty {
+                            ColumnType::Map(k, _) | ColumnType::Set(k) => (**k).clone(),
+                            _ => ColumnType::Int,
+                        };
                         inner.term(key, &format!("key({name})"), &kt)?;
                     }
                 }
@@ -259,20 +336,33 @@ impl Executor {
                 Ok(del.table.keyspace.is_some())
             }
             Statement::Select(sel) => {
-                let virtual_ks = sel.table.keyspace.as_deref().or(keyspace).is_some_and(|k| super::catalog_view::SYSTEM_KEYSPACES.contains(&k));
+                let virtual_ks = sel
+                    .table
+                    .keyspace
+                    .as_deref()
+                    .or(keyspace)
+                    .is_some_and(|k| super::catalog_view::SYSTEM_KEYSPACES.contains(&k));
                 if virtual_ks {
                     // Markers on virtual tables: typed as text (keyspace/table names), the only
                     // shape drivers send.
                     for r in &sel.where_ {
                         if let Relation::Column(name, op, term) = r {
-                            let ty = if *op == Operator::In { ColumnType::List(Box::new(ColumnType::Varchar)) } else { ColumnType::Varchar };
+                            let ty = if *op == Operator::In {
+                                ColumnType::List(Box::new(ColumnType::Varchar))
+                            } else {
+                                ColumnType::Varchar
+                            };
                             w.term(term, name, &ty)?;
                         }
                     }
                     return Ok(sel.table.keyspace.is_some());
                 }
                 let def = table(&sel.table)?;
-                let mut inner = Walk { def: Some(&def), slots: std::mem::take(&mut w.slots), pk_markers: vec![None; def.partition_key.len()] };
+                let mut inner = Walk {
+                    def: Some(&def),
+                    slots: std::mem::take(&mut w.slots),
+                    pk_markers: vec![None; def.partition_key.len()],
+                };
                 inner.relations(&sel.where_)?;
                 if let Some(t) = &sel.limit {
                     inner.term(t, "[limit]", &ColumnType::Int)?;
@@ -292,7 +382,11 @@ impl Executor {
                 // A batch routes by its first child only when every child agrees; drivers use
                 // the first statement's key, so keep what the first child gave.
                 w.pk_markers.clear();
-                let mut u = Walk { def: None, slots: std::mem::take(&mut w.slots), pk_markers: Vec::new() };
+                let mut u = Walk {
+                    def: None,
+                    slots: std::mem::take(&mut w.slots),
+                    pk_markers: Vec::new(),
+                };
                 u.using(&b.using)?;
                 w.slots = u.slots;
                 Ok(qualified)
@@ -301,17 +395,33 @@ impl Executor {
         }
     }
 
-    pub(super) fn bind_variables(&self, parsed: &Parsed, keyspace: Option<&str>) -> Result<BoundVariables, ExecError> {
-        let mut w = Walk { def: None, slots: vec![None; parsed.markers.len()], pk_markers: Vec::new() };
+    pub(super) fn bind_variables(
+        &self,
+        parsed: &Parsed,
+        keyspace: Option<&str>,
+    ) -> Result<BoundVariables, ExecError> {
+        let mut w = Walk {
+            def: None,
+            slots: vec![None; parsed.markers.len()],
+            pk_markers: Vec::new(),
+        };
         let fully_qualified = self.walk_statement(&mut w, &parsed.statement, keyspace)?;
         let variables = w
             .slots
             .into_iter()
             .enumerate()
-            .map(|(i, s)| s.ok_or_else(|| ExecError::invalid(format!("Cannot infer the type of bind marker {i}"))))
+            .map(|(i, s)| {
+                s.ok_or_else(|| {
+                    ExecError::invalid(format!("Cannot infer the type of bind marker {i}"))
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let pk_indexes = if !w.pk_markers.is_empty() && w.pk_markers.iter().all(Option::is_some) {
-            w.pk_markers.into_iter().flatten().map(|i| i as u16).collect()
+            w.pk_markers
+                .into_iter()
+                .flatten()
+                .map(|i| i as u16)
+                .collect()
         } else {
             Vec::new()
         };
@@ -319,6 +429,11 @@ impl Executor {
             Statement::Select(sel) => self.select_columns(keyspace, sel)?,
             _ => Vec::new(),
         };
-        Ok(BoundVariables { variables, pk_indexes, result_columns, fully_qualified })
+        Ok(BoundVariables {
+            variables,
+            pk_indexes,
+            result_columns,
+            fully_qualified,
+        })
     }
 }

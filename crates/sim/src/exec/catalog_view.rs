@@ -12,7 +12,10 @@ fn local_keyspace(name: &str) -> KeyspaceRow {
     KeyspaceRow {
         name: name.to_owned(),
         durable_writes: true,
-        replication: vec![("class".into(), "org.apache.cassandra.locator.LocalStrategy".into())],
+        replication: vec![(
+            "class".into(),
+            "org.apache.cassandra.locator.LocalStrategy".into(),
+        )],
     }
 }
 
@@ -43,7 +46,10 @@ pub fn table_row(t: &TableDef) -> TableRow {
 }
 
 pub fn tables(catalog: &Catalog) -> Vec<TableRow> {
-    catalog.keyspaces().flat_map(|k| k.tables.values().map(|t| table_row(t))).collect()
+    catalog
+        .keyspaces()
+        .flat_map(|k| k.tables.values().map(|t| table_row(t)))
+        .collect()
 }
 
 pub fn column_rows(t: &TableDef) -> Vec<ColumnRow> {
@@ -55,7 +61,10 @@ pub fn column_rows(t: &TableDef) -> Vec<ColumnRow> {
             kind: match c.kind {
                 StoreKind::PartitionKey(i) => ColumnKind::PartitionKey(i as u16),
                 StoreKind::Clustering(i) => {
-                    let desc = t.clustering.get(i).is_some_and(|(_, o)| *o == ClusteringOrder::Desc);
+                    let desc = t
+                        .clustering
+                        .get(i)
+                        .is_some_and(|(_, o)| *o == ClusteringOrder::Desc);
                     ColumnKind::Clustering(i as u16, desc)
                 }
                 StoreKind::Static => ColumnKind::Static,
@@ -68,14 +77,21 @@ pub fn column_rows(t: &TableDef) -> Vec<ColumnRow> {
 }
 
 pub fn columns(catalog: &Catalog) -> Vec<ColumnRow> {
-    catalog.keyspaces().flat_map(|k| k.tables.values().flat_map(|t| column_rows(t))).collect()
+    catalog
+        .keyspaces()
+        .flat_map(|k| k.tables.values().flat_map(|t| column_rows(t)))
+        .collect()
 }
 
 pub fn types(catalog: &Catalog) -> Vec<TypeRow> {
     catalog
         .keyspaces()
         .flat_map(|k| {
-            k.types.values().map(|u| TypeRow { keyspace: u.keyspace.clone(), name: u.name.clone(), fields: u.fields.clone() })
+            k.types.values().map(|u| TypeRow {
+                keyspace: u.keyspace.clone(),
+                name: u.name.clone(),
+                fields: u.fields.clone(),
+            })
         })
         .collect()
 }

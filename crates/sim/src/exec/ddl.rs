@@ -5,8 +5,14 @@ use ferry_cql::response::result::Rows;
 use ferry_cql::response::{ChangeType, Event, ResultBody, SchemaChange, SchemaTarget};
 use ferry_cql::types::ColumnType;
 
-use crate::cql::{AlterTableAction, AlterTypeAction, ColumnDefinition, Describe, DescribeTarget, OptionValue as AstOption, Order, QualifiedName, Statement, TypeName};
-use crate::schema::{AlterTable, AlterType, Catalog, ClusteringOrder, ColumnSpec, OptionValue, SchemaError, TableSpec};
+use crate::cql::{
+    AlterTableAction, AlterTypeAction, ColumnDefinition, Describe, DescribeTarget,
+    OptionValue as AstOption, Order, QualifiedName, Statement, TypeName,
+};
+use crate::schema::{
+    AlterTable, AlterType, Catalog, ClusteringOrder, ColumnSpec, OptionValue, SchemaError,
+    TableSpec,
+};
 use crate::server::RequestContext;
 
 use super::catalog_view;
@@ -18,7 +24,15 @@ use super::virtual_table::{Projection, VirtualTable};
 impl From<SchemaError> for ExecError {
     fn from(e: SchemaError) -> Self {
         match e {
-            SchemaError::AlreadyExists { keyspace, table, message } => ExecError::AlreadyExists { keyspace, table, message },
+            SchemaError::AlreadyExists {
+                keyspace,
+                table,
+                message,
+            } => ExecError::AlreadyExists {
+                keyspace,
+                table,
+                message,
+            },
             SchemaError::Invalid(m) => ExecError::Invalid(m),
             SchemaError::Configuration(m) => ExecError::Config(m),
             SchemaError::Syntax(m) => ExecError::Syntax(m),
@@ -41,7 +55,11 @@ fn options(v: &[(String, AstOption)]) -> Vec<(String, OptionValue)> {
 }
 
 /// Resolves a type as written (UDT names looked up in `keyspace`).
-fn resolve(catalog: &Catalog, keyspace: &str, ty: &TypeName) -> Result<(ColumnType, bool), ExecError> {
+fn resolve(
+    catalog: &Catalog,
+    keyspace: &str,
+    ty: &TypeName,
+) -> Result<(ColumnType, bool), ExecError> {
     ty.resolve(|name: &QualifiedName| {
         let ks = name.keyspace.as_deref().unwrap_or(keyspace);
         catalog.udt(ks, &name.name).map(|u| u.column_type())
@@ -49,11 +67,20 @@ fn resolve(catalog: &Catalog, keyspace: &str, ty: &TypeName) -> Result<(ColumnTy
     .map_err(ExecError::Invalid)
 }
 
-fn column_specs(catalog: &Catalog, keyspace: &str, defs: &[ColumnDefinition]) -> Result<Vec<ColumnSpec>, ExecError> {
+fn column_specs(
+    catalog: &Catalog,
+    keyspace: &str,
+    defs: &[ColumnDefinition],
+) -> Result<Vec<ColumnSpec>, ExecError> {
     defs.iter()
         .map(|d| {
             let (ty, frozen) = resolve(catalog, keyspace, &d.ty)?;
-            Ok(ColumnSpec { name: d.name.clone(), ty, frozen, is_static: d.is_static })
+            Ok(ColumnSpec {
+                name: d.name.clone(),
+                ty,
+                frozen,
+                is_static: d.is_static,
+            })
         })
         .collect()
 }
@@ -66,14 +93,33 @@ impl Executor {
     }
 
     /// Runs a schema statement; `None` from a step means nothing changed (IF [NOT] EXISTS).
-    pub(super) fn schema_change(&self, ctx: &RequestContext, statement: &Statement, opts: &RunOptions) -> Result<ResultBody, ExecError> {
+    pub(super) fn schema_change(
+        &self,
+        ctx: &RequestContext,
+        statement: &Statement,
+        opts: &RunOptions,
+    ) -> Result<ResultBody, ExecError> {
         let change = match statement {
             Statement::CreateKeyspace(k) => {
                 if k.replication.is_empty() {
-                    return Err(ExecError::Syntax("Missing mandatory option 'replication'".into()));
+                    return Err(ExecError::Syntax(
+                        "Missing mandatory option 'replication'".into(),
+                    ));
                 }
-                let created = self.catalog_mut().create_keyspace(&k.name, &k.replication, k.durable_writes.unwrap_or(true), k.if_not_exists)?;
-                created.then(|| (ChangeType::Created, SchemaTarget::Keyspace { keyspace: k.name.clone() }))
+                let created = self.catalog_mut().create_keyspace(
+                    &k.name,
+                    &k.replication,
+                    k.durable_writes.unwrap_or(true),
+                    k.if_not_exists,
+                )?;
+                created.then(|| {
+                    (
+                        ChangeType::Created,
+                        SchemaTarget::Keyspace {
+                            keyspace: k.name.clone(),
+                        },
+                    )
+                })
             }
             Statement::AlterKeyspace(k) => {
                 let mut catalog = self.catalog_mut();
@@ -81,7 +127,12 @@ impl Executor {
                     None
                 } else {
                     catalog.alter_keyspace(&k.name, k.replication.as_deref(), k.durable_writes)?;
-                    Some((ChangeType::Updated, SchemaTarget::Keyspace { keyspace: k.name.clone() }))
+                    Some((
+                        ChangeType::Updated,
+                        SchemaTarget::Keyspace {
+                            keyspace: k.name.clone(),
+                        },
+                    ))
                 }
             }
             Statement::DropKeyspace { name, if_exists } => {
@@ -90,12 +141,19 @@ impl Executor {
                     for t in ks.tables.values() {
                         self.store.drop_table(&t.id);
                     }
-                    (ChangeType::Dropped, SchemaTarget::Keyspace { keyspace: name.clone() })
+                    (
+                        ChangeType::Dropped,
+                        SchemaTarget::Keyspace {
+                            keyspace: name.clone(),
+                        },
+                    )
                 })
             }
             Statement::CreateTable(t) => {
                 if t.compact_storage {
-                    return Err(ExecError::invalid("COMPACT STORAGE tables are not supported starting with version 4.0"));
+                    return Err(ExecError::invalid(
+                        "COMPACT STORAGE tables are not supported starting with version 4.0",
+                    ));
                 }
                 let keyspace = Self::keyspace_of(&t.name, opts)?;
                 let mut catalog = self.catalog_mut();
@@ -104,8 +162,18 @@ impl Executor {
                     .clustering_key
                     .iter()
                     .map(|c| {
-                        let desc = t.clustering_order.iter().any(|(n, o)| n == c && *o == Order::Desc);
-                        (c.clone(), if desc { ClusteringOrder::Desc } else { ClusteringOrder::Asc })
+                        let desc = t
+                            .clustering_order
+                            .iter()
+                            .any(|(n, o)| n == c && *o == Order::Desc);
+                        (
+                            c.clone(),
+                            if desc {
+                                ClusteringOrder::Desc
+                            } else {
+                                ClusteringOrder::Asc
+                            },
+                        )
                     })
                     .collect();
                 let spec = TableSpec {
@@ -117,9 +185,15 @@ impl Executor {
                     options: options(&t.options),
                     id: None,
                 };
-                catalog
-                    .create_table(&spec, t.if_not_exists)?
-                    .map(|_| (ChangeType::Created, SchemaTarget::Table { keyspace, table: t.name.name.clone() }))
+                catalog.create_table(&spec, t.if_not_exists)?.map(|_| {
+                    (
+                        ChangeType::Created,
+                        SchemaTarget::Table {
+                            keyspace,
+                            table: t.name.name.clone(),
+                        },
+                    )
+                })
             }
             Statement::AlterTable(a) => {
                 let keyspace = Self::keyspace_of(&a.table, opts)?;
@@ -128,26 +202,48 @@ impl Executor {
                     None
                 } else {
                     let change = match &a.action {
-                        AlterTableAction::Add { columns, .. } => AlterTable::Add(column_specs(&catalog, &keyspace, columns)?),
+                        AlterTableAction::Add { columns, .. } => {
+                            AlterTable::Add(column_specs(&catalog, &keyspace, columns)?)
+                        }
                         AlterTableAction::Drop { columns, .. } => AlterTable::Drop(columns.clone()),
-                        AlterTableAction::Rename { renames, .. } => AlterTable::Rename(renames.clone()),
+                        AlterTableAction::Rename { renames, .. } => {
+                            AlterTable::Rename(renames.clone())
+                        }
                         AlterTableAction::With(o) => AlterTable::With(options(o)),
                     };
                     let now = self.store.now_micros();
                     catalog.alter_table(&keyspace, &a.table.name, &change, now)?;
-                    Some((ChangeType::Updated, SchemaTarget::Table { keyspace, table: a.table.name.clone() }))
+                    Some((
+                        ChangeType::Updated,
+                        SchemaTarget::Table {
+                            keyspace,
+                            table: a.table.name.clone(),
+                        },
+                    ))
                 }
             }
             Statement::DropTable { name, if_exists } => {
                 let keyspace = Self::keyspace_of(name, opts)?;
-                let dropped = self.catalog_mut().drop_table(&keyspace, &name.name, *if_exists)?;
+                let dropped = self
+                    .catalog_mut()
+                    .drop_table(&keyspace, &name.name, *if_exists)?;
                 dropped.map(|t| {
                     self.store.drop_table(&t.id);
-                    (ChangeType::Dropped, SchemaTarget::Table { keyspace, table: name.name.clone() })
+                    (
+                        ChangeType::Dropped,
+                        SchemaTarget::Table {
+                            keyspace,
+                            table: name.name.clone(),
+                        },
+                    )
                 })
             }
             Statement::Truncate { table } => {
-                let def = self.table(table.keyspace.as_deref(), &table.name, opts.keyspace.as_deref())?;
+                let def = self.table(
+                    table.keyspace.as_deref(),
+                    &table.name,
+                    opts.keyspace.as_deref(),
+                )?;
                 self.store.truncate(&def);
                 return Ok(ResultBody::Void);
             }
@@ -161,30 +257,61 @@ impl Executor {
                     .collect::<Result<Vec<_>, ExecError>>()?;
                 catalog
                     .create_type(&keyspace, &t.name.name, &fields, t.if_not_exists)?
-                    .then(|| (ChangeType::Created, SchemaTarget::Type { keyspace, name: t.name.name.clone() }))
+                    .then(|| {
+                        (
+                            ChangeType::Created,
+                            SchemaTarget::Type {
+                                keyspace,
+                                name: t.name.name.clone(),
+                            },
+                        )
+                    })
             }
             Statement::AlterType(t) => {
                 let keyspace = Self::keyspace_of(&t.name, opts)?;
                 let mut catalog = self.catalog_mut();
                 let change = match &t.action {
-                    AlterTypeAction::Add { field, ty, .. } => AlterType::Add(field.clone(), resolve(&catalog, &keyspace, ty)?.0),
+                    AlterTypeAction::Add { field, ty, .. } => {
+                        AlterType::Add(field.clone(), resolve(&catalog, &keyspace, ty)?.0)
+                    }
                     AlterTypeAction::Rename { renames, .. } => AlterType::Rename(renames.clone()),
                 };
                 catalog.alter_type(&keyspace, &t.name.name, &change)?;
-                Some((ChangeType::Updated, SchemaTarget::Type { keyspace, name: t.name.name.clone() }))
+                Some((
+                    ChangeType::Updated,
+                    SchemaTarget::Type {
+                        keyspace,
+                        name: t.name.name.clone(),
+                    },
+                ))
             }
             Statement::DropType { name, if_exists } => {
                 let keyspace = Self::keyspace_of(name, opts)?;
                 self.catalog_mut()
                     .drop_type(&keyspace, &name.name, *if_exists)?
-                    .then(|| (ChangeType::Dropped, SchemaTarget::Type { keyspace, name: name.name.clone() }))
+                    .then(|| {
+                        (
+                            ChangeType::Dropped,
+                            SchemaTarget::Type {
+                                keyspace,
+                                name: name.name.clone(),
+                            },
+                        )
+                    })
             }
-            other => return Err(ExecError::Server(format!("not a schema statement: {other:?}"))),
+            other => {
+                return Err(ExecError::Server(format!(
+                    "not a schema statement: {other:?}"
+                )));
+            }
         };
         match change {
             None => Ok(ResultBody::Void),
             Some((change_type, target)) => {
-                let change = SchemaChange { change_type, target };
+                let change = SchemaChange {
+                    change_type,
+                    target,
+                };
                 ctx.events.publish(Event::SchemaChange(change.clone()));
                 Ok(ResultBody::SchemaChange(change))
             }
@@ -192,28 +319,49 @@ impl Executor {
     }
 
     /// Server-side DESCRIBE (what cqlsh 6 sends).
-    pub(super) fn describe(&self, _ctx: &RequestContext, d: &Describe, opts: &RunOptions) -> Result<ResultBody, ExecError> {
+    pub(super) fn describe(
+        &self,
+        _ctx: &RequestContext,
+        d: &Describe,
+        opts: &RunOptions,
+    ) -> Result<ResultBody, ExecError> {
         let catalog = self.catalog();
         let keyspaces = catalog_view::keyspaces(&catalog);
         let tables = catalog_view::tables(&catalog);
         let types = catalog_view::types(&catalog);
         let columns = catalog_view::columns(&catalog);
-        let user_keyspaces: Vec<_> =
-            keyspaces.iter().filter(|k| !catalog_view::SYSTEM_KEYSPACES.contains(&k.name.as_str())).cloned().collect();
+        let user_keyspaces: Vec<_> = keyspaces
+            .iter()
+            .filter(|k| !catalog_view::SYSTEM_KEYSPACES.contains(&k.name.as_str()))
+            .cloned()
+            .collect();
         let find_table = |name: &QualifiedName| -> Result<VirtualTable, ExecError> {
             let ks = Self::keyspace_of(name, opts)?;
             let t = tables
                 .iter()
                 .find(|t| t.keyspace == ks && t.name == name.name)
-                .ok_or_else(|| ExecError::invalid(format!("Table '{}' not found in keyspace '{ks}'", name.name)))?;
+                .ok_or_else(|| {
+                    ExecError::invalid(format!(
+                        "Table '{}' not found in keyspace '{ks}'",
+                        name.name
+                    ))
+                })?;
             Ok(describe::describe_table(t, &columns))
         };
         let table: VirtualTable = match &d.target {
             DescribeTarget::Keyspaces => describe::list_keyspaces(&keyspaces),
             DescribeTarget::Tables => describe::list_tables(&tables),
             DescribeTarget::Keyspace { name, .. } => {
-                let ks = name.clone().or_else(|| opts.keyspace.clone()).ok_or_else(|| ExecError::invalid("No keyspace specified and no current keyspace"))?;
-                let k = keyspaces.iter().find(|k| k.name == ks).ok_or_else(|| ExecError::invalid(format!("'{ks}' not found in keyspaces")))?;
+                let ks = name
+                    .clone()
+                    .or_else(|| opts.keyspace.clone())
+                    .ok_or_else(|| {
+                        ExecError::invalid("No keyspace specified and no current keyspace")
+                    })?;
+                let k = keyspaces
+                    .iter()
+                    .find(|k| k.name == ks)
+                    .ok_or_else(|| ExecError::invalid(format!("'{ks}' not found in keyspaces")))?;
                 describe::describe_keyspace(k, &types, &tables, &columns)
             }
             DescribeTarget::Schema { .. } | DescribeTarget::Cluster => {
@@ -228,23 +376,40 @@ impl Executor {
                     cols = describe::list_keyspaces(&[]).columns;
                     cols.push(("create_statement".into(), ColumnType::Varchar));
                 }
-                VirtualTable { keyspace: String::new(), name: String::new(), columns: cols, rows }
+                VirtualTable {
+                    keyspace: String::new(),
+                    name: String::new(),
+                    columns: cols,
+                    rows,
+                }
             }
             DescribeTarget::Table(name) => find_table(name)?,
             DescribeTarget::Type(name) => {
                 let ks = Self::keyspace_of(name, opts)?;
-                let t = types.iter().find(|t| t.keyspace == ks && t.name == name.name).ok_or_else(|| ExecError::invalid(format!("User defined type '{}' not found in '{ks}'", name.name)))?;
+                let t = types
+                    .iter()
+                    .find(|t| t.keyspace == ks && t.name == name.name)
+                    .ok_or_else(|| {
+                        ExecError::invalid(format!(
+                            "User defined type '{}' not found in '{ks}'",
+                            name.name
+                        ))
+                    })?;
                 describe::describe_type(t)
             }
             DescribeTarget::Name(name) => {
-                if name.keyspace.is_none() {
-                    if let Some(k) = keyspaces.iter().find(|k| k.name == name.name) {
-                        return Ok(rows(describe::describe_keyspace(k, &types, &tables, &columns))?);
-                    }
+                if name.keyspace.is_none()
+                    && let Some(k) = keyspaces.iter().find(|k| k.name == name.name)
+                {
+                    return rows(describe::describe_keyspace(k, &types, &tables, &columns));
                 }
                 find_table(name)?
             }
-            _ => return Err(ExecError::invalid("This DESCRIBE form is not supported by the simulator")),
+            _ => {
+                return Err(ExecError::invalid(
+                    "This DESCRIBE form is not supported by the simulator",
+                ));
+            }
         };
         rows(table)
     }

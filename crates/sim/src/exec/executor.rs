@@ -111,7 +111,9 @@ impl Executor {
     /// A node's prepared-statement cache.
     pub fn prepared_cache(&self, node: usize) -> Arc<PreparedCache<PreparedStatement>> {
         let mut all = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
-        all.entry(node).or_insert_with(|| Arc::new(PreparedCache::new(PREPARED_CACHE_CAPACITY))).clone()
+        all.entry(node)
+            .or_insert_with(|| Arc::new(PreparedCache::new(PREPARED_CACHE_CAPACITY)))
+            .clone()
     }
 
     /// Forgets a node's prepared statements (fault injection).
@@ -120,7 +122,12 @@ impl Executor {
     }
 
     /// The table a statement names, resolving an unqualified name in the session keyspace.
-    pub(super) fn table(&self, keyspace: Option<&str>, name: &str, session: Option<&str>) -> Result<Arc<TableDef>, ExecError> {
+    pub(super) fn table(
+        &self,
+        keyspace: Option<&str>,
+        name: &str,
+        session: Option<&str>,
+    ) -> Result<Arc<TableDef>, ExecError> {
         let ks = keyspace.or(session).ok_or_else(|| {
             ExecError::invalid("No keyspace has been specified. USE a keyspace, or explicitly specify keyspace.tablename")
         })?;
@@ -128,7 +135,10 @@ impl Executor {
         if catalog.keyspace(ks).is_none() {
             return Err(ExecError::invalid(format!("keyspace {ks} does not exist")));
         }
-        catalog.table(ks, name).cloned().ok_or_else(|| ExecError::invalid(format!("table {name} does not exist")))
+        catalog
+            .table(ks, name)
+            .cloned()
+            .ok_or_else(|| ExecError::invalid(format!("table {name} does not exist")))
     }
 
     fn query(&self, ctx: &RequestContext, q: &Query) -> Result<ResultBody, ExecError> {
@@ -142,7 +152,11 @@ impl Executor {
         let keyspace = p.keyspace.clone().or_else(|| ctx.keyspace.clone());
         let bound = self.bind_variables(&parsed, keyspace.as_deref())?;
         // Cassandra 4+ hashes with the session keyspace only when the statement needs it.
-        let id_keyspace = if bound.fully_qualified { None } else { keyspace.as_deref() };
+        let id_keyspace = if bound.fully_qualified {
+            None
+        } else {
+            keyspace.as_deref()
+        };
         let id = statement_id(&p.query, id_keyspace);
         let result_columns = bound.result_columns.clone();
         let entry = PreparedStatement {
@@ -159,7 +173,13 @@ impl Executor {
             result_metadata_id: Some(Bytes::copy_from_slice(&result_metadata_id(&result_columns))),
             metadata: PreparedMetadata::new(bound.variables, bound.pk_indexes),
             result_metadata: if result_columns.is_empty() {
-                RowsMetadata { columns_count: 0, paging_state: None, new_metadata_id: None, columns: Some(Vec::new()), global_table_spec: false }
+                RowsMetadata {
+                    columns_count: 0,
+                    paging_state: None,
+                    new_metadata_id: None,
+                    columns: Some(Vec::new()),
+                    global_table_spec: false,
+                }
             } else {
                 RowsMetadata::new(result_columns)
             },
@@ -168,11 +188,25 @@ impl Executor {
 
     fn execute(&self, ctx: &RequestContext, e: &Execute) -> Result<Response, ExecError> {
         let Some(entry) = self.prepared_cache(ctx.node.id).get(&e.id) else {
-            return Ok(Response::Error(ferry_cql::response::ErrorResponse::unprepared(e.id.to_vec())));
+            return Ok(Response::Error(
+                ferry_cql::response::ErrorResponse::unprepared(e.id.to_vec()),
+            ));
         };
         let mut opts = RunOptions::from_params(ctx, &e.params);
-        opts.keyspace = e.params.keyspace.clone().or_else(|| entry.keyspace.clone()).or(opts.keyspace);
-        self.run(ctx, &entry.parsed.statement, &e.params.values, &opts, Some(&entry)).map(Response::Result)
+        opts.keyspace = e
+            .params
+            .keyspace
+            .clone()
+            .or_else(|| entry.keyspace.clone())
+            .or(opts.keyspace);
+        self.run(
+            ctx,
+            &entry.parsed.statement,
+            &e.params.values,
+            &opts,
+            Some(&entry),
+        )
+        .map(Response::Result)
     }
 
     fn batch(&self, ctx: &RequestContext, b: &Batch) -> Result<Response, ExecError> {
@@ -185,16 +219,26 @@ impl Executor {
         let mut children = Vec::with_capacity(b.children.len());
         for child in &b.children {
             let (statement, keyspace) = match &child.statement {
-                BatchStatement::Query(text) => (Arc::new(parse_with_markers(text)?.statement), None),
+                BatchStatement::Query(text) => {
+                    (Arc::new(parse_with_markers(text)?.statement), None)
+                }
                 BatchStatement::Prepared(id) => match cache.get(id) {
-                    Some(entry) => (Arc::new(entry.parsed.statement.clone()), entry.keyspace.clone()),
-                    None => return Ok(Response::Error(ferry_cql::response::ErrorResponse::unprepared(id.to_vec()))),
+                    Some(entry) => (
+                        Arc::new(entry.parsed.statement.clone()),
+                        entry.keyspace.clone(),
+                    ),
+                    None => {
+                        return Ok(Response::Error(
+                            ferry_cql::response::ErrorResponse::unprepared(id.to_vec()),
+                        ));
+                    }
                 },
             };
             children.push((statement, keyspace, &child.values));
         }
         let counter = b.batch_type == ferry_cql::request::BatchType::Counter;
-        self.run_batch(ctx, &children, counter, &opts).map(Response::Result)
+        self.run_batch(ctx, &children, counter, &opts)
+            .map(Response::Result)
     }
 
     /// Runs one statement.
@@ -208,8 +252,12 @@ impl Executor {
     ) -> Result<ResultBody, ExecError> {
         match statement {
             Statement::Use(ks) => {
-                if self.catalog().keyspace(ks).is_none() && !super::catalog_view::SYSTEM_KEYSPACES.contains(&ks.as_str()) {
-                    return Err(ExecError::invalid(format!("Keyspace '{ks}' does not exist")));
+                if self.catalog().keyspace(ks).is_none()
+                    && !super::catalog_view::SYSTEM_KEYSPACES.contains(&ks.as_str())
+                {
+                    return Err(ExecError::invalid(format!(
+                        "Keyspace '{ks}' does not exist"
+                    )));
                 }
                 Ok(ResultBody::SetKeyspace(ks.clone()))
             }
@@ -218,8 +266,11 @@ impl Executor {
                 self.write(statement, values, opts, None)
             }
             Statement::Batch(batch) => {
-                let children: Vec<(Arc<Statement>, Option<String>, &Values)> =
-                    batch.statements.iter().map(|s| (Arc::new(s.clone()), None, values)).collect();
+                let children: Vec<(Arc<Statement>, Option<String>, &Values)> = batch
+                    .statements
+                    .iter()
+                    .map(|s| (Arc::new(s.clone()), None, values))
+                    .collect();
                 let counter = batch.kind == crate::cql::BatchKind::Counter;
                 let mut opts = opts.clone();
                 if let Some(ts) = &batch.using.timestamp {
@@ -231,12 +282,12 @@ impl Executor {
             Statement::Auth { text, .. } => Err(ExecError::Unauthorized(format!(
                 "The simulator has no role management; refused: {text}"
             ))),
-            Statement::Unsupported { what, .. } => {
-                Err(ExecError::invalid(format!("{what} are not supported by the simulator")))
-            }
-            Statement::CreateIndex(_) | Statement::DropIndex { .. } => {
-                Err(ExecError::invalid("Secondary indexes are not supported by the simulator"))
-            }
+            Statement::Unsupported { what, .. } => Err(ExecError::invalid(format!(
+                "{what} are not supported by the simulator"
+            ))),
+            Statement::CreateIndex(_) | Statement::DropIndex { .. } => Err(ExecError::invalid(
+                "Secondary indexes are not supported by the simulator",
+            )),
             ddl => self.schema_change(ctx, ddl, opts),
         }
     }
@@ -249,7 +300,10 @@ impl Handler for Executor {
             Request::Prepare(p) => self.prepare(ctx, p).map(Response::Result),
             Request::Execute(e) => self.execute(ctx, e),
             Request::Batch(b) => self.batch(ctx, b),
-            other => Err(ExecError::Server(format!("{:?} is not a statement", other.opcode()))),
+            other => Err(ExecError::Server(format!(
+                "{:?} is not a statement",
+                other.opcode()
+            ))),
         };
         result.unwrap_or_else(|e| Response::Error(e.to_response()))
     }

@@ -48,9 +48,17 @@ fn per_element(col: &ColumnDef) -> bool {
 
 impl Executor {
     /// The virtual table `keyspace.name`, if the simulator answers it itself.
-    pub(super) fn virtual_table(&self, ctx: &RequestContext, keyspace: &str, name: &str) -> Option<VirtualTable> {
+    pub(super) fn virtual_table(
+        &self,
+        ctx: &RequestContext,
+        keyspace: &str,
+        name: &str,
+    ) -> Option<VirtualTable> {
         let catalog = self.catalog();
-        let cluster = ClusterView { cluster_name: "Test Cluster".into(), schema_version: catalog.schema_version() };
+        let cluster = ClusterView {
+            cluster_name: "Test Cluster".into(),
+            schema_version: catalog.schema_version(),
+        };
         let local = node_view(&ctx.node);
         let all: Vec<NodeView> = ctx.cluster.nodes.iter().map(|n| node_view(n)).collect();
         let text = |n: &str| (n.to_owned(), ColumnType::Varchar);
@@ -58,17 +66,42 @@ impl Executor {
             ("system", "local") => system_tables::local(&local, &cluster),
             ("system", "peers") => system_tables::peers(&local, &all, &cluster),
             ("system", "peers_v2") => system_tables::peers_v2(&local, &all, &cluster),
-            ("system_schema", "keyspaces") => schema_tables::keyspaces(&catalog_view::keyspaces(&catalog)),
+            ("system_schema", "keyspaces") => {
+                schema_tables::keyspaces(&catalog_view::keyspaces(&catalog))
+            }
             ("system_schema", "tables") => schema_tables::tables(&catalog_view::tables(&catalog)),
-            ("system_schema", "columns") => schema_tables::columns(&catalog_view::columns(&catalog)),
+            ("system_schema", "columns") => {
+                schema_tables::columns(&catalog_view::columns(&catalog))
+            }
             ("system_schema", "types") => schema_tables::types(&catalog_view::types(&catalog)),
-            ("system_schema", other) => schema_tables::empty_tables().into_iter().find(|t| t.name == other)?,
-            ("system_virtual_schema", "keyspaces") => VirtualTable { keyspace: keyspace.into(), name: name.into(), columns: vec![text("keyspace_name")], rows: vec![] },
-            ("system_virtual_schema", "tables") => VirtualTable { keyspace: keyspace.into(), name: name.into(), columns: vec![text("keyspace_name"), text("table_name"), text("comment")], rows: vec![] },
+            ("system_schema", other) => schema_tables::empty_tables()
+                .into_iter()
+                .find(|t| t.name == other)?,
+            ("system_virtual_schema", "keyspaces") => VirtualTable {
+                keyspace: keyspace.into(),
+                name: name.into(),
+                columns: vec![text("keyspace_name")],
+                rows: vec![],
+            },
+            ("system_virtual_schema", "tables") => VirtualTable {
+                keyspace: keyspace.into(),
+                name: name.into(),
+                columns: vec![text("keyspace_name"), text("table_name"), text("comment")],
+                rows: vec![],
+            },
             ("system_virtual_schema", "columns") => VirtualTable {
                 keyspace: keyspace.into(),
                 name: name.into(),
-                columns: vec![text("keyspace_name"), text("table_name"), text("column_name"), text("clustering_order"), ("column_name_bytes".into(), ColumnType::Blob), text("kind"), ("position".into(), ColumnType::Int), text("type")],
+                columns: vec![
+                    text("keyspace_name"),
+                    text("table_name"),
+                    text("column_name"),
+                    text("clustering_order"),
+                    ("column_name_bytes".into(), ColumnType::Blob),
+                    text("kind"),
+                    ("position".into(), ColumnType::Int),
+                    text("type"),
+                ],
                 rows: vec![],
             },
             _ => return None,
@@ -76,7 +109,11 @@ impl Executor {
     }
 
     fn outputs(def: &TableDef, select: &Select) -> Result<Vec<(String, Output)>, ExecError> {
-        let col = |name: &str| def.column(name).cloned().ok_or_else(|| ExecError::invalid(format!("Undefined column name {name} in selection clause")));
+        let col = |name: &str| {
+            def.column(name).cloned().ok_or_else(|| {
+                ExecError::invalid(format!("Undefined column name {name} in selection clause"))
+            })
+        };
         match &select.selection {
             Selection::Star => Ok(def.columns().map(|c| (c.name.clone(), Output::Column(c.clone()))).collect()),
             Selection::Selectors(selectors) => selectors
@@ -112,7 +149,9 @@ impl Executor {
     fn output_spec(def: &TableDef, name: &str, out: &Output) -> ColumnSpec {
         let ty = match out {
             Output::Column(c) => c.ty.clone(),
-            Output::WriteTime(c) if per_element(c) => ColumnType::List(Box::new(ColumnType::Bigint)),
+            Output::WriteTime(c) if per_element(c) => {
+                ColumnType::List(Box::new(ColumnType::Bigint))
+            }
             Output::Ttl(c) if per_element(c) => ColumnType::List(Box::new(ColumnType::Int)),
             Output::WriteTime(_) | Output::Token | Output::Count => ColumnType::Bigint,
             Output::Ttl(_) => ColumnType::Int,
@@ -121,64 +160,119 @@ impl Executor {
     }
 
     /// The result columns of a SELECT, for PREPARE.
-    pub(super) fn select_columns(&self, ctx_keyspace: Option<&str>, select: &Select) -> Result<Vec<ColumnSpec>, ExecError> {
+    pub(super) fn select_columns(
+        &self,
+        ctx_keyspace: Option<&str>,
+        select: &Select,
+    ) -> Result<Vec<ColumnSpec>, ExecError> {
         let ks = select.table.keyspace.as_deref().or(ctx_keyspace);
         if let Some(k) = ks.filter(|k| catalog_view::SYSTEM_KEYSPACES.contains(k)) {
             // Virtual tables: their columns do not depend on the node, any node describes them.
             let _ = k;
             return Ok(Vec::new());
         }
-        let def = self.table(select.table.keyspace.as_deref(), &select.table.name, ctx_keyspace)?;
-        Ok(Self::outputs(&def, select)?.iter().map(|(n, o)| Self::output_spec(&def, n, o)).collect())
+        let def = self.table(
+            select.table.keyspace.as_deref(),
+            &select.table.name,
+            ctx_keyspace,
+        )?;
+        Ok(Self::outputs(&def, select)?
+            .iter()
+            .map(|(n, o)| Self::output_spec(&def, n, o))
+            .collect())
     }
 
-    pub(super) fn select(&self, ctx: &RequestContext, select: &Select, values: &Values, opts: &RunOptions, _prepared: Option<&PreparedStatement>) -> Result<ResultBody, ExecError> {
-        let keyspace = select.table.keyspace.clone().or_else(|| opts.keyspace.clone());
-        if let Some(ks) = keyspace.as_deref().filter(|k| catalog_view::SYSTEM_KEYSPACES.contains(k)) {
-            let table = self.virtual_table(ctx, ks, &select.table.name).ok_or_else(|| ExecError::invalid(format!("table {} does not exist", select.table.name)))?;
+    pub(super) fn select(
+        &self,
+        ctx: &RequestContext,
+        select: &Select,
+        values: &Values,
+        opts: &RunOptions,
+        _prepared: Option<&PreparedStatement>,
+    ) -> Result<ResultBody, ExecError> {
+        let keyspace = select
+            .table
+            .keyspace
+            .clone()
+            .or_else(|| opts.keyspace.clone());
+        if let Some(ks) = keyspace
+            .as_deref()
+            .filter(|k| catalog_view::SYSTEM_KEYSPACES.contains(k))
+        {
+            let table = self
+                .virtual_table(ctx, ks, &select.table.name)
+                .ok_or_else(|| {
+                    ExecError::invalid(format!("table {} does not exist", select.table.name))
+                })?;
             let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
             let rows = select_virtual(&table, select, values, self.store.now_micros(), &mut *ids)?;
             return Ok(ResultBody::Rows(rows));
         }
-        let def = self.table(select.table.keyspace.as_deref(), &select.table.name, opts.keyspace.as_deref())?;
+        let def = self.table(
+            select.table.keyspace.as_deref(),
+            &select.table.name,
+            opts.keyspace.as_deref(),
+        )?;
         let outputs = Self::outputs(&def, select)?;
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        let mut tctx = TermContext { values, now_micros: self.store.now_micros(), ids: &mut *ids };
+        let mut tctx = TermContext {
+            values,
+            now_micros: self.store.now_micros(),
+            ids: &mut *ids,
+        };
         let r = restrict::analyse(&def, &select.where_, &mut tctx)?;
         if !r.filters.is_empty() && !select.allow_filtering {
-            return Err(ExecError::invalid("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING"));
+            return Err(ExecError::invalid(
+                "Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING",
+            ));
         }
-        let positive = |t: &Option<crate::cql::Term>, what: &str, ctx: &mut TermContext<'_>| -> Result<Option<u32>, ExecError> {
+        let positive = |t: &Option<crate::cql::Term>,
+                        what: &str,
+                        ctx: &mut TermContext<'_>|
+         -> Result<Option<u32>, ExecError> {
             match t {
                 None => Ok(None),
                 Some(t) => match term_to_value(t, what, &ColumnType::Int, ctx)? {
                     Bound::Value(CqlValue::Int(n)) if n > 0 => Ok(Some(n as u32)),
                     Bound::Unset => Ok(None),
-                    _ => Err(ExecError::invalid(format!("{what} must be strictly positive"))),
+                    _ => Err(ExecError::invalid(format!(
+                        "{what} must be strictly positive"
+                    ))),
                 },
             }
         };
         let limit = positive(&select.limit, "LIMIT", &mut tctx)?;
-        let per_partition_limit = positive(&select.per_partition_limit, "PER PARTITION LIMIT", &mut tctx)?;
+        let per_partition_limit = positive(
+            &select.per_partition_limit,
+            "PER PARTITION LIMIT",
+            &mut tctx,
+        )?;
         drop(ids);
         let reversed = match select.order_by.first() {
             None => false,
             Some((name, order)) => {
                 let (_, declared) = def.clustering.iter().find(|(c, _)| &c.name == name).ok_or_else(|| ExecError::invalid(format!("Order by is currently only supported on the clustered columns of the PRIMARY KEY, got {name}")))?;
                 if r.partition_keys.is_none() {
-                    return Err(ExecError::invalid("ORDER BY is only supported when the partition key is restricted by an EQ or an IN."));
+                    return Err(ExecError::invalid(
+                        "ORDER BY is only supported when the partition key is restricted by an EQ or an IN.",
+                    ));
                 }
                 (*declared == ClusteringOrder::Desc) != (*order == Order::Desc)
             }
         };
         let aggregate = outputs.iter().any(|(_, o)| matches!(o, Output::Count));
         let only_static = outputs.iter().all(|(_, o)| match o {
-            Output::Column(c) | Output::WriteTime(c) | Output::Ttl(c) => matches!(c.kind, ColumnKind::PartitionKey(_) | ColumnKind::Static),
+            Output::Column(c) | Output::WriteTime(c) | Output::Ttl(c) => {
+                matches!(c.kind, ColumnKind::PartitionKey(_) | ColumnKind::Static)
+            }
             Output::Token => true,
             Output::Count => false,
         });
         let paging_state = match (&opts.paging_state, aggregate) {
-            (Some(bytes), false) => Some(PagingState::decode(bytes).map_err(|e| ExecError::invalid(format!("Invalid paging state: {e}")))?),
+            (Some(bytes), false) => Some(
+                PagingState::decode(bytes)
+                    .map_err(|e| ExecError::invalid(format!("Invalid paging state: {e}")))?,
+            ),
             _ => None,
         };
         let cmd = ReadCommand {
@@ -187,19 +281,34 @@ impl Executor {
             reversed,
             limit: if aggregate { None } else { limit },
             per_partition_limit,
-            page_size: if aggregate { None } else { opts.page_size.map(|n| n as u32) },
+            page_size: if aggregate {
+                None
+            } else {
+                opts.page_size.map(|n| n as u32)
+            },
             paging_state,
             // Selecting only partition key and static columns reads one row per partition.
             distinct: select.distinct
-                || (only_static && outputs.iter().any(|(_, o)| matches!(o, Output::Column(c) if c.is_static()))),
+                || (only_static
+                    && outputs
+                        .iter()
+                        .any(|(_, o)| matches!(o, Output::Column(c) if c.is_static()))),
             filter: restrict::row_filter(&def, &r.filters)?,
         };
         let result = if r.empty_token_range() {
-            crate::store::ReadResult { rows: Vec::new(), paging_state: None }
+            crate::store::ReadResult {
+                rows: Vec::new(),
+                paging_state: None,
+            }
         } else {
-            self.store.read(&def, &cmd).map_err(|e| ExecError::invalid(e.to_string()))?
+            self.store
+                .read(&def, &cmd)
+                .map_err(|e| ExecError::invalid(e.to_string()))?
         };
-        let specs: Vec<ColumnSpec> = outputs.iter().map(|(n, o)| Self::output_spec(&def, n, o)).collect();
+        let specs: Vec<ColumnSpec> = outputs
+            .iter()
+            .map(|(n, o)| Self::output_spec(&def, n, o))
+            .collect();
         let mut metadata = RowsMetadata::new(specs.clone());
         metadata.paging_state = result.paging_state.as_ref().map(PagingState::encode);
         if opts.skip_metadata {
@@ -213,10 +322,15 @@ impl Executor {
                 .iter()
                 .map(|(_, o)| match o {
                     Output::Count => Ok(Some(count.to_be_bytes().to_vec())),
-                    other => first.map(|row| cell(&def, row, other)).transpose().map(Option::flatten),
+                    other => first
+                        .map(|row| cell(&def, row, other))
+                        .transpose()
+                        .map(Option::flatten),
                 })
                 .collect::<Result<Vec<_>, ExecError>>()?;
-            builder.push_row(cells.iter().map(|c| c.as_deref())).map_err(|e| ExecError::Server(e.to_string()))?;
+            builder
+                .push_row(cells.iter().map(|c| c.as_deref()))
+                .map_err(|e| ExecError::Server(e.to_string()))?;
         } else {
             let mut cells: Vec<Option<Vec<u8>>> = Vec::with_capacity(outputs.len());
             for row in &result.rows {
@@ -224,7 +338,9 @@ impl Executor {
                 for (_, o) in &outputs {
                     cells.push(cell(&def, row, o)?);
                 }
-                builder.push_row(cells.iter().map(|c| c.as_deref())).map_err(|e| ExecError::Server(e.to_string()))?;
+                builder
+                    .push_row(cells.iter().map(|c| c.as_deref()))
+                    .map_err(|e| ExecError::Server(e.to_string()))?;
             }
         }
         Ok(ResultBody::Rows(builder.finish()))
@@ -244,14 +360,22 @@ fn cell(def: &TableDef, row: &Row, out: &Output) -> Result<Option<Vec<u8>>, Exec
         Output::Count => None,
         Output::Column(c) => match c.kind {
             ColumnKind::PartitionKey(i) => row.partition_key.get(i).map(|b| b.to_vec()),
-            ColumnKind::Clustering(i) => row.clustering.as_ref().and_then(|ck| ck.get(i)).map(|b| b.to_vec()),
+            ColumnKind::Clustering(i) => row
+                .clustering
+                .as_ref()
+                .and_then(|ck| ck.get(i))
+                .map(|b| b.to_vec()),
             _ => row.value(def, &c.name).map(|v| v.serialize(c).to_vec()),
         },
         Output::WriteTime(c) => match row.value(def, &c.name) {
             None => None,
             Some(v) if per_element(c) => {
-                let list = CqlValue::List(v.writetimes().into_iter().map(CqlValue::Bigint).collect());
-                Some(encoded(&ColumnType::List(Box::new(ColumnType::Bigint)), &list)?)
+                let list =
+                    CqlValue::List(v.writetimes().into_iter().map(CqlValue::Bigint).collect());
+                Some(encoded(
+                    &ColumnType::List(Box::new(ColumnType::Bigint)),
+                    &list,
+                )?)
             }
             Some(v) => v.writetimes().first().map(|t| t.to_be_bytes().to_vec()),
         },
@@ -263,11 +387,23 @@ fn cell(def: &TableDef, row: &Row, out: &Output) -> Result<Option<Vec<u8>>, Exec
                     None
                 } else {
                     // Elements without a TTL have no value in the list; Cassandra shows null.
-                    let list = CqlValue::List(ttls.into_iter().map(|t| CqlValue::Int(t.map_or(0, |t| t as i32))).collect());
-                    Some(encoded(&ColumnType::List(Box::new(ColumnType::Int)), &list)?)
+                    let list = CqlValue::List(
+                        ttls.into_iter()
+                            .map(|t| CqlValue::Int(t.map_or(0, |t| t as i32)))
+                            .collect(),
+                    );
+                    Some(encoded(
+                        &ColumnType::List(Box::new(ColumnType::Int)),
+                        &list,
+                    )?)
                 }
             }
-            Some(v) => v.ttls().first().copied().flatten().map(|t| (t as i32).to_be_bytes().to_vec()),
+            Some(v) => v
+                .ttls()
+                .first()
+                .copied()
+                .flatten()
+                .map(|t| (t as i32).to_be_bytes().to_vec()),
         },
     })
 }

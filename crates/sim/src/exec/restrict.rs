@@ -31,7 +31,10 @@ impl Restrictions {
     pub(super) fn partitions(&self) -> PartitionSelection {
         match (&self.partition_keys, &self.token) {
             (Some(keys), _) => PartitionSelection::Keys(keys.clone()),
-            (None, Some((start, end))) => PartitionSelection::TokenRange { start: *start, end: *end },
+            (None, Some((start, end))) => PartitionSelection::TokenRange {
+                start: *start,
+                end: *end,
+            },
             (None, None) => PartitionSelection::All,
         }
     }
@@ -64,18 +67,34 @@ impl Restrictions {
     }
 }
 
-fn bound_value(term: &crate::cql::Term, column: &str, ty: &ColumnType, ctx: &mut TermContext<'_>) -> Result<CqlValue, ExecError> {
+fn bound_value(
+    term: &crate::cql::Term,
+    column: &str,
+    ty: &ColumnType,
+    ctx: &mut TermContext<'_>,
+) -> Result<CqlValue, ExecError> {
     match term_to_value(term, column, ty, ctx)? {
         Bound::Value(v) => Ok(v),
-        Bound::Null => Err(ExecError::invalid(format!("Invalid null value in condition for column {column}"))),
-        Bound::Unset => Err(ExecError::invalid(format!("Invalid unset value for column {column}"))),
+        Bound::Null => Err(ExecError::invalid(format!(
+            "Invalid null value in condition for column {column}"
+        ))),
+        Bound::Unset => Err(ExecError::invalid(format!(
+            "Invalid unset value for column {column}"
+        ))),
     }
 }
 
-fn list_values(term: &crate::cql::Term, column: &str, ty: &ColumnType, ctx: &mut TermContext<'_>) -> Result<Vec<CqlValue>, ExecError> {
+fn list_values(
+    term: &crate::cql::Term,
+    column: &str,
+    ty: &ColumnType,
+    ctx: &mut TermContext<'_>,
+) -> Result<Vec<CqlValue>, ExecError> {
     match bound_value(term, column, &ColumnType::List(Box::new(ty.clone())), ctx)? {
         CqlValue::List(items) => Ok(items),
-        _ => Err(ExecError::invalid(format!("Invalid IN value for column {column}"))),
+        _ => Err(ExecError::invalid(format!(
+            "Invalid IN value for column {column}"
+        ))),
     }
 }
 
@@ -96,7 +115,11 @@ fn product(columns: &[Vec<CqlValue>]) -> Vec<Vec<CqlValue>> {
     out
 }
 
-pub(super) fn analyse(def: &TableDef, relations: &[Relation], ctx: &mut TermContext<'_>) -> Result<Restrictions, ExecError> {
+pub(super) fn analyse(
+    def: &TableDef,
+    relations: &[Relation],
+    ctx: &mut TermContext<'_>,
+) -> Result<Restrictions, ExecError> {
     let mut out = Restrictions::default();
     let mut pk: Vec<Option<Vec<CqlValue>>> = vec![None; def.partition_key.len()];
     let mut ck_eq: Vec<Option<Vec<CqlValue>>> = vec![None; def.clustering.len()];
@@ -105,41 +128,73 @@ pub(super) fn analyse(def: &TableDef, relations: &[Relation], ctx: &mut TermCont
     for relation in relations {
         match relation {
             Relation::Column(name, op, term) => {
-                let col = def.column(name).ok_or_else(|| ExecError::invalid(format!("Undefined column name {name}")))?;
+                let col = def
+                    .column(name)
+                    .ok_or_else(|| ExecError::invalid(format!("Undefined column name {name}")))?;
                 match (col.kind, op) {
-                    (ColumnKind::PartitionKey(i), Operator::Eq) => pk[i] = Some(vec![bound_value(term, name, &col.ty, ctx)?]),
-                    (ColumnKind::PartitionKey(i), Operator::In) => pk[i] = Some(list_values(term, name, &col.ty, ctx)?),
-                    (ColumnKind::Clustering(i), Operator::Eq) => ck_eq[i] = Some(vec![bound_value(term, name, &col.ty, ctx)?]),
-                    (ColumnKind::Clustering(i), Operator::In) => ck_eq[i] = Some(list_values(term, name, &col.ty, ctx)?),
-                    (ColumnKind::Clustering(i), Operator::Lt | Operator::Le | Operator::Gt | Operator::Ge) => {
+                    (ColumnKind::PartitionKey(i), Operator::Eq) => {
+                        pk[i] = Some(vec![bound_value(term, name, &col.ty, ctx)?])
+                    }
+                    (ColumnKind::PartitionKey(i), Operator::In) => {
+                        pk[i] = Some(list_values(term, name, &col.ty, ctx)?)
+                    }
+                    (ColumnKind::Clustering(i), Operator::Eq) => {
+                        ck_eq[i] = Some(vec![bound_value(term, name, &col.ty, ctx)?])
+                    }
+                    (ColumnKind::Clustering(i), Operator::In) => {
+                        ck_eq[i] = Some(list_values(term, name, &col.ty, ctx)?)
+                    }
+                    (
+                        ColumnKind::Clustering(i),
+                        Operator::Lt | Operator::Le | Operator::Gt | Operator::Ge,
+                    ) => {
                         ck_slices.push((i, *op, bound_value(term, name, &col.ty, ctx)?));
                     }
-                    (_, Operator::In) => out.filters.push((name.clone(), *op, list_values(term, name, &col.ty, ctx)?)),
+                    (_, Operator::In) => out.filters.push((
+                        name.clone(),
+                        *op,
+                        list_values(term, name, &col.ty, ctx)?,
+                    )),
                     (_, Operator::Contains | Operator::ContainsKey | Operator::Like) => {
-                        return Err(ExecError::invalid(format!("{op:?} restrictions are not supported by the simulator")));
+                        return Err(ExecError::invalid(format!(
+                            "{op:?} restrictions are not supported by the simulator"
+                        )));
                     }
-                    _ => out.filters.push((name.clone(), *op, vec![bound_value(term, name, &col.ty, ctx)?])),
+                    _ => out.filters.push((
+                        name.clone(),
+                        *op,
+                        vec![bound_value(term, name, &col.ty, ctx)?],
+                    )),
                 }
             }
             Relation::Token(columns, op, term) => {
-                let pk_names: Vec<&str> = def.partition_key.iter().map(|c| c.name.as_str()).collect();
+                let pk_names: Vec<&str> =
+                    def.partition_key.iter().map(|c| c.name.as_str()).collect();
                 if columns.iter().map(String::as_str).collect::<Vec<_>>() != pk_names {
                     return Err(ExecError::invalid(format!(
                         "The token function arguments must be in the partition key order: {}",
                         pk_names.join(", ")
                     )));
                 }
-                let CqlValue::Bigint(t) = bound_value(term, "partition key token", &ColumnType::Bigint, ctx)? else {
+                let CqlValue::Bigint(t) =
+                    bound_value(term, "partition key token", &ColumnType::Bigint, ctx)?
+                else {
                     return Err(ExecError::invalid("Invalid token value"));
                 };
-                let (start, end) = out.token.unwrap_or((RangeBound::Unbounded, RangeBound::Unbounded));
+                let (start, end) = out
+                    .token
+                    .unwrap_or((RangeBound::Unbounded, RangeBound::Unbounded));
                 out.token = Some(match op {
                     Operator::Gt => (RangeBound::Excluded(t), end),
                     Operator::Ge => (RangeBound::Included(t), end),
                     Operator::Lt => (start, RangeBound::Excluded(t)),
                     Operator::Le => (start, RangeBound::Included(t)),
                     Operator::Eq => (RangeBound::Included(t), RangeBound::Included(t)),
-                    _ => return Err(ExecError::invalid("Only >, >=, <, <= and = are supported on token()")),
+                    _ => {
+                        return Err(ExecError::invalid(
+                            "Only >, >=, <, <= and = are supported on token()",
+                        ));
+                    }
                 });
             }
             Relation::MultiColumn(columns, op, term) => {
@@ -151,32 +206,59 @@ pub(super) fn analyse(def: &TableDef, relations: &[Relation], ctx: &mut TermCont
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 if positions.iter().enumerate().any(|(n, p)| *p != n) {
-                    return Err(ExecError::invalid("Clustering columns must appear in the PRIMARY KEY order in multi-column relations"));
+                    return Err(ExecError::invalid(
+                        "Clustering columns must appear in the PRIMARY KEY order in multi-column relations",
+                    ));
                 }
-                let tuple = ColumnType::Tuple(positions.iter().map(|&p| def.clustering[p].0.ty.clone()).collect());
+                let tuple = ColumnType::Tuple(
+                    positions
+                        .iter()
+                        .map(|&p| def.clustering[p].0.ty.clone())
+                        .collect(),
+                );
                 let unpack = |v: CqlValue| -> Result<Vec<CqlValue>, ExecError> {
                     match v {
-                        CqlValue::Tuple(items) => items.into_iter().map(|i| i.ok_or_else(|| ExecError::invalid("Invalid null value in multi-column relation"))).collect(),
+                        CqlValue::Tuple(items) => items
+                            .into_iter()
+                            .map(|i| {
+                                i.ok_or_else(|| {
+                                    ExecError::invalid(
+                                        "Invalid null value in multi-column relation",
+                                    )
+                                })
+                            })
+                            .collect(),
                         _ => Err(ExecError::invalid("Invalid multi-column value")),
                     }
                 };
                 match op {
                     Operator::Eq => {
-                        for (p, v) in positions.iter().zip(unpack(bound_value(term, "tuple", &tuple, ctx)?)?) {
+                        for (p, v) in positions
+                            .iter()
+                            .zip(unpack(bound_value(term, "tuple", &tuple, ctx)?)?)
+                        {
                             ck_eq[*p] = Some(vec![v]);
                         }
                     }
                     Operator::In => {
-                        let keys = list_values(term, "tuple", &tuple, ctx)?.into_iter().map(unpack).collect::<Result<Vec<_>, _>>()?;
+                        let keys = list_values(term, "tuple", &tuple, ctx)?
+                            .into_iter()
+                            .map(unpack)
+                            .collect::<Result<Vec<_>, _>>()?;
                         if positions.len() == def.clustering.len() {
                             out.clustering_keys = Some(keys);
                         } else {
-                            return Err(ExecError::invalid("Multi-column IN must restrict every clustering column in the simulator"));
+                            return Err(ExecError::invalid(
+                                "Multi-column IN must restrict every clustering column in the simulator",
+                            ));
                         }
                     }
                     Operator::Lt | Operator::Le | Operator::Gt | Operator::Ge => {
                         let values = unpack(bound_value(term, "tuple", &tuple, ctx)?)?;
-                        let slice = out.slice.get_or_insert(Slice { lower: None, upper: None });
+                        let slice = out.slice.get_or_insert(Slice {
+                            lower: None,
+                            upper: None,
+                        });
                         let inclusive = matches!(op, Operator::Le | Operator::Ge);
                         if matches!(op, Operator::Gt | Operator::Ge) {
                             slice.lower = Some((values, inclusive));
@@ -184,7 +266,11 @@ pub(super) fn analyse(def: &TableDef, relations: &[Relation], ctx: &mut TermCont
                             slice.upper = Some((values, inclusive));
                         }
                     }
-                    _ => return Err(ExecError::invalid(format!("{op:?} is not supported on multi-column relations"))),
+                    _ => {
+                        return Err(ExecError::invalid(format!(
+                            "{op:?} is not supported on multi-column relations"
+                        )));
+                    }
                 }
             }
         }
@@ -193,7 +279,13 @@ pub(super) fn analyse(def: &TableDef, relations: &[Relation], ctx: &mut TermCont
         let per_column: Vec<Vec<CqlValue>> = pk.into_iter().flatten().collect();
         out.partition_keys = Some(product(&per_column));
     } else if pk.iter().any(Option::is_some) {
-        let missing = def.partition_key.iter().zip(&pk).find(|(_, v)| v.is_none()).map(|(c, _)| c.name.clone()).unwrap_or_default();
+        let missing = def
+            .partition_key
+            .iter()
+            .zip(&pk)
+            .find(|(_, v)| v.is_none())
+            .map(|(c, _)| c.name.clone())
+            .unwrap_or_default();
         return Err(ExecError::invalid(format!(
             "Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING (partition key part {missing} is not restricted)"
         )));
@@ -201,19 +293,32 @@ pub(super) fn analyse(def: &TableDef, relations: &[Relation], ctx: &mut TermCont
     // Clustering: an `=`/`IN` prefix, then at most one sliced column.
     let prefix_len = ck_eq.iter().take_while(|v| v.is_some()).count();
     if ck_eq[prefix_len..].iter().any(Option::is_some) {
-        let gap = def.clustering.get(prefix_len).map(|c| c.0.name.clone()).unwrap_or_default();
-        return Err(ExecError::invalid(format!("PRIMARY KEY column \"{gap}\" cannot be restricted as preceding column is not restricted")));
+        let gap = def
+            .clustering
+            .get(prefix_len)
+            .map(|c| c.0.name.clone())
+            .unwrap_or_default();
+        return Err(ExecError::invalid(format!(
+            "PRIMARY KEY column \"{gap}\" cannot be restricted as preceding column is not restricted"
+        )));
     }
     let prefix_choices: Vec<Vec<CqlValue>> = ck_eq.into_iter().take(prefix_len).flatten().collect();
     if !ck_slices.is_empty() {
         if ck_slices.iter().any(|(i, _, _)| *i != prefix_len) {
-            return Err(ExecError::invalid("Clustering column slices must follow the restricted prefix"));
+            return Err(ExecError::invalid(
+                "Clustering column slices must follow the restricted prefix",
+            ));
         }
         if prefix_choices.iter().any(|c| c.len() != 1) {
-            return Err(ExecError::invalid("IN followed by a slice on clustering columns is not supported by the simulator"));
+            return Err(ExecError::invalid(
+                "IN followed by a slice on clustering columns is not supported by the simulator",
+            ));
         }
         let prefix: Vec<CqlValue> = prefix_choices.iter().map(|c| c[0].clone()).collect();
-        let mut slice = Slice { lower: None, upper: None };
+        let mut slice = Slice {
+            lower: None,
+            upper: None,
+        };
         for (_, op, v) in ck_slices {
             let mut bound = prefix.clone();
             bound.push(v);
@@ -233,22 +338,33 @@ pub(super) fn analyse(def: &TableDef, relations: &[Relation], ctx: &mut TermCont
         out.clustering_keys = Some(product(&prefix_choices));
     } else if prefix_len > 0 {
         if prefix_choices.iter().any(|c| c.len() != 1) {
-            return Err(ExecError::invalid("IN on a clustering prefix is not supported by the simulator"));
+            return Err(ExecError::invalid(
+                "IN on a clustering prefix is not supported by the simulator",
+            ));
         }
         let prefix: Vec<CqlValue> = prefix_choices.iter().map(|c| c[0].clone()).collect();
-        out.slice = Some(Slice { lower: Some((prefix.clone(), true)), upper: Some((prefix, true)) });
+        out.slice = Some(Slice {
+            lower: Some((prefix.clone(), true)),
+            upper: Some((prefix, true)),
+        });
     }
     Ok(out)
 }
 
 /// The ALLOW FILTERING predicates as a store row filter.
-pub(super) fn row_filter(def: &Arc<TableDef>, filters: &[(String, Operator, Vec<CqlValue>)]) -> Result<Option<RowFilter>, ExecError> {
+pub(super) fn row_filter(
+    def: &Arc<TableDef>,
+    filters: &[(String, Operator, Vec<CqlValue>)],
+) -> Result<Option<RowFilter>, ExecError> {
     if filters.is_empty() {
         return Ok(None);
     }
     let mut compiled = Vec::with_capacity(filters.len());
     for (name, op, values) in filters {
-        let col = def.column(name).cloned().ok_or_else(|| ExecError::invalid(format!("Undefined column name {name}")))?;
+        let col = def
+            .column(name)
+            .cloned()
+            .ok_or_else(|| ExecError::invalid(format!("Undefined column name {name}")))?;
         let encoded = values
             .iter()
             .map(|v| {
@@ -264,8 +380,14 @@ pub(super) fn row_filter(def: &Arc<TableDef>, filters: &[(String, Operator, Vec<
         compiled.iter().all(|(col, op, wanted)| {
             let have: Option<Vec<u8>> = match col.kind {
                 ColumnKind::PartitionKey(i) => row.partition_key.get(i).map(|b| b.to_vec()),
-                ColumnKind::Clustering(i) => row.clustering.as_ref().and_then(|c| c.get(i)).map(|b| b.to_vec()),
-                _ => row.value(&def, &col.name).map(|v| v.serialize(col).to_vec()),
+                ColumnKind::Clustering(i) => row
+                    .clustering
+                    .as_ref()
+                    .and_then(|c| c.get(i))
+                    .map(|b| b.to_vec()),
+                _ => row
+                    .value(&def, &col.name)
+                    .map(|v| v.serialize(col).to_vec()),
             };
             let Some(have) = have else { return false };
             let cmp = |w: &Vec<u8>| compare(&col.ty, &have, w);

@@ -195,10 +195,15 @@ def collection_operations(s, cluster):
     assert list(row.l) == [10, 2, 3], row.l
     assert set(row.st) == {"b", "c"}, row.st
     assert dict(row.m) == {"y": 2}, row.m
-    # Per-element writetimes (Cassandra 5.0 returns a list for non-frozen collections).
-    s.execute("UPDATE t USING TIMESTAMP 7 SET st = st + {'z'} WHERE k = 1")
-    wt = one(s, "SELECT writetime(st) FROM t WHERE k = 1")[0]
-    assert 7 in list(wt), wt
+    # Per-element writetimes (Cassandra 5.0 returns a list for non-frozen collections). On row 1
+    # an element written at ts 7 would be shadowed by the collection tombstone INSERT wrote at
+    # its own timestamp - 1, so use a fresh row.
+    s.execute("UPDATE t USING TIMESTAMP 7 SET st = st + {'z'} WHERE k = 9")
+    s.execute("UPDATE t USING TIMESTAMP 8 SET st = st + {'y'} WHERE k = 9")
+    wt = one(s, "SELECT writetime(st) FROM t WHERE k = 9")[0]
+    assert list(wt) == [8, 7], wt  # elements in set order: 'y' then 'z'
+    s.execute("UPDATE t USING TIMESTAMP 7 SET st = st + {'old'} WHERE k = 1")
+    assert "old" not in set(one(s, "SELECT st FROM t WHERE k = 1").st), "shadowed by the collection tombstone"
     # Overwriting a collection replaces it (tombstone at ts-1).
     s.execute("UPDATE t SET l = [42] WHERE k = 1")
     assert list(one(s, "SELECT l FROM t WHERE k = 1").l) == [42]
