@@ -13,7 +13,9 @@
 
 use std::borrow::Cow;
 
-use super::token::{Token, TokenKind, Tokenizer, lowercase, unescape};
+use super::token::{
+    SPACE, Token, TokenKind, Tokenizer, UUID_LEN, class_end, ident_end, lowercase, quoted, unescape,
+};
 
 /// What a statement does. Schema kinds follow Cassandra's grammar (`SCHEMA` = `KEYSPACE`,
 /// `COLUMNFAMILY` = `TABLE`).
@@ -419,7 +421,13 @@ impl StatementInfo<'_> {
 
 /// Classifies one CQL text (a QUERY/PREPARE string, or one statement of a BATCH message).
 pub fn classify(cql: &str) -> StatementInfo<'_> {
-    let mut c = Cursor::new(cql);
+    classify_with(cql, true)
+}
+
+/// `fast: false` consumes every token through [`Cursor::next`]: the reference the fast skipping
+/// is tested against.
+fn classify_with(cql: &str, fast: bool) -> StatementInfo<'_> {
+    let mut c = Cursor::new(cql, fast);
     let mut info = StatementInfo::new();
     let mut problem = statement(&mut c, &mut info).err();
     if problem.is_none() {
@@ -429,7 +437,12 @@ pub fn classify(cql: &str) -> StatementInfo<'_> {
         }
     }
     // Markers, calls and lexical errors count wherever they are.
-    while c.next().is_some() {}
+    loop {
+        c.skip_fast(&Stops::NONE);
+        if c.next().is_none() {
+            break;
+        }
+    }
     if c.lex_error {
         problem = Some(ParseProblem::Lexical);
     }
@@ -503,14 +516,18 @@ fn statement<'a>(c: &mut Cursor<'a>, info: &mut StatementInfo<'a>) -> Parsed<()>
         return Err(ParseProblem::Unrecognized);
     }
     // The rest (selectors, WHERE, DDL bodies, options) does not change the classification.
-    while !matches!(
-        c.peek(),
-        None | Some(Token {
-            kind: TokenKind::Semicolon,
-            ..
-        })
-    ) || c.depth > 0
-    {
+    loop {
+        c.skip_fast(&Stops::SEMICOLON);
+        if matches!(
+            c.peek(),
+            None | Some(Token {
+                kind: TokenKind::Semicolon,
+                ..
+            })
+        ) && c.depth == 0
+        {
+            break;
+        }
         if c.next().is_none() {
             break;
         }
@@ -693,7 +710,11 @@ fn dml<'a>(c: &mut Cursor<'a>, first: Token) -> Parsed<BatchChild<'a>> {
     };
     // USING comes after VALUES (INSERT), after the table (UPDATE, DELETE); IF comes last. Both
     // only count at nesting depth 0: elsewhere they are inside a literal or a function call.
-    while !c.at_dml_end() {
+    loop {
+        c.skip_fast(&Stops::DML);
+        if c.at_dml_end() {
+            break;
+        }
         let top = c.depth == 0;
         let Some(t) = c.next() else { break };
         if top && t.is_keyword(c.src, "if") {
@@ -748,6 +769,108 @@ fn batch<'a>(c: &mut Cursor<'a>, info: &mut StatementInfo<'a>) -> Parsed<()> {
     Ok(())
 }
 
+/// The tokens [`Cursor::skip_fast`] stops at when they are at depth 0.
+struct Stops<'w> {
+    semicolon: bool,
+    /// Bit `n` set when some word has `n` bytes: rejects most identifiers without their text.
+    lengths: u32,
+    words: &'w [&'w str],
+}
+
+impl<'w> Stops<'w> {
+    const NONE: Stops<'static> = Stops::new(&[], false);
+    const SEMICOLON: Stops<'static> = Stops::new(&[], true);
+    /// What [`dml`] looks at: `IF`, `USING` and the ends of a data statement.
+    const DML: Stops<'static> = Stops::new(
+        &[
+            "if", "using", "insert", "update", "delete", "apply", "begin",
+        ],
+        true,
+    );
+
+    const fn new(words: &'w [&'w str], semicolon: bool) -> Self {
+        let mut lengths = 0u32;
+        let mut i = 0;
+        while i < words.len() {
+            lengths |= 1u32.wrapping_shl(words[i].len() as u32);
+            i += 1;
+        }
+        Self {
+            semicolon,
+            lengths,
+            words,
+        }
+    }
+
+    #[inline]
+    fn hit(&self, kind: TokenKind, start: u32, end: u32, src: &str) -> bool {
+        match kind {
+            TokenKind::Semicolon => self.semicolon,
+            TokenKind::Ident => {
+                let len = end - start;
+                len < 32
+                    && self.lengths & (1 << len) != 0
+                    && src
+                        .as_bytes()
+                        .get(start as usize..end as usize)
+                        .is_some_and(|w| {
+                            self.words
+                                .iter()
+                                .any(|k| w.eq_ignore_ascii_case(k.as_bytes()))
+                        })
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The tokenizer's `lex` with the common tokens decided inline. Whatever a first byte could
+/// still make something else (a uuid, a duration, `NaN`, a comment, a marker …) goes to `lex`
+/// itself, so the result is always exactly `lex`'s.
+#[inline]
+fn lex_fast(tokens: &mut Tokenizer<'_>, b: &[u8], start: usize) -> Option<(TokenKind, usize)> {
+    use TokenKind as K;
+    let one = |kind| Some((kind, start + 1));
+    match b[start] {
+        // `P` may start an ISO duration; a hex letter a uuid (which has `-` at its 9th byte).
+        c @ (b'a'..=b'z' | b'A'..=b'Z')
+            if c != b'P' && !(c.is_ascii_hexdigit() && b.get(start + 8) == Some(&b'-')) =>
+        {
+            let end = ident_end(b, start + 1);
+            let word = &b[start..end];
+            if word.eq_ignore_ascii_case(b"nan") || word.eq_ignore_ascii_case(b"infinity") {
+                Some((K::Float, end))
+            } else {
+                Some((K::Ident, end))
+            }
+        }
+        // A plain integer: no uuid (`-` at the 9th byte), and nothing after the digits that
+        // could make it a float, duration, blob or identifier.
+        b'0'..=b'9' if b.get(start + 8) != Some(&b'-') || b.len() < start + UUID_LEN => {
+            let end = class_end(b, start + 1, super::token::DIGIT);
+            match b.get(end) {
+                Some(&c) if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c >= 0x80 => {
+                    tokens.lex(start)
+                }
+                _ => Some((K::Integer, end)),
+            }
+        }
+        b'\'' => Some(quoted(b, start, b'\'', K::String, K::UnterminatedString)),
+        b'(' => one(K::LParen),
+        b')' => one(K::RParen),
+        b'[' => one(K::LBracket),
+        b']' => one(K::RBracket),
+        b'{' => one(K::LBrace),
+        b'}' => one(K::RBrace),
+        b',' => one(K::Comma),
+        b';' => one(K::Semicolon),
+        b'?' => one(K::QMark),
+        b'=' => one(K::Eq),
+        b'.' if b.get(start + 1) != Some(&b'.') => one(K::Dot),
+        _ => tokens.lex(start),
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 enum CallStep {
     #[default]
@@ -793,11 +916,14 @@ struct Cursor<'a> {
     markers: BindMarkers<'a>,
     calls: Vec<NonDeterministicCall<'a>>,
     lex_error: bool,
+    /// Whether [`Cursor::skip_fast`] may run (off only to test it against plain `next()`).
+    fast: bool,
 }
 
 impl<'a> Cursor<'a> {
-    fn new(src: &'a str) -> Self {
+    fn new(src: &'a str, fast: bool) -> Self {
         Self {
+            fast,
             src,
             tokens: Tokenizer::new(src),
             la_full: false,
@@ -840,7 +966,40 @@ impl<'a> Cursor<'a> {
         Some(t)
     }
 
+    /// Consumes tokens exactly as repeated [`Cursor::next`] calls would, until a token that
+    /// `stops` names at depth 0 (left in the lookahead) or the end of the text. The callers'
+    /// loops then look at that one token the slow way; everything in between needs only the
+    /// bookkeeping, so it skips the lookahead and decides common tokens inline.
+    fn skip_fast(&mut self, stops: &Stops<'_>) {
+        if self.la_full || !self.fast {
+            return;
+        }
+        let b = self.src.as_bytes();
+        loop {
+            let start = class_end(b, self.tokens.pos, SPACE);
+            self.tokens.pos = start;
+            if start >= b.len() {
+                return;
+            }
+            // `None`: a comment, and `lex` moved `pos` past it.
+            let Some((kind, end)) = lex_fast(&mut self.tokens, b, start) else {
+                continue;
+            };
+            let end = end.min(b.len());
+            let (start, end) = (start as u32, end as u32);
+            let t = &mut self.tokens;
+            (t.pos, t.prev_kind, t.prev_start, t.prev_end) = (end as usize, Some(kind), start, end);
+            if self.depth == 0 && stops.hit(kind, start, end, self.src) {
+                (self.la_full, self.la_kind, self.la_start, self.la_end) =
+                    (true, Some(kind), start, end);
+                return;
+            }
+            self.account(kind, start, end);
+        }
+    }
+
     /// The bookkeeping every consumed token goes through.
+    #[inline]
     fn account(&mut self, kind: TokenKind, start: u32, end: u32) {
         match kind {
             TokenKind::QMark => self.markers.positional = self.markers.positional.saturating_add(1),
@@ -984,7 +1143,13 @@ impl<'a> Cursor<'a> {
 
     /// Consumes tokens up to and including `kw` at depth 0, within the current statement.
     fn skip_to_top_level_keyword(&mut self, kw: &str) -> Parsed<()> {
-        while !self.at_dml_end() {
+        let words = [kw, "insert", "update", "delete", "apply", "begin"];
+        let stops = Stops::new(&words, true);
+        loop {
+            self.skip_fast(&stops);
+            if self.at_dml_end() {
+                break;
+            }
             let top = self.depth == 0;
             match self.next() {
                 Some(t) if top && t.is_keyword(self.src, kw) => return Ok(()),
@@ -1645,6 +1810,8 @@ mod tests {
             }
         }
         assert_eq!(info.problem.is_some(), info.kind == StatementKind::Other);
+        // The fast skipping must be invisible: same result as consuming token by token.
+        assert_eq!(info, classify_with(src, false), "{src:?}");
     }
 
     proptest! {
@@ -1673,6 +1840,30 @@ mod tests {
             )
         ) {
             check(&words.join(" "));
+        }
+
+        /// Glued fragments around the tokens whose lexing the fast path hands back to the
+        /// tokenizer (uuids, durations, `NaN`, blobs, markers, comments, quotes).
+        #[test]
+        fn fast_skipping_matches_token_by_token(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("INSERT INTO t (a) VALUES ("), Just("UPDATE ks.t SET a = "), Just("DELETE a FROM t WHERE k = "),
+                    Just("SELECT a FROM t WHERE k IN ("), Just("BEGIN BATCH "), Just("APPLY BATCH"), Just("CREATE TABLE t ("),
+                    Just(" USING TTL "), Just(" USING TIMESTAMP "), Just(" AND "), Just(" IF "), Just(" if "), Just(" EXISTS"),
+                    Just("now()"), Just("system.uuid()"), Just("NaN"), Just("-nan"), Just("nancy"), Just("Infinity"),
+                    Just("P1D"), Just("-P1D"), Just("P1Dx"), Just("5b6962dd-3f90-4c93-8f61-eabfb4a03ef1"),
+                    Just("deadbeef-3f90-4c93-8f61-eabfb4a03ef1"), Just("deadbeef-1"), Just("0xCAFE"), Just("1.5"),
+                    Just("1..2"), Just("1e5"), Just("1h30m"), Just("3µs"), Just("42"), Just("-7"), Just("x"), Just("_"),
+                    Just(":n"), Just(":\"N\""), Just("?"), Just(":"), Just("'s''t'"), Just("$$a$$"), Just("\"Q\"\"x\""),
+                    Just("/* c */"), Just("-- c\n"), Just("//"), Just("("), Just(")"), Just("["), Just("]"), Just("{"),
+                    Just("}"), Just(","), Just(";"), Just("."), Just(".."), Just("="), Just(" "), Just("\n"), Just("'"),
+                    Just("\""), Just("$$"), Just("é"), Just("-"), Just("+="), Just("!="),
+                ],
+                0..32,
+            )
+        ) {
+            check(&parts.concat());
         }
     }
 }

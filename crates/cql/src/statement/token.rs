@@ -228,13 +228,13 @@ const MARKER_KEYWORDS: [&str; 10] = [
 #[derive(Debug, Clone)]
 pub struct Tokenizer<'a> {
     src: &'a str,
-    pos: usize,
+    pub(super) pos: usize,
     /// The last token's kind and span, which decide whether `:` starts a named marker. Kept as
     /// separate scalars, not an `Option<Token>`: writing a token piecewise and reading it back
     /// whole stalled store forwarding on every token (measured: a third of the time).
-    prev_kind: Option<TokenKind>,
-    prev_start: u32,
-    prev_end: u32,
+    pub(super) prev_kind: Option<TokenKind>,
+    pub(super) prev_start: u32,
+    pub(super) prev_end: u32,
 }
 
 impl<'a> Tokenizer<'a> {
@@ -283,7 +283,7 @@ impl<'a> Tokenizer<'a> {
 
     /// Lexes the token starting at `start` (not whitespace); `None` means "a comment, skip to
     /// `self.pos`".
-    fn lex(&mut self, start: usize) -> Option<(TokenKind, usize)> {
+    pub(super) fn lex(&mut self, start: usize) -> Option<(TokenKind, usize)> {
         use TokenKind as K;
         let b = self.src.as_bytes();
         let at = |i: usize| b.get(i).copied().unwrap_or(0);
@@ -339,7 +339,11 @@ impl<'a> Tokenizer<'a> {
                 } else {
                     let end = ident_end(b, start + 1);
                     // Only a word starting with `P` can be an ISO duration: test nothing else.
-                    let iso = if c == b'P' { iso_duration_end(b, start) } else { None };
+                    let iso = if c == b'P' {
+                        iso_duration_end(b, start)
+                    } else {
+                        None
+                    };
                     match iso.filter(|&d| d >= end) {
                         Some(d) => (K::Duration, d),
                         None => {
@@ -431,7 +435,7 @@ impl Iterator for Tokenizer<'_> {
 }
 
 /// Length of `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
-const UUID_LEN: usize = 36;
+pub(super) const UUID_LEN: usize = 36;
 
 fn is_uuid_at(b: &[u8], start: usize) -> bool {
     let Some(s) = b.get(start..start + UUID_LEN) else {
@@ -447,8 +451,8 @@ fn is_uuid_at(b: &[u8], start: usize) -> bool {
 
 /// Byte classes, looked up once per byte: the per-byte loops are most of the tokenizer's time.
 const IDENT_CONT: u8 = 1;
-const DIGIT: u8 = 2;
-const SPACE: u8 = 4;
+pub(super) const DIGIT: u8 = 2;
+pub(super) const SPACE: u8 = 4;
 const CLASSES: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut c = 0;
@@ -471,7 +475,7 @@ const CLASSES: [u8; 256] = {
 
 /// The first index at or after `i` whose byte is not in `class`.
 #[inline]
-fn class_end(b: &[u8], i: usize, class: u8) -> usize {
+pub(super) fn class_end(b: &[u8], i: usize, class: u8) -> usize {
     match b.get(i..) {
         Some(rest) => {
             i + rest
@@ -483,7 +487,7 @@ fn class_end(b: &[u8], i: usize, class: u8) -> usize {
     }
 }
 
-fn ident_end(b: &[u8], i: usize) -> usize {
+pub(super) fn ident_end(b: &[u8], i: usize) -> usize {
     class_end(b, i, IDENT_CONT)
 }
 
@@ -515,7 +519,13 @@ fn line_comment_end(b: &[u8], from: usize) -> usize {
 }
 
 /// A quoted token where a doubled quote is an escape.
-fn quoted(b: &[u8], start: usize, q: u8, done: TokenKind, open: TokenKind) -> (TokenKind, usize) {
+pub(super) fn quoted(
+    b: &[u8],
+    start: usize,
+    q: u8,
+    done: TokenKind,
+    open: TokenKind,
+) -> (TokenKind, usize) {
     let mut i = start + 1;
     loop {
         match b.get(i..).and_then(|s| s.iter().position(|&c| c == q)) {
