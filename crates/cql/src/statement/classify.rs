@@ -14,7 +14,8 @@
 use std::borrow::Cow;
 
 use super::token::{
-    SPACE, Token, TokenKind, Tokenizer, UUID_LEN, class_end, ident_end, lowercase, quoted, unescape,
+    DIGIT, SPACE, Token, TokenKind, Tokenizer, UUID_LEN, class_end, ident_end, is_uuid_at,
+    lowercase, quoted, unescape,
 };
 
 /// What a statement does. Schema kinds follow Cassandra's grammar (`SCHEMA` = `KEYSPACE`,
@@ -806,21 +807,22 @@ impl<'w> Stops<'w> {
     fn hit(&self, kind: TokenKind, start: u32, end: u32, src: &str) -> bool {
         match kind {
             TokenKind::Semicolon => self.semicolon,
-            TokenKind::Ident => {
-                let len = end - start;
-                len < 32
-                    && self.lengths & (1 << len) != 0
-                    && src
-                        .as_bytes()
-                        .get(start as usize..end as usize)
-                        .is_some_and(|w| {
-                            self.words
-                                .iter()
-                                .any(|k| w.eq_ignore_ascii_case(k.as_bytes()))
-                        })
-            }
+            TokenKind::Ident => src
+                .as_bytes()
+                .get(start as usize..end as usize)
+                .is_some_and(|w| self.hit_word(w)),
             _ => false,
         }
+    }
+
+    #[inline]
+    fn hit_word(&self, w: &[u8]) -> bool {
+        w.len() < 32
+            && self.lengths & (1 << w.len()) != 0
+            && self
+                .words
+                .iter()
+                .any(|k| w.eq_ignore_ascii_case(k.as_bytes()))
     }
 }
 
@@ -832,10 +834,16 @@ fn lex_fast(tokens: &mut Tokenizer<'_>, b: &[u8], start: usize) -> Option<(Token
     use TokenKind as K;
     let one = |kind| Some((kind, start + 1));
     match b[start] {
-        // `P` may start an ISO duration; a hex letter a uuid (which has `-` at its 9th byte).
-        c @ (b'a'..=b'z' | b'A'..=b'Z')
-            if c != b'P' && !(c.is_ascii_hexdigit() && b.get(start + 8) == Some(&b'-')) =>
-        {
+        // A uuid has `-` at its 9th byte; anything else like that is rare enough for `lex`.
+        b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' if b.get(start + 8) == Some(&b'-') => {
+            if is_uuid_at(b, start) {
+                Some((K::Uuid, start + UUID_LEN))
+            } else {
+                tokens.lex(start)
+            }
+        }
+        // `P` may start an ISO duration.
+        b'a'..=b'z' | b'A'..=b'O' | b'Q'..=b'Z' => {
             let end = ident_end(b, start + 1);
             let word = &b[start..end];
             if word.eq_ignore_ascii_case(b"nan") || word.eq_ignore_ascii_case(b"infinity") {
@@ -846,8 +854,8 @@ fn lex_fast(tokens: &mut Tokenizer<'_>, b: &[u8], start: usize) -> Option<(Token
         }
         // A plain integer: no uuid (`-` at the 9th byte), and nothing after the digits that
         // could make it a float, duration, blob or identifier.
-        b'0'..=b'9' if b.get(start + 8) != Some(&b'-') || b.len() < start + UUID_LEN => {
-            let end = class_end(b, start + 1, super::token::DIGIT);
+        b'0'..=b'9' => {
+            let end = class_end(b, start + 1, DIGIT);
             match b.get(end) {
                 Some(&c) if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c >= 0x80 => {
                     tokens.lex(start)
@@ -942,11 +950,25 @@ impl<'a> Cursor<'a> {
     #[inline]
     fn peek(&mut self) -> Option<Token> {
         if !self.la_full {
-            match self.tokens.next() {
-                Some(t) => {
-                    (self.la_kind, self.la_start, self.la_end) = (Some(t.kind), t.start, t.end)
+            // `Tokenizer::next` with `lex_fast`, which gives the same tokens.
+            let b = self.src.as_bytes();
+            self.la_kind = None;
+            loop {
+                let start = class_end(b, self.tokens.pos, SPACE);
+                self.tokens.pos = start;
+                if start >= b.len() {
+                    break;
                 }
-                None => self.la_kind = None,
+                // `None`: a comment, and `lex` moved `pos` past it.
+                if let Some((kind, end)) = lex_fast(&mut self.tokens, b, start) {
+                    let end = end.min(b.len());
+                    let (start, end) = (start as u32, end as u32);
+                    let t = &mut self.tokens;
+                    (t.pos, t.prev_kind, t.prev_start, t.prev_end) =
+                        (end as usize, Some(kind), start, end);
+                    (self.la_kind, self.la_start, self.la_end) = (Some(kind), start, end);
+                    break;
+                }
             }
             self.la_full = true;
         }
@@ -971,75 +993,200 @@ impl<'a> Cursor<'a> {
     /// loops then look at that one token the slow way; everything in between needs only the
     /// bookkeeping, so it skips the lookahead and decides common tokens inline.
     fn skip_fast(&mut self, stops: &Stops<'_>) {
+        use TokenKind as K;
         if self.la_full || !self.fast {
             return;
         }
-        let b = self.src.as_bytes();
-        loop {
-            let start = class_end(b, self.tokens.pos, SPACE);
-            self.tokens.pos = start;
-            if start >= b.len() {
-                return;
+        let src = self.src;
+        let b = src.as_bytes();
+        let mut pos = self.tokens.pos;
+        // The last token, for the tokenizer's `:` rule: kept here, written back before `lex`
+        // runs and on the way out.
+        let (mut pk, mut ps, mut pe) = (
+            self.tokens.prev_kind,
+            self.tokens.prev_start,
+            self.tokens.prev_end,
+        );
+        let stop = loop {
+            let start = class_end(b, pos, SPACE);
+            let Some(&c) = b.get(start) else {
+                pos = start;
+                break None;
+            };
+            let s = start as u32;
+            // The common tokens, each with only the bookkeeping its kind needs (what `account`
+            // would do for it); the conditions are `lex_fast`'s.
+            let simple = match c {
+                b',' => Some((K::Comma, start + 1)),
+                b'=' => Some((K::Eq, start + 1)),
+                b'\'' => match quoted(b, start, b'\'', K::String, K::UnterminatedString) {
+                    (K::String, end) => Some((K::String, end)),
+                    _ => None,
+                },
+                b'0'..=b'9' if b.get(start + 8) != Some(&b'-') => {
+                    let end = class_end(b, start + 1, DIGIT);
+                    match b.get(end) {
+                        Some(&c)
+                            if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c >= 0x80 =>
+                        {
+                            None
+                        }
+                        _ => Some((K::Integer, end)),
+                    }
+                }
+                _ => None,
+            };
+            if let Some((kind, end)) = simple {
+                let e = end as u32;
+                (pk, ps, pe) = (Some(kind), s, e);
+                self.call.step = CallStep::None;
+                self.last_end = e;
+                pos = end;
+                continue;
             }
-            // `None`: a comment, and `lex` moved `pos` past it.
+            match c {
+                b'a'..=b'z' | b'A'..=b'O' | b'Q'..=b'Z'
+                    if !(c.is_ascii_hexdigit() && b.get(start + 8) == Some(&b'-')) =>
+                {
+                    let end = ident_end(b, start + 1);
+                    let word = &b[start..end];
+                    if !(word.eq_ignore_ascii_case(b"nan")
+                        || word.eq_ignore_ascii_case(b"infinity"))
+                    {
+                        let e = end as u32;
+                        pos = end;
+                        (pk, ps, pe) = (Some(K::Ident), s, e);
+                        if self.depth == 0 && stops.hit_word(word) {
+                            break Some((K::Ident, s, e));
+                        }
+                        let st = &mut self.call;
+                        st.qualified = st.step == CallStep::Dot;
+                        if st.qualified {
+                            (st.qualifier_start, st.qualifier_end) = (st.name_start, st.name_end);
+                        }
+                        (st.name_start, st.name_end, st.step) = (s, e, CallStep::Name);
+                        self.last_end = e;
+                        continue;
+                    }
+                }
+                b'(' => {
+                    let e = s + 1;
+                    (pk, ps, pe) = (Some(K::LParen), s, e);
+                    self.depth += 1;
+                    self.call.step = if self.call.step == CallStep::Name {
+                        CallStep::Open
+                    } else {
+                        CallStep::None
+                    };
+                    self.last_end = e;
+                    pos = start + 1;
+                    continue;
+                }
+                b')' => {
+                    let e = s + 1;
+                    (pk, ps, pe) = (Some(K::RParen), s, e);
+                    self.depth = self.depth.saturating_sub(1);
+                    self.last_end = e;
+                    pos = start + 1;
+                    if self.call.step == CallStep::Open {
+                        self.call.step = CallStep::Closed;
+                        self.record_call(e);
+                    } else {
+                        self.call.step = CallStep::None;
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            // Everything else: the exact lexer and the general bookkeeping.
+            (
+                self.tokens.prev_kind,
+                self.tokens.prev_start,
+                self.tokens.prev_end,
+            ) = (pk, ps, pe);
             let Some((kind, end)) = lex_fast(&mut self.tokens, b, start) else {
+                // A comment: `lex` moved `pos` past it.
+                pos = self.tokens.pos;
                 continue;
             };
             let end = end.min(b.len());
-            let (start, end) = (start as u32, end as u32);
-            let t = &mut self.tokens;
-            (t.pos, t.prev_kind, t.prev_start, t.prev_end) = (end as usize, Some(kind), start, end);
-            if self.depth == 0 && stops.hit(kind, start, end, self.src) {
-                (self.la_full, self.la_kind, self.la_start, self.la_end) =
-                    (true, Some(kind), start, end);
-                return;
+            let e = end as u32;
+            pos = end;
+            (pk, ps, pe) = (Some(kind), s, e);
+            if self.depth == 0 && stops.hit(kind, s, e, src) {
+                break Some((kind, s, e));
             }
-            self.account(kind, start, end);
+            self.account(kind, s, e);
+        };
+        let t = &mut self.tokens;
+        (t.pos, t.prev_kind, t.prev_start, t.prev_end) = (pos, pk, ps, pe);
+        if let Some((kind, start, end)) = stop {
+            (self.la_full, self.la_kind, self.la_start, self.la_end) =
+                (true, Some(kind), start, end);
         }
     }
 
-    /// The bookkeeping every consumed token goes through.
-    #[inline]
+    /// The bookkeeping every consumed token goes through, and the small state machine that
+    /// recognizes `name ( )` and `qualifier . name ( )`, in one match on the kind. Scalar fields
+    /// only: a history of whole tokens cost more than the tokenizer.
+    #[inline(always)]
     fn account(&mut self, kind: TokenKind, start: u32, end: u32) {
-        match kind {
-            TokenKind::QMark => self.markers.positional = self.markers.positional.saturating_add(1),
-            TokenKind::NamedMarker => {
+        use TokenKind as K;
+        self.last_end = end;
+        let st = &mut self.call;
+        let step = match kind {
+            K::Ident | K::QuotedIdent => {
+                st.qualified = st.step == CallStep::Dot;
+                if st.qualified {
+                    (st.qualifier_start, st.qualifier_end) = (st.name_start, st.name_end);
+                }
+                (st.name_start, st.name_end) = (start, end);
+                CallStep::Name
+            }
+            K::Dot if st.step == CallStep::Name && !st.qualified => CallStep::Dot,
+            K::LParen => {
+                self.depth += 1;
+                if st.step == CallStep::Name {
+                    CallStep::Open
+                } else {
+                    CallStep::None
+                }
+            }
+            K::LBracket | K::LBrace => {
+                self.depth += 1;
+                CallStep::None
+            }
+            K::RParen => {
+                self.depth = self.depth.saturating_sub(1);
+                if st.step == CallStep::Open {
+                    CallStep::Closed
+                } else {
+                    CallStep::None
+                }
+            }
+            K::RBracket | K::RBrace => {
+                self.depth = self.depth.saturating_sub(1);
+                CallStep::None
+            }
+            K::QMark => {
+                self.markers.positional = self.markers.positional.saturating_add(1);
+                CallStep::None
+            }
+            K::NamedMarker => {
                 if let Some(name) = Ident::from_token(Token { kind, start, end }, self.src) {
                     self.markers.named.push(name);
                 }
+                CallStep::None
             }
-            TokenKind::LParen | TokenKind::LBracket | TokenKind::LBrace => self.depth += 1,
-            TokenKind::RParen => self.depth = self.depth.saturating_sub(1),
-            TokenKind::RBracket | TokenKind::RBrace => self.depth = self.depth.saturating_sub(1),
-            kind if kind.is_error() => self.lex_error = true,
-            _ => {}
-        }
-        self.track_call(kind, start, end);
-        self.last_end = end;
-    }
-
-    /// Advances the small state machine that recognizes `name ( )` and `qualifier . name ( )`
-    /// with scalar fields only (a history of whole tokens cost more than the tokenizer).
-    fn track_call(&mut self, kind: TokenKind, start: u32, end: u32) {
-        let st = &mut self.call;
-        st.step = match (st.step, kind) {
-            (CallStep::Dot, TokenKind::Ident | TokenKind::QuotedIdent) => {
-                (st.qualifier_start, st.qualifier_end) = (st.name_start, st.name_end);
-                (st.name_start, st.name_end) = (start, end);
-                st.qualified = true;
-                CallStep::Name
+            kind => {
+                if kind.is_error() {
+                    self.lex_error = true;
+                }
+                CallStep::None
             }
-            (_, TokenKind::Ident | TokenKind::QuotedIdent) => {
-                (st.name_start, st.name_end) = (start, end);
-                st.qualified = false;
-                CallStep::Name
-            }
-            (CallStep::Name, TokenKind::Dot) if !st.qualified => CallStep::Dot,
-            (CallStep::Name, TokenKind::LParen) => CallStep::Open,
-            (CallStep::Open, TokenKind::RParen) => CallStep::Closed,
-            _ => CallStep::None,
         };
-        if st.step == CallStep::Closed {
+        self.call.step = step;
+        if step == CallStep::Closed {
             self.record_call(end);
         }
     }

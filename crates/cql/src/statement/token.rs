@@ -437,15 +437,18 @@ impl Iterator for Tokenizer<'_> {
 /// Length of `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
 pub(super) const UUID_LEN: usize = 36;
 
-fn is_uuid_at(b: &[u8], start: usize) -> bool {
+pub(super) fn is_uuid_at(b: &[u8], start: usize) -> bool {
     let Some(s) = b.get(start..start + UUID_LEN) else {
         return false;
     };
-    // Cheapest rejection first: most identifiers that start with a hex letter are short.
+    // Cheapest rejection first: most identifiers that start with a hex letter are short. Then
+    // every byte through the class table, without a branch per byte.
     s[8] == b'-'
-        && s.iter().enumerate().all(|(i, &c)| match i {
-            8 | 13 | 18 | 23 => c == b'-',
-            _ => c.is_ascii_hexdigit(),
+        && s[13] == b'-'
+        && s[18] == b'-'
+        && s[23] == b'-'
+        && s.iter().enumerate().fold(true, |ok, (i, &c)| {
+            ok & (CLASSES[c as usize] & HEX != 0 || matches!(i, 8 | 13 | 18 | 23))
         })
 }
 
@@ -453,6 +456,7 @@ fn is_uuid_at(b: &[u8], start: usize) -> bool {
 const IDENT_CONT: u8 = 1;
 pub(super) const DIGIT: u8 = 2;
 pub(super) const SPACE: u8 = 4;
+const HEX: u8 = 8;
 const CLASSES: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut c = 0;
@@ -463,6 +467,9 @@ const CLASSES: [u8; 256] = {
         }
         if b.is_ascii_digit() {
             t[c] |= DIGIT;
+        }
+        if b.is_ascii_hexdigit() {
+            t[c] |= HEX;
         }
         // Lexer.g's WS: no form feed or vertical tab.
         if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
