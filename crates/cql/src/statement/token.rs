@@ -228,13 +228,13 @@ const MARKER_KEYWORDS: [&str; 10] = [
 #[derive(Debug, Clone)]
 pub struct Tokenizer<'a> {
     src: &'a str,
-    pos: usize,
+    pub(super) pos: usize,
     /// The last token's kind and span, which decide whether `:` starts a named marker. Kept as
     /// separate scalars, not an `Option<Token>`: writing a token piecewise and reading it back
     /// whole stalled store forwarding on every token (measured: a third of the time).
-    prev_kind: Option<TokenKind>,
-    prev_start: u32,
-    prev_end: u32,
+    pub(super) prev_kind: Option<TokenKind>,
+    pub(super) prev_start: u32,
+    pub(super) prev_end: u32,
 }
 
 impl<'a> Tokenizer<'a> {
@@ -283,7 +283,7 @@ impl<'a> Tokenizer<'a> {
 
     /// Lexes the token starting at `start` (not whitespace); `None` means "a comment, skip to
     /// `self.pos`".
-    fn lex(&mut self, start: usize) -> Option<(TokenKind, usize)> {
+    pub(super) fn lex(&mut self, start: usize) -> Option<(TokenKind, usize)> {
         use TokenKind as K;
         let b = self.src.as_bytes();
         let at = |i: usize| b.get(i).copied().unwrap_or(0);
@@ -435,24 +435,28 @@ impl Iterator for Tokenizer<'_> {
 }
 
 /// Length of `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
-const UUID_LEN: usize = 36;
+pub(super) const UUID_LEN: usize = 36;
 
-fn is_uuid_at(b: &[u8], start: usize) -> bool {
+pub(super) fn is_uuid_at(b: &[u8], start: usize) -> bool {
     let Some(s) = b.get(start..start + UUID_LEN) else {
         return false;
     };
-    // Cheapest rejection first: most identifiers that start with a hex letter are short.
+    // Cheapest rejection first: most identifiers that start with a hex letter are short. Then
+    // every byte through the class table, without a branch per byte.
     s[8] == b'-'
-        && s.iter().enumerate().all(|(i, &c)| match i {
-            8 | 13 | 18 | 23 => c == b'-',
-            _ => c.is_ascii_hexdigit(),
+        && s[13] == b'-'
+        && s[18] == b'-'
+        && s[23] == b'-'
+        && s.iter().enumerate().fold(true, |ok, (i, &c)| {
+            ok & (CLASSES[c as usize] & HEX != 0 || matches!(i, 8 | 13 | 18 | 23))
         })
 }
 
 /// Byte classes, looked up once per byte: the per-byte loops are most of the tokenizer's time.
 const IDENT_CONT: u8 = 1;
-const DIGIT: u8 = 2;
-const SPACE: u8 = 4;
+pub(super) const DIGIT: u8 = 2;
+pub(super) const SPACE: u8 = 4;
+const HEX: u8 = 8;
 const CLASSES: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut c = 0;
@@ -463,6 +467,9 @@ const CLASSES: [u8; 256] = {
         }
         if b.is_ascii_digit() {
             t[c] |= DIGIT;
+        }
+        if b.is_ascii_hexdigit() {
+            t[c] |= HEX;
         }
         // Lexer.g's WS: no form feed or vertical tab.
         if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
@@ -475,7 +482,7 @@ const CLASSES: [u8; 256] = {
 
 /// The first index at or after `i` whose byte is not in `class`.
 #[inline]
-fn class_end(b: &[u8], i: usize, class: u8) -> usize {
+pub(super) fn class_end(b: &[u8], i: usize, class: u8) -> usize {
     match b.get(i..) {
         Some(rest) => {
             i + rest
@@ -487,7 +494,7 @@ fn class_end(b: &[u8], i: usize, class: u8) -> usize {
     }
 }
 
-fn ident_end(b: &[u8], i: usize) -> usize {
+pub(super) fn ident_end(b: &[u8], i: usize) -> usize {
     class_end(b, i, IDENT_CONT)
 }
 
@@ -518,11 +525,36 @@ fn line_comment_end(b: &[u8], from: usize) -> usize {
     }
 }
 
+/// The first `q` at or after `i`, eight bytes at a time: string bodies are the longest runs
+/// the tokenizer crosses, and a branch per byte costs more than the SWAR arithmetic.
+fn find_byte(b: &[u8], mut i: usize, q: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ (ONES * u64::from(q));
+        // The classic zero-byte test: exact up to the first zero byte, which is all we need.
+        let zero = x.wrapping_sub(ONES) & !x & HIGH;
+        if zero != 0 {
+            return Some(i + (zero.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?.iter().position(|&c| c == q).map(|at| i + at)
+}
+
 /// A quoted token where a doubled quote is an escape.
-fn quoted(b: &[u8], start: usize, q: u8, done: TokenKind, open: TokenKind) -> (TokenKind, usize) {
+pub(super) fn quoted(
+    b: &[u8],
+    start: usize,
+    q: u8,
+    done: TokenKind,
+    open: TokenKind,
+) -> (TokenKind, usize) {
     let mut i = start + 1;
     loop {
-        match b.get(i..).and_then(|s| s.iter().position(|&c| c == q)) {
+        match find_byte(b, i, q).map(|at| at - i) {
             None => return (open, b.len()),
             Some(off) if b.get(i + off + 1) == Some(&q) => i += off + 2,
             Some(off) => return (done, i + off + 1),
@@ -972,6 +1004,12 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn find_byte_finds_the_first(b in proptest::collection::vec(any::<u8>(), 0..40), i in 0usize..42, q in any::<u8>()) {
+            let want = b.get(i..).and_then(|s| s.iter().position(|&c| c == q)).map(|at| i + at);
+            prop_assert_eq!(find_byte(&b, i, q), want);
+        }
+
         #[test]
         fn spans_are_ordered_and_in_bounds(src in ".*") {
             check_spans(&src);
