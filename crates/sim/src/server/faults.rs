@@ -1,7 +1,7 @@
 //! Fault injection: per-node rules that delay requests, answer them with a chosen error, or
 //! close/reset the connection that sent them, and the errors Cassandra would send for each case.
 //!
-//! A rule matches on opcode, statement kind (via [`ferry_cql::statement::classify`]), keyspace
+//! A rule matches on opcode, statement kind (via [`ferry_cql::statement::classify()`]), keyspace
 //! and table. EXECUTE is matched through the statement text the node saw when the id was
 //! prepared; BATCH matches when any child does.
 

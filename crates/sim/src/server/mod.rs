@@ -2,7 +2,7 @@
 //! real drivers and hand every statement-carrying request to a [`Handler`].
 //!
 //! # Layout
-//! - [`connection`]: buffered socket I/O in whole envelopes — plain, v3/v4-compressed, or in v5
+//! - `connection`: buffered socket I/O in whole envelopes — plain, v3/v4-compressed, or in v5
 //!   segments — and the per-connection writer task.
 //! - `session`: one connection's protocol state: handshake, authentication, version checks,
 //!   REGISTER, and the concurrent dispatch of QUERY/PREPARE/EXECUTE/BATCH (the life of one

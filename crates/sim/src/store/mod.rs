@@ -4,7 +4,7 @@
 //! - [`clock`]: the injectable [`Clock`] (write timestamps in µs, local seconds for TTLs).
 //! - [`order`]: Cassandra's per-type ordering of serialized values.
 //! - `data`: cells, rows, partitions, clustering keys and reconciliation (private).
-//! - [`write`]: [`Mutation`]s and their [`Op`]s; [`Store::apply`].
+//! - [`mod@write`]: [`Mutation`]s and their [`Op`]s; [`Store::apply`].
 //! - [`read`]: [`ReadCommand`]s, result [`Row`]s, paging; [`Store::read`].
 //! - [`lwt`]: conditional writes ([`Store::apply_if`]).
 //!

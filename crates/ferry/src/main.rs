@@ -1,0 +1,139 @@
+//! `ferry`: the one binary. Thin by design: it parses arguments, builds a service's config and
+//! calls the library that runs it, so tests and benchmarks drive the same code.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use ferry_sim::exec::Executor;
+use ferry_sim::server::{Cluster, ClusterConfig};
+
+/// Exit code for bad configuration (BSD `EX_CONFIG`-style usage error, as DESIGN.md fixes it).
+const EXIT_BAD_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Moves live applications between Cassandra-compatible clusters with zero downtime"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an in-memory cluster with Cassandra 5.0 semantics (development, tests, demos; not for
+    /// production data).
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Args)]
+struct SimArgs {
+    /// Number of nodes; node i listens on the IPv4 address i above --listen, same port.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Address of node 0 (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9042")]
+    listen: SocketAddr,
+    /// Turn on PasswordAuthenticator with this user, as USER:PASSWORD (repeatable).
+    #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_user)]
+    auth: Vec<(String, String)>,
+    /// Vnode tokens per node.
+    #[arg(long, default_value_t = 16)]
+    vnodes: usize,
+    /// Seed for tokens and host ids, so a cluster can be recreated identically.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn parse_user(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((u, p)) if !u.is_empty() => Ok((u.to_owned(), p.to_owned())),
+        _ => Err(format!("expected USER:PASSWORD, got {s:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Sim(args) => runtime.block_on(sim(args)),
+    }
+}
+
+async fn sim(args: SimArgs) -> ExitCode {
+    let auth = !args.auth.is_empty();
+    let config = ClusterConfig {
+        nodes: args.nodes,
+        listen: args.listen,
+        users: args.auth,
+        vnodes: args.vnodes,
+        seed: args.seed,
+        ..ClusterConfig::default()
+    };
+    if let Err(e) = config.validate() {
+        eprintln!("ferry sim: invalid configuration:");
+        for problem in &e.problems {
+            eprintln!("  - {problem}");
+        }
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
+    let cluster = match Cluster::start(config, Arc::new(Executor::default())).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferry sim: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (i, addr) in cluster.addresses().iter().enumerate() {
+        println!("ferry sim: node {i} listening on {addr}");
+    }
+    println!(
+        "ferry sim: protocol v3, v4, v5; authentication {}; Ctrl-C or SIGTERM stops it",
+        if auth { "on" } else { "off" }
+    );
+    wait_for_signal().await;
+    println!("ferry sim: stopping");
+    cluster.shutdown().await;
+    println!("ferry sim: stopped");
+    ExitCode::SUCCESS
+}
+
+/// Returns on Ctrl-C or SIGTERM (how Kubernetes and most supervisors stop a process).
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
