@@ -85,77 +85,9 @@ pub fn type_text(ty: &ColumnType, frozen: bool) -> String {
     }
 }
 
-/// Double-quotes an identifier unless it is lower case, starts with a letter and is not a
-/// reserved word (enough for names created through CQL; Cassandra's full list is longer).
+/// An identifier as CQL spells it (bare, or double-quoted when it needs to be).
 pub fn quote_if_needed(name: &str) -> String {
-    const RESERVED: &[&str] = &[
-        "add",
-        "allow",
-        "alter",
-        "and",
-        "apply",
-        "asc",
-        "authorize",
-        "batch",
-        "begin",
-        "by",
-        "columnfamily",
-        "create",
-        "delete",
-        "desc",
-        "describe",
-        "drop",
-        "entries",
-        "execute",
-        "from",
-        "full",
-        "grant",
-        "if",
-        "in",
-        "index",
-        "infinity",
-        "insert",
-        "into",
-        "keyspace",
-        "limit",
-        "modify",
-        "nan",
-        "norecursive",
-        "not",
-        "null",
-        "of",
-        "on",
-        "or",
-        "order",
-        "primary",
-        "rename",
-        "replace",
-        "revoke",
-        "schema",
-        "select",
-        "set",
-        "table",
-        "to",
-        "token",
-        "truncate",
-        "unlogged",
-        "update",
-        "use",
-        "using",
-        "view",
-        "where",
-        "with",
-    ];
-    let plain = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !RESERVED.contains(&name);
-    if plain {
-        name.to_owned()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
+    ferry_cql::statement::keywords::quote_identifier(name)
 }
 
 fn text(s: &str) -> Option<CqlValue> {

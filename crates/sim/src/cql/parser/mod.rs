@@ -82,72 +82,6 @@ pub fn parse_with_markers(cql: &str) -> std::result::Result<Parsed, ParseError> 
     Ok(Parsed { statement, markers })
 }
 
-/// CQL's reserved keywords: not usable as unquoted identifiers (as in Cassandra's grammar,
-/// where they are not in `unreserved_keyword`).
-const RESERVED: &[&str] = &[
-    "add",
-    "allow",
-    "alter",
-    "and",
-    "apply",
-    "asc",
-    "authorize",
-    "batch",
-    "begin",
-    "by",
-    "columnfamily",
-    "create",
-    "delete",
-    "desc",
-    "describe",
-    "drop",
-    "entries",
-    "execute",
-    "from",
-    "full",
-    "grant",
-    "if",
-    "in",
-    "index",
-    "infinity",
-    "insert",
-    "into",
-    "is",
-    "keyspace",
-    "limit",
-    "materialized",
-    "mbean",
-    "mbeans",
-    "modify",
-    "nan",
-    "norecursive",
-    "not",
-    "null",
-    "of",
-    "on",
-    "or",
-    "order",
-    "primary",
-    "rename",
-    "replace",
-    "revoke",
-    "schema",
-    "select",
-    "set",
-    "table",
-    "to",
-    "token",
-    "truncate",
-    "unlogged",
-    "unset",
-    "update",
-    "use",
-    "using",
-    "view",
-    "where",
-    "with",
-];
-
 /// Native type names and their column types (`text` and `varchar` are one type).
 const NATIVE_TYPES: &[(&str, ColumnType)] = &[
     ("ascii", ColumnType::Ascii),
@@ -421,7 +355,7 @@ impl<'a> Parser<'a> {
 
     fn is_reserved(&self, t: Token) -> bool {
         let text = self.text(t);
-        RESERVED.iter().any(|k| k.eq_ignore_ascii_case(text))
+        ferry_cql::statement::keywords::is_reserved(text)
     }
 
     fn at_ident(&self) -> bool {
