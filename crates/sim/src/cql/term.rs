@@ -987,34 +987,10 @@ fn no_args(args: &[Term], name: &str) -> Result<(), ValueError> {
     }
 }
 
-const NATIVE_BY_NAME: &[(&str, ColumnType)] = &[
-    ("ascii", ColumnType::Ascii),
-    ("bigint", ColumnType::Bigint),
-    ("blob", ColumnType::Blob),
-    ("boolean", ColumnType::Boolean),
-    ("date", ColumnType::Date),
-    ("decimal", ColumnType::Decimal),
-    ("double", ColumnType::Double),
-    ("duration", ColumnType::Duration),
-    ("float", ColumnType::Float),
-    ("inet", ColumnType::Inet),
-    ("int", ColumnType::Int),
-    ("smallint", ColumnType::Smallint),
-    ("text", ColumnType::Varchar),
-    ("time", ColumnType::Time),
-    ("timestamp", ColumnType::Timestamp),
-    ("timeuuid", ColumnType::Timeuuid),
-    ("tinyint", ColumnType::Tinyint),
-    ("uuid", ColumnType::Uuid),
-    ("varchar", ColumnType::Varchar),
-    ("varint", ColumnType::Varint),
-];
-
+/// The native type a conversion function names (`intAsBlob`, `blobAsText` …); counters have
+/// no conversion functions.
 fn native_named(name: &str) -> Option<ColumnType> {
-    NATIVE_BY_NAME
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, t)| t.clone())
+    super::parser::native_type(name).filter(|t| *t != ColumnType::Counter)
 }
 
 /// Evaluates a native function (name lower-cased; Cassandra 5's snake_case aliases too).

@@ -107,7 +107,7 @@ const NATIVE_TYPES: &[(&str, ColumnType)] = &[
     ("varint", ColumnType::Varint),
 ];
 
-fn native_type(name: &str) -> Option<ColumnType> {
+pub(crate) fn native_type(name: &str) -> Option<ColumnType> {
     NATIVE_TYPES
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
