@@ -397,6 +397,7 @@ impl Executor {
 
     pub(super) fn bind_variables(
         &self,
+        ctx: &crate::server::RequestContext,
         parsed: &Parsed,
         keyspace: Option<&str>,
     ) -> Result<BoundVariables, ExecError> {
@@ -426,7 +427,7 @@ impl Executor {
             Vec::new()
         };
         let result_columns = match &parsed.statement {
-            Statement::Select(sel) => self.select_columns(keyspace, sel)?,
+            Statement::Select(sel) => self.select_columns(ctx, keyspace, sel)?,
             _ => Vec::new(),
         };
         Ok(BoundVariables {

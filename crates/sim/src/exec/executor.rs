@@ -150,7 +150,7 @@ impl Executor {
     fn prepare(&self, ctx: &RequestContext, p: &Prepare) -> Result<ResultBody, ExecError> {
         let parsed = parse_with_markers(&p.query)?;
         let keyspace = p.keyspace.clone().or_else(|| ctx.keyspace.clone());
-        let bound = self.bind_variables(&parsed, keyspace.as_deref())?;
+        let bound = self.bind_variables(ctx, &parsed, keyspace.as_deref())?;
         // Cassandra 4+ hashes with the session keyspace only when the statement needs it.
         let id_keyspace = if bound.fully_qualified {
             None

@@ -162,14 +162,18 @@ impl Executor {
     /// The result columns of a SELECT, for PREPARE.
     pub(super) fn select_columns(
         &self,
+        ctx: &RequestContext,
         ctx_keyspace: Option<&str>,
         select: &Select,
     ) -> Result<Vec<ColumnSpec>, ExecError> {
         let ks = select.table.keyspace.as_deref().or(ctx_keyspace);
         if let Some(k) = ks.filter(|k| catalog_view::SYSTEM_KEYSPACES.contains(k)) {
-            // Virtual tables: their columns do not depend on the node, any node describes them.
-            let _ = k;
-            return Ok(Vec::new());
+            let table = self
+                .virtual_table(ctx, k, &select.table.name)
+                .ok_or_else(|| {
+                    ExecError::invalid(format!("table {} does not exist", select.table.name))
+                })?;
+            return Ok(table.result_columns(&super::select_virtual::projection(&table, select)?)?);
         }
         let def = self.table(
             select.table.keyspace.as_deref(),

@@ -14,19 +14,9 @@ use crate::cql::{
 use super::error::ExecError;
 use super::virtual_table::{Filter, Projection, ProjectionItem, VirtualTable};
 
-pub fn select_virtual(
-    table: &VirtualTable,
-    select: &Select,
-    values: &Values,
-    now_micros: i64,
-    ids: &mut dyn IdSource,
-) -> Result<Rows, ExecError> {
-    let mut ctx = TermContext {
-        values,
-        now_micros,
-        ids,
-    };
-    let projection = match &select.selection {
+/// The projection of a SELECT on `table` (also what PREPARE describes its result with).
+pub fn projection(table: &VirtualTable, select: &Select) -> Result<Projection, ExecError> {
+    Ok(match &select.selection {
         Selection::Star => Projection::Star,
         Selection::Selectors(selectors) => Projection::Items(
             selectors
@@ -53,7 +43,22 @@ pub fn select_virtual(
                 })
                 .collect::<Result<_, _>>()?,
         ),
+    })
+}
+
+pub fn select_virtual(
+    table: &VirtualTable,
+    select: &Select,
+    values: &Values,
+    now_micros: i64,
+    ids: &mut dyn IdSource,
+) -> Result<Rows, ExecError> {
+    let mut ctx = TermContext {
+        values,
+        now_micros,
+        ids,
     };
+    let projection = projection(table, select)?;
     let mut filters = Vec::with_capacity(select.where_.len());
     for relation in &select.where_ {
         let Relation::Column(column, op, term) = relation else {

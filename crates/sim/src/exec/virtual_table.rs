@@ -78,6 +78,39 @@ impl VirtualTable {
         ColumnSpec::new(&self.keyspace, &self.name, name, ty)
     }
 
+    fn items(&self, projection: &Projection) -> Vec<ProjectionItem> {
+        match projection {
+            Projection::Star => self
+                .columns
+                .iter()
+                .map(|(n, _)| ProjectionItem::Column {
+                    name: n.clone(),
+                    alias: None,
+                })
+                .collect(),
+            Projection::Items(items) => items.clone(),
+        }
+    }
+
+    /// The result columns a projection gives (also what PREPARE reports for it).
+    pub fn result_columns(
+        &self,
+        projection: &Projection,
+    ) -> Result<Vec<ColumnSpec>, VirtualQueryError> {
+        self.items(projection)
+            .iter()
+            .map(|item| match item {
+                ProjectionItem::Count { alias } => {
+                    Ok(self.spec(alias.as_deref().unwrap_or("count"), ColumnType::Bigint))
+                }
+                ProjectionItem::Column { name, alias } => {
+                    let i = self.column_index(name)?;
+                    Ok(self.spec(alias.as_deref().unwrap_or(name), self.columns[i].1.clone()))
+                }
+            })
+            .collect()
+    }
+
     /// Answers `SELECT projection FROM table WHERE filters… LIMIT limit`.
     pub fn query(
         &self,
@@ -97,55 +130,35 @@ impl VirtualTable {
         });
         let limit = limit.unwrap_or(usize::MAX);
 
-        let items = match projection {
-            Projection::Star => self
-                .columns
-                .iter()
-                .map(|(n, _)| ProjectionItem::Column {
-                    name: n.clone(),
-                    alias: None,
-                })
-                .collect(),
-            Projection::Items(items) => items.clone(),
-        };
-        // Aggregates fold every matching row into one.
+        let items = self.items(projection);
+        let specs = self.result_columns(projection)?;
+        // Aggregates fold every matching row into one; LIMIT applies to that one row.
         if items
             .iter()
             .any(|i| matches!(i, ProjectionItem::Count { .. }))
         {
-            let count = matching.count().min(limit.max(1)) as i64;
-            let mut specs = Vec::new();
-            let mut cells = Vec::new();
-            for item in &items {
-                match item {
-                    ProjectionItem::Count { alias } => {
-                        specs.push(
-                            self.spec(alias.as_deref().unwrap_or("count"), ColumnType::Bigint),
-                        );
-                        cells.push(Some(CqlValue::Bigint(count)));
-                    }
-                    ProjectionItem::Column { name, alias } => {
+            let matching: Vec<&Vec<Option<CqlValue>>> = matching.collect();
+            let count = matching.len() as i64;
+            let cells = items
+                .iter()
+                .map(|item| match item {
+                    ProjectionItem::Count { .. } => Ok(Some(CqlValue::Bigint(count))),
+                    // Cassandra returns the first matching row's value next to an aggregate.
+                    ProjectionItem::Column { name, .. } => {
                         let i = self.column_index(name)?;
-                        specs.push(
-                            self.spec(alias.as_deref().unwrap_or(name), self.columns[i].1.clone()),
-                        );
-                        // Cassandra returns the first row's value next to an aggregate.
-                        cells.push(self.rows.first().and_then(|r| r[i].clone()));
+                        Ok(matching.first().and_then(|r| r[i].clone()))
                     }
-                }
-            }
+                })
+                .collect::<Result<Vec<_>, VirtualQueryError>>()?;
             return self.build(specs, std::iter::once(cells));
         }
-
-        let mut picks = Vec::with_capacity(items.len());
-        let mut specs = Vec::with_capacity(items.len());
-        for item in &items {
-            if let ProjectionItem::Column { name, alias } = item {
-                let i = self.column_index(name)?;
-                picks.push(i);
-                specs.push(self.spec(alias.as_deref().unwrap_or(name), self.columns[i].1.clone()));
-            }
-        }
+        let picks = items
+            .iter()
+            .filter_map(|i| match i {
+                ProjectionItem::Column { name, .. } => Some(self.column_index(name)),
+                ProjectionItem::Count { .. } => None,
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let rows = matching
             .take(limit)
             .map(|row| picks.iter().map(|&i| row[i].clone()).collect::<Vec<_>>());
@@ -260,11 +273,12 @@ mod tests {
 
     #[test]
     fn count_star_is_one_bigint_row() {
+        // LIMIT applies to the one result row, not to what is counted.
         let rows = table()
             .query(
                 &Projection::Items(vec![ProjectionItem::Count { alias: None }]),
                 &[],
-                None,
+                Some(1),
             )
             .unwrap();
         assert_eq!(rows.rows_count(), 1);

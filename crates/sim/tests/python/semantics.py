@@ -314,6 +314,14 @@ def prepared_statements_are_token_aware(s, cluster):
 
 
 @check
+def prepared_system_table_queries_describe_their_columns(s, cluster):
+    ps = s.prepare("SELECT release_version, host_id AS id FROM system.local WHERE key = ?")
+    assert [c[2] for c in ps.result_metadata] == ["release_version", "id"], ps.result_metadata
+    row = one(s, ps, ("local",))
+    assert row.release_version.startswith("5.0"), row
+
+
+@check
 def errors_carry_cassandras_codes(s, cluster):
     fresh_keyspace(s, "sem_err")
     s.execute("CREATE TABLE t (k int PRIMARY KEY, v int)")
