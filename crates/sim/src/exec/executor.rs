@@ -44,6 +44,13 @@ pub struct PreparedStatement {
     pub result_columns: Vec<ColumnSpec>,
 }
 
+/// A protocol BATCH child's statement: parsed from its text, or a cached prepared statement.
+#[derive(Debug)]
+enum BatchChild {
+    Parsed(Box<Statement>),
+    Prepared(Arc<PreparedStatement>),
+}
+
 /// Options a statement runs with, from the request's parameters.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -216,26 +223,31 @@ impl Executor {
             ..RunOptions::default()
         };
         let cache = self.prepared_cache(ctx.node.id);
-        let mut children = Vec::with_capacity(b.children.len());
+        // Text children are parsed here; prepared ones are borrowed from the cache, not copied.
+        let mut owned = Vec::with_capacity(b.children.len());
         for child in &b.children {
-            let (statement, keyspace) = match &child.statement {
+            owned.push(match &child.statement {
                 BatchStatement::Query(text) => {
-                    (Arc::new(parse_with_markers(text)?.statement), None)
+                    BatchChild::Parsed(Box::new(parse_with_markers(text)?.statement))
                 }
                 BatchStatement::Prepared(id) => match cache.get(id) {
-                    Some(entry) => (
-                        Arc::new(entry.parsed.statement.clone()),
-                        entry.keyspace.clone(),
-                    ),
+                    Some(entry) => BatchChild::Prepared(entry),
                     None => {
                         return Ok(Response::Error(
                             ferry_cql::response::ErrorResponse::unprepared(id.to_vec()),
                         ));
                     }
                 },
-            };
-            children.push((statement, keyspace, &child.values));
+            });
         }
+        let children: Vec<(&Statement, Option<&str>, &Values)> = owned
+            .iter()
+            .zip(&b.children)
+            .map(|(o, c)| match o {
+                BatchChild::Parsed(s) => (&**s, None, &c.values),
+                BatchChild::Prepared(e) => (&e.parsed.statement, e.keyspace.as_deref(), &c.values),
+            })
+            .collect();
         let counter = b.batch_type == ferry_cql::request::BatchType::Counter;
         self.run_batch(ctx, &children, counter, &opts)
             .map(Response::Result)
@@ -266,11 +278,8 @@ impl Executor {
                 self.write(statement, values, opts, None)
             }
             Statement::Batch(batch) => {
-                let children: Vec<(Arc<Statement>, Option<String>, &Values)> = batch
-                    .statements
-                    .iter()
-                    .map(|s| (Arc::new(s.clone()), None, values))
-                    .collect();
+                let children: Vec<(&Statement, Option<&str>, &Values)> =
+                    batch.statements.iter().map(|s| (s, None, values)).collect();
                 let counter = batch.kind == crate::cql::BatchKind::Counter;
                 let mut opts = opts.clone();
                 if let Some(ts) = &batch.using.timestamp {

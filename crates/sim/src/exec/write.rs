@@ -669,21 +669,21 @@ impl Executor {
     pub(super) fn run_batch(
         &self,
         _ctx: &RequestContext,
-        children: &[(Arc<Statement>, Option<String>, &Values)],
+        children: &[(&Statement, Option<&str>, &Values)],
         counter: bool,
         opts: &RunOptions,
     ) -> Result<ResultBody, ExecError> {
         let mut planned = Vec::with_capacity(children.len());
         for (statement, keyspace, values) in children {
             if !matches!(
-                **statement,
+                statement,
                 Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
             ) {
                 return Err(ExecError::invalid(
                     "Only INSERT, UPDATE, and DELETE statements are allowed in a batch",
                 ));
             }
-            let p = self.plan(statement, values, opts, keyspace.as_deref())?;
+            let p = self.plan(statement, values, opts, *keyspace)?;
             if counter != p.table.is_counter {
                 return Err(ExecError::invalid(if counter {
                     "Only counter mutations are allowed in COUNTER batches"
