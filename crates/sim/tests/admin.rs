@@ -15,6 +15,7 @@ use bytes::Bytes;
 use ferry_sim::admin;
 use ferry_sim::exec::Executor;
 use ferry_sim::server::{Cluster, ClusterConfig};
+use ferry_sim::store::{ManualClock, Store};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use scylla::client::session::Session;
@@ -36,16 +37,16 @@ struct Harness {
 
 impl Harness {
     async fn start(ip: &str, nodes: usize) -> Self {
+        Self::start_with(ip, nodes, Executor::default()).await
+    }
+
+    async fn start_with(ip: &str, nodes: usize, executor: Executor) -> Self {
         let config = ClusterConfig {
             nodes,
             listen: format!("{ip}:0").parse().unwrap(),
             ..ClusterConfig::default()
         };
-        let cluster = Arc::new(
-            Cluster::start(config, Arc::new(Executor::default()))
-                .await
-                .unwrap(),
-        );
+        let cluster = Arc::new(Cluster::start(config, Arc::new(executor)).await.unwrap());
         let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
         let admin = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -423,7 +424,9 @@ async fn clearing_the_prepared_cache_makes_the_driver_reprepare() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_dump_shows_values_writetimes_and_ttls() {
-    let h = Harness::start("127.0.6.5", 1).await;
+    // A hand-moved clock, so the TTL left is exact and expiry needs no waiting.
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000_000));
+    let h = Harness::start_with("127.0.6.5", 1, Executor::new(Store::new(clock.clone()))).await;
     let s = h.session().await;
     for ddl in [
         "CREATE KEYSPACE adu WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
@@ -461,15 +464,14 @@ async fn table_dump_shows_values_writetimes_and_ttls() {
     assert_eq!(marker["partition_key"], json!(["7"]));
     assert_eq!(marker["clustering"], json!(["'it''s'"]));
     assert_eq!(marker["writetime"], 1_234_567);
-    let ttl = marker["ttl"].as_u64().unwrap();
-    // Seconds left: 5000 at the write, less the seconds this test has run since.
-    assert!((4_900..=5_000).contains(&ttl), "{marker}");
+    assert_eq!(marker["ttl"], 5_000);
+    assert_eq!(marker["expired"], false);
 
     let v = find("cell", json!("v"));
     assert_eq!(v["value"], "'x'");
     assert_eq!(v["writetime"], 1_234_567);
     assert_eq!(v["expired"], false);
-    assert!(v["ttl"].as_u64().unwrap() <= 5_000);
+    assert_eq!(v["ttl"], 5_000);
     let tag = find("cell", json!("tags"));
     assert_eq!((&tag["path"], &tag["value"]), (&json!("'p'"), &Value::Null));
     let tomb = find("tombstone", json!("m"));
@@ -481,5 +483,23 @@ async fn table_dump_shows_values_writetimes_and_ttls() {
     assert_eq!(first["truncated"], true);
     assert_eq!(first["cells"].as_array().unwrap().len(), 2);
     assert_eq!(first["cells"][0], cells[0]);
+
+    // Past the TTL the cells are still stored, expired, with no time left.
+    clock.advance_seconds(1_200);
+    let later = h.ok("GET", "/tables/adu/t", "").await;
+    assert_eq!(later["cells"][0]["ttl"], 3_800, "{later}");
+    clock.advance_seconds(3_801);
+    let expired = h.ok("GET", "/tables/adu/t", "").await;
+    let v = expired["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["column"] == "v")
+        .unwrap();
+    assert_eq!((&v["expired"], &v["ttl"]), (&json!(true), &json!(0)), "{v}");
+    assert_eq!(
+        v["value"], "'x'",
+        "an expired cell keeps its value until compaction"
+    );
     h.stop().await;
 }

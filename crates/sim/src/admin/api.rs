@@ -66,10 +66,10 @@ pub enum ApiError {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::NoEndpoint { .. } | Self::UnknownNode { .. } | Self::UnknownRule { .. } => {
-                StatusCode::NOT_FOUND
-            }
-            Self::UnknownTable { .. } => StatusCode::NOT_FOUND,
+            Self::NoEndpoint { .. }
+            | Self::UnknownNode { .. }
+            | Self::UnknownRule { .. }
+            | Self::UnknownTable { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooManyRules { .. } => StatusCode::CONFLICT,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
