@@ -18,6 +18,7 @@ use super::executor::{Executor, PreparedStatement, RunOptions};
 use super::restrict;
 use super::schema_tables;
 use super::select_virtual::select_virtual;
+use super::size_estimates;
 use super::system_tables::{self, ClusterView, NodeView};
 use super::virtual_table::VirtualTable;
 
@@ -66,6 +67,19 @@ impl Executor {
             ("system", "local") => system_tables::local(&local, &cluster),
             ("system", "peers") => system_tables::peers(&local, &all, &cluster),
             ("system", "peers_v2") => system_tables::peers_v2(&local, &all, &cluster),
+            ("system", "size_estimates" | "table_estimates") => {
+                let ring: Vec<i64> = all.iter().flat_map(|n| n.tokens.iter().copied()).collect();
+                let ranges = size_estimates::primary_ranges(&local.tokens, &ring);
+                let tables: Vec<&TableDef> = catalog
+                    .keyspaces()
+                    .flat_map(|k| k.tables.values().map(|t| &**t))
+                    .collect();
+                if name == "size_estimates" {
+                    size_estimates::size_estimates(&self.store, &tables, &ranges)
+                } else {
+                    size_estimates::table_estimates(&self.store, &tables, &ranges)
+                }
+            }
             ("system_schema", "keyspaces") => {
                 schema_tables::keyspaces(&catalog_view::keyspaces(&catalog))
             }
