@@ -82,3 +82,27 @@ async fn python_driver_semantics_with_password_auth() {
     .await;
     cluster.shutdown().await;
 }
+
+/// v5 EXECUTE after `ALTER TABLE … ADD`: the prepared `SELECT *` gets METADATA_CHANGED and the
+/// new columns (127.0.7.10, outside the other tests' addresses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_driver_sees_metadata_changed_on_v5() {
+    let cluster = start(1, "127.0.7.10", Vec::new()).await;
+    let addr = cluster.addresses()[0];
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/metadata_changed.py"
+    );
+    let out = tokio::process::Command::new("python3")
+        .args([script, &addr.ip().to_string(), &addr.port().to_string()])
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster.shutdown().await;
+}

@@ -106,12 +106,10 @@ impl Walk<'_> {
         let c = def
             .column(name)
             .ok_or_else(|| ExecError::invalid(format!("Undefined column name {name}")))?;
-        let ty = if c.ty == ColumnType::Counter {
-            ColumnType::Bigint
-        } else {
-            c.ty.clone()
-        };
-        Ok((c.name.clone(), ty, c.kind))
+        // A counter's marker keeps the counter type (`c = c + ?`), as Cassandra prepares it
+        // against the column: drivers then bind their counter type (the Rust driver refuses a
+        // plain i64 for it), and the value is the same 8-byte long either way.
+        Ok((c.name.clone(), c.ty.clone(), c.kind))
     }
 
     fn relations(&mut self, relations: &[Relation]) -> Result<(), ExecError> {

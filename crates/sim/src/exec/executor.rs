@@ -60,6 +60,9 @@ pub struct RunOptions {
     pub page_size: Option<i32>,
     pub paging_state: Option<Bytes>,
     pub skip_metadata: bool,
+    /// The result metadata id a v5 EXECUTE carried: when the result columns no longer hash to
+    /// it, the rows say METADATA_CHANGED and carry the new columns and id.
+    pub result_metadata_id: Option<Bytes>,
 }
 
 impl RunOptions {
@@ -70,6 +73,7 @@ impl RunOptions {
             page_size: params.page_size.filter(|n| *n > 0),
             paging_state: params.paging_state.clone(),
             skip_metadata: params.skip_metadata,
+            result_metadata_id: None,
         }
     }
 }
@@ -211,6 +215,7 @@ impl Executor {
             .clone()
             .or_else(|| entry.keyspace.clone())
             .or(opts.keyspace);
+        opts.result_metadata_id = e.result_metadata_id.clone();
         self.run(
             ctx,
             &entry.parsed.statement,

@@ -9,6 +9,7 @@
 //! - [`virtual_table`]: tables computed at query time, filtered and projected like a SELECT.
 //! - [`select_virtual`]: a parsed SELECT on a virtual table.
 //! - [`system_tables`]: `system.local`, `system.peers`, `system.peers_v2`.
+//! - [`size_estimates`]: `system.size_estimates` / `system.table_estimates` per node's ranges.
 //! - [`schema_tables`]: `system_schema.*` in Cassandra 5.0's layout, and CQL type text.
 //! - [`describe`]: server-side `DESCRIBE` rows and CREATE statements in Cassandra's format.
 //! - [`prepared`]: prepared statement ids (as Cassandra computes them) and the per-node cache.
@@ -25,6 +26,7 @@ mod read;
 mod restrict;
 pub mod schema_tables;
 pub mod select_virtual;
+pub mod size_estimates;
 pub mod system_tables;
 pub mod virtual_table;
 mod write;

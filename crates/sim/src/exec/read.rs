@@ -2,6 +2,7 @@
 //! [`ReadCommand`] built from the WHERE clause, with the selection (columns, `writetime()`,
 //! `ttl()`, `token()`, `count`) applied to each returned row and paging carried across requests.
 
+use bytes::Bytes;
 use ferry_cql::request::Values;
 use ferry_cql::response::ResultBody;
 use ferry_cql::response::result::{ColumnSpec, RowsBuilder, RowsMetadata};
@@ -15,9 +16,11 @@ use crate::store::{PagingState, ReadCommand, Row};
 use super::catalog_view;
 use super::error::ExecError;
 use super::executor::{Executor, PreparedStatement, RunOptions};
+use super::prepared::result_metadata_id;
 use super::restrict;
 use super::schema_tables;
 use super::select_virtual::select_virtual;
+use super::size_estimates;
 use super::system_tables::{self, ClusterView, NodeView};
 use super::virtual_table::VirtualTable;
 
@@ -66,6 +69,19 @@ impl Executor {
             ("system", "local") => system_tables::local(&local, &cluster),
             ("system", "peers") => system_tables::peers(&local, &all, &cluster),
             ("system", "peers_v2") => system_tables::peers_v2(&local, &all, &cluster),
+            ("system", "size_estimates" | "table_estimates") => {
+                let ring: Vec<i64> = all.iter().flat_map(|n| n.tokens.iter().copied()).collect();
+                let ranges = size_estimates::primary_ranges(&local.tokens, &ring);
+                let tables: Vec<&TableDef> = catalog
+                    .keyspaces()
+                    .flat_map(|k| k.tables.values().map(|t| &**t))
+                    .collect();
+                if name == "size_estimates" {
+                    size_estimates::size_estimates(&self.store, &tables, &ranges)
+                } else {
+                    size_estimates::table_estimates(&self.store, &tables, &ranges)
+                }
+            }
             ("system_schema", "keyspaces") => {
                 schema_tables::keyspaces(&catalog_view::keyspaces(&catalog))
             }
@@ -313,11 +329,17 @@ impl Executor {
             .iter()
             .map(|(n, o)| Self::output_spec(&def, n, o))
             .collect();
+        let changed = opts.result_metadata_id.as_ref().and_then(|client| {
+            let current = result_metadata_id(&specs);
+            (client.as_ref() != current).then(|| Bytes::copy_from_slice(&current))
+        });
         let mut metadata = RowsMetadata::new(specs.clone());
         metadata.paging_state = result.paging_state.as_ref().map(PagingState::encode);
-        if opts.skip_metadata {
+        // A client with stale metadata gets the new columns even if it asked to skip them.
+        if opts.skip_metadata && changed.is_none() {
             metadata.columns = None;
         }
+        metadata.new_metadata_id = changed;
         let mut builder = RowsBuilder::new(metadata);
         if aggregate {
             let count = result.rows.len() as i64;

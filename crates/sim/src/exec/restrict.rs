@@ -155,10 +155,25 @@ pub(super) fn analyse(
                         *op,
                         list_values(term, name, &col.ty, ctx)?,
                     )),
-                    (_, Operator::Contains | Operator::ContainsKey | Operator::Like) => {
-                        return Err(ExecError::invalid(format!(
-                            "{op:?} restrictions are not supported by the simulator"
-                        )));
+                    (_, Operator::Contains | Operator::ContainsKey) => {
+                        let ty = searched_type(&col.ty, *op).ok_or_else(|| {
+                            let what = if *op == Operator::Contains {
+                                "CONTAINS on non-collection"
+                            } else {
+                                "CONTAINS KEY on non-map"
+                            };
+                            ExecError::invalid(format!("Cannot use {what} column {name}"))
+                        })?;
+                        out.filters.push((
+                            name.clone(),
+                            *op,
+                            vec![bound_value(term, name, &ty, ctx)?],
+                        ));
+                    }
+                    (_, Operator::Like) => {
+                        return Err(ExecError::invalid(
+                            "LIKE restrictions need a SASI index, which the simulator does not have",
+                        ));
                     }
                     _ => out.filters.push((
                         name.clone(),
@@ -351,6 +366,39 @@ pub(super) fn analyse(
     Ok(out)
 }
 
+/// What `CONTAINS` (an element or map value) or `CONTAINS KEY` (a map key) compares against in a
+/// collection of type `ty`; `None` when the operator does not apply to it.
+fn searched_type(ty: &ColumnType, op: Operator) -> Option<ColumnType> {
+    match (op, ty) {
+        (Operator::Contains, ColumnType::List(e) | ColumnType::Set(e)) => Some((**e).clone()),
+        (Operator::Contains, ColumnType::Map(_, v)) => Some((**v).clone()),
+        (Operator::ContainsKey, ColumnType::Map(k, _)) => Some((**k).clone()),
+        _ => None,
+    }
+}
+
+/// Whether a collection value holds `wanted` (serialized as the searched type) as an element,
+/// a map value (`CONTAINS`) or a map key (`CONTAINS KEY`), compared with the element type's
+/// ordering so equal values with different encodings still match.
+fn collection_contains(ty: &ColumnType, op: Operator, value: &CqlValue, wanted: &[u8]) -> bool {
+    let Some(elem_ty) = searched_type(ty, op) else {
+        return false;
+    };
+    let matches = |v: &CqlValue| {
+        let mut b = Vec::new();
+        encode_value(&elem_ty, v, &mut b).is_ok()
+            && compare(&elem_ty, &b, wanted) == Ordering::Equal
+    };
+    match (op, value) {
+        (Operator::Contains, CqlValue::List(items) | CqlValue::Set(items)) => {
+            items.iter().any(matches)
+        }
+        (Operator::Contains, CqlValue::Map(entries)) => entries.iter().any(|(_, v)| matches(v)),
+        (Operator::ContainsKey, CqlValue::Map(entries)) => entries.iter().any(|(k, _)| matches(k)),
+        _ => false,
+    }
+}
+
 /// The ALLOW FILTERING predicates as a store row filter.
 pub(super) fn row_filter(
     def: &Arc<TableDef>,
@@ -365,11 +413,13 @@ pub(super) fn row_filter(
             .column(name)
             .cloned()
             .ok_or_else(|| ExecError::invalid(format!("Undefined column name {name}")))?;
+        // CONTAINS (KEY) values are elements or keys, not whole collections.
+        let ty = searched_type(&col.ty, *op).unwrap_or_else(|| col.ty.clone());
         let encoded = values
             .iter()
             .map(|v| {
                 let mut b = Vec::new();
-                encode_value(&col.ty, v, &mut b).map_err(|e| ExecError::invalid(e.to_string()))?;
+                encode_value(&ty, v, &mut b).map_err(|e| ExecError::invalid(e.to_string()))?;
                 Ok(b)
             })
             .collect::<Result<Vec<_>, ExecError>>()?;
@@ -378,6 +428,12 @@ pub(super) fn row_filter(
     let def = def.clone();
     Ok(Some(Arc::new(move |row: &crate::store::Row| {
         compiled.iter().all(|(col, op, wanted)| {
+            if matches!(op, Operator::Contains | Operator::ContainsKey) {
+                return row
+                    .value(&def, &col.name)
+                    .and_then(|v| v.to_cql(col).ok())
+                    .is_some_and(|v| collection_contains(&col.ty, *op, &v, &wanted[0]));
+            }
             let have: Option<Vec<u8>> = match col.kind {
                 ColumnKind::PartitionKey(i) => row.partition_key.get(i).map(|b| b.to_vec()),
                 ColumnKind::Clustering(i) => row
@@ -403,4 +459,36 @@ pub(super) fn row_filter(
             }
         })
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(ty: &ColumnType, v: &CqlValue) -> Vec<u8> {
+        let mut b = Vec::new();
+        encode_value(ty, v, &mut b).unwrap();
+        b
+    }
+
+    #[test]
+    fn contains_looks_at_elements_and_map_values_contains_key_at_keys() {
+        let text = |s: &str| CqlValue::Text(s.into());
+        let set = ColumnType::Set(Box::new(ColumnType::Varchar));
+        let map = ColumnType::Map(Box::new(ColumnType::Varchar), Box::new(ColumnType::Int));
+        let tags = CqlValue::Set(vec![text("big"), text("red")]);
+        let attrs = CqlValue::Map(vec![(text("a"), CqlValue::Int(1))]);
+        let red = encoded(&ColumnType::Varchar, &text("red"));
+        let a = encoded(&ColumnType::Varchar, &text("a"));
+        let one = encoded(&ColumnType::Int, &CqlValue::Int(1));
+        assert!(collection_contains(&set, Operator::Contains, &tags, &red));
+        assert!(!collection_contains(&set, Operator::Contains, &tags, &a));
+        assert!(collection_contains(&map, Operator::ContainsKey, &attrs, &a));
+        assert!(collection_contains(&map, Operator::Contains, &attrs, &one));
+        let two = encoded(&ColumnType::Int, &CqlValue::Int(2));
+        assert!(!collection_contains(&map, Operator::Contains, &attrs, &two));
+        // CONTAINS KEY needs a map; CONTAINS needs a collection.
+        assert_eq!(searched_type(&set, Operator::ContainsKey), None);
+        assert_eq!(searched_type(&ColumnType::Int, Operator::Contains), None);
+    }
 }

@@ -186,6 +186,25 @@ impl Store {
         }
     }
 
+    /// How many partitions (live or not: Cassandra's estimate counts keys, not rows) have a
+    /// token in `(start, end]`. The ring's last piece `(start, MIN]` is `(start, i64::MAX]`
+    /// here, since Murmur3 never yields `i64::MIN`.
+    pub fn partitions_in(&self, def: &TableDef, start: i64, end: i64) -> u64 {
+        let Some(first) = start.checked_add(1).filter(|f| *f <= end) else {
+            return 0;
+        };
+        let t = self.table(def);
+        let parts = t.read();
+        let from = PartitionKey {
+            token: first,
+            key: Bytes::new(),
+        };
+        parts
+            .range(from..)
+            .take_while(|(k, _)| k.token <= end)
+            .count() as u64
+    }
+
     /// Every stored cell (live, expired or tombstone) and row marker, in token order.
     pub fn dump(&self, def: &TableDef) -> Vec<DumpedCell> {
         self.dump_first(def, usize::MAX)
