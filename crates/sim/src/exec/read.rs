@@ -251,7 +251,6 @@ impl Executor {
             "PER PARTITION LIMIT",
             &mut tctx,
         )?;
-        drop(ids);
         let reversed = match select.order_by.first() {
             None => false,
             Some((name, order)) => {
