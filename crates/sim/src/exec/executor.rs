@@ -19,7 +19,7 @@ use ferry_cql::request::{Batch, BatchStatement, Execute, Prepare, Query, QueryPa
 use ferry_cql::response::ResultBody;
 use ferry_cql::response::result::{ColumnSpec, Prepared, PreparedMetadata, RowsMetadata};
 
-use crate::cql::{IdGenerator, Parsed, Statement, parse_with_markers};
+use crate::cql::{IdGenerator, IdSource, Parsed, Statement, parse_with_markers};
 use crate::schema::{Catalog, TableDef};
 use crate::server::{Handler, RequestContext};
 use crate::store::Store;
@@ -78,6 +78,29 @@ impl RunOptions {
     }
 }
 
+/// The executor's id generator as an [`IdSource`] that locks it only while it makes an id.
+/// Almost no statement calls `now()` or `uuid()`, so planning a write or a read must not
+/// serialize every connection on this lock; the timeuuids stay unique and increasing because
+/// each one is still made under the lock.
+#[derive(Debug)]
+pub(super) struct SharedIds<'a>(&'a Mutex<IdGenerator>);
+
+impl IdSource for SharedIds<'_> {
+    fn timeuuid(&mut self, unix_micros: i64) -> [u8; 16] {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .timeuuid(unix_micros)
+    }
+
+    fn random_uuid(&mut self) -> [u8; 16] {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .random_uuid()
+    }
+}
+
 /// Runs statements for every node of a simulated cluster.
 #[derive(Debug)]
 pub struct Executor {
@@ -85,8 +108,8 @@ pub struct Executor {
     pub(super) store: Store,
     /// Per node (keyed by node id): prepared statements are node-local, as in Cassandra.
     prepared: Mutex<HashMap<usize, Arc<PreparedCache<PreparedStatement>>>>,
-    /// Timeuuids and uuids for `now()` / `uuid()`.
-    pub(super) ids: Mutex<IdGenerator>,
+    /// Timeuuids and uuids for `now()` / `uuid()`; locked only per id, through [`SharedIds`].
+    ids: Mutex<IdGenerator>,
 }
 
 impl Default for Executor {
@@ -103,6 +126,11 @@ impl Executor {
             prepared: Mutex::new(HashMap::new()),
             ids: Mutex::new(IdGenerator::new(0x5eed)),
         }
+    }
+
+    /// The id source for one statement's conversions.
+    pub(super) fn ids(&self) -> SharedIds<'_> {
+        SharedIds(&self.ids)
     }
 
     pub fn store(&self) -> &Store {

@@ -224,8 +224,8 @@ impl Executor {
                 .ok_or_else(|| {
                     ExecError::invalid(format!("table {} does not exist", select.table.name))
                 })?;
-            let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-            let rows = select_virtual(&table, select, values, self.store.now_micros(), &mut *ids)?;
+            let mut ids = self.ids();
+            let rows = select_virtual(&table, select, values, self.store.now_micros(), &mut ids)?;
             return Ok(ResultBody::Rows(rows));
         }
         let def = self.table(
@@ -234,11 +234,11 @@ impl Executor {
             opts.keyspace.as_deref(),
         )?;
         let outputs = Self::outputs(&def, select)?;
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids = self.ids();
         let mut tctx = TermContext {
             values,
             now_micros: self.store.now_micros(),
-            ids: &mut *ids,
+            ids: &mut ids,
         };
         let r = restrict::analyse(&def, &select.where_, &mut tctx)?;
         if !r.filters.is_empty() && !select.allow_filtering {
@@ -267,7 +267,6 @@ impl Executor {
             "PER PARTITION LIMIT",
             &mut tctx,
         )?;
-        drop(ids);
         let reversed = match select.order_by.first() {
             None => false,
             Some((name, order)) => {

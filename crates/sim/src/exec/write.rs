@@ -63,11 +63,11 @@ fn items(v: Bound) -> Vec<CqlValue> {
 
 impl Executor {
     pub(super) fn using_timestamp(&self, term: &Term, values: &Values) -> Result<i64, ExecError> {
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids = self.ids();
         let mut ctx = TermContext {
             values,
             now_micros: self.store.now_micros(),
-            ids: &mut *ids,
+            ids: &mut ids,
         };
         match term_to_value(term, "[timestamp]", &ColumnType::Bigint, &mut ctx)? {
             Bound::Value(CqlValue::Bigint(ts)) => Ok(ts),
@@ -118,12 +118,12 @@ impl Executor {
         keyspace: Option<&str>,
     ) -> Result<Planned, ExecError> {
         let session = keyspace.or(opts.keyspace.as_deref());
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids = self.ids();
         let now = self.store.now_micros();
         let mut ctx = TermContext {
             values,
             now_micros: now,
-            ids: &mut *ids,
+            ids: &mut ids,
         };
         match statement {
             Statement::Insert(ins) => {

@@ -13,17 +13,21 @@
 //!                               ▼                                                           │
 //!             Malformed ──► ERROR PROTOCOL_ERROR on its stream (close only if fatal)       │
 //!                                                                                           ▼
-//!   request task: fault rules (delay / error / close / reset) ─► Handler::handle (own task,
-//!   a panic becomes SERVER_ERROR) ─► SetKeyspace/Prepared bookkeeping ─► encode on the
-//!   request's stream ─► bounded queue ─► writer task (batches, compresses or segments) ─► socket
+//!   request task: fault rules (delay / error / close / reset) ─► Handler::handle (polled
+//!   under catch_unwind: a panic becomes SERVER_ERROR) ─► SetKeyspace/Prepared bookkeeping
+//!   ─► encode on the request's stream ─► bounded queue ─► writer task (batches, compresses
+//!   or segments) ─► socket
 //! ```
 //!
 //! Requests of one connection run concurrently and answer in completion order; the writer is
 //! the only one touching the socket's write side. Events from the cluster bus go through the
 //! same queue on stream -1.
 
+use std::any::Any;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use ferry_cql::compression::Compression;
@@ -38,7 +42,7 @@ use ferry_cql::response::{
     AuthSuccess, Authenticate, ErrorKind, ErrorResponse, Event, Ready, ResultBody, Supported,
 };
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -292,13 +296,9 @@ impl<H: Handler> Session<H> {
                     command_tx: self.command_tx.clone(),
                 };
                 let span = tracing::debug_span!("request", stream, opcode = ?header.opcode);
-                tokio::spawn(
-                    async move {
-                        task.run(ctx, request).await;
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
+                // The task is the request's own future, nothing around it: every byte of it is
+                // allocated per request (see `RequestTask::run`).
+                tokio::spawn(task.run(Box::new((ctx, request)), permit).instrument(span));
             }
         }
         None
@@ -485,7 +485,17 @@ struct RequestTask<H: Handler> {
 }
 
 impl<H: Handler> RequestTask<H> {
-    async fn run(self, ctx: RequestContext, request: Request) {
+    /// Answers one request, holding its in-flight `permit` until done.
+    ///
+    /// Size matters here: this future is the per-request task allocation. Above glibc's
+    /// small-bin sizes (~1 KiB), freed task cells leave holes that long-lived store values
+    /// split, and the loaded simulator's resident memory grew by about a task cell per
+    /// write; so the rarely large parts (fault handling, the handler) are boxed too.
+    /// `incoming` comes boxed because an async fn keeps its arguments twice in its state (as
+    /// arguments and as locals): boxed, the copy is 8 bytes.
+    async fn run(self, incoming: Box<(RequestContext, Request)>, permit: OwnedSemaphorePermit) {
+        let _permit = permit;
+        let (ctx, request) = *incoming;
         let version = ctx.version;
         let stream = ctx.stream;
         let opcode = request.opcode();
@@ -503,7 +513,7 @@ impl<H: Handler> RequestTask<H> {
             _ => None,
         };
         let handler = self.node.handler.clone();
-        let work = async {
+        let work = Box::pin(async {
             if let Some(delay) = verdict.delay {
                 tokio::time::sleep(delay).await;
             }
@@ -518,24 +528,31 @@ impl<H: Handler> RequestTask<H> {
                     None
                 }
                 Some(_) | None => {
-                    // Its own task, so a panicking handler costs one SERVER_ERROR, not the
-                    // connection; aborted if the connection is abandoned.
-                    let job = tokio::spawn(
-                        async move { handler.handle(&ctx, request).await }.in_current_span(),
-                    );
-                    let _guard = AbortOnDrop(job.abort_handle());
-                    Some(match job.await {
+                    // Polled in place under catch_unwind: a panicking handler costs one
+                    // SERVER_ERROR, not the connection, without a second task (and its
+                    // allocation) per request; dropped, so cancelled, if the request is
+                    // abandoned.
+                    let mut job = std::pin::pin!(handler.handle(&ctx, request));
+                    let outcome = std::future::poll_fn(|cx| {
+                        match std::panic::catch_unwind(AssertUnwindSafe(|| job.as_mut().poll(cx))) {
+                            Ok(Poll::Ready(response)) => Poll::Ready(Ok(response)),
+                            Ok(Poll::Pending) => Poll::Pending,
+                            Err(panic) => Poll::Ready(Err(panic_message(panic.as_ref()))),
+                        }
+                    })
+                    .await;
+                    Some(match outcome {
                         Ok(response) => response,
-                        Err(e) => {
-                            tracing::error!(error = %e, "handler failed");
+                        Err(message) => {
+                            tracing::error!(%message, "handler panicked");
                             Response::Error(ErrorResponse::server_error(format!(
-                                "java.lang.RuntimeException: request handler failed: {e}"
+                                "java.lang.RuntimeException: request handler failed: {message}"
                             )))
                         }
                     })
                 }
             }
-        };
+        });
         let mut abort = self.abort.clone();
         let response = tokio::select! {
             r = work => r,
@@ -595,13 +612,13 @@ impl<H: Handler> RequestTask<H> {
     }
 }
 
-/// Aborts the handler's task when the request is abandoned (the future awaiting it dropped).
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// A panic payload as text (`panic!` gives a `&str` or a `String`).
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 fn abandoned() -> Response {
