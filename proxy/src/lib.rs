@@ -5,5 +5,8 @@
 //! # Layout
 //! - [`settings`]: cluster identities, read mode, target-failure policy and the live (atomically
 //!   switchable) routing settings.
+//! - [`config`]: the typed [`config::ProxyConfig`]: YAML file plus `FERRY_PROXY_…`/`ZDM_…`
+//!   environment overlay, validation that lists every problem.
 
+pub mod config;
 pub mod settings;
