@@ -1547,10 +1547,12 @@ fn millis(s: &str) -> Result<Duration, String> {
 /// How a duration is written back in messages.
 fn humane(d: Duration) -> String {
     let ms = d.as_millis();
-    if !ms.is_multiple_of(1000) || ms == 0 {
-        format!("{ms}ms")
-    } else {
-        format!("{}s", ms / 1000)
+    match ms {
+        0 => "0s".to_owned(),
+        _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+        _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        _ if ms.is_multiple_of(1000) => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
     }
 }
 
@@ -2061,5 +2063,594 @@ impl fmt::Display for SettingName {
             Source::ZdmFile { key, line } => write!(f, " (zdm key {key}, line {line})"),
             Source::Env { name } => write!(f, " (from {name})"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const NO_ENV: [(&str, &str); 0] = [];
+    const CLUSTERS: &str = "origin: {contact_points: [o1]}\ntarget: {contact_points: [t1]}\n";
+    const EXAMPLE_YAML: &str = include_str!("../../deploy/config/proxy.yaml");
+    const EXAMPLE_ZDM_ENV: &str = include_str!("../../deploy/config/proxy-zdm.env");
+
+    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<LoadedConfig, ConfigErrors> {
+        ProxyConfig::load(Some(yaml), env.iter().copied())
+    }
+
+    fn ok(yaml: &str, env: &[(&str, &str)]) -> ProxyConfig {
+        match load(yaml, env) {
+            Ok(loaded) => loaded.config,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn keys(errors: &ConfigErrors) -> Vec<&str> {
+        errors.problems.iter().filter_map(|p| p.key()).collect()
+    }
+
+    fn cp(host: &str, port: Option<u16>) -> ContactPoint {
+        ContactPoint {
+            host: host.to_owned(),
+            port,
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = ProxyConfig::default();
+        assert_eq!(c.listen, "0.0.0.0:9042".parse().unwrap());
+        assert_eq!(c.admin.listen, "0.0.0.0:14001".parse().unwrap());
+        assert_eq!(
+            (c.primary, c.read_mode, c.system_queries),
+            (ClusterId::Origin, ReadMode::PrimaryOnly, ClusterId::Origin)
+        );
+        assert!(c.replace_cql_functions && c.inject_timestamps && c.admin.metrics_enabled);
+        assert_eq!(c.target_failure_policy, TargetFailurePolicy::Strict);
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.reconnect.min_delay, Duration::from_millis(250));
+        assert_eq!(c.origin.connect_timeout, Duration::from_secs(30));
+        assert_eq!(
+            (c.max_client_connections, c.max_in_flight_per_connection),
+            (1000, 2048)
+        );
+        assert_eq!(
+            (c.topology.num_tokens, c.prepared_cache_capacity),
+            (8, 10_000)
+        );
+        assert_eq!(c.topology_addresses(), &[c.listen]);
+        assert_eq!(c.log.level, LogLevel::Info);
+        assert!(c.tls.is_none() && c.origin.tls.is_none());
+    }
+
+    #[test]
+    fn nothing_configured_asks_for_both_clusters_contact_points() {
+        let errors = ProxyConfig::load(None, NO_ENV).unwrap_err();
+        assert_eq!(
+            keys(&errors),
+            ["origin.contact_points", "target.contact_points"]
+        );
+        let text = errors.to_string();
+        assert!(
+            text.starts_with("bad proxy configuration (2 problems):"),
+            "{text}"
+        );
+        assert!(
+            text.contains("origin.contact_points (zdm ORIGIN_CONTACT_POINTS)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn nested_yaml_sets_every_kind_of_value() {
+        let manifest = env!("CARGO_MANIFEST_PATH");
+        let yaml = format!(
+            r#"
+listen: 127.0.0.1:19000
+origin:
+  contact_points: ["db1", "db2:9142", "[::1]:9043", "::2"]
+  port: 9999
+  local_datacenter: dc1
+  username: app
+  password: "0123"
+  connect_timeout: 1m30s
+  tls:
+    ca_path: {manifest}
+    server_name: cassandra.internal
+    verify_hostname: false
+target:
+  contact_points: t1, t2
+  tls: {{}}
+primary: TARGET
+read_mode: dual-async
+system_queries: target
+replace_cql_functions: false
+inject_timestamps: no
+target_failure_policy: best-effort
+secondary_consistency: local_one
+blocked_protocol_versions: [v5, DseV2, "4"]
+topology: {{addresses: ["10.0.0.1", "10.0.0.2:9050"], index: 1, num_tokens: 16}}
+request_timeout: 250ms
+reconnect: {{min_delay: 1s, max_delay: 2m, factor: 1.5, failure_threshold: 3}}
+admin: {{listen: "localhost:8080", metrics_enabled: false, bearer_token: s3cret}}
+log: {{level: DEBUG, json: true}}
+"#
+        );
+        let c = ok(&yaml, &[]);
+        assert_eq!(c.listen, "127.0.0.1:19000".parse().unwrap());
+        assert_eq!(
+            c.origin.contact_points,
+            [
+                cp("db1", None),
+                cp("db2", Some(9142)),
+                cp("::1", Some(9043)),
+                cp("::2", None)
+            ]
+        );
+        assert_eq!(
+            c.origin.endpoints().collect::<Vec<_>>(),
+            [("db1", 9999), ("db2", 9142), ("::1", 9043), ("::2", 9999)]
+        );
+        assert_eq!(c.origin.contact_points[2].to_string(), "[::1]:9043");
+        assert_eq!(c.origin.local_datacenter.as_deref(), Some("dc1"));
+        assert_eq!(c.origin.password.as_ref().map(Secret::expose), Some("0123"));
+        assert_eq!(c.origin.connect_timeout, Duration::from_secs(90));
+        let tls = c.origin.tls.as_ref().unwrap();
+        assert_eq!(tls.ca_path.as_deref(), Some(Path::new(manifest)));
+        assert!(!tls.verify_hostname && tls.cert_path.is_none());
+        assert_eq!(c.target.contact_points, [cp("t1", None), cp("t2", None)]);
+        assert_eq!(c.target.tls, Some(ClientTlsConfig::default()));
+        assert_eq!(
+            (c.primary, c.read_mode),
+            (ClusterId::Target, ReadMode::DualAsync)
+        );
+        assert_eq!(c.system_queries, ClusterId::Target);
+        assert!(!c.replace_cql_functions && !c.inject_timestamps);
+        assert_eq!(c.target_failure_policy, TargetFailurePolicy::BestEffort);
+        assert_eq!(c.secondary_consistency, Some(Consistency::LocalOne));
+        assert_eq!(
+            c.blocked_protocol_versions,
+            [ProtocolVersion::V5, ProtocolVersion::V4]
+        );
+        assert_eq!(
+            c.topology.addresses,
+            [
+                "10.0.0.1:19000".parse().unwrap(),
+                "10.0.0.2:9050".parse().unwrap()
+            ]
+        );
+        assert_eq!((c.topology.index, c.topology.num_tokens), (1, 16));
+        assert_eq!(c.request_timeout, Duration::from_millis(250));
+        assert_eq!(c.reconnect.max_delay, Duration::from_secs(120));
+        assert_eq!(
+            (c.reconnect.factor, c.reconnect.failure_threshold),
+            (1.5, 3)
+        );
+        assert_eq!(c.admin.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(!c.admin.metrics_enabled);
+        assert_eq!(
+            c.admin.bearer_token.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
+        assert_eq!((c.log.level, c.log.json), (LogLevel::Debug, true));
+    }
+
+    #[test]
+    fn zdm_flat_yaml_keys_are_accepted() {
+        let yaml = "
+origin_contact_points: 10.0.0.1,10.0.0.2
+origin_port: 9043
+origin_username: u
+origin_password: p
+target_contact_points: 10.1.0.1
+target_connection_timeout_ms: 5000
+primary_cluster: TARGET
+read_mode: DUAL_ASYNC_ON_SECONDARY
+proxy_listen_address: localhost
+proxy_listen_port: 14002
+proxy_request_timeout_ms: 2500
+proxy_max_stream_ids: 512
+proxy_topology_addresses: 10.0.0.9
+heartbeat_retry_interval_max_ms: 60000
+metrics_port: 14011
+metrics_prefix: zdm
+";
+        let loaded = load(yaml, &[]).unwrap();
+        let c = loaded.config;
+        assert_eq!(
+            c.origin.endpoints().collect::<Vec<_>>(),
+            [("10.0.0.1", 9043), ("10.0.0.2", 9043)]
+        );
+        assert_eq!(c.origin.username.as_deref(), Some("u"));
+        assert_eq!(c.target.connect_timeout, Duration::from_secs(5));
+        assert_eq!(
+            (c.primary, c.read_mode),
+            (ClusterId::Target, ReadMode::DualAsync)
+        );
+        assert_eq!(c.listen, "127.0.0.1:14002".parse().unwrap());
+        assert_eq!(c.topology.addresses, ["10.0.0.9:14002".parse().unwrap()]);
+        assert_eq!(c.request_timeout, Duration::from_millis(2500));
+        assert_eq!(c.max_in_flight_per_connection, 512);
+        assert_eq!(c.reconnect.max_delay, Duration::from_secs(60));
+        assert_eq!(c.admin.listen, "0.0.0.0:14011".parse().unwrap());
+        assert_eq!(loaded.notices.len(), 1);
+        assert!(
+            loaded.notices[0].contains("metrics_prefix"),
+            "{:?}",
+            loaded.notices
+        );
+    }
+
+    #[test]
+    fn ferry_env_beats_zdm_env_beats_yaml() {
+        let yaml = format!(
+            "{CLUSTERS}request_timeout: 5s\nproxy_request_timeout_ms: 1000\nmax_client_connections: 7\n"
+        );
+        let zdm = ("ZDM_PROXY_REQUEST_TIMEOUT_MS", "7000");
+        let ferry = ("FERRY_PROXY_REQUEST_TIMEOUT", "9s");
+        // In the file, Ferry's key beats zdm-proxy's whatever their order.
+        assert_eq!(ok(&yaml, &[]).request_timeout, Duration::from_secs(5));
+        assert_eq!(ok(&yaml, &[zdm]).request_timeout, Duration::from_secs(7));
+        assert_eq!(
+            ok(&yaml, &[ferry, zdm]).request_timeout,
+            Duration::from_secs(9)
+        );
+        assert_eq!(
+            ok(&yaml, &[zdm, ferry]).request_timeout,
+            Duration::from_secs(9)
+        );
+        // Untouched keys keep the file's value; an empty variable counts as unset.
+        let c = ok(&yaml, &[("FERRY_PROXY_MAX_CLIENT_CONNECTIONS", "")]);
+        assert_eq!(c.max_client_connections, 7);
+
+        let env = [
+            ("FERRY_PROXY_ORIGIN_CONTACT_POINTS", "a, b:1"),
+            ("ZDM_ORIGIN_CONTACT_POINTS", "z"),
+            ("ZDM_TARGET_CONTACT_POINTS", "t"),
+            ("ZDM_PROXY_LISTEN_PORT", "14002"),
+            ("FERRY_PROXY_TOPOLOGY_ADDRESSES", "10.0.0.1,10.0.0.2"),
+            (
+                "FERRY_PROXY_ORIGIN_TLS_CA_PATH",
+                env!("CARGO_MANIFEST_PATH"),
+            ),
+        ];
+        let c = ProxyConfig::load(None, env).unwrap().config;
+        assert_eq!(c.origin.contact_points, [cp("a", None), cp("b", Some(1))]);
+        assert_eq!(c.target.contact_points, [cp("t", None)]);
+        // A topology entry without a port takes the listen port, whichever source set it.
+        assert_eq!(c.topology.addresses[1], "10.0.0.2:14002".parse().unwrap());
+        assert!(c.origin.tls.is_some());
+    }
+
+    #[test]
+    fn every_validation_problem_is_reported_together() {
+        let yaml = "
+listen: 0.0.0.0:9042
+origin: {contact_points: [db1, 'db2:9042'], port: 0, username: u, connect_timeout: 0s,
+         tls: {cert_path: /nonexistent/ferry/cert.pem}}
+target: {contact_points: ['db2:9042'], password: p}
+topology: {addresses: [10.0.0.1, 10.0.0.1, 0.0.0.0], index: 3, num_tokens: 0}
+request_timeout: 0ms
+heartbeat_interval: 25h
+max_client_connections: 0
+max_in_flight_per_connection: 40000
+prepared_cache_capacity: 0
+reconnect: {min_delay: 10s, max_delay: 1s, factor: 0.5, failure_threshold: 0}
+secondary_consistency: SERIAL
+blocked_protocol_versions: v3,v4,v5
+admin: {listen: '127.0.0.1:9042', bearer_token: ''}
+tls: {key_path: /nonexistent/ferry/key.pem, require_client_auth: true}
+";
+        let errors = load(yaml, &[]).unwrap_err();
+        let mut found = keys(&errors);
+        found.sort_unstable();
+        found.dedup();
+        let mut expected = vec![
+            "origin.port",
+            "origin.password",
+            "origin.connect_timeout",
+            "origin.tls.key_path",
+            "origin.tls.cert_path",
+            "target.username",
+            "target.contact_points",
+            "topology.addresses",
+            "topology.index",
+            "topology.num_tokens",
+            "request_timeout",
+            "heartbeat_interval",
+            "max_client_connections",
+            "max_in_flight_per_connection",
+            "prepared_cache_capacity",
+            "reconnect.min_delay",
+            "reconnect.factor",
+            "reconnect.failure_threshold",
+            "secondary_consistency",
+            "blocked_protocol_versions",
+            "admin.bearer_token",
+            "admin.listen",
+            "tls.cert_path",
+            "tls.key_path",
+            "tls.ca_path",
+        ];
+        expected.sort_unstable();
+        assert_eq!(found, expected, "{errors}");
+        let text = errors.to_string();
+        for needle in [
+            "topology.index (zdm PROXY_TOPOLOGY_INDEX): 3 is out of range for 3 address(es)",
+            "10.0.0.1:9042 is listed twice",
+            "db2:9042 is also an origin contact point",
+            "/nonexistent/ferry/cert.pem",
+            "40000 is not between 1 and 32768",
+            "heartbeat_interval (zdm HEARTBEAT_INTERVAL_MS): 25h is longer than the limit",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_all_listed_with_where_they_were_written() {
+        let yaml = format!(
+            "{CLUSTERS}request_timeout: 10\nheartbeat_interval: 3 parsecs\nprimary: both\n\
+             proxy_max_stream_ids: many\norigin_port: 70000\n"
+        );
+        let env = [
+            ("ZDM_PROXY_REQUEST_TIMEOUT_MS", "10s"),
+            ("FERRY_PROXY_LOG_LEVEL", "loud"),
+            ("FERRY_PROXY_ADMIN_LISTEN", "14001"),
+        ];
+        let errors = load(&yaml, &env).unwrap_err();
+        let text = errors.to_string();
+        for needle in [
+            "request_timeout (line 3): \"10\" has no unit: write \"10s\" or \"10ms\"",
+            "heartbeat_interval (line 4): \"3 parsecs\" is not a duration",
+            "primary (line 5): \"both\" is not one of origin, target",
+            "max_in_flight_per_connection (zdm key proxy_max_stream_ids, line 6): \"many\" is \
+             not a whole number",
+            "origin.port (zdm key origin_port, line 7): 70000 is too large",
+            "request_timeout (from ZDM_PROXY_REQUEST_TIMEOUT_MS): \"10s\" is not a whole number \
+             of milliseconds",
+            "log.level (from FERRY_PROXY_LOG_LEVEL): \"loud\" is not one of error",
+            "admin.listen (from FERRY_PROXY_ADMIN_LISTEN): \"14001\" is not an address",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+        // No second complaint about a key whose written value was already rejected.
+        assert_eq!(errors.problems.len(), 8, "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_them() {
+        let yaml = format!("{CLUSTERS}origin_contact_point: x\nreconnect: {{max_dealy: 1s}}\n");
+        let errors = load(&yaml, &[("FERRY_PROXY_REQEST_TIMEOUT", "1s")]).unwrap_err();
+        let text = errors.to_string();
+        for needle in [
+            "origin_contact_point (line 3): unknown setting (did you mean origin_contact_points?)",
+            "reconnect.max_dealy (line 4): unknown setting (did you mean reconnect.max_delay?)",
+            "FERRY_PROXY_REQEST_TIMEOUT: unknown setting (did you mean FERRY_PROXY_REQUEST_TIMEOUT?)",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+        assert_eq!(errors.problems.len(), 3, "{text}");
+
+        // zdm-proxy deployments set options Ferry does not model: told, not refused.
+        let loaded = load(CLUSTERS, &[("ZDM_SOME_FUTURE_OPTION", "1")]).unwrap();
+        assert_eq!(
+            loaded.notices,
+            ["ZDM_SOME_FUTURE_OPTION is not a setting Ferry knows; ignored"]
+        );
+    }
+
+    #[test]
+    fn malformed_yaml_is_one_clear_problem() {
+        for (yaml, needle) in [
+            ("listen: [", "not valid YAML"),
+            ("listen: a\nlisten: b\n", "line 2: key listen appears twice"),
+            (
+                "- a\n- b\n",
+                "the file must be a mapping of keys, found a list",
+            ),
+            ("a: 1\n---\nb: 2\n", "a second YAML document"),
+            (
+                "origin: 5\n",
+                "origin (line 1): expected a mapping of keys, found a single value",
+            ),
+            ("base: &b {x: 1}\nother: *b\n", "aliases are not supported"),
+        ] {
+            let text = load(yaml, &[]).unwrap_err().to_string();
+            assert!(
+                text.contains(needle),
+                "{yaml:?}: {needle:?} missing from:\n{text}"
+            );
+        }
+        // An empty or comments-only file is no file at all.
+        assert!(
+            load(
+                "# nothing\n",
+                &[
+                    ("ZDM_ORIGIN_CONTACT_POINTS", "o"),
+                    ("ZDM_TARGET_CONTACT_POINTS", "t")
+                ]
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn secrets_never_reach_debug_or_messages() {
+        let env = [
+            ("FERRY_PROXY_ORIGIN_CONTACT_POINTS", "o"),
+            ("FERRY_PROXY_ORIGIN_USERNAME", "u"),
+            ("FERRY_PROXY_ORIGIN_PASSWORD", "hunter2"),
+            ("FERRY_PROXY_TARGET_CONTACT_POINTS", "t"),
+            ("FERRY_PROXY_ADMIN_BEARER_TOKEN", "tok-hunter4"),
+        ];
+        let c = ProxyConfig::load(None, env).unwrap().config;
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("hunter") && debug.contains("***"),
+            "{debug}"
+        );
+        assert_eq!(Secret::new("hunter5").to_string(), "***");
+
+        let bad = "origin: {contact_points: [o], password: [hunter6, x]}\n\
+                   target: {contact_points: [t], password: hunter7}\n";
+        let text = load(bad, &[]).unwrap_err().to_string();
+        assert!(
+            text.contains("origin.password (line 1): expected one value"),
+            "{text}"
+        );
+        assert!(text.contains("target.username"), "{text}");
+        assert!(!text.contains("hunter"), "{text}");
+    }
+
+    #[test]
+    fn values_parse_in_every_accepted_spelling() {
+        assert_eq!(duration("1h2m3s4ms"), Ok(Duration::from_millis(3_723_004)));
+        assert!(duration("").is_err() && duration("s").is_err() && duration("5x").is_err());
+        assert!(duration("99999999999999999999h").is_err());
+        assert_eq!(humane(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(humane(Duration::from_secs(90)), "90s");
+        assert_eq!(humane(Duration::from_secs(120)), "2m");
+        assert_eq!(humane(Duration::ZERO), "0s");
+        assert_eq!(
+            contact_point("h_1.example-x:9"),
+            Ok(cp("h_1.example-x", Some(9)))
+        );
+        for bad in [
+            "", "a b", "http://x", "h:0", "h:", "[::1", "[::1]x", "1:2:zz",
+        ] {
+            assert!(contact_point(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(consistency("each-quorum"), Ok(Consistency::EachQuorum));
+        assert!(consistency("MOST").is_err());
+        assert_eq!(
+            protocol_versions(&["V2", "v3", "3", "dsev1"]),
+            Ok(vec![ProtocolVersion::V3])
+        );
+        assert!(protocol_versions(&["v6"]).is_err());
+        assert_eq!(socket_addr("[::1]:1"), Ok("[::1]:1".parse().unwrap()));
+        assert_eq!(boolean("ON"), Ok(true));
+        assert!(boolean("maybe").is_err());
+        assert_eq!(whole::<u16>("65536"), Err("65536 is too large".to_owned()));
+    }
+
+    #[test]
+    fn tls_sections_switch_on_and_off() {
+        let manifest = env!("CARGO_MANIFEST_PATH");
+        let yaml = format!(
+            "{CLUSTERS}tls: {{cert_path: {manifest}, key_path: {manifest}, ca_path: {manifest}, \
+             require_client_auth: true}}\n"
+        );
+        let tls = ok(&yaml, &[]).tls.unwrap();
+        assert!(tls.require_client_auth && tls.cert_path == Path::new(manifest));
+        // `tls:` written empty turns it off again (e.g. in an override file section).
+        let off = format!("{CLUSTERS}tls:\n");
+        assert!(ok(&off, &[]).tls.is_none());
+        let one_way = ok(CLUSTERS, &[("ZDM_ORIGIN_TLS_SERVER_CA_PATH", manifest)]);
+        assert!(one_way.origin.tls.unwrap().cert_path.is_none());
+    }
+
+    #[test]
+    fn setting_tables_agree_with_each_other() {
+        let paths = ferry_paths();
+        let mut envs: Vec<String> = paths.iter().map(|p| env_name(p)).collect();
+        envs.sort();
+        envs.dedup();
+        assert_eq!(
+            envs.len(),
+            paths.len(),
+            "two keys share an environment name"
+        );
+        for (name, path) in zdm_names() {
+            assert!(paths.contains(&path), "ZDM_{name} sets unknown key {path}");
+            let found = find_zdm(&name).unwrap();
+            assert_eq!(found.path, path);
+            // A zdm name spelled like a Ferry key must mean that key, since the file reader
+            // tries Ferry's keys first.
+            let lower = name.to_ascii_lowercase();
+            if let Some(ferry) = find_ferry(&lower) {
+                assert_eq!(ferry.path, path, "{lower}");
+            }
+        }
+        for (name, _) in ZDM_IGNORED {
+            assert!(find_zdm(name).is_none(), "{name} is both used and ignored");
+        }
+    }
+
+    #[test]
+    fn example_yaml_loads_documents_every_key_and_matches_the_defaults() {
+        let loaded = load(EXAMPLE_YAML, &[]).unwrap();
+        assert!(loaded.notices.is_empty());
+        let mut expected = ProxyConfig::default();
+        expected.origin.contact_points = vec![
+            cp("origin-cassandra-1", None),
+            cp("origin-cassandra-2", None),
+        ];
+        expected.target.contact_points = vec![
+            cp("target-cassandra-1", None),
+            cp("target-cassandra-2", None),
+        ];
+        assert_eq!(loaded.config, expected);
+
+        // Every key appears: set to its default, or (TLS, which changes behaviour when present)
+        // in a commented-out section.
+        fn leaves(node: &Node, prefix: &str, out: &mut Vec<String>) {
+            if let Node::Map { entries, .. } = node {
+                for (key, _, value) in entries {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    if is_section(&path) {
+                        leaves(value, &path, out);
+                    } else {
+                        out.push(path);
+                    }
+                }
+            }
+        }
+        let mut written = Vec::new();
+        leaves(&read_yaml(EXAMPLE_YAML).unwrap().unwrap(), "", &mut written);
+        for path in ferry_paths() {
+            let leaf = path.rsplit('.').next().unwrap();
+            let commented_tls = path.contains("tls.")
+                && !path.starts_with("target.")
+                && EXAMPLE_YAML.contains(&format!("#   {leaf}:"));
+            let target_tls = path.starts_with("target.tls.");
+            assert!(
+                written.contains(&path) || commented_tls || target_tls,
+                "{path} is not in deploy/config/proxy.yaml"
+            );
+        }
+    }
+
+    #[test]
+    fn example_zdm_env_loads() {
+        let env: Vec<(&str, &str)> = EXAMPLE_ZDM_ENV
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| l.split_once('=').unwrap())
+            .collect();
+        let loaded = ProxyConfig::load(None, env).unwrap();
+        let c = &loaded.config;
+        assert_eq!(c.listen, "0.0.0.0:14002".parse().unwrap());
+        assert_eq!(c.origin.contact_points.len(), 2);
+        assert_eq!(
+            c.origin.password.as_ref().map(Secret::expose),
+            Some("change-me")
+        );
+        assert!(c.target.username.is_none() && c.target.password.is_none());
+        assert_eq!(c.topology.index, 1);
+        assert_eq!(c.topology_addresses()[1], "10.0.0.6:14002".parse().unwrap());
+        assert!(c.blocked_protocol_versions.is_empty());
+        assert_eq!(
+            loaded.notices,
+            ["ZDM_METRICS_PREFIX is ignored: Ferry's metric names always start with ferry_proxy_"]
+        );
     }
 }
