@@ -1167,7 +1167,12 @@ const CLUSTER_SETTINGS: &[(&str, ClusterApply)] = &[
         Ok(())
     }),
     ("password", |c, v| {
-        c.password = v.optional()?.map(Secret::new);
+        // Untrimmed: a password's spaces are part of it.
+        c.password = match v {
+            Raw::Text(s) if !s.is_empty() => Some(Secret::new(s.as_str())),
+            Raw::Text(_) | Raw::Null => None,
+            Raw::List(_) => return v.text().map(|_| ()),
+        };
         Ok(())
     }),
     ("connect_timeout", |c, v| {
@@ -2483,11 +2488,15 @@ tls: {key_path: /nonexistent/ferry/key.pem, require_client_auth: true}
         let env = [
             ("FERRY_PROXY_ORIGIN_CONTACT_POINTS", "o"),
             ("FERRY_PROXY_ORIGIN_USERNAME", "u"),
-            ("FERRY_PROXY_ORIGIN_PASSWORD", "hunter2"),
+            ("FERRY_PROXY_ORIGIN_PASSWORD", " hunter2 "),
             ("FERRY_PROXY_TARGET_CONTACT_POINTS", "t"),
             ("FERRY_PROXY_ADMIN_BEARER_TOKEN", "tok-hunter4"),
         ];
         let c = ProxyConfig::load(None, env).unwrap().config;
+        assert_eq!(
+            c.origin.password.as_ref().map(Secret::expose),
+            Some(" hunter2 ")
+        );
         let debug = format!("{c:?}");
         assert!(
             !debug.contains("hunter") && debug.contains("***"),
@@ -2504,6 +2513,17 @@ tls: {key_path: /nonexistent/ferry/key.pem, require_client_auth: true}
         );
         assert!(text.contains("target.username"), "{text}");
         assert!(!text.contains("hunter"), "{text}");
+    }
+
+    #[test]
+    fn an_unreadable_file_is_a_problem_not_a_panic() {
+        let errors = ProxyConfig::from_process(Some(Path::new("/nonexistent/ferry/proxy.yaml")))
+            .unwrap_err();
+        assert!(
+            matches!(&errors.problems[0], ConfigProblem::Unreadable { path, .. }
+                if path == Path::new("/nonexistent/ferry/proxy.yaml")),
+            "{errors}"
+        );
     }
 
     #[test]
