@@ -8,6 +8,11 @@
 //! ```text
 //!  QUERY / EXECUTE / BATCH without a client timestamp ──► timestamp::inject_default_timestamp
 //!  EXECUTE / BATCH to target ──► prepared_id::replace_execute_id / replace_batch_ids
+//!  write with now(), uuid() … ─┬─ QUERY: functions::rewrite_query_body (literals)
+//!                              ├─ PREPARE: functions::rewrite_prepare_body (markers + plan)
+//!                              │    └─ PREPARED answer: functions::strip_injected_variables
+//!                              ├─ EXECUTE: functions::insert_generated_values
+//!                              └─ BATCH: functions::rewrite_batch
 //! ```
 //!
 //! # Layout
@@ -15,9 +20,13 @@
 //!   carry none, so both clusters store the same writetime.
 //! - [`prepared_id`]: peeks at and splices the prepared ids of EXECUTE and BATCH (origin's id
 //!   to target's, v5 result metadata ids too).
+//! - [`functions`]: evaluates `now()`, `uuid()`, `currentTimestamp()` and friends once in the
+//!   proxy: literals in QUERY text, injected bind markers for PREPARE with the values supplied
+//!   on each EXECUTE, and both for BATCH children.
 //! - `layout` (private): where each field of a QUERY, EXECUTE or BATCH body starts, found in
 //!   one pass without decoding values.
 
+pub mod functions;
 mod layout;
 pub mod prepared_id;
 pub mod timestamp;
@@ -25,6 +34,11 @@ pub mod timestamp;
 use ferry_cql::protocol::{Opcode, ProtocolVersion};
 use ferry_cql::wire::{DecodeError, EncodeError};
 
+pub use functions::{
+    FunctionPlan, SystemValueSource, ValueSource, insert_generated_values, replace_in_text,
+    replace_with_markers, rewrite_batch, rewrite_prepare_body, rewrite_query_body, statement_text,
+    strip_injected_variables,
+};
 pub use prepared_id::{
     BatchIdError, batch_prepared_ids, execute_id, replace_batch_ids, replace_execute_id,
 };
