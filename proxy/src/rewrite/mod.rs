@@ -25,10 +25,13 @@
 //!   on each EXECUTE, and both for BATCH children.
 //! - `layout` (private): where each field of a QUERY, EXECUTE or BATCH body starts, found in
 //!   one pass without decoding values.
+//! - `sim_check` (tests): rewritten bodies sent byte for byte to two ferry-sim clusters.
 
 pub mod functions;
 mod layout;
 pub mod prepared_id;
+#[cfg(test)]
+mod sim_check;
 pub mod timestamp;
 
 use ferry_cql::protocol::{Opcode, ProtocolVersion};
