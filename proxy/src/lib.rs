@@ -18,6 +18,8 @@
 //! - `topology`: `system.local`/`system.peers` answered with the proxy instances.
 //! - `frame`: buffered socket I/O in whole envelopes, v5 segments, coalesced writes.
 //! - [`error`]: backend failures and the CQL error each becomes.
+//! - [`rewrite`]: body rewrites that make dual writes identical on both clusters — injected
+//!   client timestamps, `now()`/`uuid()` evaluated once, prepared ids spliced for target.
 
 mod backend;
 mod completion;
@@ -26,6 +28,7 @@ pub mod error;
 mod frame;
 mod prepared;
 pub mod proxy;
+pub mod rewrite;
 mod route;
 mod session;
 pub mod settings;
