@@ -393,6 +393,21 @@ impl ClusterConfig {
     }
 }
 
+impl ContactPoint {
+    pub fn new(host: impl Into<String>, port: Option<u16>) -> Self {
+        Self {
+            host: host.into(),
+            port,
+        }
+    }
+}
+
+impl From<SocketAddr> for ContactPoint {
+    fn from(addr: SocketAddr) -> Self {
+        Self::new(addr.ip().to_string(), Some(addr.port()))
+    }
+}
+
 impl fmt::Display for ContactPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let bracket = self.host.contains(':');

@@ -199,6 +199,7 @@ impl Proxy {
         })?;
         let mut topology_addresses = config.topology.addresses.clone();
         if topology_addresses.is_empty() {
+            // The bound address, so a port-0 listener advertises its real port.
             topology_addresses.push(local_addr);
         }
         let ctx = Arc::new(Context {
@@ -380,26 +381,21 @@ async fn resolve(
 ) -> Result<Vec<SocketAddr>, StartError> {
     let mut addresses = Vec::new();
     let mut last_error = String::from("no contact points configured");
-    for point in &config.contact_points {
-        let target = if point.parse::<SocketAddr>().is_ok()
-            || point
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.contains(':') && p.parse::<u16>().is_ok())
-        {
-            point.clone()
-        } else {
-            format!("{point}:{}", config.port)
-        };
-        match tokio::net::lookup_host(target.as_str()).await {
+    for (host, port) in config.endpoints() {
+        match tokio::net::lookup_host((host, port)).await {
             Ok(found) => addresses.extend(found),
-            Err(e) => last_error = format!("{point}: {e}"),
+            Err(e) => last_error = format!("{host}:{port}: {e}"),
         }
     }
     addresses.dedup();
     if addresses.is_empty() {
         return Err(StartError::Resolve {
             cluster,
-            contact_points: config.contact_points.clone(),
+            contact_points: config
+                .contact_points
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             reason: last_error,
         });
     }

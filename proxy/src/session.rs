@@ -14,6 +14,7 @@
 //! The loop never waits for an answer: requests on one connection run concurrently and their
 //! answers go back in whatever order the clusters produce them.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -50,11 +51,12 @@ const PROTOCOL_ERROR: i32 = 0x000A;
 
 /// Serves one client connection until it closes.
 pub(crate) async fn serve(ctx: Arc<Context>, socket: TcpStream) {
+    let local_addr = socket.local_addr().unwrap_or(ctx.config.listen);
     let io = Arc::new(socket);
     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
     let writer = tokio::spawn(run_writer(io.clone(), rx));
     let mut reader = FrameReader::new(io.clone(), Direction::Request, MAX_REQUEST_BODY);
-    if let Some(session) = handshake(&ctx, &mut reader, &tx).await {
+    if let Some(session) = handshake(&ctx, &mut reader, &tx, local_addr).await {
         let session = Arc::new(session);
         session.run(&mut reader).await;
     }
@@ -73,12 +75,15 @@ struct Session {
     backends: [Backend; 2],
     /// The keyspace of the last USE, to route unqualified names (`SELECT * FROM local`).
     keyspace: Mutex<Option<Arc<str>>>,
+    /// This end of the client's connection: advertised when the proxy listens on 0.0.0.0.
+    local_addr: SocketAddr,
 }
 
 async fn handshake(
     ctx: &Arc<Context>,
     reader: &mut FrameReader,
     tx: &mpsc::Sender<Outgoing>,
+    local_addr: SocketAddr,
 ) -> Option<Session> {
     loop {
         let env = next_envelope(reader, tx).await?;
@@ -95,7 +100,7 @@ async fn handshake(
                 sink.respond(env.stream(), &Response::Supported(ctx.supported.clone()))
                     .await;
             }
-            Opcode::Startup => return startup(ctx, reader, tx, env).await,
+            Opcode::Startup => return startup(ctx, reader, tx, env, local_addr).await,
             other => {
                 let message = format!("Unexpected message {other:?}, expecting STARTUP or OPTIONS");
                 sink.error(env.stream(), ErrorResponse::protocol_error(message))
@@ -151,6 +156,7 @@ async fn startup(
     reader: &mut FrameReader,
     tx: &mpsc::Sender<Outgoing>,
     env: Envelope,
+    local_addr: SocketAddr,
 ) -> Option<Session> {
     let version = env.header.version;
     let stream = env.stream();
@@ -249,6 +255,7 @@ async fn startup(
         compression: body_compression,
         backends: [origin, target],
         keyspace: Mutex::new(None),
+        local_addr,
     };
     if !wants_auth[0] && !wants_auth[1] {
         let mut ready = answers[ClusterId::Origin.index()].clone();
@@ -870,7 +877,11 @@ impl Session {
                     .await;
             }
         };
-        match self.ctx.topology.answer(table, text, values, &real) {
+        match self
+            .ctx
+            .topology
+            .answer(table, text, values, &real, self.local_addr)
+        {
             Ok(rows) => {
                 let response = Response::Result(ResultBody::Rows(rows));
                 self.sink.respond(stream, &response).await;

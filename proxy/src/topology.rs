@@ -66,12 +66,18 @@ impl ProxyTopology {
             .collect()
     }
 
-    fn nodes(&self, real: &RealNode) -> Vec<NodeView> {
+    /// `connection`: the local address of the client's connection, advertised for an instance
+    /// configured with an unspecified address (`0.0.0.0`), which no driver could connect to.
+    fn nodes(&self, real: &RealNode, connection: SocketAddr) -> Vec<NodeView> {
         self.addresses
             .iter()
             .enumerate()
             .map(|(i, &address)| NodeView {
-                address,
+                address: if address.ip().is_unspecified() {
+                    SocketAddr::new(connection.ip(), address.port())
+                } else {
+                    address
+                },
                 host_id: host_id(address),
                 data_center: real.data_center.clone(),
                 rack: real.rack.clone(),
@@ -88,6 +94,7 @@ impl ProxyTopology {
         cql: &str,
         values: &Values,
         real: &RealNode,
+        connection: SocketAddr,
     ) -> Result<Rows, ErrorResponse> {
         let select = match parse(cql) {
             Ok(Statement::Select(select)) => select,
@@ -98,7 +105,7 @@ impl ProxyTopology {
             }
             Err(e) => return Err(ferry_sim::exec::error::ExecError::from(e).to_response()),
         };
-        let nodes = self.nodes(real);
+        let nodes = self.nodes(real, connection);
         let local = &nodes[self.index.min(nodes.len() - 1)];
         let cluster = ClusterView {
             cluster_name: real.cluster_name.clone(),
@@ -176,6 +183,10 @@ mod tests {
         }
     }
 
+    fn conn() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 9], 9042))
+    }
+
     fn topology() -> ProxyTopology {
         let addrs = (1..=3)
             .map(|i| SocketAddr::from(([127, 0, 0, i], 9042)))
@@ -202,7 +213,7 @@ mod tests {
     fn local_and_peers_describe_the_instances() {
         let t = topology();
         let local = t
-            .answer(VirtualTable::Local, "SELECT rpc_address, data_center, release_version FROM system.local WHERE key='local'", &Values::None, &real())
+            .answer(VirtualTable::Local, "SELECT rpc_address, data_center, release_version FROM system.local WHERE key='local'", &Values::None, &real(), conn())
             .unwrap();
         assert_eq!(local.rows_count(), 1);
         let row = local.typed_row(0).unwrap();
@@ -214,6 +225,7 @@ mod tests {
                 "SELECT peer, host_id FROM system.peers",
                 &Values::None,
                 &real(),
+                conn(),
             )
             .unwrap();
         assert_eq!(peers.rows_count(), 2);
@@ -223,6 +235,7 @@ mod tests {
                 "SELECT count(*) FROM system.peers_v2",
                 &Values::None,
                 &real(),
+                conn(),
             )
             .unwrap();
         assert_eq!(count.typed_row(0).unwrap()[0], Some(CqlValue::Bigint(2)));
@@ -232,6 +245,7 @@ mod tests {
                 "SELECT nope FROM system.local",
                 &Values::None,
                 &real(),
+                conn(),
             )
             .unwrap_err();
         assert!(err.message.contains("nope"), "{}", err.message);

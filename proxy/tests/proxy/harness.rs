@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_proxy::Proxy;
-use ferry_proxy::config::{ClusterConfig, ProxyConfig};
+use ferry_proxy::config::{ContactPoint, ProxyConfig};
 use ferry_sim::exec::Executor;
 use ferry_sim::server::{Cluster, ClusterConfig as SimConfig};
 use scylla::client::session::Session;
@@ -31,13 +31,11 @@ pub(crate) async fn sim(ip: &str, users: Vec<(String, String)>) -> Cluster<Execu
 
 pub(crate) fn proxy_config(net: u8, origin: SocketAddr, target: SocketAddr) -> ProxyConfig {
     let listen: SocketAddr = format!("127.0.{net}.3:0").parse().unwrap();
-    let mut config = ProxyConfig::new(
-        listen,
-        ClusterConfig::new(vec![origin.to_string()]),
-        ClusterConfig::new(vec![target.to_string()]),
-    );
+    let mut config = ProxyConfig::default();
+    config.listen = listen;
+    config.origin.contact_points = vec![ContactPoint::from(origin)];
+    config.target.contact_points = vec![ContactPoint::from(target)];
     config.request_timeout = Duration::from_secs(2);
-    config.topology.addresses = Vec::new();
     config
 }
 

@@ -10,7 +10,13 @@ use crate::harness::{Env, env, proxy_config, sim};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/through_proxy.py");
 
-async fn run(proxy: SocketAddr, origin: SocketAddr, target: SocketAddr, version: u8, extra: &[&str]) -> Result<String, String> {
+async fn run(
+    proxy: SocketAddr,
+    origin: SocketAddr,
+    target: SocketAddr,
+    version: u8,
+    extra: &[&str],
+) -> Result<String, String> {
     let mut args = vec![
         SCRIPT.to_owned(),
         proxy.to_string(),
@@ -80,8 +86,16 @@ async fn protocol_v5_with_lz4_segments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_clusters_with_auth_in_both_credential_modes() {
     for (net, to_origin) in [(34u8, false), (35, true)] {
-        let origin = sim(&format!("127.0.{net}.1"), vec![("ouser".into(), "opass".into())]).await;
-        let target = sim(&format!("127.0.{net}.2"), vec![("tuser".into(), "tpass".into())]).await;
+        let origin = sim(
+            &format!("127.0.{net}.1"),
+            vec![("ouser".into(), "opass".into())],
+        )
+        .await;
+        let target = sim(
+            &format!("127.0.{net}.2"),
+            vec![("tuser".into(), "tpass".into())],
+        )
+        .await;
         let mut config = proxy_config(net, origin.addresses()[0], target.addresses()[0]);
         config.forward_client_credentials_to_origin = to_origin;
         let (client, proxy_side) = if to_origin {
@@ -89,16 +103,32 @@ async fn both_clusters_with_auth_in_both_credential_modes() {
         } else {
             ("tuser:tpass", &mut config.origin)
         };
-        let (user, pass) = if to_origin { ("tuser", "tpass") } else { ("ouser", "opass") };
+        let (user, pass) = if to_origin {
+            ("tuser", "tpass")
+        } else {
+            ("ouser", "opass")
+        };
         proxy_side.username = Some(user.to_owned());
         proxy_side.password = Some(Secret::new(pass));
         let proxy = Proxy::start(config).await.unwrap();
-        let env = Env { origin, target, proxy };
+        let env = Env {
+            origin,
+            target,
+            proxy,
+        };
         let ks = format!("--keyspace=auth{net}");
         suite(
             &env,
             4,
-            &["--auth", client, "--origin-auth", "ouser:opass", "--target-auth", "tuser:tpass", &ks],
+            &[
+                "--auth",
+                client,
+                "--origin-auth",
+                "ouser:opass",
+                "--target-auth",
+                "tuser:tpass",
+                &ks,
+            ],
         )
         .await;
         // Wrong client credentials: an authentication error, not a hang.
@@ -111,7 +141,12 @@ async fn both_clusters_with_auth_in_both_credential_modes() {
         )
         .await
         .unwrap_err();
-        assert!(err.contains("AuthenticationFailed") || err.contains("Bad credentials") || err.contains("authentication"), "{err}");
+        assert!(
+            err.contains("AuthenticationFailed")
+                || err.contains("Bad credentials")
+                || err.contains("authentication"),
+            "{err}"
+        );
         env.stop().await;
     }
 }
@@ -121,11 +156,24 @@ async fn both_clusters_with_auth_in_both_credential_modes() {
 async fn only_target_with_auth() {
     let net = 36;
     let origin = sim(&format!("127.0.{net}.1"), Vec::new()).await;
-    let target = sim(&format!("127.0.{net}.2"), vec![("tuser".into(), "tpass".into())]).await;
+    let target = sim(
+        &format!("127.0.{net}.2"),
+        vec![("tuser".into(), "tpass".into())],
+    )
+    .await;
     let config = proxy_config(net, origin.addresses()[0], target.addresses()[0]);
     let proxy = Proxy::start(config).await.unwrap();
-    let env = Env { origin, target, proxy };
-    suite(&env, 4, &["--auth", "tuser:tpass", "--target-auth", "tuser:tpass"]).await;
+    let env = Env {
+        origin,
+        target,
+        proxy,
+    };
+    suite(
+        &env,
+        4,
+        &["--auth", "tuser:tpass", "--target-auth", "tuser:tpass"],
+    )
+    .await;
     env.stop().await;
 }
 
@@ -133,13 +181,25 @@ async fn only_target_with_auth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_proxy_login_reaches_the_client() {
     let net = 37;
-    let origin = sim(&format!("127.0.{net}.1"), vec![("ouser".into(), "opass".into())]).await;
-    let target = sim(&format!("127.0.{net}.2"), vec![("tuser".into(), "tpass".into())]).await;
+    let origin = sim(
+        &format!("127.0.{net}.1"),
+        vec![("ouser".into(), "opass".into())],
+    )
+    .await;
+    let target = sim(
+        &format!("127.0.{net}.2"),
+        vec![("tuser".into(), "tpass".into())],
+    )
+    .await;
     let mut config = proxy_config(net, origin.addresses()[0], target.addresses()[0]);
     config.origin.username = Some("ouser".into());
     config.origin.password = Some(Secret::new("wrong"));
     let proxy = Proxy::start(config).await.unwrap();
-    let env = Env { origin, target, proxy };
+    let env = Env {
+        origin,
+        target,
+        proxy,
+    };
     let err = run(
         env.proxy.local_addr(),
         env.origin.addresses()[0],
