@@ -16,9 +16,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use ferry_cql::envelope::Envelope;
-use ferry_cql::protocol::{Direction, Opcode, ProtocolVersion, flags};
+use ferry_cql::protocol::{Opcode, ProtocolVersion, flags};
 use ferry_cql::response::ResultBody;
 use ferry_cql::response::error::{ErrorKind, ErrorResponse};
 use ferry_cql::{Compression, message::Response};
@@ -499,21 +499,4 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
-}
-
-/// An envelope for the client built from a body the proxy encoded itself.
-pub(crate) fn response_envelope(
-    version: ProtocolVersion,
-    stream: i16,
-    opcode: Opcode,
-    body: BytesMut,
-) -> Envelope {
-    Envelope::new(
-        version,
-        Direction::Response,
-        0,
-        stream,
-        opcode,
-        body.freeze(),
-    )
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
+use crate::rewrite::FunctionPlan;
 use crate::route::Destination;
 
 /// What the proxy remembers of one prepared statement.
@@ -26,6 +27,8 @@ pub(crate) struct PreparedEntry {
     /// Target's id; `None` for statements the proxy answers itself.
     pub target_id: Option<Bytes>,
     pub target_result_metadata_id: Option<Bytes>,
+    /// Bind markers the proxy put where `now()` and friends were, filled at each EXECUTE.
+    pub plan: Option<FunctionPlan>,
     /// Logical clock of the last use, for eviction.
     last_used: AtomicU64,
 }
@@ -48,6 +51,7 @@ impl PreparedEntry {
             origin_result_metadata_id,
             target_id,
             target_result_metadata_id,
+            plan: None,
             last_used: AtomicU64::new(0),
         }
     }

@@ -17,17 +17,15 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use ferry_cql::Compression;
 use ferry_cql::envelope::{BodyExtensions, Envelope};
 use ferry_cql::message::Response;
 use ferry_cql::protocol::{Direction, Opcode, ProtocolVersion, flags};
-use ferry_cql::request::{
-    AuthResponse, Batch, BatchStatement, Execute, Query, QueryParameters, Startup, Values,
-};
+use ferry_cql::request::{AuthResponse, Batch, Execute, Query, QueryParameters, Startup, Values};
 use ferry_cql::response::result::ResultBody;
 use ferry_cql::response::{ErrorKind, ErrorResponse};
-use ferry_cql::statement::classify::{StatementKind, classify};
-use ferry_cql::{Compression, wire};
+use ferry_cql::statement::classify::{NonDeterministicCall, StatementKind, classify};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -37,6 +35,7 @@ use crate::error::{BackendError, RequestKind};
 use crate::frame::{FrameReader, Framing, Inbound, Outgoing, legacy_error, run_writer};
 use crate::prepared::PreparedEntry;
 use crate::proxy::Context;
+use crate::rewrite::{self, BatchIdError, FunctionPlan, SystemValueSource, ValueSource};
 use crate::route::{self, Destination, VirtualTable, WriteKind};
 use crate::settings::{ClusterId, ReadMode};
 use crate::topology::{REAL_LOCAL_QUERY, RealNode};
@@ -518,10 +517,62 @@ impl Session {
                         Some(ks.normalized().into());
                 }
                 let kind = request_kind(write, peek.consistency);
+                let env = if let WriteKind::Data { .. } = write {
+                    let calls = if self.ctx.config.replace_cql_functions {
+                        &info.nondeterministic[..]
+                    } else {
+                        &[]
+                    };
+                    match self.rewrite_query(&env, &body, calls) {
+                        Ok(env) => env,
+                        Err(e) => return self.protocol_error(stream, "QUERY", e).await,
+                    }
+                } else {
+                    env
+                };
                 let reply = Reply::new(self.sink.clone(), stream, kind);
                 self.dual_write(env.clone(), env, reply).await;
             }
         }
+    }
+
+    /// A data-writing QUERY as both clusters must get it: `now()` and friends evaluated once,
+    /// and a client timestamp when it has none.
+    fn rewrite_query(
+        &self,
+        env: &Envelope,
+        body: &Bytes,
+        calls: &[NonDeterministicCall<'_>],
+    ) -> Result<Envelope, String> {
+        let mut source = SystemValueSource;
+        let mut current = None;
+        if !calls.is_empty() {
+            current = Some(
+                rewrite::rewrite_query_body(self.version, body, calls, &mut source)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        current = self
+            .with_timestamp(Opcode::Query, current.as_ref().unwrap_or(body), &mut source)?
+            .or(current);
+        match current {
+            Some(new_body) => self.rebuild(env, new_body),
+            None => Ok(env.clone()),
+        }
+    }
+
+    /// The body with the protocol's default timestamp set, when configured and missing.
+    fn with_timestamp(
+        &self,
+        opcode: Opcode,
+        body: &Bytes,
+        source: &mut SystemValueSource,
+    ) -> Result<Option<Bytes>, String> {
+        if !self.ctx.config.inject_timestamps {
+            return Ok(None);
+        }
+        rewrite::inject_default_timestamp(self.version, opcode, body, source.now_micros())
+            .map_err(|e| e.to_string())
     }
 
     /// Sends a read to the primary (or the system-queries cluster), mirrored to the secondary in
@@ -631,12 +682,24 @@ impl Session {
         let Some(target_id) = entry.target_id.clone() else {
             return self.unprepared(stream, id).await;
         };
-        let target_env = match self.with_execute_id(
-            &env,
+        let (env, body) = if let Destination::Both(WriteKind::Data { .. }) = entry.destination {
+            match self.rewrite_execute(&env, &body, entry.plan.as_ref()) {
+                Ok(x) => x,
+                Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
+            }
+        } else {
+            (env, body)
+        };
+        let target_body = rewrite::replace_execute_id(
+            self.version,
             &body,
             &target_id,
             entry.target_result_metadata_id.as_deref(),
-        ) {
+        );
+        let target_env = match target_body
+            .map_err(|e| e.to_string())
+            .and_then(|b| self.rebuild(&env, b))
+        {
             Ok(e) => e,
             Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
         };
@@ -666,25 +729,33 @@ impl Session {
         }
     }
 
-    /// The EXECUTE as target must get it: target's ids spliced in, the parameters untouched.
-    fn with_execute_id(
+    /// A data-writing EXECUTE as both clusters must get it: generated values for the markers
+    /// the proxy put in place of `now()` and friends, and a client timestamp when it has none.
+    fn rewrite_execute(
         &self,
         env: &Envelope,
         body: &Bytes,
-        id: &[u8],
-        result_metadata_id: Option<&[u8]>,
-    ) -> Result<Envelope, String> {
-        let (_, client_result_id, params) =
-            route::peek_execute(body, self.version).map_err(|e| e.to_string())?;
-        let mut out = BytesMut::with_capacity(body.len() + id.len());
-        wire::write_short_bytes(&mut out, id, "prepared id").map_err(|e| e.to_string())?;
-        if let Some(client_result_id) = client_result_id {
-            let result_id = result_metadata_id.unwrap_or(client_result_id);
-            wire::write_short_bytes(&mut out, result_id, "result metadata id")
-                .map_err(|e| e.to_string())?;
+        plan: Option<&FunctionPlan>,
+    ) -> Result<(Envelope, Bytes), String> {
+        let mut source = SystemValueSource;
+        let mut current = None;
+        if let Some(plan) = plan.filter(|p| !p.is_empty()) {
+            current = Some(
+                rewrite::insert_generated_values(self.version, body, plan, &mut source)
+                    .map_err(|e| e.to_string())?,
+            );
         }
-        out.extend_from_slice(params);
-        self.rebuild(env, out.freeze())
+        current = self
+            .with_timestamp(
+                Opcode::Execute,
+                current.as_ref().unwrap_or(body),
+                &mut source,
+            )?
+            .or(current);
+        match current {
+            Some(new_body) => Ok((self.rebuild(env, new_body.clone())?, new_body)),
+            None => Ok((env.clone(), body.clone())),
+        }
     }
 
     /// A copy of `env` with a new (uncompressed) body, compressed again if the client's was.
@@ -712,45 +783,84 @@ impl Session {
             Ok(b) => b,
             Err(e) => return self.protocol_error(stream, "BATCH", e).await,
         };
-        let mut batch = match Batch::decode(&mut &body[..], &body, self.version) {
-            Ok(b) => b,
+        let consistency = match batch_consistency(&body, self.version) {
+            Ok(c) => c,
             Err(e) => return self.protocol_error(stream, "BATCH", e).await,
         };
         let mut reply = Reply::new(
             self.sink.clone(),
             stream,
             RequestKind::Write {
-                consistency: batch.consistency,
+                consistency,
                 batch: true,
             },
         );
-        let mut changed = false;
-        for child in &mut batch.children {
-            if let BatchStatement::Prepared(id) = &mut child.statement {
-                let Some(entry) = self.ctx.prepared.get(id) else {
-                    return self.unprepared(stream, id).await;
-                };
-                let Some(target_id) = entry.target_id.clone() else {
-                    return self.unprepared(stream, id).await;
-                };
-                reply
-                    .unprepared
-                    .push((target_id.clone(), entry.origin_id.clone()));
-                *id = target_id;
-                changed = true;
+        // Every prepared child must be known here: its target id, and its function plan.
+        let ids = match rewrite::batch_prepared_ids(self.version, &body) {
+            Ok(ids) => ids,
+            Err(e) => return self.protocol_error(stream, "BATCH", e).await,
+        };
+        let mut entries = Vec::with_capacity(ids.len());
+        for (_, id) in &ids {
+            match self.ctx.prepared.get(id) {
+                Some(entry) if entry.target_id.is_some() => entries.push(entry),
+                _ => return self.unprepared(stream, id).await,
             }
         }
-        let target_env = if changed {
-            let mut out = BytesMut::with_capacity(body.len());
-            if let Err(e) = batch.encode(&mut out, self.version) {
-                return self.protocol_error(stream, "BATCH", e).await;
+        let find = |id: &[u8]| entries.iter().find(|e| e.origin_id.as_ref() == id).cloned();
+        let mut source = SystemValueSource;
+        let rewritten = if self.ctx.config.replace_cql_functions {
+            rewrite::rewrite_batch(
+                self.version,
+                &body,
+                |id| find(id).and_then(|e| e.plan.clone()),
+                &mut source,
+            )
+        } else {
+            Ok(None)
+        };
+        let rewritten = match rewritten {
+            Ok(r) => r,
+            Err(e) => return self.protocol_error(stream, "BATCH", e).await,
+        };
+        let stamped = match self.with_timestamp(
+            Opcode::Batch,
+            rewritten.as_ref().unwrap_or(&body),
+            &mut source,
+        ) {
+            Ok(s) => s,
+            Err(e) => return self.protocol_error(stream, "BATCH", e).await,
+        };
+        let (env, body) = match stamped.or(rewritten) {
+            Some(new_body) => match self.rebuild(&env, new_body.clone()) {
+                Ok(env) => (env, new_body),
+                Err(e) => return self.protocol_error(stream, "BATCH", e).await,
+            },
+            None => (env, body),
+        };
+        let target_env = if entries.is_empty() {
+            env.clone()
+        } else {
+            for entry in &entries {
+                if let Some(target_id) = &entry.target_id {
+                    reply
+                        .unprepared
+                        .push((target_id.clone(), entry.origin_id.clone()));
+                }
             }
-            match self.rebuild(&env, out.freeze()) {
-                Ok(e) => e,
+            let target_body = rewrite::replace_batch_ids(self.version, &body, |id| {
+                find(id).and_then(|e| e.target_id.clone())
+            });
+            match target_body {
+                Ok(b) => match self.rebuild(&env, b) {
+                    Ok(e) => e,
+                    Err(e) => return self.protocol_error(stream, "BATCH", e).await,
+                },
+                Err(BatchIdError::UnknownId { id, .. }) => {
+                    return self.unprepared(stream, &id).await;
+                }
                 Err(e) => return self.protocol_error(stream, "BATCH", e).await,
             }
-        } else {
-            env.clone()
         };
         self.dual_write(env, target_env, reply).await;
     }
@@ -801,6 +911,24 @@ impl Session {
             return self.sink.send(answer).await;
         }
 
+        let mut plan = None;
+        let env = match destination {
+            Destination::Both(WriteKind::Data { .. })
+                if self.ctx.config.replace_cql_functions && !info.nondeterministic.is_empty() =>
+            {
+                match rewrite::rewrite_prepare_body(self.version, &body, &info)
+                    .map_err(|e| e.to_string())
+                    .and_then(|(b, p)| Ok((self.rebuild(&env, b)?, p)))
+                {
+                    Ok((env, p)) => {
+                        plan = Some(p);
+                        env
+                    }
+                    Err(e) => return self.protocol_error(stream, "PREPARE", e).await,
+                }
+            }
+            _ => env,
+        };
         let (origin, target) = tokio::join!(
             self.backend(ClusterId::Origin).request(env.clone()),
             self.backend(ClusterId::Target).request(env)
@@ -814,7 +942,7 @@ impl Session {
         };
         match (prepared(&origin), prepared(&target)) {
             (Some(o), Some(t)) => {
-                self.ctx.prepared.insert(PreparedEntry::new(
+                let mut entry = PreparedEntry::new(
                     text,
                     destination,
                     table,
@@ -822,11 +950,24 @@ impl Session {
                     o.result_metadata_id,
                     Some(t.id),
                     t.result_metadata_id,
-                ));
-                if let Ok(mut answer) = origin {
-                    answer.set_stream(stream);
-                    self.sink.send(answer).await;
-                }
+                );
+                let Ok(answer) = origin else { return };
+                // The client binds only its own markers: the injected ones leave the metadata.
+                let answer = match &plan {
+                    Some(plan) => match self.strip_variables(&answer, plan) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            let error = ErrorResponse::server_error(format!("ferry proxy: {e}"));
+                            return self.sink.error(stream, error).await;
+                        }
+                    },
+                    None => answer,
+                };
+                entry.plan = plan;
+                self.ctx.prepared.insert(entry);
+                let mut answer = answer;
+                answer.set_stream(stream);
+                self.sink.send(answer).await;
             }
             (o, _) => {
                 // Origin's failure first; else target's.
@@ -843,6 +984,28 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    fn strip_variables(&self, answer: &Envelope, plan: &FunctionPlan) -> Result<Envelope, String> {
+        let body = plain_body(answer, self.compression)?;
+        let stripped = rewrite::strip_injected_variables(self.version, &body, plan)
+            .map_err(|e| e.to_string())?;
+        let mut header_flags = answer.header.flags & !flags::COMPRESSION;
+        header_flags &= !(flags::WARNING | flags::CUSTOM_PAYLOAD | flags::TRACING);
+        let plain = Envelope::new(
+            answer.header.version,
+            Direction::Response,
+            header_flags,
+            answer.stream(),
+            answer.header.opcode,
+            stripped,
+        );
+        match self.compression {
+            Some(c) if answer.header.has_flag(flags::COMPRESSION) => {
+                plain.compressed(c).map_err(|e| e.to_string())
+            }
+            _ => Ok(plain),
         }
     }
 
@@ -910,6 +1073,16 @@ impl Session {
             )),
         }
     }
+}
+
+/// A BATCH's consistency: after the children, which must be walked to find it.
+fn batch_consistency(
+    body: &Bytes,
+    version: ProtocolVersion,
+) -> Result<ferry_cql::Consistency, String> {
+    Batch::decode(&mut &body[..], body, version)
+        .map(|b| b.consistency)
+        .map_err(|e| e.to_string())
 }
 
 fn request_kind(write: WriteKind, consistency: ferry_cql::Consistency) -> RequestKind {

@@ -102,3 +102,90 @@ async fn the_driver_sees_the_proxy_as_the_cluster() {
     assert_eq!(rpc, env.proxy.local_addr().ip());
     env.stop().await;
 }
+
+/// Writes without a client timestamp get one from the proxy, and `now()`/`uuid()` are evaluated
+/// once, so both clusters store identical cells — as text, prepared and batched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_clusters_store_identical_writetimes_and_generated_values() {
+    use scylla::statement::batch::Batch;
+    use uuid::Uuid;
+
+    let env = env(22).await;
+    let client = scylla(env.proxy.local_addr()).await;
+    client
+        .query_unpaged(
+            "CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+            &[],
+        )
+        .await
+        .unwrap();
+    client
+        .query_unpaged(
+            "CREATE TABLE ks.ev (k int, id timeuuid, u uuid, v text, PRIMARY KEY (k, id))",
+            &[],
+        )
+        .await
+        .unwrap();
+    client
+        .query_unpaged(
+            "INSERT INTO ks.ev (k, id, u, v) VALUES (1, now(), uuid(), 'text')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let prepared = client
+        .prepare("INSERT INTO ks.ev (k, id, u, v) VALUES (?, now(), uuid(), ?)")
+        .await
+        .unwrap();
+    assert_eq!(
+        prepared.get_variable_col_specs().len(),
+        2,
+        "the client binds only its own markers"
+    );
+    client
+        .execute_unpaged(&prepared, (2i32, "prepared"))
+        .await
+        .unwrap();
+    client
+        .execute_unpaged(&prepared, (2i32, "prepared again"))
+        .await
+        .unwrap();
+    let mut batch = Batch::default();
+    batch.append_statement(prepared.clone());
+    batch.append_statement(
+        "INSERT INTO ks.ev (k, id, u, v) VALUES (3, now(), uuid(), 'batch text')",
+    );
+    client
+        .batch(&batch, ((3i32, "batch prepared"), ()))
+        .await
+        .unwrap();
+
+    let dump = |session: scylla::client::session::Session| async move {
+        let rows = session
+            .query_unpaged("SELECT k, id, u, v, writetime(v) FROM ks.ev", &[])
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap();
+        let mut all: Vec<(i32, Uuid, Uuid, String, i64)> = rows
+            .rows::<(i32, scylla::value::CqlTimeuuid, Uuid, String, i64)>()
+            .unwrap()
+            .map(|r| {
+                let (k, id, u, v, wt) = r.unwrap();
+                (k, Uuid::from(id), u, v, wt)
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let origin = dump(scylla(env.origin.addresses()[0]).await).await;
+    let target = dump(scylla(env.target.addresses()[0]).await).await;
+    assert_eq!(origin.len(), 5);
+    assert_eq!(
+        origin, target,
+        "identical ids, uuids and writetimes on both clusters"
+    );
+    let ids: std::collections::HashSet<_> = origin.iter().map(|r| r.1).collect();
+    assert_eq!(ids.len(), 5, "every execution got its own timeuuid");
+    env.stop().await;
+}
