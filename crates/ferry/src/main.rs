@@ -8,6 +8,8 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use ferry_sim::exec::Executor;
 use ferry_sim::server::{Cluster, ClusterConfig};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 /// Exit code for bad configuration (BSD `EX_CONFIG`-style usage error, as DESIGN.md fixes it).
 const EXIT_BAD_CONFIG: u8 = 64;
@@ -47,6 +49,9 @@ struct SimArgs {
     /// Seed for tokens and host ids, so a cluster can be recreated identically.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Serve the admin HTTP API (faults, node stop/start, table dumps) on this address.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
 }
 
 fn parse_user(s: &str) -> Result<(String, String), String> {
@@ -94,8 +99,19 @@ async fn sim(args: SimArgs) -> ExitCode {
         }
         return ExitCode::from(EXIT_BAD_CONFIG);
     }
+    // Bound before the cluster starts, so a taken admin port fails fast with nothing to undo.
+    let admin_listener = match args.admin {
+        None => None,
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("ferry sim: cannot listen for admin on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let cluster = match Cluster::start(config, Arc::new(Executor::default())).await {
-        Ok(c) => c,
+        Ok(c) => Arc::new(c),
         Err(e) => {
             eprintln!("ferry sim: cannot start: {e}");
             return ExitCode::FAILURE;
@@ -104,12 +120,32 @@ async fn sim(args: SimArgs) -> ExitCode {
     for (i, addr) in cluster.addresses().iter().enumerate() {
         println!("ferry sim: node {i} listening on {addr}");
     }
+    let (stop_admin, admin_stopped) = oneshot::channel::<()>();
+    let admin = admin_listener.map(|listener| {
+        let addr = listener
+            .local_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        println!("ferry sim: admin on {addr}");
+        tokio::spawn(ferry_sim::admin::serve(
+            listener,
+            cluster.clone(),
+            async move {
+                let _ = admin_stopped.await;
+            },
+        ))
+    });
     println!(
         "ferry sim: protocol v3, v4, v5; authentication {}; Ctrl-C or SIGTERM stops it",
         if auth { "on" } else { "off" }
     );
     wait_for_signal().await;
     println!("ferry sim: stopping");
+    let _ = stop_admin.send(());
+    if let Some(admin) = admin
+        && let Err(e) = admin.await
+    {
+        eprintln!("ferry sim: admin server failed: {e}");
+    }
     cluster.shutdown().await;
     println!("ferry sim: stopped");
     ExitCode::SUCCESS

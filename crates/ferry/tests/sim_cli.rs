@@ -99,3 +99,62 @@ fn malformed_user_is_a_usage_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("USER:PASSWORD"));
 }
+
+/// One HTTP/1.1 request with `Connection: close`; the whole response as text.
+fn http(addr: SocketAddr, method: &str, path: &str) -> String {
+    let mut sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        sock,
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    sock.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn sim_serves_the_admin_api() {
+    let mut child = Command::new(FERRY)
+        .args(["sim", "--listen", "127.0.6.10:0", "--admin", "127.0.6.10:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut node, mut admin) = (None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(addr) = line.split("listening on ").nth(1) {
+            node = Some(addr.trim().parse::<SocketAddr>().unwrap());
+        }
+        if let Some(addr) = line.strip_prefix("ferry sim: admin on ") {
+            admin = Some(addr.trim().parse::<SocketAddr>().unwrap());
+        }
+        if line.contains("Ctrl-C") {
+            break;
+        }
+    }
+    let (node, admin) = (node.unwrap(), admin.unwrap());
+
+    let health = http(admin, "GET", "/health");
+    assert!(health.starts_with("HTTP/1.1 200 OK"), "{health}");
+    assert!(health.contains(r#""status":"ok""#), "{health}");
+    let stopped = http(admin, "POST", "/nodes/0/stop");
+    assert!(stopped.contains(r#""up":false"#), "{stopped}");
+    let refused = TcpStream::connect(node).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    let unknown = http(admin, "POST", "/nodes/5/stop");
+    assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+    assert!(child.wait().unwrap().success());
+}

@@ -13,7 +13,10 @@
 //!   protocol v3/v4/v5 (handshake, compression, v5 segments, auth, events), inject faults, and
 //!   hand every statement-carrying request to a [`server::Handler`].
 //! - [`exec`]: the executor (system tables, schema tables, DESCRIBE, prepared statements).
+//! - [`admin`]: the admin HTTP API (`ferry sim --admin`): fault injection, node stop/start,
+//!   prepared-cache clearing and table dumps over JSON.
 
+pub mod admin;
 pub mod cql;
 pub mod exec;
 pub mod murmur3;

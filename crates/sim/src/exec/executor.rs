@@ -115,6 +115,11 @@ impl Executor {
         self.catalog.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A table's current definition, by its exact (normalized) keyspace and table names.
+    pub fn table_def(&self, keyspace: &str, table: &str) -> Option<Arc<TableDef>> {
+        self.catalog().table(keyspace, table).cloned()
+    }
+
     /// A node's prepared-statement cache.
     pub fn prepared_cache(&self, node: usize) -> Arc<PreparedCache<PreparedStatement>> {
         let mut all = self.prepared.lock().unwrap_or_else(|p| p.into_inner());

@@ -21,6 +21,8 @@ pub struct Cluster<H: Handler> {
     topology: Arc<Topology>,
     events: EventSender,
     config: Arc<ClusterConfig>,
+    /// Kept so inspection (the admin API) reaches the executor the nodes share.
+    handler: Arc<H>,
 }
 
 impl<H: Handler> Cluster<H> {
@@ -81,6 +83,7 @@ impl<H: Handler> Cluster<H> {
             topology,
             events,
             config,
+            handler,
         })
     }
 
@@ -105,6 +108,11 @@ impl<H: Handler> Cluster<H> {
     /// The cluster-wide event bus (the executor's [`super::RequestContext::events`] is a clone).
     pub fn events(&self) -> &EventSender {
         &self.events
+    }
+
+    /// The handler every node hands its requests to.
+    pub fn handler(&self) -> &Arc<H> {
+        &self.handler
     }
 
     pub fn config(&self) -> &ClusterConfig {

@@ -119,6 +119,31 @@ pub enum FaultAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RuleId(u64);
 
+impl RuleId {
+    /// The rule's number, as the admin API shows it.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<u64> for RuleId {
+    /// A rule id named by number (admin API); [`Faults::remove`] says whether it existed.
+    fn from(n: u64) -> Self {
+        Self(n)
+    }
+}
+
+/// One rule as [`Faults::rules`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RuleInfo {
+    pub id: RuleId,
+    pub matcher: RequestMatcher,
+    pub action: FaultAction,
+    /// Remaining activations; `None` is unlimited.
+    pub remaining: Option<u64>,
+}
+
 #[derive(Debug, Clone)]
 struct Rule {
     id: RuleId,
@@ -186,6 +211,19 @@ impl Faults {
 
     pub fn clear(&self) {
         self.lock().clear();
+    }
+
+    /// The rules in the order they are checked.
+    pub fn rules(&self) -> Vec<RuleInfo> {
+        self.lock()
+            .iter()
+            .map(|r| RuleInfo {
+                id: r.id,
+                matcher: r.matcher.clone(),
+                action: r.action.clone(),
+                remaining: r.remaining,
+            })
+            .collect()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -323,6 +361,8 @@ mod tests {
         assert!(matches!(v.outcome, Some(FaultAction::Error(_))));
         let v = f.check(Opcode::Query, &[Some("SELECT 1")], None);
         assert_eq!(v.outcome, None);
+        assert_eq!(f.rules().len(), 1, "the used-up rule is gone");
+        assert_eq!(f.rules()[0].id, RuleId::from(d.get()));
         assert!(f.remove(d));
         assert!(f.is_empty());
     }

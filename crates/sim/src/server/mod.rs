@@ -40,7 +40,7 @@ use ferry_cql::protocol::ProtocolVersion;
 pub use cluster::Cluster;
 pub use config::{ClusterConfig, ConfigError};
 pub use events::EventSender;
-pub use faults::{FaultAction, Faults, RequestMatcher, RuleId};
+pub use faults::{FaultAction, Faults, RequestMatcher, RuleId, RuleInfo};
 pub use node::Node;
 pub use session::{CQL_VERSION, PROTOCOL_VERSIONS};
 pub use topology::{NodeInfo, Topology};

@@ -188,6 +188,11 @@ impl Store {
 
     /// Every stored cell (live, expired or tombstone) and row marker, in token order.
     pub fn dump(&self, def: &TableDef) -> Vec<DumpedCell> {
+        self.dump_first(def, usize::MAX)
+    }
+
+    /// The first `limit` entries of [`Store::dump`], so inspecting a big table stays cheap.
+    pub fn dump_first(&self, def: &TableDef, limit: usize) -> Vec<DumpedCell> {
         let t = self.table(def);
         let now = self.clock.now_seconds();
         let parts = t.read();
@@ -199,6 +204,9 @@ impl Store {
                 .map(|c| c.name.clone())
         };
         for (pk, p) in parts.iter() {
+            if out.len() >= limit {
+                break;
+            }
             let key: Vec<Bytes> = read::split_key(def, &pk.key);
             let rows = p
                 .static_row
@@ -252,6 +260,7 @@ impl Store {
                 }
             }
         }
+        out.truncate(limit);
         out
     }
 }
