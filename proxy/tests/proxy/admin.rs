@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferry_cql::statement::classify::StatementKind;
 use ferry_proxy::config::Secret;
+use ferry_proxy::settings::TargetFailurePolicy;
+use ferry_sim::server::faults;
+use ferry_sim::server::{FaultAction, RequestMatcher};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use scylla::client::session::Session;
@@ -239,8 +243,11 @@ async fn the_bearer_token_guards_the_switches() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_name_the_traffic() {
-    let env = env(43).await;
+async fn metrics_name_the_traffic_and_best_effort_failures() {
+    let env = env_with(43, |c| {
+        c.target_failure_policy = TargetFailurePolicy::BestEffort;
+    })
+    .await;
     let admin = env.proxy.admin_addr();
     let client = scylla(env.proxy.local_addr()).await;
     schema(&client).await;
@@ -260,12 +267,22 @@ async fn metrics_name_the_traffic() {
             .is_err()
     );
 
+    // Best effort: a write the target refuses is acknowledged and recorded for repair.
+    env.target.node(0).faults().add(
+        RequestMatcher::any().kind(StatementKind::Insert),
+        FaultAction::Error(faults::overloaded()),
+    );
+    client.execute_unpaged(&insert, (9i32, "v")).await.unwrap();
+
     let (status, text) = http(admin, "GET", "/metrics", None, "").await;
     assert_eq!(status, 200);
     for expected in [
-        "ferry_proxy_requests_total{cluster=\"origin\",kind=\"write\"} 5",
-        "ferry_proxy_requests_total{cluster=\"target\",kind=\"write\"} 5",
-        "ferry_proxy_request_duration_seconds_count{cluster=\"origin\",kind=\"write\"} 5",
+        "ferry_proxy_requests_total{cluster=\"origin\",kind=\"write\"} 6",
+        "ferry_proxy_requests_total{cluster=\"target\",kind=\"write\"} 6",
+        "ferry_proxy_request_duration_seconds_count{cluster=\"origin\",kind=\"write\"} 6",
+        "ferry_proxy_request_failures_total{cluster=\"target\",error=\"overloaded\",kind=\"write\"} 1",
+        "ferry_proxy_target_write_failures_total{table=\"ks.t\"} 1",
+        "ferry_proxy_repairs_pending 1",
         "ferry_proxy_request_failures_total{cluster=\"origin\",error=\"invalid\",kind=\"read\"} 1",
         "ferry_proxy_client_connections ",
         "ferry_proxy_backend_connections{cluster=\"target\"} ",
@@ -273,7 +290,6 @@ async fn metrics_name_the_traffic() {
         "ferry_proxy_stream_ids_in_use{cluster=\"origin\"} 0",
         "ferry_proxy_prepared_cache_entries ",
         "ferry_proxy_prepared_cache_misses_total 0",
-        "ferry_proxy_repairs_pending 0",
         "ferry_proxy_primary{cluster=\"origin\"} 1",
         "ferry_proxy_cluster_ready{cluster=\"target\"} 1",
         "# HELP ferry_proxy_request_duration_seconds ",
@@ -289,7 +305,13 @@ async fn metrics_name_the_traffic() {
     let entries = status["prepared_cache"]["entries"].as_u64().unwrap();
     assert!(entries >= 1);
     assert!(text.contains(&format!("ferry_proxy_prepared_cache_entries {entries}\n")));
-    assert_eq!(status["target_failure_policy"], "strict");
+    assert_eq!(status["target_failure_policy"], "best-effort");
+    assert_eq!(status["repairs"]["pending"], 1);
+    assert_eq!(status["repairs"]["tables"]["ks.t"]["pending"], 1);
+    let batch = env.proxy.repairs().drain();
+    assert_eq!(batch.failures.len(), 1);
+    assert_eq!(batch.failures[0].table.as_deref(), Some("ks.t"));
+    assert_eq!(env.proxy.repairs().pending(), 0, "drained");
     assert!(status["protocol_versions"].as_array().unwrap().len() >= 2);
     env.stop().await;
 }
