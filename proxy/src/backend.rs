@@ -13,6 +13,9 @@
 //!
 //! A stream id whose request timed out stays reserved ("orphaned") until its late answer
 //! arrives, so that answer can never be taken for another request's.
+//!
+//! Every completion passes through [`Shared::finish`], which counts the request, times it and
+//! feeds the cluster's health before handing the answer on.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +32,8 @@ use tokio::task::JoinHandle;
 use crate::completion::{Completion, EventRoute};
 use crate::error::BackendError;
 use crate::frame::{FrameReader, Framing, Inbound, Outgoing, run_writer, write_all};
+use crate::health::Health;
+use crate::metrics::{ClusterMetrics, Metrics};
 use crate::settings::ClusterId;
 
 /// Largest response body accepted from a cluster (Cassandra's own default frame limit).
@@ -49,6 +54,10 @@ pub(crate) struct BackendOptions {
     pub request_timeout: Duration,
     pub max_in_flight: usize,
     pub heartbeat_interval: Duration,
+    /// Where requests are counted and timed.
+    pub metrics: Arc<Metrics>,
+    /// Where failures count against the cluster's readiness.
+    pub health: Arc<Health>,
 }
 
 /// A live connection to one node of one cluster. Dropping it closes the connection.
@@ -66,6 +75,10 @@ struct Shared {
     addr: SocketAddr,
     timeout: Duration,
     slots: Mutex<Slots>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    /// To read the code of a compressed ERROR answer, for its metric label.
+    compression: Option<Compression>,
 }
 
 #[derive(Debug)]
@@ -106,20 +119,44 @@ impl Slots {
         self.entries.len() - self.free.len()
     }
 
-    fn release(&mut self, stream: i16) -> Option<(Completion, Instant)> {
+    fn release(&mut self, stream: i16, meter: &ClusterMetrics) -> Option<(Completion, Instant)> {
         let slot = self.entries.get_mut(usize::try_from(stream).ok()?)?;
         match std::mem::replace(slot, Slot::Free) {
             Slot::Busy { completion, sent } => {
                 self.free.push(stream);
+                meter.released();
                 Some((completion, sent))
             }
             Slot::Orphaned => {
                 self.orphaned -= 1;
                 self.free.push(stream);
+                meter.orphan_released(1);
                 None
             }
             Slot::Free => None,
         }
+    }
+
+    /// Marks the table closed with `error` and empties every slot; returns the requests that
+    /// were waiting. `None` if it was closed already.
+    fn shut(&mut self, error: BackendError, meter: &ClusterMetrics) -> Option<Vec<Completion>> {
+        if self.closed.is_some() {
+            return None;
+        }
+        self.closed = Some(error);
+        let mut busy = Vec::new();
+        let mut orphaned = 0;
+        for slot in &mut self.entries {
+            match std::mem::replace(slot, Slot::Free) {
+                Slot::Busy { completion, .. } => busy.push(completion),
+                Slot::Orphaned => orphaned += 1,
+                Slot::Free => {}
+            }
+        }
+        self.orphaned = 0;
+        meter.released_many(busy.len(), orphaned);
+        meter.disconnected();
+        Some(busy)
     }
 }
 
@@ -127,6 +164,26 @@ impl Backend {
     /// Connects and sends the client's STARTUP; returns the connection and the cluster's answer
     /// to STARTUP (READY, AUTHENTICATE or an ERROR). v5 connections switch to segments after it.
     pub(crate) async fn connect(
+        opts: BackendOptions,
+        startup_body: Bytes,
+        events: EventRoute,
+    ) -> Result<(Self, Envelope), BackendError> {
+        let (metrics, health, cluster) = (opts.metrics.clone(), opts.health.clone(), opts.cluster);
+        let connected = Self::open(opts, startup_body, events).await;
+        match &connected {
+            Ok(_) => {
+                health.answered(cluster);
+                metrics.cluster(cluster).connected();
+            }
+            Err(e) => {
+                health.failed(e);
+                metrics.cluster(cluster).connect_failed();
+            }
+        }
+        connected
+    }
+
+    async fn open(
         opts: BackendOptions,
         startup_body: Bytes,
         events: EventRoute,
@@ -189,6 +246,9 @@ impl Backend {
             addr: opts.addr,
             timeout: opts.request_timeout,
             slots: Mutex::new(Slots::new(opts.max_in_flight)),
+            metrics: opts.metrics.clone(),
+            health: opts.health.clone(),
+            compression: opts.compression,
         });
         let writer = {
             let io = io.clone();
@@ -257,6 +317,7 @@ impl Backend {
                     sent: Instant::now(),
                 };
                 slots.last_activity = Instant::now();
+                self.shared.meter().sent();
                 Ok(stream)
             } else {
                 let e = BackendError::StreamsExhausted {
@@ -269,7 +330,9 @@ impl Backend {
         };
         let stream = match allocated {
             Ok(stream) => stream,
-            Err((e, completion)) => return completion.complete(Err(e), Duration::ZERO).await,
+            Err((e, completion)) => {
+                return self.shared.finish(completion, Err(e), Duration::ZERO).await;
+            }
         };
         envelope.set_stream(stream);
         if self.tx.send(Outgoing::Envelope(envelope)).await.is_err() {
@@ -297,6 +360,16 @@ impl Drop for Backend {
         for task in &self.tasks {
             task.abort();
         }
+        // The session is over: whoever still waits is gone with it, so the requests are
+        // dropped unanswered; only the gauges need settling.
+        let e = BackendError::ConnectionLost {
+            cluster: self.opts.cluster,
+            addr: self.opts.addr,
+            reason: "the client's session ended".into(),
+        };
+        let meter = self.shared.meter();
+        let abandoned = self.shared.lock().shut(e, meter);
+        drop(abandoned);
     }
 }
 
@@ -307,26 +380,37 @@ impl Shared {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn meter(&self) -> &ClusterMetrics {
+        self.metrics.cluster(self.cluster)
+    }
+
+    /// Counts, times and judges one request's outcome, then hands it to its completion.
+    async fn finish(
+        &self,
+        completion: Completion,
+        result: Result<Envelope, BackendError>,
+        elapsed: Duration,
+    ) {
+        match &result {
+            Ok(_) => self.health.answered(self.cluster),
+            Err(e) => self.health.failed(e),
+        }
+        if let Some(class) = completion.class() {
+            self.meter()
+                .completed(class, &result, elapsed, self.compression);
+        }
+        completion.complete(result, elapsed).await;
+    }
+
     /// Marks the connection closed and fails every request still waiting on it.
     async fn close(&self, reason: String) {
-        let pending: Vec<Completion> = {
-            let mut slots = self.lock();
-            if slots.closed.is_some() {
-                return;
-            }
-            slots.closed = Some(BackendError::ConnectionLost {
-                cluster: self.cluster,
-                addr: self.addr,
-                reason: reason.clone().into(),
-            });
-            slots
-                .entries
-                .iter_mut()
-                .filter_map(|s| match std::mem::replace(s, Slot::Free) {
-                    Slot::Busy { completion, .. } => Some(completion),
-                    _ => None,
-                })
-                .collect()
+        let closed = BackendError::ConnectionLost {
+            cluster: self.cluster,
+            addr: self.addr,
+            reason: reason.clone().into(),
+        };
+        let Some(pending) = self.lock().shut(closed, self.meter()) else {
+            return;
         };
         tracing::debug!(cluster = %self.cluster, addr = %self.addr, %reason, "backend connection closed");
         let e = BackendError::ConnectionLost {
@@ -335,7 +419,8 @@ impl Shared {
             reason: reason.into(),
         };
         for completion in pending {
-            completion.complete(Err(e.clone()), Duration::ZERO).await;
+            self.finish(completion, Err(e.clone()), Duration::ZERO)
+                .await;
         }
     }
 }
@@ -369,10 +454,10 @@ async fn read_loop(
         let released = {
             let mut slots = shared.lock();
             slots.last_activity = Instant::now();
-            slots.release(stream)
+            slots.release(stream, shared.meter())
         };
         if let Some((completion, sent)) = released {
-            completion.complete(Ok(env), sent.elapsed()).await;
+            shared.finish(completion, Ok(env), sent.elapsed()).await;
         }
     }
 }
@@ -407,6 +492,9 @@ async fn sweep(
                     }
                 }
                 slots.orphaned += expired.len();
+                for _ in &expired {
+                    shared.meter().orphaned();
+                }
             }
             let idle =
                 slots.in_flight() == 0 && now.duration_since(slots.last_activity) >= heartbeat;
@@ -421,7 +509,7 @@ async fn sweep(
                 addr: shared.addr,
                 timeout: shared.timeout,
             };
-            completion.complete(Err(e), shared.timeout).await;
+            shared.finish(completion, Err(e), shared.timeout).await;
         }
         if too_many_orphans {
             shared
@@ -446,6 +534,7 @@ async fn heartbeat_once(shared: &Shared, tx: &mpsc::Sender<Outgoing>, version: P
             completion: Completion::Discard,
             sent: Instant::now(),
         };
+        shared.meter().sent();
         stream
     };
     let env = Envelope::new(

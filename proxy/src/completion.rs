@@ -12,7 +12,6 @@
 //! A completion runs on the backend connection's reader task (or the sweeper, for timeouts), so
 //! it never blocks on anything but the client's bounded write queue.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{BackendError, RequestKind};
 use crate::frame::Outgoing;
+use crate::metrics::{DualReadCounters, DualReadFamilies, RequestClass, TableMap};
 use crate::settings::{ClusterId, TargetFailurePolicy};
 
 /// Largest body the proxy decompresses to look inside (compare, events, errors).
@@ -208,6 +208,17 @@ pub(crate) enum Completion {
 }
 
 impl Completion {
+    /// The `kind` label of the request; `None` for heartbeats, which are not counted.
+    pub(crate) fn class(&self) -> Option<RequestClass> {
+        match self {
+            Self::Reply(_) => Some(RequestClass::Other),
+            Self::Forward(reply) | Self::ForwardMirrored(reply, ..) => Some(reply.kind.into()),
+            Self::Mirror(..) => Some(RequestClass::Read),
+            Self::Join(join, _) => Some(join.class),
+            Self::Discard => None,
+        }
+    }
+
     /// Hands the answer over. `elapsed` is the cluster's latency (zero when it never answered).
     pub(crate) async fn complete(self, result: Result<Envelope, BackendError>, elapsed: Duration) {
         let _ = elapsed;
@@ -236,6 +247,10 @@ impl Completion {
 pub(crate) struct Join {
     primary: ClusterId,
     policy: TargetFailurePolicy,
+    /// The request's kind, for metrics (the reply itself is taken when both answers are in).
+    class: RequestClass,
+    /// `keyspace.table` when the write names one, so a failure recorded for repair says where.
+    table: Option<Arc<str>>,
     state: Mutex<JoinState>,
     failures: Arc<dyn TargetFailureSink>,
 }
@@ -248,15 +263,7 @@ struct JoinState {
 
 /// Where `best-effort` records a write the target failed, for repair.
 pub(crate) trait TargetFailureSink: std::fmt::Debug + Send + Sync {
-    fn target_write_failed(&self, reason: &str);
-}
-
-/// Drops the record (`strict` never needs one).
-#[derive(Debug)]
-pub(crate) struct NoRepairs;
-
-impl TargetFailureSink for NoRepairs {
-    fn target_write_failed(&self, _reason: &str) {}
+    fn target_write_failed(&self, table: Option<&Arc<str>>, reason: &str);
 }
 
 impl Join {
@@ -265,10 +272,13 @@ impl Join {
         primary: ClusterId,
         policy: TargetFailurePolicy,
         failures: Arc<dyn TargetFailureSink>,
+        table: Option<Arc<str>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             primary,
             policy,
+            class: reply.kind.into(),
+            table,
             state: Mutex::new(JoinState {
                 reply: Some(reply),
                 results: [None, None],
@@ -308,7 +318,8 @@ impl Join {
             (true, false) => {
                 let secondary_is_target = self.primary == ClusterId::Origin;
                 if secondary_is_target && self.policy == TargetFailurePolicy::BestEffort {
-                    self.failures.target_write_failed(&describe(&secondary));
+                    self.failures
+                        .target_write_failed(self.table.as_ref(), &describe(&secondary));
                     primary
                 } else {
                     secondary
@@ -331,10 +342,18 @@ fn describe(result: &Result<Envelope, BackendError>) -> String {
     }
 }
 
-/// Counts of dual-read comparisons, per `keyspace.table`.
-#[derive(Debug, Default)]
+/// Counts of dual-read comparisons, per `keyspace.table` (bounded: see [`TableMap`]), kept here
+/// for `/status` and mirrored into per-table counters for `/metrics`.
+#[derive(Debug)]
 pub(crate) struct MirrorStats {
-    tables: Mutex<HashMap<Arc<str>, MirrorCounts>>,
+    tables: Mutex<TableMap<MirrorEntry>>,
+    families: DualReadFamilies,
+}
+
+#[derive(Debug)]
+struct MirrorEntry {
+    counts: MirrorCounts,
+    counters: Option<DualReadCounters>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -346,15 +365,32 @@ pub(crate) struct MirrorCounts {
 }
 
 impl MirrorStats {
+    pub(crate) fn new(families: DualReadFamilies) -> Self {
+        Self {
+            tables: Mutex::default(),
+            families,
+        }
+    }
+
+    /// `table`'s counts; zero for a table never compared or counted under `other`.
     pub(crate) fn counts(&self, table: &str) -> MirrorCounts {
         let tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-        tables.get(table).copied().unwrap_or_default()
+        tables.get(table).map(|e| e.counts).unwrap_or_default()
+    }
+
+    /// Every table's counts, by name.
+    pub(crate) fn tables(&self) -> Vec<(Arc<str>, MirrorCounts)> {
+        let tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = tables.iter().map(|(t, e)| (t.clone(), e.counts)).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     pub(crate) fn total(&self) -> MirrorCounts {
         let tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
         tables
-            .values()
+            .iter()
+            .map(|(_, e)| e.counts)
             .fold(MirrorCounts::default(), |acc, c| MirrorCounts {
                 compared: acc.compared + c.compared,
                 mismatches: acc.mismatches + c.mismatches,
@@ -364,7 +400,19 @@ impl MirrorStats {
 
     fn add(&self, table: &Arc<str>, f: impl FnOnce(&mut MirrorCounts)) {
         let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-        f(tables.entry(table.clone()).or_default());
+        let entry = tables.entry(table, |name| MirrorEntry {
+            counts: MirrorCounts::default(),
+            counters: self.families.for_table(name),
+        });
+        let before = entry.counts;
+        f(&mut entry.counts);
+        if let Some(c) = &entry.counters {
+            let after = entry.counts;
+            c.compared.inc_by(after.compared - before.compared);
+            c.mismatches.inc_by(after.mismatches - before.mismatches);
+            c.secondary_failures
+                .inc_by(after.secondary_failures - before.secondary_failures);
+        }
     }
 }
 

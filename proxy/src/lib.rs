@@ -18,16 +18,25 @@
 //! - `topology`: `system.local`/`system.peers` answered with the proxy instances.
 //! - `frame`: buffered socket I/O in whole envelopes, v5 segments, coalesced writes.
 //! - [`error`]: backend failures and the CQL error each becomes.
+//! - `metrics`: every Prometheus metric, defined once, and the pre-resolved handles the
+//!   request path updates.
+//! - `health`: each cluster's readiness from consecutive failures; re-probes a DOWN cluster.
+//! - [`repairs`]: best-effort writes the target failed, counted per table and kept for repair.
+//! - [`admin`]: the admin HTTP server — `/metrics`, health, live primary/read-mode, `/status`.
 //! - [`rewrite`]: body rewrites that make dual writes identical on both clusters — injected
 //!   client timestamps, `now()`/`uuid()` evaluated once, prepared ids spliced for target.
 
+pub mod admin;
 mod backend;
 mod completion;
 pub mod config;
 pub mod error;
 mod frame;
+mod health;
+mod metrics;
 mod prepared;
 pub mod proxy;
+pub mod repairs;
 pub mod rewrite;
 mod route;
 mod session;

@@ -2,11 +2,14 @@
 //! down gracefully.
 //!
 //! ```text
-//!  start(config) ─► probe origin and target (OPTIONS per version, retried with backoff while a
+//!  start(config) ─► metrics; bind the admin server (readiness: STARTUP)
+//!               ─► probe origin and target (OPTIONS per version, retried with backoff while a
 //!                   cluster is down) ─► common versions and compressions, or a clear refusal
 //!               ─► bind ─► accept loop ─► session::serve per client (semaphore-bounded)
+//!               ─► admin endpoints that need the clusters start answering; readiness UP;
+//!                  health::recover re-probes a cluster that goes DOWN
 //!  shutdown()    ─► stop accepting; sessions answer new requests OVERLOADED and drain what is in
-//!                   flight within the grace period
+//!                   flight within the grace period; then the admin server stops
 //! ```
 
 use std::future::Future;
@@ -26,12 +29,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::admin::{Admin, AdminServer};
 use crate::backend::BackendOptions;
-use crate::completion::{MirrorStats, NoRepairs, TargetFailureSink};
+use crate::completion::MirrorStats;
 use crate::config::{ClusterConfig, ProxyConfig};
 use crate::error::BackendError;
 use crate::frame::{FrameReader, Inbound, write_all};
+use crate::health::{self, Health, Probe};
+use crate::metrics::{Metrics, MetricsError};
 use crate::prepared::PreparedCache;
+use crate::repairs::RepairLog;
 use crate::session;
 use crate::settings::{ClusterId, LiveSettings};
 use crate::topology::ProxyTopology;
@@ -62,6 +69,22 @@ pub enum StartError {
     },
     #[error("stopped before both clusters answered")]
     Stopped,
+    #[error("cannot listen for the admin HTTP server on {addr}: {source}")]
+    AdminBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot set up metric {name}: {reason}")]
+    Metrics { name: &'static str, reason: String },
+}
+
+impl From<MetricsError> for StartError {
+    fn from(e: MetricsError) -> Self {
+        Self::Metrics {
+            name: e.name,
+            reason: e.source.to_string(),
+        }
+    }
 }
 
 /// Shared by every session.
@@ -71,7 +94,11 @@ pub(crate) struct Context {
     pub live: Arc<LiveSettings>,
     pub prepared: PreparedCache,
     pub mirror_stats: Arc<MirrorStats>,
-    pub repairs: Arc<dyn TargetFailureSink>,
+    /// Best-effort writes the target failed, kept for repair.
+    pub repairs: Arc<RepairLog>,
+    pub metrics: Arc<Metrics>,
+    /// Each cluster's readiness, fed by every backend connection.
+    pub health: Arc<Health>,
     /// What OPTIONS answers: the clusters' common options.
     pub supported: Supported,
     /// Versions clients may use: spoken by both clusters and not blocked.
@@ -122,6 +149,8 @@ impl Context {
             request_timeout: self.config.request_timeout,
             max_in_flight: self.config.max_in_flight_per_connection,
             heartbeat_interval: self.config.heartbeat_interval,
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
         })
     }
 
@@ -144,11 +173,39 @@ pub struct Proxy {
     shutdown: watch::Sender<bool>,
     accept: JoinHandle<()>,
     connections: Arc<Semaphore>,
+    admin: AdminServer,
+    recover: JoinHandle<()>,
 }
 
 impl Proxy {
     /// Probes both clusters (waiting, with backoff, while one is down), then listens.
     pub async fn start(config: ProxyConfig) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::new()?);
+        let health = Arc::new(Health::new(config.reconnect.failure_threshold));
+        // Bound first: a taken port fails at once, and readiness says STARTUP while a cluster
+        // is still down.
+        let admin = Arc::new(Admin::new(&config, metrics.clone(), health.clone()));
+        let admin_server = AdminServer::start(config.admin.listen, admin.clone())
+            .await
+            .map_err(|source| StartError::AdminBind {
+                addr: config.admin.listen,
+                source,
+            })?;
+        match Self::start_serving(config, metrics, health, admin).await {
+            Ok(start) => Ok(start.with_admin(admin_server)),
+            Err(e) => {
+                admin_server.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_serving(
+        config: ProxyConfig,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        admin: Arc<Admin>,
+    ) -> Result<Started, StartError> {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let origin = probe_cluster(ClusterId::Origin, &config.origin, &shutdown_rx).await?;
         let target = probe_cluster(ClusterId::Target, &config.target, &shutdown_rx).await?;
@@ -202,11 +259,23 @@ impl Proxy {
             // The bound address, so a port-0 listener advertises its real port.
             topology_addresses.push(local_addr);
         }
+        // The newest common version: both clusters answer OPTIONS in it.
+        let probe_version = versions.last().copied().unwrap_or(ProtocolVersion::V4);
+        let probes =
+            [(ClusterId::Origin, &origin), (ClusterId::Target, &target)].map(|(cluster, facts)| {
+                Probe {
+                    contacts: facts.addresses.clone(),
+                    version: probe_version,
+                    timeout: config.cluster(cluster).connect_timeout,
+                }
+            });
         let ctx = Arc::new(Context {
             live: Arc::new(LiveSettings::new(config.primary, config.read_mode)),
             prepared: PreparedCache::new(config.prepared_cache_capacity),
-            mirror_stats: Arc::new(MirrorStats::default()),
-            repairs: Arc::new(NoRepairs),
+            mirror_stats: Arc::new(MirrorStats::new(metrics.dual_reads())),
+            repairs: Arc::new(RepairLog::new(metrics.clone())),
+            metrics,
+            health: health.clone(),
             supported,
             versions,
             compressions,
@@ -222,19 +291,38 @@ impl Proxy {
         });
         let connections = Arc::new(Semaphore::new(ctx.config.max_client_connections));
         let accept = tokio::spawn(accept_loop(listener, ctx.clone(), connections.clone()));
+        let recover = tokio::spawn(health::recover(
+            health.clone(),
+            probes,
+            ctx.config.reconnect.clone(),
+            ctx.shutdown.clone(),
+        ));
+        admin.started(ctx.clone());
+        health.mark_started();
         tracing::info!(
             %local_addr,
             versions = %version_list(&ctx.versions),
             primary = %ctx.live.primary(),
             "ferry proxy listening"
         );
-        Ok(Self {
+        Ok(Started {
             local_addr,
             ctx,
             shutdown,
             accept,
             connections,
+            recover,
         })
+    }
+
+    /// Address of the admin HTTP server (metrics, health, live switches).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.addr()
+    }
+
+    /// Target write failures recorded for repair (policy `best-effort`).
+    pub fn repairs(&self) -> &RepairLog {
+        &self.ctx.repairs
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -260,6 +348,33 @@ impl Proxy {
         let grace = self.ctx.config.shutdown_grace + Duration::from_secs(1);
         // Every session holds a permit until it ends.
         let _ = tokio::time::timeout(grace, self.connections.acquire_many(max)).await;
+        // Metrics stay scrapeable while sessions drain.
+        self.admin.stop().await;
+        let _ = self.recover.await;
+    }
+}
+
+/// A proxy serving clients, before the admin server is attached.
+struct Started {
+    local_addr: SocketAddr,
+    ctx: Arc<Context>,
+    shutdown: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+    connections: Arc<Semaphore>,
+    recover: JoinHandle<()>,
+}
+
+impl Started {
+    fn with_admin(self, admin: AdminServer) -> Proxy {
+        Proxy {
+            local_addr: self.local_addr,
+            ctx: self.ctx,
+            shutdown: self.shutdown,
+            accept: self.accept,
+            connections: self.connections,
+            admin,
+            recover: self.recover,
+        }
     }
 }
 
@@ -295,7 +410,9 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, connections: Arc<
                 tokio::spawn(tracing::Instrument::instrument(
                     async move {
                         tracing::debug!("connected");
-                        session::serve(ctx, socket).await;
+                        ctx.metrics.client_connected();
+                        session::serve(ctx.clone(), socket).await;
+                        ctx.metrics.client_disconnected();
                         tracing::debug!("disconnected");
                         drop(permit);
                     },
@@ -303,6 +420,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, connections: Arc<
                 ));
             }
             Err(_) => {
+                ctx.metrics.client_refused();
                 let limit = ctx.config.max_client_connections;
                 tokio::spawn(refuse(socket, limit));
             }
@@ -441,7 +559,11 @@ async fn probe_node(
     Ok((versions, compressions, cql_versions))
 }
 
-async fn options(addr: SocketAddr, version: ProtocolVersion) -> std::io::Result<Option<Envelope>> {
+/// One OPTIONS exchange on a fresh connection (also the health probe of a DOWN cluster).
+pub(crate) async fn options(
+    addr: SocketAddr,
+    version: ProtocolVersion,
+) -> std::io::Result<Option<Envelope>> {
     let socket = TcpStream::connect(addr).await?;
     let io = Arc::new(socket);
     let request = Envelope::new(

@@ -531,7 +531,8 @@ impl Session {
                     env
                 };
                 let reply = Reply::new(self.sink.clone(), stream, kind);
-                self.dual_write(env.clone(), env, reply).await;
+                let table = route::table_name(&info, keyspace.as_deref());
+                self.dual_write(env.clone(), env, reply, table).await;
             }
         }
     }
@@ -620,12 +621,21 @@ impl Session {
         }
     }
 
-    async fn dual_write(&self, origin_env: Envelope, target_env: Envelope, reply: Reply) {
+    /// Sends a write to both clusters. `table` names what a failure recorded for repair
+    /// concerns.
+    async fn dual_write(
+        &self,
+        origin_env: Envelope,
+        target_env: Envelope,
+        reply: Reply,
+        table: Option<Arc<str>>,
+    ) {
         let join = Join::new(
             reply,
             self.ctx.live.primary(),
             self.ctx.config.target_failure_policy,
             self.ctx.repairs.clone(),
+            table,
         );
         self.backend(ClusterId::Origin)
             .send(
@@ -719,7 +729,10 @@ impl Session {
         };
         reply.unprepared.push((target_id, entry.origin_id.clone()));
         match entry.destination {
-            Destination::Both(_) => self.dual_write(env, target_env, reply).await,
+            Destination::Both(_) => {
+                self.dual_write(env, target_env, reply, entry.table.clone())
+                    .await
+            }
             destination => {
                 let mirror = (destination == Destination::Primary && !peek.has_paging_state())
                     .then(|| entry.table.clone())
@@ -808,6 +821,20 @@ impl Session {
             }
         }
         let find = |id: &[u8]| entries.iter().find(|e| e.origin_id.as_ref() == id).cloned();
+        // The table a failure is recorded under: known when every child is a prepared
+        // statement on the same table (`<type><n: short>` opens the body).
+        let children = body
+            .get(1..3)
+            .map(|n| usize::from(u16::from_be_bytes([n[0], n[1]])));
+        let table = match entries.first().and_then(|e| e.table.clone()) {
+            Some(t)
+                if children == Some(entries.len())
+                    && entries.iter().all(|e| e.table.as_ref() == Some(&t)) =>
+            {
+                Some(t)
+            }
+            _ => None,
+        };
         let mut source = SystemValueSource;
         let rewritten = if self.ctx.config.replace_cql_functions {
             rewrite::rewrite_batch(
@@ -862,7 +889,7 @@ impl Session {
                 Err(e) => return self.protocol_error(stream, "BATCH", e).await,
             }
         };
-        self.dual_write(env, target_env, reply).await;
+        self.dual_write(env, target_env, reply, table).await;
     }
 
     async fn prepare(self: Arc<Self>, env: Envelope) {

@@ -2,6 +2,7 @@
 //! Each test gets its own loopback addresses (127.0.20+n.x), so tests run in parallel.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod admin;
 mod harness;
 mod python_driver;
 mod scylla_driver;
