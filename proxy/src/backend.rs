@@ -285,22 +285,6 @@ impl Backend {
         ))
     }
 
-    pub(crate) fn cluster(&self) -> ClusterId {
-        self.opts.cluster
-    }
-
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.opts.addr
-    }
-
-    pub(crate) fn version(&self) -> ProtocolVersion {
-        self.opts.version
-    }
-
-    pub(crate) fn compression(&self) -> Option<Compression> {
-        self.opts.compression
-    }
-
     pub(crate) fn in_flight(&self) -> usize {
         self.shared.lock().in_flight()
     }

@@ -54,16 +54,8 @@ impl ClientSink {
         }
     }
 
-    pub(crate) fn version(&self) -> ProtocolVersion {
-        self.version
-    }
-
     pub(crate) fn sender(&self) -> mpsc::Sender<Outgoing> {
         self.tx.clone()
-    }
-
-    pub(crate) fn compression(&self) -> Option<Compression> {
-        self.compression
     }
 
     /// Queues an envelope for the client; a client that is gone is not an error here (its

@@ -23,7 +23,6 @@ pub(crate) struct PreparedEntry {
     pub table: Option<Arc<str>>,
     /// Origin's id, which is what the client uses.
     pub origin_id: Bytes,
-    pub origin_result_metadata_id: Option<Bytes>,
     /// Target's id; `None` for statements the proxy answers itself.
     pub target_id: Option<Bytes>,
     pub target_result_metadata_id: Option<Bytes>,
@@ -39,7 +38,6 @@ impl PreparedEntry {
         destination: Destination,
         table: Option<Arc<str>>,
         origin_id: Bytes,
-        origin_result_metadata_id: Option<Bytes>,
         target_id: Option<Bytes>,
         target_result_metadata_id: Option<Bytes>,
     ) -> Self {
@@ -48,7 +46,6 @@ impl PreparedEntry {
             destination,
             table,
             origin_id,
-            origin_result_metadata_id,
             target_id,
             target_result_metadata_id,
             plan: None,
@@ -135,7 +132,6 @@ mod tests {
             Destination::Primary,
             None,
             Bytes::from(vec![id]),
-            None,
             Some(Bytes::from(vec![id, id])),
             None,
         )

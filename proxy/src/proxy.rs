@@ -159,10 +159,6 @@ impl Context {
         let mut rx = self.shutdown.clone();
         let _ = rx.wait_for(|stopping| *stopping).await;
     }
-
-    pub(crate) fn is_shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
 }
 
 /// A running proxy.

@@ -148,19 +148,25 @@ pub(crate) fn peek_query(body: &[u8]) -> Result<(&str, &[u8]), DecodeError> {
     Ok((text, buf))
 }
 
-/// An EXECUTE body's prepared id, v5 result metadata id, and the parameters after them.
+/// The leading fields of an EXECUTE body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ExecutePeek<'a> {
+    pub id: &'a [u8],
+    /// The `<query_parameters>` after the ids.
+    pub params: &'a [u8],
+}
+
+/// An EXECUTE body's prepared id and the parameters after it (and after v5's result metadata id).
 pub(crate) fn peek_execute(
     body: &[u8],
     version: ProtocolVersion,
-) -> Result<(&[u8], Option<&[u8]>, &[u8]), DecodeError> {
+) -> Result<ExecutePeek<'_>, DecodeError> {
     let mut buf = body;
     let id = wire::read_short_bytes(&mut buf, "prepared id")?;
-    let result_id = if version.uses_segments() {
-        Some(wire::read_short_bytes(&mut buf, "result metadata id")?)
-    } else {
-        None
-    };
-    Ok((id, result_id, buf))
+    if version.uses_segments() {
+        wire::read_short_bytes(&mut buf, "result metadata id")?;
+    }
+    Ok(ExecutePeek { id, params: buf })
 }
 
 #[cfg(test)]

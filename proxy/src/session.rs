@@ -665,8 +665,8 @@ impl Session {
             Ok(b) => b,
             Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
         };
-        let (id, _, params) = match route::peek_execute(&body, self.version) {
-            Ok(x) => x,
+        let (id, params) = match route::peek_execute(&body, self.version) {
+            Ok(x) => (x.id, x.params),
             Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
         };
         let peek = match route::peek_params(params, self.version) {
@@ -928,7 +928,6 @@ impl Session {
                     destination,
                     table,
                     p.id,
-                    p.result_metadata_id,
                     None,
                     None,
                 ));
@@ -974,7 +973,6 @@ impl Session {
                     destination,
                     table,
                     o.id,
-                    o.result_metadata_id,
                     Some(t.id),
                     t.result_metadata_id,
                 );

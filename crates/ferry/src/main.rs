@@ -149,6 +149,10 @@ async fn proxy(config: ProxyConfig) -> ExitCode {
         }
     };
     println!("ferry proxy: listening on {}", proxy.local_addr());
+    println!(
+        "ferry proxy: admin (metrics, health, primary, read mode) on http://{}",
+        proxy.admin_addr()
+    );
     println!("ferry proxy: Ctrl-C or SIGTERM stops it (in-flight requests drain first)");
     stop.await;
     println!("ferry proxy: stopping");
