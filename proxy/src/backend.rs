@@ -13,8 +13,13 @@
 //!
 //! A stream id whose request timed out stays reserved ("orphaned") until its late answer
 //! arrives, so that answer can never be taken for another request's.
+//!
+//! When the connection dies (closed by the node, a read or write error, too many orphans),
+//! every request waiting on it is failed at once and [`Backend::closed`] resolves, so the
+//! session can end the client's connection and the driver reconnects.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -23,7 +28,7 @@ use ferry_cql::envelope::Envelope;
 use ferry_cql::protocol::{Direction, Opcode, ProtocolVersion};
 use ferry_cql::{Compression, wire};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::completion::{Completion, EventRoute};
@@ -66,6 +71,11 @@ struct Shared {
     addr: SocketAddr,
     timeout: Duration,
     slots: Mutex<Slots>,
+    /// Answers taken out of the slot table and not yet handed to their completion: still in
+    /// flight for a draining session, which must not close the client's socket under them.
+    delivering: AtomicUsize,
+    /// Flips to true once, when the connection is gone.
+    closed: watch::Sender<bool>,
 }
 
 #[derive(Debug)]
@@ -189,6 +199,8 @@ impl Backend {
             addr: opts.addr,
             timeout: opts.request_timeout,
             slots: Mutex::new(Slots::new(opts.max_in_flight)),
+            delivering: AtomicUsize::new(0),
+            closed: watch::Sender::new(false),
         });
         let writer = {
             let io = io.clone();
@@ -241,8 +253,15 @@ impl Backend {
         self.opts.compression
     }
 
+    /// Requests sent and not yet answered (timed-out ones count until their late answer).
     pub(crate) fn in_flight(&self) -> usize {
-        self.shared.lock().in_flight()
+        self.shared.lock().in_flight() + self.shared.delivering.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection is gone (at once if it already is).
+    pub(crate) async fn closed(&self) {
+        let mut rx = self.shared.closed.subscribe();
+        let _ = rx.wait_for(|closed| *closed).await;
     }
 
     /// Sends a request; its answer (or failure) goes to `completion`, exactly once.
@@ -319,14 +338,21 @@ impl Shared {
                 addr: self.addr,
                 reason: reason.clone().into(),
             });
-            slots
+            let pending: Vec<Completion> = slots
                 .entries
                 .iter_mut()
                 .filter_map(|s| match std::mem::replace(s, Slot::Free) {
                     Slot::Busy { completion, .. } => Some(completion),
                     _ => None,
                 })
-                .collect()
+                .collect();
+            // Nothing is sent any more: every id is free, and what is left in flight is what
+            // is being failed below.
+            let limit = slots.entries.len();
+            slots.free = (0..limit as i16).rev().collect();
+            slots.orphaned = 0;
+            self.delivering.fetch_add(pending.len(), Ordering::AcqRel);
+            pending
         };
         tracing::debug!(cluster = %self.cluster, addr = %self.addr, %reason, "backend connection closed");
         let e = BackendError::ConnectionLost {
@@ -336,7 +362,9 @@ impl Shared {
         };
         for completion in pending {
             completion.complete(Err(e.clone()), Duration::ZERO).await;
+            self.delivering.fetch_sub(1, Ordering::AcqRel);
         }
+        self.closed.send_replace(true);
     }
 }
 
@@ -369,10 +397,15 @@ async fn read_loop(
         let released = {
             let mut slots = shared.lock();
             slots.last_activity = Instant::now();
-            slots.release(stream)
+            let released = slots.release(stream);
+            if released.is_some() {
+                shared.delivering.fetch_add(1, Ordering::AcqRel);
+            }
+            released
         };
         if let Some((completion, sent)) = released {
             completion.complete(Ok(env), sent.elapsed()).await;
+            shared.delivering.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
