@@ -2,6 +2,12 @@
 //! Each test gets its own loopback addresses (127.0.20+n.x), so tests run in parallel.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod cqlsh;
+mod failures;
 mod harness;
+mod limits;
+mod prepared;
 mod python_driver;
+mod raw;
 mod scylla_driver;
+mod topology;
