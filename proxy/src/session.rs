@@ -13,6 +13,10 @@
 //!
 //! The loop never waits for an answer: requests on one connection run concurrently and their
 //! answers go back in whatever order the clusters produce them.
+//!
+//! A session ends by draining — on shutdown, or when either backend connection dies (what was in
+//! flight on it has already failed with a SERVER_ERROR): new requests get OVERLOADED, the rest
+//! finish, then the client connection closes and the driver reconnects to fresh backends.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -172,19 +172,21 @@ async fn a_stopped_target_gives_errors_not_hangs() {
     let mut raw = Raw::connect(proxy).await;
     raw.send_query(5, "INSERT INTO ks.t (k, v) VALUES (1, 'in flight')")
         .await;
+    // Requests are taken in order: once a later one is answered, the write is in flight. (One
+    // not yet taken when the connection dies gets OVERLOADED instead.)
+    raw.send_query(6, "SELECT k FROM ks.t").await;
+    assert_eq!(raw.recv_response().await.0, 6);
     env.target.node(0).stop().await;
 
     let (stream, answer) = raw.recv_response().await;
     assert_eq!(stream, 5);
+    // The node's own "request abandoned" if it answered before closing, else the proxy's
+    // "connection to target lost": a SERVER_ERROR either way.
     assert_eq!(
         error_code(&answer),
         Some(ErrorCode::ServerError),
         "{answer:?}"
     );
-    let Response::Error(e) = &answer else {
-        unreachable!()
-    };
-    assert!(e.message.contains("target"), "{}", e.message);
     assert!(
         raw.recv().await.is_none(),
         "the client connection is closed"
@@ -231,5 +233,51 @@ async fn a_stopped_target_gives_errors_not_hangs() {
     let target = keys(env.target.addresses()[0]).await;
     assert!(target.contains(&3) && target.contains(&4), "{target:?}");
     drop(driver);
+    env.stop().await;
+}
+
+/// The target resets the connection under a write without answering: the proxy's own
+/// SERVER_ERROR names target, the client connection closes, and a new one works at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_backend_connection_fails_its_requests_and_ends_the_session() {
+    let env = env_with(58, |c| c.request_timeout = Duration::from_secs(600)).await;
+    let proxy = env.proxy.local_addr();
+    let mut raw = Raw::connect(proxy).await;
+    for ddl in [KEYSPACE, "CREATE TABLE ks.t (k int PRIMARY KEY, v text)"] {
+        assert!(matches!(raw.query(ddl).await, Response::Result(_)), "{ddl}");
+    }
+    env.target.node(0).faults().add_times(
+        RequestMatcher::any().text_contains("'reset'"),
+        FaultAction::ResetConnection,
+        Some(1),
+    );
+    let answer = raw
+        .query("INSERT INTO ks.t (k, v) VALUES (1, 'reset')")
+        .await;
+    assert_eq!(
+        error_code(&answer),
+        Some(ErrorCode::ServerError),
+        "{answer:?}"
+    );
+    let Response::Error(e) = &answer else {
+        unreachable!()
+    };
+    assert!(
+        e.message.contains("the connection to target"),
+        "{}",
+        e.message
+    );
+    assert!(
+        raw.recv().await.is_none(),
+        "the client connection is closed"
+    );
+    let mut again = Raw::connect(proxy).await;
+    assert!(matches!(
+        again
+            .query("INSERT INTO ks.t (k, v) VALUES (2, 'again')")
+            .await,
+        Response::Result(_)
+    ));
+    assert_eq!(keys(env.target.addresses()[0]).await, [2]);
     env.stop().await;
 }
