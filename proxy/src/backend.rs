@@ -16,8 +16,13 @@
 //!
 //! Every completion passes through [`Shared::finish`], which counts the request, times it and
 //! feeds the cluster's health before handing the answer on.
+//!
+//! When the connection dies (closed by the node, a read or write error, too many orphans),
+//! every request waiting on it is failed at once and [`Backend::closed`] resolves, so the
+//! session can end the client's connection and the driver reconnects.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -26,7 +31,7 @@ use ferry_cql::envelope::Envelope;
 use ferry_cql::protocol::{Direction, Opcode, ProtocolVersion};
 use ferry_cql::{Compression, wire};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::completion::{Completion, EventRoute};
@@ -79,6 +84,11 @@ struct Shared {
     health: Arc<Health>,
     /// To read the code of a compressed ERROR answer, for its metric label.
     compression: Option<Compression>,
+    /// Answers taken out of the slot table and not yet handed to their completion: still in
+    /// flight for a draining session, which must not close the client's socket under them.
+    delivering: AtomicUsize,
+    /// Flips to true once, when the connection is gone.
+    closed: watch::Sender<bool>,
 }
 
 #[derive(Debug)]
@@ -154,6 +164,9 @@ impl Slots {
             }
         }
         self.orphaned = 0;
+        // Nothing is sent any more: every id is free, and what is left in flight is what the
+        // caller fails.
+        self.free = (0..self.entries.len() as i16).rev().collect();
         meter.released_many(busy.len(), orphaned);
         meter.disconnected();
         Some(busy)
@@ -249,6 +262,8 @@ impl Backend {
             metrics: opts.metrics.clone(),
             health: opts.health.clone(),
             compression: opts.compression,
+            delivering: AtomicUsize::new(0),
+            closed: watch::Sender::new(false),
         });
         let writer = {
             let io = io.clone();
@@ -285,8 +300,15 @@ impl Backend {
         ))
     }
 
+    /// Requests sent and not yet answered (timed-out ones count until their late answer).
     pub(crate) fn in_flight(&self) -> usize {
-        self.shared.lock().in_flight()
+        self.shared.lock().in_flight() + self.shared.delivering.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection is gone (at once if it already is).
+    pub(crate) async fn closed(&self) {
+        let mut rx = self.shared.closed.subscribe();
+        let _ = rx.wait_for(|closed| *closed).await;
     }
 
     /// Sends a request; its answer (or failure) goes to `completion`, exactly once.
@@ -393,8 +415,14 @@ impl Shared {
             addr: self.addr,
             reason: reason.clone().into(),
         };
-        let Some(pending) = self.lock().shut(closed, self.meter()) else {
-            return;
+        let pending = {
+            let Some(pending) = self.lock().shut(closed.clone(), self.meter()) else {
+                return;
+            };
+            // The loss itself is a failure of the cluster, even with nothing in flight.
+            self.health.failed(&closed);
+            self.delivering.fetch_add(pending.len(), Ordering::AcqRel);
+            pending
         };
         tracing::debug!(cluster = %self.cluster, addr = %self.addr, %reason, "backend connection closed");
         let e = BackendError::ConnectionLost {
@@ -405,7 +433,9 @@ impl Shared {
         for completion in pending {
             self.finish(completion, Err(e.clone()), Duration::ZERO)
                 .await;
+            self.delivering.fetch_sub(1, Ordering::AcqRel);
         }
+        self.closed.send_replace(true);
     }
 }
 
@@ -438,10 +468,15 @@ async fn read_loop(
         let released = {
             let mut slots = shared.lock();
             slots.last_activity = Instant::now();
-            slots.release(stream, shared.meter())
+            let released = slots.release(stream, shared.meter());
+            if released.is_some() {
+                shared.delivering.fetch_add(1, Ordering::AcqRel);
+            }
+            released
         };
         if let Some((completion, sent)) = released {
             shared.finish(completion, Ok(env), sent.elapsed()).await;
+            shared.delivering.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }

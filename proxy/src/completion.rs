@@ -132,6 +132,7 @@ impl Reply {
 
     fn translate_unprepared(&self, env: &Envelope) -> Option<Envelope> {
         let body = plain_body(env, self.sink.compression).ok()?;
+        let body = strip_extensions(env, body)?;
         let id = ErrorResponse::peek_unprepared_id(&body).ok()??;
         let (_, client_id) = self.unprepared.iter().find(|(c, _)| c.as_ref() == id)?;
         let response = Response::Error(ErrorResponse::new(
@@ -294,13 +295,15 @@ impl Join {
         let [origin, target] = std::mem::take(&mut state.results);
         let (origin, target) = (origin?, target?);
         drop(state);
-        Some((reply, self.decide(origin, target)))
+        let decided = self.decide(origin, target, reply.sink.compression);
+        Some((reply, decided))
     }
 
     fn decide(
         &self,
         origin: Result<Envelope, BackendError>,
         target: Result<Envelope, BackendError>,
+        compression: Option<Compression>,
     ) -> Result<Envelope, BackendError> {
         let (primary, secondary) = match self.primary {
             ClusterId::Origin => (origin, target),
@@ -309,7 +312,12 @@ impl Join {
         match (succeeded(&primary), succeeded(&secondary)) {
             (true, false) => {
                 let secondary_is_target = self.primary == ClusterId::Origin;
-                if secondary_is_target && self.policy == TargetFailurePolicy::BestEffort {
+                // Even `best-effort` passes UNPREPARED on: swallowed, the driver would never
+                // re-prepare, and every later execution would miss the target.
+                if secondary_is_target
+                    && self.policy == TargetFailurePolicy::BestEffort
+                    && !is_unprepared(&secondary, compression)
+                {
                     self.failures
                         .target_write_failed(self.table.as_ref(), &describe(&secondary));
                     primary
@@ -325,6 +333,21 @@ impl Join {
 
 fn succeeded(result: &Result<Envelope, BackendError>) -> bool {
     matches!(result, Ok(env) if env.header.opcode != Opcode::Error)
+}
+
+/// Whether a cluster answered UNPREPARED.
+fn is_unprepared(
+    result: &Result<Envelope, BackendError>,
+    compression: Option<Compression>,
+) -> bool {
+    let Ok(env) = result else {
+        return false;
+    };
+    env.header.opcode == Opcode::Error
+        && plain_body(env, compression)
+            .ok()
+            .and_then(|body| strip_extensions(env, body))
+            .is_some_and(|body| matches!(ErrorResponse::peek_unprepared_id(&body), Ok(Some(_))))
 }
 
 fn describe(result: &Result<Envelope, BackendError>) -> String {

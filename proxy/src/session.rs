@@ -13,6 +13,10 @@
 //!
 //! The loop never waits for an answer: requests on one connection run concurrently and their
 //! answers go back in whatever order the clusters produce them.
+//!
+//! A session ends by draining — on shutdown, or when either backend connection dies (what was in
+//! flight on it has already failed with a SERVER_ERROR): new requests get OVERLOADED, the rest
+//! finish, then the client connection closes and the driver reconnects to fresh backends.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -28,6 +32,7 @@ use ferry_cql::response::{ErrorKind, ErrorResponse};
 use ferry_cql::statement::classify::{NonDeterministicCall, StatementKind, classify};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::backend::Backend;
 use crate::completion::{ClientSink, Completion, EventRoute, Join, Mirror, Reply, hex, plain_body};
@@ -360,10 +365,27 @@ impl Session {
     }
 
     async fn run(self: &Arc<Self>, reader: &mut FrameReader) {
+        // Made once: they are polled again on every request.
+        let stopping = self.ctx.shutting_down();
+        let lost = self.backend_lost();
+        tokio::pin!(stopping, lost);
         loop {
             let item = tokio::select! {
                 item = reader.next() => item,
-                () = self.ctx.shutting_down() => return self.drain(reader).await,
+                () = &mut stopping => {
+                    let deadline = Instant::now() + self.ctx.config.shutdown_grace;
+                    return self.drain(reader, "shutting down", deadline).await;
+                }
+                cluster = &mut lost => {
+                    // A session without one of its clusters cannot write: what was in flight
+                    // on the lost connection has failed; let the rest finish (they time out at
+                    // the latest), then close, so the driver reconnects and gets new backend
+                    // connections — or a STARTUP error while the cluster stays down.
+                    tracing::info!(%cluster, "backend connection lost; closing the client connection");
+                    let deadline = Instant::now() + self.ctx.config.request_timeout;
+                    let reason = format!("the connection to {cluster} was lost, reconnect");
+                    return self.drain(reader, &reason, deadline).await;
+                }
             };
             match item {
                 Ok(Some(Inbound::Envelope(env))) => self.handle(env).await,
@@ -377,16 +399,24 @@ impl Session {
         }
     }
 
-    /// Shutdown: new requests get OVERLOADED (drivers retry them on another proxy instance)
-    /// while what is in flight finishes, up to the grace period.
-    async fn drain(&self, reader: &mut FrameReader) {
-        let deadline = tokio::time::Instant::now() + self.ctx.config.shutdown_grace;
+    /// Which cluster's connection died first.
+    async fn backend_lost(&self) -> ClusterId {
+        tokio::select! {
+            () = self.backend(ClusterId::Origin).closed() => ClusterId::Origin,
+            () = self.backend(ClusterId::Target).closed() => ClusterId::Target,
+        }
+    }
+
+    /// The end of a session (shutdown, a lost backend connection): new requests get OVERLOADED
+    /// (drivers retry them on another proxy instance or connection) while what is in flight
+    /// finishes, until `deadline`.
+    async fn drain(&self, reader: &mut FrameReader, reason: &str, deadline: Instant) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
         loop {
             tokio::select! {
                 item = reader.next() => match item {
                     Ok(Some(Inbound::Envelope(env))) => {
-                        let error = ErrorResponse::overloaded("ferry proxy: shutting down");
+                        let error = ErrorResponse::overloaded(format!("ferry proxy: {reason}"));
                         self.sink.error(env.stream(), error).await;
                     }
                     Ok(Some(_)) => {}

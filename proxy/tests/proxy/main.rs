@@ -3,6 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod admin;
+mod cqlsh;
+mod failures;
 mod harness;
+mod limits;
+mod prepared;
 mod python_driver;
+mod raw;
 mod scylla_driver;
+mod topology;
