@@ -5,5 +5,42 @@
 //! # Layout
 //! - [`settings`]: cluster identities, read mode, target-failure policy and the live (atomically
 //!   switchable) routing settings.
+//! - [`config`]: the typed configuration.
+//! - [`proxy`]: the service — cluster probing, the accept loop, connection limits, shutdown.
+//! - `session`: one client connection — handshake (versions, compression, authentication
+//!   modes) and the request loop.
+//! - `route`: where each request goes, from the statement classifier and the prepared cache.
+//! - `backend`: one multiplexed connection to a cluster node (stream ids, timeouts,
+//!   heartbeats).
+//! - `completion`: where answers go — forwarded reads, joined dual writes, mirrored reads
+//!   compared.
+//! - `prepared`: the bounded prepared-statement cache (origin id → target id).
+//! - `topology`: `system.local`/`system.peers` answered with the proxy instances.
+//! - `frame`: buffered socket I/O in whole envelopes, v5 segments, coalesced writes.
+//! - [`error`]: backend failures and the CQL error each becomes.
+//! - `metrics`: every Prometheus metric, defined once, and the pre-resolved handles the
+//!   request path updates.
+//! - `health`: each cluster's readiness from consecutive failures; re-probes a DOWN cluster.
+//! - [`repairs`]: best-effort writes the target failed, counted per table and kept for repair.
+//! - [`admin`]: the admin HTTP server — `/metrics`, health, live primary/read-mode, `/status`.
+//! - [`rewrite`]: body rewrites that make dual writes identical on both clusters — injected
+//!   client timestamps, `now()`/`uuid()` evaluated once, prepared ids spliced for target.
 
+pub mod admin;
+mod backend;
+mod completion;
+pub mod config;
+pub mod error;
+mod frame;
+mod health;
+mod metrics;
+mod prepared;
+pub mod proxy;
+pub mod repairs;
+pub mod rewrite;
+mod route;
+mod session;
 pub mod settings;
+mod topology;
+
+pub use proxy::{Proxy, StartError, run};

@@ -2,10 +2,13 @@
 //! calls the library that runs it, so tests and benchmarks drive the same code.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use ferry_proxy::Proxy;
+use ferry_proxy::config::ProxyConfig;
 use ferry_sim::exec::Executor;
 use ferry_sim::server::{Cluster, ClusterConfig};
 use tokio::net::TcpListener;
@@ -30,6 +33,16 @@ enum Command {
     /// Run an in-memory cluster with Cassandra 5.0 semantics (development, tests, demos; not for
     /// production data).
     Sim(SimArgs),
+    /// Run the dual-write CQL proxy in front of origin and target.
+    Proxy(ProxyArgs),
+}
+
+#[derive(Debug, Args)]
+struct ProxyArgs {
+    /// YAML configuration file; `FERRY_PROXY_…` and zdm-proxy's `ZDM_…` environment variables
+    /// override it. Without a file, the environment alone configures the proxy.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -63,10 +76,29 @@ fn parse_user(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    // The proxy's log settings come from its config, so its logging starts after loading it.
+    let proxy_config = match &cli.command {
+        Command::Proxy(args) => match ProxyConfig::from_process(args.config.as_deref()) {
+            Ok(loaded) => {
+                init_logging(loaded.config.log.level.as_str(), loaded.config.log.json);
+                for notice in &loaded.notices {
+                    tracing::info!("config: {notice}");
+                }
+                Some(loaded.config)
+            }
+            Err(e) => {
+                eprintln!("ferry proxy: invalid configuration:");
+                for problem in &e.problems {
+                    eprintln!("  - {problem}");
+                }
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+        },
+        Command::Sim(_) => {
+            init_logging("info", false);
+            None
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -77,9 +109,56 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
-        Command::Sim(args) => runtime.block_on(sim(args)),
+    match (cli.command, proxy_config) {
+        (Command::Sim(args), _) => runtime.block_on(sim(args)),
+        (Command::Proxy(_), Some(config)) => runtime.block_on(proxy(config)),
+        (Command::Proxy(_), None) => ExitCode::FAILURE,
     }
+}
+
+fn init_logging(level: &str, json: bool) {
+    let level = level.parse().unwrap_or(tracing::Level::INFO);
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn proxy(config: ProxyConfig) -> ExitCode {
+    // One signal listener from the start: polled during startup, so a signal is never lost
+    // between "listening" and the wait below.
+    let stop = wait_for_signal();
+    tokio::pin!(stop);
+    // Starting waits for both clusters (with backoff): a signal meanwhile stops the wait.
+    let proxy = tokio::select! {
+        started = Proxy::start(config) => match started {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("ferry proxy: cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        () = &mut stop => {
+            println!("ferry proxy: stopped before the clusters answered");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("ferry proxy: listening on {}", proxy.local_addr());
+    println!(
+        "ferry proxy: admin (metrics, health, primary, read mode) on http://{}",
+        proxy.admin_addr()
+    );
+    println!("ferry proxy: Ctrl-C or SIGTERM stops it (in-flight requests drain first)");
+    stop.await;
+    println!("ferry proxy: stopping");
+    proxy.shutdown().await;
+    println!("ferry proxy: stopped");
+    ExitCode::SUCCESS
 }
 
 async fn sim(args: SimArgs) -> ExitCode {

@@ -1,0 +1,579 @@
+//! The proxy's admin HTTP server (HTTP/1, default port 14001): metrics, health, and the live
+//! switches an operator flips at cutover.
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /metrics` | Prometheus text (404 when `admin.metrics_enabled` is false) |
+//! | `GET /health/liveness` | `200 OK` while the process serves |
+//! | `GET /health/readiness` | zdm-proxy's JSON: per-cluster `Status` `UP`/`DOWN`/`STARTUP`, address and failure counts; 200 only when both clusters are UP, else 503 |
+//! | `GET /primary`, `PUT /primary` | `{"primary": "origin"}`; PUT switches reads live (no reconnect) |
+//! | `GET /read-mode`, `PUT /read-mode` | `{"read_mode": "primary-only"}` or `"dual-async"` |
+//! | `GET /status` | primary, read mode, policy, client connections, versions, prepared cache, dual-read counts per table, repairs pending |
+//!
+//! PUTs need `Authorization: Bearer <token>` when `admin.bearer_token` is set (401 otherwise).
+//! Mistakes get a 4xx with `{"error": "...", "status": N}` (see [`AdminError`]). Values accept
+//! zdm-proxy's spellings too (`TARGET`, `DUAL_ASYNC_ON_SECONDARY`).
+//!
+//! # Layout
+//! - [`AdminServer`]: binding, the accept loop (connection limit, header timeout, graceful stop).
+//! - `Admin`: routing and the endpoints over the shared state; the proxy's [`Context`] is set
+//!   once both clusters answered, so `/health/readiness` says STARTUP before that.
+//! - [`AdminError`]: every refusal and its HTTP status.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::{AdminConfig, ProxyConfig};
+use crate::health::{Health, Status};
+use crate::metrics::{Metrics, Snapshot};
+use crate::proxy::Context;
+use crate::settings::{BadSetting, ClusterId, ReadMode};
+
+/// Admin connections served at once; more wait in the listen backlog. Prometheus, a probe and
+/// an operator need a handful.
+const MAX_CONNECTIONS: usize = 64;
+/// A client must send its request head within this, so idle clients cannot hold a slot.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// On shutdown, how long requests in progress may take to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Longest pause after repeated accept errors (e.g. out of file descriptors).
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+/// Largest PUT body: `{"primary": "target"}` is 21 bytes.
+const MAX_BODY: usize = 4 * 1024;
+
+/// Why an admin request was refused; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    #[error("no endpoint {path}")]
+    NoEndpoint { path: String },
+    #[error("method {method} is not allowed on {path} (allowed: {allowed})")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: &'static str,
+    },
+    #[error("metrics are disabled (admin.metrics_enabled is false)")]
+    MetricsDisabled,
+    #[error("this endpoint needs the header `Authorization: Bearer <token>` (admin.bearer_token)")]
+    MissingToken,
+    #[error("the bearer token does not match admin.bearer_token")]
+    WrongToken,
+    #[error("invalid JSON body: {reason}; expected {expected}")]
+    BadJson {
+        reason: String,
+        expected: &'static str,
+    },
+    #[error(transparent)]
+    BadValue(#[from] BadSetting),
+    #[error("request body is larger than {MAX_BODY} bytes")]
+    BodyTooLarge,
+    #[error("cannot read the request body: {0}")]
+    Body(String),
+    #[error("the proxy is starting: both clusters have not answered yet")]
+    Starting,
+    #[error("cannot render the metrics: {0}")]
+    Render(String),
+}
+
+impl AdminError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NoEndpoint { .. } | Self::MetricsDisabled => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MissingToken | Self::WrongToken => StatusCode::UNAUTHORIZED,
+            Self::BadJson { .. } | Self::BadValue(_) | Self::Body(_) => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Starting => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// What the endpoints read and switch.
+#[derive(Debug)]
+pub(crate) struct Admin {
+    config: AdminConfig,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    /// Each cluster's contact points as configured, for readiness' `Addr`.
+    addresses: [String; 2],
+    /// The primary before the proxy started, for `/metrics` during start-up.
+    primary_at_start: ClusterId,
+    /// Set once both clusters answered and the proxy listens.
+    ctx: OnceLock<Arc<Context>>,
+}
+
+impl Admin {
+    pub(crate) fn new(config: &ProxyConfig, metrics: Arc<Metrics>, health: Arc<Health>) -> Self {
+        let addresses = ClusterId::BOTH.map(|c| {
+            config
+                .cluster(c)
+                .contact_points
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        Self {
+            config: config.admin.clone(),
+            metrics,
+            health,
+            addresses,
+            primary_at_start: config.primary,
+            ctx: OnceLock::new(),
+        }
+    }
+
+    /// The proxy is serving: the endpoints that need it start answering.
+    pub(crate) fn started(&self, ctx: Arc<Context>) {
+        let _ = self.ctx.set(ctx);
+    }
+
+    fn ctx(&self) -> Result<&Arc<Context>, AdminError> {
+        self.ctx.get().ok_or(AdminError::Starting)
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        match self.route(req).await {
+            Ok(resp) => {
+                tracing::debug!(%method, %path, status = resp.status().as_u16(), "admin request");
+                resp
+            }
+            Err(e) => {
+                let status = e.status();
+                tracing::debug!(%method, %path, status = status.as_u16(), error = %e, "admin request refused");
+                let mut resp = json_response(
+                    status,
+                    &json!({"error": e.to_string(), "status": status.as_u16()}),
+                );
+                match &e {
+                    AdminError::MethodNotAllowed { allowed, .. } => {
+                        resp.headers_mut()
+                            .insert(ALLOW, HeaderValue::from_static(allowed));
+                    }
+                    AdminError::MissingToken | AdminError::WrongToken => {
+                        resp.headers_mut()
+                            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    }
+                    _ => {}
+                }
+                resp
+            }
+        }
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, AdminError> {
+        let path = req.uri().path().to_owned();
+        let method = req.method().clone();
+        let not_allowed = |allowed: &'static str| AdminError::MethodNotAllowed {
+            method: method.to_string(),
+            path: path.clone(),
+            allowed,
+        };
+        match path.trim_end_matches('/') {
+            "/metrics" => match method {
+                Method::GET => self.metrics(),
+                _ => Err(not_allowed("GET")),
+            },
+            "/health/liveness" => match method {
+                Method::GET => Ok(text_response(StatusCode::OK, "OK\n")),
+                _ => Err(not_allowed("GET")),
+            },
+            "/health/readiness" => match method {
+                Method::GET => Ok(self.readiness()),
+                _ => Err(not_allowed("GET")),
+            },
+            "/primary" => match method {
+                Method::GET => Ok(json_ok(
+                    json!({"primary": self.ctx()?.live.primary().name()}),
+                )),
+                Method::PUT => self.put_primary(req).await,
+                _ => Err(not_allowed("GET, PUT")),
+            },
+            "/read-mode" => match method {
+                Method::GET => {
+                    let mode = self.ctx()?.live.read_mode();
+                    Ok(json_ok(json!({"read_mode": mode.name()})))
+                }
+                Method::PUT => self.put_read_mode(req).await,
+                _ => Err(not_allowed("GET, PUT")),
+            },
+            "/status" => match method {
+                Method::GET => self.status(),
+                _ => Err(not_allowed("GET")),
+            },
+            _ => Err(AdminError::NoEndpoint { path }),
+        }
+    }
+
+    fn metrics(&self) -> Result<Response<Full<Bytes>>, AdminError> {
+        if !self.config.metrics_enabled {
+            return Err(AdminError::MetricsDisabled);
+        }
+        let ready = ClusterId::BOTH.map(|c| self.health.status(c) == Status::Up);
+        let snapshot = match self.ctx.get() {
+            Some(ctx) => Snapshot {
+                prepared_entries: ctx.prepared.len(),
+                prepared_misses: ctx.prepared.misses(),
+                repairs_pending: ctx.repairs.pending(),
+                ready,
+                primary: ctx.live.primary(),
+            },
+            None => Snapshot {
+                prepared_entries: 0,
+                prepared_misses: 0,
+                repairs_pending: 0,
+                ready,
+                primary: self.primary_at_start,
+            },
+        };
+        let text = self
+            .metrics
+            .render(&snapshot)
+            .map_err(|e| AdminError::Render(e.to_string()))?;
+        let mut resp = Response::new(Full::new(Bytes::from(text)));
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        Ok(resp)
+    }
+
+    /// zdm-proxy's readiness body, field for field, plus the newest failure.
+    fn readiness(&self) -> Response<Full<Bytes>> {
+        let cluster = |c: ClusterId| {
+            let v = self.health.view(c);
+            json!({
+                "Addr": self.addresses[c.index()],
+                "CurrentFailureCount": v.consecutive_failures,
+                "FailureCountThreshold": v.threshold,
+                "TotalFailureCount": v.total_failures,
+                "LastFailure": v.last_failure,
+                "Status": v.status.name(),
+            })
+        };
+        let overall = self.health.overall();
+        let body = json!({
+            "OriginStatus": cluster(ClusterId::Origin),
+            "TargetStatus": cluster(ClusterId::Target),
+            "Status": overall.name(),
+        });
+        let status = if overall == Status::Up {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        json_response(status, &body)
+    }
+
+    async fn put_primary(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            primary: String,
+        }
+        self.authorize(&req)?;
+        let ctx = self.ctx()?;
+        let body: Body = read_json(req, r#"{"primary": "origin" | "target"}"#).await?;
+        let primary = ClusterId::from_str(&body.primary)?;
+        let previous = ctx.live.primary();
+        ctx.live.set_primary(primary);
+        if previous != primary {
+            tracing::info!(%previous, %primary, "primary switched through the admin API");
+        }
+        Ok(json_ok(
+            json!({"primary": primary.name(), "previous": previous.name()}),
+        ))
+    }
+
+    async fn put_read_mode(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            read_mode: String,
+        }
+        self.authorize(&req)?;
+        let ctx = self.ctx()?;
+        let body: Body = read_json(req, r#"{"read_mode": "primary-only" | "dual-async"}"#).await?;
+        let mode = ReadMode::from_str(&body.read_mode)?;
+        let previous = ctx.live.read_mode();
+        ctx.live.set_read_mode(mode);
+        if previous != mode {
+            tracing::info!(%previous, read_mode = %mode, "read mode switched through the admin API");
+        }
+        Ok(json_ok(
+            json!({"read_mode": mode.name(), "previous": previous.name()}),
+        ))
+    }
+
+    /// Checks the bearer token when one is configured.
+    fn authorize(&self, req: &Request<Incoming>) -> Result<(), AdminError> {
+        let Some(token) = &self.config.bearer_token else {
+            return Ok(());
+        };
+        let given = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or(AdminError::MissingToken)?;
+        if same_secret(given.trim().as_bytes(), token.expose().as_bytes()) {
+            Ok(())
+        } else {
+            Err(AdminError::WrongToken)
+        }
+    }
+
+    fn status(&self) -> Result<Response<Full<Bytes>>, AdminError> {
+        let ctx = self.ctx()?;
+        let dual_tables: serde_json::Map<String, Value> = ctx
+            .mirror_stats
+            .tables()
+            .into_iter()
+            .map(|(t, c)| {
+                let counts = json!({
+                    "compared": c.compared,
+                    "mismatches": c.mismatches,
+                    "secondary_failures": c.secondary_failures,
+                });
+                (t.to_string(), counts)
+            })
+            .collect();
+        let total = ctx.mirror_stats.total();
+        let repair_tables: serde_json::Map<String, Value> = ctx
+            .repairs
+            .tables()
+            .into_iter()
+            .map(|(t, c)| {
+                (
+                    t.to_string(),
+                    json!({"pending": c.pending, "total": c.total}),
+                )
+            })
+            .collect();
+        let body = json!({
+            "primary": ctx.live.primary().name(),
+            "read_mode": ctx.live.read_mode().name(),
+            "target_failure_policy": ctx.config.target_failure_policy.name(),
+            "health": self.health.overall().name(),
+            "client_connections": self.metrics.client_connections(),
+            "protocol_versions": ctx.versions.iter().map(|v| format!("v{}", v.as_u8())).collect::<Vec<_>>(),
+            "compressions": ctx.compressions.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            "prepared_cache": {
+                "entries": ctx.prepared.len(),
+                "capacity": ctx.config.prepared_cache_capacity,
+                "misses": ctx.prepared.misses(),
+            },
+            "dual_reads": {
+                "compared": total.compared,
+                "mismatches": total.mismatches,
+                "secondary_failures": total.secondary_failures,
+                "tables": dual_tables,
+            },
+            "repairs": {
+                "pending": ctx.repairs.pending(),
+                "tables": repair_tables,
+            },
+        });
+        Ok(json_ok(body))
+    }
+}
+
+/// Compares without stopping at the first difference, so response times do not reveal how
+/// much of a guessed token was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    expected: &'static str,
+) -> Result<T, AdminError> {
+    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(AdminError::BodyTooLarge);
+        }
+        Err(e) => return Err(AdminError::Body(e.to_string())),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| AdminError::BadJson {
+        reason: e.to_string(),
+        expected,
+    })
+}
+
+fn json_ok(body: Value) -> Response<Full<Bytes>> {
+    json_response(StatusCode::OK, &body)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    // Serializing a `Value` cannot fail (its map keys are strings).
+    let mut bytes = serde_json::to_vec(body).unwrap_or_default();
+    bytes.push(b'\n');
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn text_response(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// The running admin server.
+#[derive(Debug)]
+pub(crate) struct AdminServer {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl AdminServer {
+    /// Binds `config.admin.listen` and serves `admin` until [`AdminServer::stop`].
+    pub(crate) async fn start(listen: SocketAddr, admin: Arc<Admin>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(serve(listener, admin, stop_rx));
+        tracing::info!(%addr, "admin HTTP listening");
+        Ok(Self { addr, stop, task })
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and lets requests in progress finish (within a grace period).
+    pub(crate) async fn stop(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: watch::Receiver<bool>) {
+    let mut stopping = stop.clone();
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        let accept = async {
+            // A permit first, so connections over the limit wait in the backlog, unread.
+            let permit = limit.clone().acquire_owned().await;
+            (permit, listener.accept().await)
+        };
+        tokio::select! {
+            biased;
+            _ = stopping.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            (permit, accepted) = accept => {
+                // The semaphore is never closed.
+                let Ok(permit) = permit else { break };
+                match accepted {
+                    Ok((stream, peer)) => {
+                        backoff = Duration::from_millis(1);
+                        let admin = admin.clone();
+                        let mut stop = stop.clone();
+                        connections.spawn(async move {
+                            let service = service_fn(move |req| {
+                                let admin = admin.clone();
+                                async move { Ok::<_, Infallible>(admin.handle(req).await) }
+                            });
+                            let conn = http1::Builder::new()
+                                .timer(TokioTimer::new())
+                                .header_read_timeout(HEADER_READ_TIMEOUT)
+                                .serve_connection(TokioIo::new(stream), service);
+                            tokio::pin!(conn);
+                            let result = tokio::select! {
+                                r = conn.as_mut() => r,
+                                // The only change ever sent is the stop.
+                                _ = stop.changed() => {
+                                    conn.as_mut().graceful_shutdown();
+                                    tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut())
+                                        .await
+                                        .unwrap_or(Ok(()))
+                                }
+                            };
+                            if let Err(e) = result {
+                                tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+                            }
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, ?backoff, "admin accept failed, backing off");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                    }
+                }
+            }
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cret", b"s3creT"));
+        assert!(!same_secret(b"s3cre", b"s3cret"));
+        assert!(!same_secret(b"", b"s3cret"));
+    }
+
+    #[test]
+    fn every_refusal_is_a_client_error_except_rendering() {
+        let e = AdminError::BadValue(BadSetting {
+            what: "cluster",
+            value: "both".into(),
+            expected: "origin, target",
+        });
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.to_string().contains("\"both\""), "{e}");
+        assert_eq!(AdminError::WrongToken.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(AdminError::MetricsDisabled.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            AdminError::Starting.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

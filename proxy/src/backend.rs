@@ -1,0 +1,587 @@
+//! One connection from the proxy to one cluster node, multiplexing many requests.
+//!
+//! Each client session owns one backend connection per cluster, opened with the client's own
+//! protocol version and STARTUP options, so session state (keyspace, credentials, compression)
+//! is the client's and bodies can be forwarded without re-encoding.
+//!
+//! ```text
+//!  send(envelope, completion) ─► slot table: stream id ─► writer task ─► socket
+//!                                   ▲  (one per id)                        │
+//!  sweeper: timeouts, heartbeats ───┤                                      ▼
+//!                                   └──── reader task: response(stream) ─► completion
+//! ```
+//!
+//! A stream id whose request timed out stays reserved ("orphaned") until its late answer
+//! arrives, so that answer can never be taken for another request's.
+//!
+//! Every completion passes through [`Shared::finish`], which counts the request, times it and
+//! feeds the cluster's health before handing the answer on.
+//!
+//! When the connection dies (closed by the node, a read or write error, too many orphans),
+//! every request waiting on it is failed at once and [`Backend::closed`] resolves, so the
+//! session can end the client's connection and the driver reconnects.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use ferry_cql::envelope::Envelope;
+use ferry_cql::protocol::{Direction, Opcode, ProtocolVersion};
+use ferry_cql::{Compression, wire};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::completion::{Completion, EventRoute};
+use crate::error::BackendError;
+use crate::frame::{FrameReader, Framing, Inbound, Outgoing, run_writer, write_all};
+use crate::health::Health;
+use crate::metrics::{ClusterMetrics, Metrics};
+use crate::settings::ClusterId;
+
+/// Largest response body accepted from a cluster (Cassandra's own default frame limit).
+const MAX_RESPONSE_BODY: usize = 256 * 1024 * 1024;
+/// Queue between request senders and the writer task; senders wait when it is full.
+const WRITE_QUEUE: usize = 1024;
+/// Stream ids available on a v3+ connection.
+const MAX_STREAMS: usize = 32_768;
+
+/// What a backend connection needs to know at connect time.
+#[derive(Debug, Clone)]
+pub(crate) struct BackendOptions {
+    pub cluster: ClusterId,
+    pub addr: SocketAddr,
+    pub version: ProtocolVersion,
+    pub compression: Option<Compression>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_in_flight: usize,
+    pub heartbeat_interval: Duration,
+    /// Where requests are counted and timed.
+    pub metrics: Arc<Metrics>,
+    /// Where failures count against the cluster's readiness.
+    pub health: Arc<Health>,
+}
+
+/// A live connection to one node of one cluster. Dropping it closes the connection.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    opts: BackendOptions,
+    tx: mpsc::Sender<Outgoing>,
+    shared: Arc<Shared>,
+    tasks: [JoinHandle<()>; 3],
+}
+
+#[derive(Debug)]
+struct Shared {
+    cluster: ClusterId,
+    addr: SocketAddr,
+    timeout: Duration,
+    slots: Mutex<Slots>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    /// To read the code of a compressed ERROR answer, for its metric label.
+    compression: Option<Compression>,
+    /// Answers taken out of the slot table and not yet handed to their completion: still in
+    /// flight for a draining session, which must not close the client's socket under them.
+    delivering: AtomicUsize,
+    /// Flips to true once, when the connection is gone.
+    closed: watch::Sender<bool>,
+}
+
+#[derive(Debug)]
+struct Slots {
+    entries: Vec<Slot>,
+    /// Free stream ids, used from the back.
+    free: Vec<i16>,
+    orphaned: usize,
+    /// Set once the connection is gone: new requests fail at once with this.
+    closed: Option<BackendError>,
+    last_activity: Instant,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Free,
+    Busy {
+        completion: Completion,
+        sent: Instant,
+    },
+    /// Timed out; reserved until the late answer arrives.
+    Orphaned,
+}
+
+impl Slots {
+    fn new(limit: usize) -> Self {
+        let limit = limit.clamp(1, MAX_STREAMS);
+        Self {
+            entries: (0..limit).map(|_| Slot::Free).collect(),
+            free: (0..limit as i16).rev().collect(),
+            orphaned: 0,
+            closed: None,
+            last_activity: Instant::now(),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.entries.len() - self.free.len()
+    }
+
+    fn release(&mut self, stream: i16, meter: &ClusterMetrics) -> Option<(Completion, Instant)> {
+        let slot = self.entries.get_mut(usize::try_from(stream).ok()?)?;
+        match std::mem::replace(slot, Slot::Free) {
+            Slot::Busy { completion, sent } => {
+                self.free.push(stream);
+                meter.released();
+                Some((completion, sent))
+            }
+            Slot::Orphaned => {
+                self.orphaned -= 1;
+                self.free.push(stream);
+                meter.orphan_released(1);
+                None
+            }
+            Slot::Free => None,
+        }
+    }
+
+    /// Marks the table closed with `error` and empties every slot; returns the requests that
+    /// were waiting. `None` if it was closed already.
+    fn shut(&mut self, error: BackendError, meter: &ClusterMetrics) -> Option<Vec<Completion>> {
+        if self.closed.is_some() {
+            return None;
+        }
+        self.closed = Some(error);
+        let mut busy = Vec::new();
+        let mut orphaned = 0;
+        for slot in &mut self.entries {
+            match std::mem::replace(slot, Slot::Free) {
+                Slot::Busy { completion, .. } => busy.push(completion),
+                Slot::Orphaned => orphaned += 1,
+                Slot::Free => {}
+            }
+        }
+        self.orphaned = 0;
+        // Nothing is sent any more: every id is free, and what is left in flight is what the
+        // caller fails.
+        self.free = (0..self.entries.len() as i16).rev().collect();
+        meter.released_many(busy.len(), orphaned);
+        meter.disconnected();
+        Some(busy)
+    }
+}
+
+impl Backend {
+    /// Connects and sends the client's STARTUP; returns the connection and the cluster's answer
+    /// to STARTUP (READY, AUTHENTICATE or an ERROR). v5 connections switch to segments after it.
+    pub(crate) async fn connect(
+        opts: BackendOptions,
+        startup_body: Bytes,
+        events: EventRoute,
+    ) -> Result<(Self, Envelope), BackendError> {
+        let (metrics, health, cluster) = (opts.metrics.clone(), opts.health.clone(), opts.cluster);
+        let connected = Self::open(opts, startup_body, events).await;
+        match &connected {
+            Ok(_) => {
+                health.answered(cluster);
+                metrics.cluster(cluster).connected();
+            }
+            Err(e) => {
+                health.failed(e);
+                metrics.cluster(cluster).connect_failed();
+            }
+        }
+        connected
+    }
+
+    async fn open(
+        opts: BackendOptions,
+        startup_body: Bytes,
+        events: EventRoute,
+    ) -> Result<(Self, Envelope), BackendError> {
+        let connect_error = |reason: String| BackendError::Connect {
+            cluster: opts.cluster,
+            addr: opts.addr,
+            reason: reason.into(),
+        };
+        let stream = tokio::time::timeout(opts.connect_timeout, connect_socket(opts.addr))
+            .await
+            .map_err(|_| connect_error(format!("no connection within {:?}", opts.connect_timeout)))?
+            .map_err(|e| connect_error(e.to_string()))?;
+        let io = Arc::new(stream);
+        let mut reader = FrameReader::new(io.clone(), Direction::Response, MAX_RESPONSE_BODY);
+
+        // The handshake's first exchange happens before the tasks exist: the framing may change
+        // right after it.
+        let startup = Envelope::new(
+            opts.version,
+            Direction::Request,
+            0,
+            0,
+            Opcode::Startup,
+            startup_body,
+        );
+        let mut out = BytesMut::with_capacity(startup.encoded_len());
+        startup.write_to(&mut out);
+        let answer = tokio::time::timeout(opts.connect_timeout, async {
+            write_all(&io, &out).await?;
+            reader.next().await
+        })
+        .await
+        .map_err(|_| {
+            connect_error(format!(
+                "no answer to STARTUP within {:?}",
+                opts.connect_timeout
+            ))
+        })?
+        .map_err(|e| connect_error(e.to_string()))?;
+        let answer = match answer {
+            Some(Inbound::Envelope(env)) => env,
+            Some(Inbound::Malformed { message, .. }) => {
+                return Err(connect_error(format!("bad answer to STARTUP: {message}")));
+            }
+            None => return Err(connect_error("closed during STARTUP".to_owned())),
+        };
+
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        if opts.version.uses_segments() && answer.header.opcode != Opcode::Error {
+            let framing = Framing::Segments {
+                lz4: opts.compression == Some(Compression::Lz4),
+            };
+            reader.set_framing(framing);
+            // Nothing is queued yet, so the switch is the writer's first item.
+            let _ = tx.try_send(Outgoing::Switch(framing));
+        }
+        let shared = Arc::new(Shared {
+            cluster: opts.cluster,
+            addr: opts.addr,
+            timeout: opts.request_timeout,
+            slots: Mutex::new(Slots::new(opts.max_in_flight)),
+            metrics: opts.metrics.clone(),
+            health: opts.health.clone(),
+            compression: opts.compression,
+            delivering: AtomicUsize::new(0),
+            closed: watch::Sender::new(false),
+        });
+        let writer = {
+            let io = io.clone();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = run_writer(io, rx).await {
+                    shared.close(format!("write failed: {e}")).await;
+                }
+            })
+        };
+        let reader_task = {
+            let shared = shared.clone();
+            let version = opts.version;
+            let compression = opts.compression;
+            tokio::spawn(async move {
+                let reason = read_loop(&shared, reader, events, version, compression).await;
+                shared.close(reason).await;
+            })
+        };
+        let sweeper = tokio::spawn(sweep(
+            shared.clone(),
+            tx.clone(),
+            opts.version,
+            opts.heartbeat_interval,
+        ));
+        Ok((
+            Self {
+                opts,
+                tx,
+                shared,
+                tasks: [writer, reader_task, sweeper],
+            },
+            answer,
+        ))
+    }
+
+    /// Requests sent and not yet answered (timed-out ones count until their late answer).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.shared.lock().in_flight() + self.shared.delivering.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection is gone (at once if it already is).
+    pub(crate) async fn closed(&self) {
+        let mut rx = self.shared.closed.subscribe();
+        let _ = rx.wait_for(|closed| *closed).await;
+    }
+
+    /// Sends a request; its answer (or failure) goes to `completion`, exactly once.
+    pub(crate) async fn send(&self, mut envelope: Envelope, completion: Completion) {
+        let allocated = {
+            let mut slots = self.shared.lock();
+            if let Some(e) = &slots.closed {
+                Err((e.clone(), completion))
+            } else if let Some(stream) = slots.free.pop() {
+                slots.entries[stream as usize] = Slot::Busy {
+                    completion,
+                    sent: Instant::now(),
+                };
+                slots.last_activity = Instant::now();
+                self.shared.meter().sent();
+                Ok(stream)
+            } else {
+                let e = BackendError::StreamsExhausted {
+                    cluster: self.opts.cluster,
+                    addr: self.opts.addr,
+                    limit: slots.entries.len(),
+                };
+                Err((e, completion))
+            }
+        };
+        let stream = match allocated {
+            Ok(stream) => stream,
+            Err((e, completion)) => {
+                return self.shared.finish(completion, Err(e), Duration::ZERO).await;
+            }
+        };
+        envelope.set_stream(stream);
+        if self.tx.send(Outgoing::Envelope(envelope)).await.is_err() {
+            // The writer is gone; close() completes every slot, this one included.
+            self.shared.close("writer stopped".to_owned()).await;
+        }
+    }
+
+    /// Sends a request and waits for its answer.
+    pub(crate) async fn request(&self, envelope: Envelope) -> Result<Envelope, BackendError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(envelope, Completion::Reply(tx)).await;
+        rx.await.unwrap_or_else(|_| {
+            Err(BackendError::ConnectionLost {
+                cluster: self.opts.cluster,
+                addr: self.opts.addr,
+                reason: "the connection closed".into(),
+            })
+        })
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        // The session is over: whoever still waits is gone with it, so the requests are
+        // dropped unanswered; only the gauges need settling.
+        let e = BackendError::ConnectionLost {
+            cluster: self.opts.cluster,
+            addr: self.opts.addr,
+            reason: "the client's session ended".into(),
+        };
+        let meter = self.shared.meter();
+        let abandoned = self.shared.lock().shut(e, meter);
+        drop(abandoned);
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        // A panic while holding the lock cannot leave the table inconsistent in a way that
+        // matters more than losing the connection; keep serving.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn meter(&self) -> &ClusterMetrics {
+        self.metrics.cluster(self.cluster)
+    }
+
+    /// Counts, times and judges one request's outcome, then hands it to its completion.
+    async fn finish(
+        &self,
+        completion: Completion,
+        result: Result<Envelope, BackendError>,
+        elapsed: Duration,
+    ) {
+        match &result {
+            Ok(_) => self.health.answered(self.cluster),
+            Err(e) => self.health.failed(e),
+        }
+        if let Some(class) = completion.class() {
+            self.meter()
+                .completed(class, &result, elapsed, self.compression);
+        }
+        completion.complete(result, elapsed).await;
+    }
+
+    /// Marks the connection closed and fails every request still waiting on it.
+    async fn close(&self, reason: String) {
+        let closed = BackendError::ConnectionLost {
+            cluster: self.cluster,
+            addr: self.addr,
+            reason: reason.clone().into(),
+        };
+        let pending = {
+            let Some(pending) = self.lock().shut(closed.clone(), self.meter()) else {
+                return;
+            };
+            // The loss itself is a failure of the cluster, even with nothing in flight.
+            self.health.failed(&closed);
+            self.delivering.fetch_add(pending.len(), Ordering::AcqRel);
+            pending
+        };
+        tracing::debug!(cluster = %self.cluster, addr = %self.addr, %reason, "backend connection closed");
+        let e = BackendError::ConnectionLost {
+            cluster: self.cluster,
+            addr: self.addr,
+            reason: reason.into(),
+        };
+        for completion in pending {
+            self.finish(completion, Err(e.clone()), Duration::ZERO)
+                .await;
+            self.delivering.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.closed.send_replace(true);
+    }
+}
+
+/// Reads answers and events until the connection ends; returns why it ended.
+async fn read_loop(
+    shared: &Shared,
+    mut reader: FrameReader,
+    events: EventRoute,
+    version: ProtocolVersion,
+    compression: Option<Compression>,
+) -> String {
+    loop {
+        let env = match reader.next().await {
+            Ok(Some(Inbound::Envelope(env))) => env,
+            Ok(Some(Inbound::Malformed { message, fatal, .. })) => {
+                tracing::warn!(cluster = %shared.cluster, addr = %shared.addr, %message, "malformed response");
+                if fatal {
+                    return format!("malformed response: {message}");
+                }
+                continue;
+            }
+            Ok(None) => return "closed by the cluster".to_owned(),
+            Err(e) => return format!("read failed: {e}"),
+        };
+        let stream = env.stream();
+        if stream < 0 {
+            events.deliver(env, version, compression).await;
+            continue;
+        }
+        let released = {
+            let mut slots = shared.lock();
+            slots.last_activity = Instant::now();
+            let released = slots.release(stream, shared.meter());
+            if released.is_some() {
+                shared.delivering.fetch_add(1, Ordering::AcqRel);
+            }
+            released
+        };
+        if let Some((completion, sent)) = released {
+            shared.finish(completion, Ok(env), sent.elapsed()).await;
+            shared.delivering.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Fails requests that outlive the timeout and keeps an idle connection alive with OPTIONS.
+async fn sweep(
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Outgoing>,
+    version: ProtocolVersion,
+    heartbeat: Duration,
+) {
+    let tick = (shared.timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let now = Instant::now();
+        let (expired, idle, too_many_orphans) = {
+            let mut slots = shared.lock();
+            if slots.closed.is_some() {
+                return;
+            }
+            let mut expired = Vec::new();
+            if slots.in_flight() > slots.orphaned {
+                for slot in slots.entries.iter_mut() {
+                    if let Slot::Busy { sent, .. } = slot
+                        && now.duration_since(*sent) >= shared.timeout
+                        && let Slot::Busy { completion, .. } =
+                            std::mem::replace(slot, Slot::Orphaned)
+                    {
+                        expired.push(completion);
+                    }
+                }
+                slots.orphaned += expired.len();
+                for _ in &expired {
+                    shared.meter().orphaned();
+                }
+            }
+            let idle =
+                slots.in_flight() == 0 && now.duration_since(slots.last_activity) >= heartbeat;
+            if idle {
+                slots.last_activity = now;
+            }
+            (expired, idle, slots.orphaned * 2 > slots.entries.len())
+        };
+        for completion in expired {
+            let e = BackendError::Timeout {
+                cluster: shared.cluster,
+                addr: shared.addr,
+                timeout: shared.timeout,
+            };
+            shared.finish(completion, Err(e), shared.timeout).await;
+        }
+        if too_many_orphans {
+            shared
+                .close("more than half of the stream ids timed out".to_owned())
+                .await;
+            return;
+        }
+        if idle {
+            heartbeat_once(&shared, &tx, version).await;
+        }
+    }
+}
+
+/// Sends OPTIONS on an idle connection; its answer is dropped.
+async fn heartbeat_once(shared: &Shared, tx: &mpsc::Sender<Outgoing>, version: ProtocolVersion) {
+    let stream = {
+        let mut slots = shared.lock();
+        let Some(stream) = slots.free.pop() else {
+            return;
+        };
+        slots.entries[stream as usize] = Slot::Busy {
+            completion: Completion::Discard,
+            sent: Instant::now(),
+        };
+        shared.meter().sent();
+        stream
+    };
+    let env = Envelope::new(
+        version,
+        Direction::Request,
+        0,
+        stream,
+        Opcode::Options,
+        Bytes::new(),
+    );
+    let _ = tx.send(Outgoing::Envelope(env)).await;
+}
+
+/// A connected socket with TCP keepalive on, so a silently dead peer (a cut cable, a dropped
+/// NAT entry) is noticed even when heartbeats are off.
+async fn connect_socket(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_keepalive(true)?;
+    socket.set_nodelay(true)?;
+    socket.connect(addr).await
+}
+
+/// Reads the `[string]` event type at the start of an EVENT body.
+pub(crate) fn event_type(body: &[u8]) -> Option<&str> {
+    let mut buf = body;
+    wire::read_string(&mut buf, "event type").ok()
+}

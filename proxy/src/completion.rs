@@ -1,0 +1,565 @@
+//! Where a cluster's answer goes: the other half of a request's life.
+//!
+//! ```text
+//!  read ─────► primary ──────────► Forward ──────────────► client (stream restored)
+//!  dual read ► primary ──────────► ForwardMirrored ─┬────► client
+//!            ► secondary ────────► Mirror ──────────┴────► compare, count mismatches
+//!  write ────► origin ─┐
+//!            ► target ─┴─────────► Join (second answer decides) ──► client
+//!  internal ─► either ───────────► Reply (oneshot: handshake, PREPARE, system tables)
+//! ```
+//!
+//! A completion runs on the backend connection's reader task (or the sweeper, for timeouts), so
+//! it never blocks on anything but the client's bounded write queue.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferry_cql::envelope::Envelope;
+use ferry_cql::protocol::{Opcode, ProtocolVersion, flags};
+use ferry_cql::response::ResultBody;
+use ferry_cql::response::error::{ErrorKind, ErrorResponse};
+use ferry_cql::{Compression, message::Response};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{BackendError, RequestKind};
+use crate::frame::Outgoing;
+use crate::metrics::{DualReadCounters, DualReadFamilies, RequestClass, TableMap};
+use crate::settings::{ClusterId, TargetFailurePolicy};
+
+/// Largest body the proxy decompresses to look inside (compare, events, errors).
+pub(crate) const MAX_INSPECT_BODY: usize = 256 * 1024 * 1024;
+
+/// The client's side of a session: its writer queue and protocol version.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientSink {
+    tx: mpsc::Sender<Outgoing>,
+    version: ProtocolVersion,
+    /// v3/v4 body compression the client negotiated; errors the proxy builds itself go out
+    /// uncompressed (allowed: the flag is per envelope).
+    compression: Option<Compression>,
+}
+
+impl ClientSink {
+    pub(crate) fn new(
+        tx: mpsc::Sender<Outgoing>,
+        version: ProtocolVersion,
+        compression: Option<Compression>,
+    ) -> Self {
+        Self {
+            tx,
+            version,
+            compression,
+        }
+    }
+
+    pub(crate) fn sender(&self) -> mpsc::Sender<Outgoing> {
+        self.tx.clone()
+    }
+
+    /// Queues an envelope for the client; a client that is gone is not an error here (its
+    /// session is ending).
+    pub(crate) async fn send(&self, env: Envelope) {
+        let _ = self.tx.send(Outgoing::Envelope(env)).await;
+    }
+
+    pub(crate) async fn send_outgoing(&self, item: Outgoing) {
+        let _ = self.tx.send(item).await;
+    }
+
+    /// Answers `stream` with a response the proxy builds.
+    pub(crate) async fn respond(&self, stream: i16, response: &Response) {
+        match response.to_envelope(self.version, stream, &Default::default()) {
+            Ok(env) => self.send(env).await,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a response for the client");
+                let fallback = Response::Error(ErrorResponse::server_error(format!(
+                    "ferry proxy: cannot encode the response: {e}"
+                )));
+                if let Ok(env) = fallback.to_envelope(self.version, stream, &Default::default()) {
+                    self.send(env).await;
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn error(&self, stream: i16, error: ErrorResponse) {
+        self.respond(stream, &Response::Error(error)).await;
+    }
+}
+
+/// Who waits for a request's answer, and how to phrase a failure for them.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub sink: ClientSink,
+    pub stream: i16,
+    pub kind: RequestKind,
+    /// (cluster's prepared id, the client's id): an UNPREPARED naming the first is rewritten to
+    /// name the second, so the driver re-prepares the statement it knows.
+    pub unprepared: Vec<(Bytes, Bytes)>,
+}
+
+impl Reply {
+    pub(crate) fn new(sink: ClientSink, stream: i16, kind: RequestKind) -> Self {
+        Self {
+            sink,
+            stream,
+            kind,
+            unprepared: Vec::new(),
+        }
+    }
+
+    /// Sends a cluster's answer (or the error standing for its failure) to the client.
+    async fn deliver(self, result: Result<Envelope, BackendError>) {
+        match result {
+            Ok(mut env) => {
+                if env.header.opcode == Opcode::Error
+                    && !self.unprepared.is_empty()
+                    && let Some(translated) = self.translate_unprepared(&env)
+                {
+                    env = translated;
+                }
+                env.set_stream(self.stream);
+                self.sink.send(env).await;
+            }
+            Err(e) => {
+                let response = e.to_response(self.kind);
+                self.sink.error(self.stream, response).await;
+            }
+        }
+    }
+
+    fn translate_unprepared(&self, env: &Envelope) -> Option<Envelope> {
+        let body = plain_body(env, self.sink.compression).ok()?;
+        let body = strip_extensions(env, body)?;
+        let id = ErrorResponse::peek_unprepared_id(&body).ok()??;
+        let (_, client_id) = self.unprepared.iter().find(|(c, _)| c.as_ref() == id)?;
+        let response = Response::Error(ErrorResponse::new(
+            ErrorKind::Unprepared {
+                id: client_id.to_vec(),
+            },
+            format!(
+                "Prepared query with ID {} not found (either the query was not prepared on \
+                 this host (maybe the host has been restarted?) or you have prepared too many \
+                 queries and it has been evicted from the internal cache)",
+                hex(client_id)
+            ),
+        ));
+        response
+            .to_envelope(self.sink.version, self.stream, &Default::default())
+            .ok()
+    }
+}
+
+/// How a backend connection's events reach the client.
+#[derive(Debug, Clone)]
+pub(crate) enum EventRoute {
+    Drop,
+    /// Only SCHEMA_CHANGE: topology and status events describe the real cluster, which the
+    /// proxy hides behind its own topology.
+    SchemaChanges(ClientSink),
+}
+
+impl EventRoute {
+    pub(crate) async fn deliver(
+        &self,
+        env: Envelope,
+        _version: ProtocolVersion,
+        compression: Option<Compression>,
+    ) {
+        let Self::SchemaChanges(sink) = self else {
+            return;
+        };
+        if env.header.opcode != Opcode::Event {
+            return;
+        }
+        let Ok(body) = plain_body(&env, compression) else {
+            return;
+        };
+        if crate::backend::event_type(&body) == Some("SCHEMA_CHANGE") {
+            sink.send(env).await;
+        }
+    }
+}
+
+/// What to do with a backend's answer.
+#[derive(Debug)]
+pub(crate) enum Completion {
+    /// The proxy itself waits (handshake, PREPARE, system tables).
+    Reply(oneshot::Sender<Result<Envelope, BackendError>>),
+    /// The answer goes straight to the client.
+    Forward(Reply),
+    /// To the client, and a copy to the comparison with the secondary's answer.
+    ForwardMirrored(Reply, Arc<Mirror>, ClusterId),
+    /// The secondary's half of a dual read: compared, never sent to the client.
+    Mirror(Arc<Mirror>, ClusterId),
+    /// One cluster's half of a dual write.
+    Join(Arc<Join>, ClusterId),
+    /// Nobody waits (heartbeats).
+    Discard,
+}
+
+impl Completion {
+    /// The `kind` label of the request; `None` for heartbeats, which are not counted.
+    pub(crate) fn class(&self) -> Option<RequestClass> {
+        match self {
+            Self::Reply(_) => Some(RequestClass::Other),
+            Self::Forward(reply) | Self::ForwardMirrored(reply, ..) => Some(reply.kind.into()),
+            Self::Mirror(..) => Some(RequestClass::Read),
+            Self::Join(join, _) => Some(join.class),
+            Self::Discard => None,
+        }
+    }
+
+    /// Hands the answer over. `elapsed` is the cluster's latency (zero when it never answered).
+    pub(crate) async fn complete(self, result: Result<Envelope, BackendError>, elapsed: Duration) {
+        let _ = elapsed;
+        match self {
+            Self::Reply(tx) => {
+                let _ = tx.send(result);
+            }
+            Self::Forward(reply) => reply.deliver(result).await,
+            Self::ForwardMirrored(reply, mirror, cluster) => {
+                mirror.record(cluster, result.clone());
+                reply.deliver(result).await;
+            }
+            Self::Mirror(mirror, cluster) => mirror.record(cluster, result),
+            Self::Join(join, cluster) => {
+                if let Some(reply) = join.record(cluster, result) {
+                    reply.0.deliver(reply.1).await;
+                }
+            }
+            Self::Discard => {}
+        }
+    }
+}
+
+/// A write sent to both clusters; the second answer decides what the client gets.
+#[derive(Debug)]
+pub(crate) struct Join {
+    primary: ClusterId,
+    policy: TargetFailurePolicy,
+    /// The request's kind, for metrics (the reply itself is taken when both answers are in).
+    class: RequestClass,
+    /// `keyspace.table` when the write names one, so a failure recorded for repair says where.
+    table: Option<Arc<str>>,
+    state: Mutex<JoinState>,
+    failures: Arc<dyn TargetFailureSink>,
+}
+
+#[derive(Debug)]
+struct JoinState {
+    reply: Option<Reply>,
+    results: [Option<Result<Envelope, BackendError>>; 2],
+}
+
+/// Where `best-effort` records a write the target failed, for repair.
+pub(crate) trait TargetFailureSink: std::fmt::Debug + Send + Sync {
+    fn target_write_failed(&self, table: Option<&Arc<str>>, reason: &str);
+}
+
+impl Join {
+    pub(crate) fn new(
+        reply: Reply,
+        primary: ClusterId,
+        policy: TargetFailurePolicy,
+        failures: Arc<dyn TargetFailureSink>,
+        table: Option<Arc<str>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            primary,
+            policy,
+            class: reply.kind.into(),
+            table,
+            state: Mutex::new(JoinState {
+                reply: Some(reply),
+                results: [None, None],
+            }),
+            failures,
+        })
+    }
+
+    /// Stores one answer; returns what to send once both are in.
+    fn record(
+        &self,
+        cluster: ClusterId,
+        result: Result<Envelope, BackendError>,
+    ) -> Option<(Reply, Result<Envelope, BackendError>)> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.results[cluster.index()] = Some(result);
+        if state.results.iter().any(Option::is_none) {
+            return None;
+        }
+        let reply = state.reply.take()?;
+        let [origin, target] = std::mem::take(&mut state.results);
+        let (origin, target) = (origin?, target?);
+        drop(state);
+        let decided = self.decide(origin, target, reply.sink.compression);
+        Some((reply, decided))
+    }
+
+    fn decide(
+        &self,
+        origin: Result<Envelope, BackendError>,
+        target: Result<Envelope, BackendError>,
+        compression: Option<Compression>,
+    ) -> Result<Envelope, BackendError> {
+        let (primary, secondary) = match self.primary {
+            ClusterId::Origin => (origin, target),
+            ClusterId::Target => (target, origin),
+        };
+        match (succeeded(&primary), succeeded(&secondary)) {
+            (true, false) => {
+                let secondary_is_target = self.primary == ClusterId::Origin;
+                // Even `best-effort` passes UNPREPARED on: swallowed, the driver would never
+                // re-prepare, and every later execution would miss the target.
+                if secondary_is_target
+                    && self.policy == TargetFailurePolicy::BestEffort
+                    && !is_unprepared(&secondary, compression)
+                {
+                    self.failures
+                        .target_write_failed(self.table.as_ref(), &describe(&secondary));
+                    primary
+                } else {
+                    secondary
+                }
+            }
+            // Both succeeded, the primary failed, or both failed: the primary's answer.
+            _ => primary,
+        }
+    }
+}
+
+fn succeeded(result: &Result<Envelope, BackendError>) -> bool {
+    matches!(result, Ok(env) if env.header.opcode != Opcode::Error)
+}
+
+/// Whether a cluster answered UNPREPARED.
+fn is_unprepared(
+    result: &Result<Envelope, BackendError>,
+    compression: Option<Compression>,
+) -> bool {
+    let Ok(env) = result else {
+        return false;
+    };
+    env.header.opcode == Opcode::Error
+        && plain_body(env, compression)
+            .ok()
+            .and_then(|body| strip_extensions(env, body))
+            .is_some_and(|body| matches!(ErrorResponse::peek_unprepared_id(&body), Ok(Some(_))))
+}
+
+fn describe(result: &Result<Envelope, BackendError>) -> String {
+    match result {
+        Ok(env) => format!("{:?} answer", env.header.opcode),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Counts of dual-read comparisons, per `keyspace.table` (bounded: see [`TableMap`]), kept here
+/// for `/status` and mirrored into per-table counters for `/metrics`.
+#[derive(Debug)]
+pub(crate) struct MirrorStats {
+    tables: Mutex<TableMap<MirrorEntry>>,
+    families: DualReadFamilies,
+}
+
+#[derive(Debug)]
+struct MirrorEntry {
+    counts: MirrorCounts,
+    counters: Option<DualReadCounters>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MirrorCounts {
+    pub compared: u64,
+    pub mismatches: u64,
+    /// The secondary failed or answered an error while the primary answered rows.
+    pub secondary_failures: u64,
+}
+
+impl MirrorStats {
+    pub(crate) fn new(families: DualReadFamilies) -> Self {
+        Self {
+            tables: Mutex::default(),
+            families,
+        }
+    }
+
+    /// `table`'s counts; zero for a table never compared or counted under `other`.
+    pub(crate) fn counts(&self, table: &str) -> MirrorCounts {
+        let tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        tables.get(table).map(|e| e.counts).unwrap_or_default()
+    }
+
+    /// Every table's counts, by name.
+    pub(crate) fn tables(&self) -> Vec<(Arc<str>, MirrorCounts)> {
+        let tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = tables.iter().map(|(t, e)| (t.clone(), e.counts)).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    pub(crate) fn total(&self) -> MirrorCounts {
+        let tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        tables
+            .iter()
+            .map(|(_, e)| e.counts)
+            .fold(MirrorCounts::default(), |acc, c| MirrorCounts {
+                compared: acc.compared + c.compared,
+                mismatches: acc.mismatches + c.mismatches,
+                secondary_failures: acc.secondary_failures + c.secondary_failures,
+            })
+    }
+
+    fn add(&self, table: &Arc<str>, f: impl FnOnce(&mut MirrorCounts)) {
+        let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = tables.entry(table, |name| MirrorEntry {
+            counts: MirrorCounts::default(),
+            counters: self.families.for_table(name),
+        });
+        let before = entry.counts;
+        f(&mut entry.counts);
+        if let Some(c) = &entry.counters {
+            let after = entry.counts;
+            c.compared.inc_by(after.compared - before.compared);
+            c.mismatches.inc_by(after.mismatches - before.mismatches);
+            c.secondary_failures
+                .inc_by(after.secondary_failures - before.secondary_failures);
+        }
+    }
+}
+
+/// A read sent to both clusters; the answers are compared once both are in.
+#[derive(Debug)]
+pub(crate) struct Mirror {
+    table: Arc<str>,
+    primary: ClusterId,
+    version: ProtocolVersion,
+    compression: Option<Compression>,
+    stats: Arc<MirrorStats>,
+    results: Mutex<[Option<Result<Envelope, BackendError>>; 2]>,
+}
+
+impl Mirror {
+    pub(crate) fn new(
+        table: Arc<str>,
+        primary: ClusterId,
+        version: ProtocolVersion,
+        compression: Option<Compression>,
+        stats: Arc<MirrorStats>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            table,
+            primary,
+            version,
+            compression,
+            stats,
+            results: Mutex::new([None, None]),
+        })
+    }
+
+    fn record(&self, cluster: ClusterId, result: Result<Envelope, BackendError>) {
+        let both = {
+            let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
+            results[cluster.index()] = Some(result);
+            if results.iter().any(Option::is_none) {
+                return;
+            }
+            std::mem::take(&mut *results)
+        };
+        let [origin, target] = both;
+        let (Some(origin), Some(target)) = (origin, target) else {
+            return;
+        };
+        let (primary, secondary) = match self.primary {
+            ClusterId::Origin => (origin, target),
+            ClusterId::Target => (target, origin),
+        };
+        let Ok(primary) = primary else {
+            return;
+        };
+        if primary.header.opcode != Opcode::Result {
+            return;
+        }
+        let Ok(secondary) = secondary else {
+            self.stats.add(&self.table, |c| c.secondary_failures += 1);
+            return;
+        };
+        if secondary.header.opcode != Opcode::Result {
+            self.stats.add(&self.table, |c| c.secondary_failures += 1);
+            return;
+        }
+        let same = self.same_rows(&primary, &secondary);
+        self.stats.add(&self.table, |c| {
+            c.compared += 1;
+            if !same {
+                c.mismatches += 1;
+            }
+        });
+        if !same {
+            tracing::debug!(table = %self.table, "dual read mismatch");
+        }
+    }
+
+    /// Whether two RESULT answers hold the same rows (cell bytes; metadata and paging state may
+    /// differ between clusters and do not count).
+    fn same_rows(&self, a: &Envelope, b: &Envelope) -> bool {
+        let rows = |env: &Envelope| -> Option<Vec<Vec<Option<Bytes>>>> {
+            let body = plain_body(env, self.compression).ok()?;
+            let body = strip_extensions(env, body)?;
+            let decoded = ResultBody::decode(&mut &body[..], &body, self.version).ok()?;
+            let ResultBody::Rows(rows) = decoded else {
+                return Some(Vec::new());
+            };
+            let width = rows.columns_count();
+            Some(
+                (0..rows.rows_count())
+                    .map(|r| (0..width).map(|c| rows.cell_bytes(r, c)).collect())
+                    .collect(),
+            )
+        };
+        match (rows(a), rows(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        }
+    }
+}
+
+/// The body of an envelope as the spec lays it out, decompressed if needed.
+pub(crate) fn plain_body(
+    env: &Envelope,
+    compression: Option<Compression>,
+) -> Result<Bytes, String> {
+    if !env.header.has_flag(flags::COMPRESSION) {
+        return Ok(env.body.clone());
+    }
+    let Some(algorithm) = compression else {
+        return Err("compressed body without negotiated compression".to_owned());
+    };
+    algorithm
+        .decompress(&env.body, MAX_INSPECT_BODY)
+        .map(Bytes::from)
+        .map_err(|e| e.to_string())
+}
+
+/// The body without tracing id, warnings and custom payload.
+fn strip_extensions(env: &Envelope, body: Bytes) -> Option<Bytes> {
+    let mut header = env.header;
+    header.flags &= !flags::COMPRESSION;
+    ferry_cql::envelope::BodyExtensions::decode(&header, &body)
+        .ok()
+        .map(|(_, rest)| rest)
+}
+
+/// Lower-case hex, as Cassandra prints prepared ids.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}

@@ -1,0 +1,1148 @@
+//! One client connection: the handshake, then the request loop.
+//!
+//! ```text
+//!  client ─► FrameReader ─► handshake: OPTIONS (answered from both clusters' SUPPORTED)
+//!                                      STARTUP ─► connect origin + target with the client's
+//!                                                 version and options ─► READY / AUTHENTICATE
+//!                                      AUTH_RESPONSE ─► the cluster that takes the client's
+//!                                                 credentials; the proxy logs into the other
+//!           ─► request loop: QUERY / EXECUTE / BATCH ─► route ─► backend.send(completion)
+//!                            PREPARE, virtual tables ─► a task per request (round trips)
+//!  client ◄─ writer task ◄── completions (stream ids restored) ◄── backend reader tasks
+//! ```
+//!
+//! The loop never waits for an answer: requests on one connection run concurrently and their
+//! answers go back in whatever order the clusters produce them.
+//!
+//! A session ends by draining — on shutdown, or when either backend connection dies (what was in
+//! flight on it has already failed with a SERVER_ERROR): new requests get OVERLOADED, the rest
+//! finish, then the client connection closes and the driver reconnects to fresh backends.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use ferry_cql::Compression;
+use ferry_cql::envelope::{BodyExtensions, Envelope};
+use ferry_cql::message::Response;
+use ferry_cql::protocol::{Direction, Opcode, ProtocolVersion, flags};
+use ferry_cql::request::{AuthResponse, Batch, Execute, Query, QueryParameters, Startup, Values};
+use ferry_cql::response::result::ResultBody;
+use ferry_cql::response::{ErrorKind, ErrorResponse};
+use ferry_cql::statement::classify::{NonDeterministicCall, StatementKind, classify};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::backend::Backend;
+use crate::completion::{ClientSink, Completion, EventRoute, Join, Mirror, Reply, hex, plain_body};
+use crate::error::{BackendError, RequestKind};
+use crate::frame::{FrameReader, Framing, Inbound, Outgoing, legacy_error, run_writer};
+use crate::prepared::PreparedEntry;
+use crate::proxy::Context;
+use crate::rewrite::{self, BatchIdError, FunctionPlan, SystemValueSource, ValueSource};
+use crate::route::{self, Destination, VirtualTable, WriteKind};
+use crate::settings::{ClusterId, ReadMode};
+use crate::topology::{REAL_LOCAL_QUERY, RealNode};
+
+/// Largest request body accepted from a client (Cassandra's `native_transport_max_frame_size`
+/// default is 16 MiB; 256 MiB is the protocol's own limit).
+const MAX_REQUEST_BODY: usize = 256 * 1024 * 1024;
+/// Answers queued for one client's socket; completions wait when it is full.
+const CLIENT_QUEUE: usize = 1024;
+/// PROTOCOL_ERROR's code.
+const PROTOCOL_ERROR: i32 = 0x000A;
+
+/// Serves one client connection until it closes.
+pub(crate) async fn serve(ctx: Arc<Context>, socket: TcpStream) {
+    let local_addr = socket.local_addr().unwrap_or(ctx.config.listen);
+    let io = Arc::new(socket);
+    let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+    let writer = tokio::spawn(run_writer(io.clone(), rx));
+    let mut reader = FrameReader::new(io.clone(), Direction::Request, MAX_REQUEST_BODY);
+    if let Some(session) = handshake(&ctx, &mut reader, &tx, local_addr).await {
+        let session = Arc::new(session);
+        session.run(&mut reader).await;
+    }
+    drop(tx);
+    // Let the writer flush what is queued (a last error, say) before the socket closes.
+    let _ = writer.await;
+}
+
+/// What the handshake ends with.
+struct Session {
+    ctx: Arc<Context>,
+    sink: ClientSink,
+    version: ProtocolVersion,
+    /// v3/v4 body compression; v5 compresses segments instead.
+    compression: Option<Compression>,
+    backends: [Backend; 2],
+    /// The keyspace of the last USE, to route unqualified names (`SELECT * FROM local`).
+    keyspace: Mutex<Option<Arc<str>>>,
+    /// This end of the client's connection: advertised when the proxy listens on 0.0.0.0.
+    local_addr: SocketAddr,
+}
+
+async fn handshake(
+    ctx: &Arc<Context>,
+    reader: &mut FrameReader,
+    tx: &mpsc::Sender<Outgoing>,
+    local_addr: SocketAddr,
+) -> Option<Session> {
+    loop {
+        let env = next_envelope(reader, tx).await?;
+        let version = env.header.version;
+        let sink = ClientSink::new(tx.clone(), version, None);
+        if !ctx.versions.contains(&version) {
+            let message = ctx.unsupported_version_message(version.as_u8());
+            sink.error(env.stream(), ErrorResponse::protocol_error(message))
+                .await;
+            return None;
+        }
+        match env.header.opcode {
+            Opcode::Options => {
+                sink.respond(env.stream(), &Response::Supported(ctx.supported.clone()))
+                    .await;
+            }
+            Opcode::Startup => return startup(ctx, reader, tx, env, local_addr).await,
+            other => {
+                let message = format!("Unexpected message {other:?}, expecting STARTUP or OPTIONS");
+                sink.error(env.stream(), ErrorResponse::protocol_error(message))
+                    .await;
+            }
+        }
+    }
+}
+
+/// The next envelope from the client, answering malformed input on the way; `None` when the
+/// connection is done.
+async fn next_envelope(reader: &mut FrameReader, tx: &mpsc::Sender<Outgoing>) -> Option<Envelope> {
+    loop {
+        match reader.next().await {
+            Ok(Some(Inbound::Envelope(env))) => return Some(env),
+            Ok(Some(malformed)) => {
+                if answer_malformed(malformed, tx).await {
+                    return None;
+                }
+            }
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+/// Answers input that cannot be read with a PROTOCOL_ERROR; returns whether the connection must
+/// close.
+async fn answer_malformed(item: Inbound, tx: &mpsc::Sender<Outgoing>) -> bool {
+    let Inbound::Malformed {
+        stream,
+        version,
+        legacy,
+        message,
+        fatal,
+    } = item
+    else {
+        return false;
+    };
+    if let Some(v) = legacy {
+        let raw = legacy_error(v, stream, PROTOCOL_ERROR, &message);
+        let _ = tx.send(Outgoing::Raw(raw)).await;
+    } else {
+        let version = version.unwrap_or(ProtocolVersion::HIGHEST);
+        ClientSink::new(tx.clone(), version, None)
+            .error(stream, ErrorResponse::protocol_error(message))
+            .await;
+    }
+    fatal
+}
+
+async fn startup(
+    ctx: &Arc<Context>,
+    reader: &mut FrameReader,
+    tx: &mpsc::Sender<Outgoing>,
+    env: Envelope,
+    local_addr: SocketAddr,
+) -> Option<Session> {
+    let version = env.header.version;
+    let stream = env.stream();
+    let plain_sink = ClientSink::new(tx.clone(), version, None);
+    let options = match Startup::decode(&mut &env.body[..], version) {
+        Ok(s) => s,
+        Err(e) => {
+            let message = format!("Invalid STARTUP message: {e}");
+            plain_sink
+                .error(stream, ErrorResponse::protocol_error(message))
+                .await;
+            return None;
+        }
+    };
+    let compression = match options.get("COMPRESSION").map(str::parse::<Compression>) {
+        None => None,
+        Some(Ok(c)) if ctx.compressions.contains(&c) && c.supported_in(version) => Some(c),
+        Some(Ok(c)) => {
+            let message = format!(
+                "Unsupported compression {} for protocol {version:?}",
+                c.name()
+            );
+            plain_sink
+                .error(stream, ErrorResponse::protocol_error(message))
+                .await;
+            return None;
+        }
+        Some(Err(e)) => {
+            plain_sink
+                .error(stream, ErrorResponse::protocol_error(e.to_string()))
+                .await;
+            return None;
+        }
+    };
+    let body_compression = compression.filter(|_| !version.uses_segments());
+    let sink = ClientSink::new(tx.clone(), version, body_compression);
+
+    let connect = |cluster: ClusterId| {
+        let opts = ctx.backend_options(cluster, version, compression);
+        let events = match cluster {
+            ClusterId::Origin => EventRoute::SchemaChanges(sink.clone()),
+            ClusterId::Target => EventRoute::Drop,
+        };
+        let body = env.body.clone();
+        async move {
+            match opts {
+                Ok(opts) => Backend::connect(opts, body, events).await,
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let (origin, target) = tokio::join!(connect(ClusterId::Origin), connect(ClusterId::Target));
+    let ((origin, origin_answer), (target, target_answer)) = match (origin, target) {
+        (Ok(o), Ok(t)) => (o, t),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "cannot open the backend connections for a client");
+            sink.error(
+                stream,
+                ErrorResponse::server_error(format!("ferry proxy: {e}")),
+            )
+            .await;
+            return None;
+        }
+    };
+    let answers = [origin_answer, target_answer];
+    let switch = |sink: &ClientSink, reader: &mut FrameReader| {
+        let framing = version.uses_segments().then_some(Framing::Segments {
+            lz4: compression == Some(Compression::Lz4),
+        });
+        if let Some(f) = framing {
+            reader.set_framing(f);
+        }
+        let sink = sink.clone();
+        async move {
+            if let Some(f) = framing {
+                sink.send_outgoing(Outgoing::Switch(f)).await;
+            }
+        }
+    };
+
+    // A cluster that refuses STARTUP: its error is the answer.
+    if let Some(refusal) = answers.iter().find(|a| a.header.opcode == Opcode::Error) {
+        let mut refusal = refusal.clone();
+        refusal.set_stream(stream);
+        sink.send(refusal).await;
+        return None;
+    }
+    let wants_auth = answers
+        .iter()
+        .map(|a| a.header.opcode == Opcode::Authenticate)
+        .collect::<Vec<_>>();
+    let session = Session {
+        ctx: ctx.clone(),
+        sink: sink.clone(),
+        version,
+        compression: body_compression,
+        backends: [origin, target],
+        keyspace: Mutex::new(None),
+        local_addr,
+    };
+    if !wants_auth[0] && !wants_auth[1] {
+        let mut ready = answers[ClusterId::Origin.index()].clone();
+        ready.set_stream(stream);
+        sink.send(ready).await;
+        switch(&sink, reader).await;
+        return Some(session);
+    }
+
+    // Authentication: the client's credentials go to one cluster, the proxy's own to the other.
+    let client_side = match (wants_auth[0], wants_auth[1]) {
+        (true, true) if ctx.config.forward_client_credentials_to_origin => ClusterId::Origin,
+        (true, true) | (false, true) => ClusterId::Target,
+        _ => ClusterId::Origin,
+    };
+    let proxy_side = client_side.other();
+    let proxy_login = if wants_auth[proxy_side.index()] {
+        Some(session.proxy_login(proxy_side).await)
+    } else {
+        None
+    };
+    let mut challenge = answers[client_side.index()].clone();
+    challenge.set_stream(stream);
+    sink.send(challenge).await;
+    switch(&sink, reader).await;
+
+    loop {
+        let env = next_envelope(reader, tx).await?;
+        let stream = env.stream();
+        match env.header.opcode {
+            Opcode::AuthResponse => {}
+            Opcode::Options => {
+                sink.respond(stream, &Response::Supported(ctx.supported.clone()))
+                    .await;
+                continue;
+            }
+            other => {
+                let message = format!("Unexpected message {other:?} during authentication");
+                sink.error(stream, ErrorResponse::protocol_error(message))
+                    .await;
+                continue;
+            }
+        }
+        let answer = match session.backends[client_side.index()].request(env).await {
+            Ok(a) => a,
+            Err(e) => {
+                sink.error(stream, e.to_response(RequestKind::Other)).await;
+                return None;
+            }
+        };
+        match answer.header.opcode {
+            Opcode::AuthSuccess => {
+                if let Some(Err(reason)) = &proxy_login {
+                    let message = format!(
+                        "ferry proxy: {proxy_side} rejected the proxy's own credentials: {reason}"
+                    );
+                    tracing::warn!(cluster = %proxy_side, %reason, "proxy login failed");
+                    let error = ErrorResponse::new(ErrorKind::AuthenticationError, message);
+                    sink.error(stream, error).await;
+                    return None;
+                }
+                let mut success = answer;
+                success.set_stream(stream);
+                sink.send(success).await;
+                return Some(session);
+            }
+            _ => {
+                // AUTH_CHALLENGE continues the exchange; an ERROR (bad credentials) ends it,
+                // and the client decides what to do with its connection.
+                let mut answer = answer;
+                answer.set_stream(stream);
+                sink.send(answer).await;
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Logs into `cluster` with the proxy's configured credentials (SASL PLAIN).
+    async fn proxy_login(&self, cluster: ClusterId) -> Result<(), String> {
+        let config = self.ctx.config.cluster(cluster);
+        let (Some(user), Some(password)) = (&config.username, &config.password) else {
+            return Err(format!(
+                "{cluster} requires authentication and no {cluster} username/password is configured"
+            ));
+        };
+        let request = AuthResponse::plain(user, password.expose());
+        let env = ferry_cql::message::Request::AuthResponse(request)
+            .to_envelope(self.version, 0, 0, &BodyExtensions::default())
+            .map_err(|e| e.to_string())?;
+        let answer = self.backends[cluster.index()]
+            .request(env)
+            .await
+            .map_err(|e| e.to_string())?;
+        match answer.header.opcode {
+            Opcode::AuthSuccess => Ok(()),
+            _ => Err(match self.decode_response(&answer) {
+                Ok(Response::Error(e)) => e.message,
+                Ok(other) => format!("unexpected {:?}", other.opcode()),
+                Err(e) => e,
+            }),
+        }
+    }
+
+    async fn run(self: &Arc<Self>, reader: &mut FrameReader) {
+        // Made once: they are polled again on every request.
+        let stopping = self.ctx.shutting_down();
+        let lost = self.backend_lost();
+        tokio::pin!(stopping, lost);
+        loop {
+            let item = tokio::select! {
+                item = reader.next() => item,
+                () = &mut stopping => {
+                    let deadline = Instant::now() + self.ctx.config.shutdown_grace;
+                    return self.drain(reader, "shutting down", deadline).await;
+                }
+                cluster = &mut lost => {
+                    // A session without one of its clusters cannot write: what was in flight
+                    // on the lost connection has failed; let the rest finish (they time out at
+                    // the latest), then close, so the driver reconnects and gets new backend
+                    // connections — or a STARTUP error while the cluster stays down.
+                    tracing::info!(%cluster, "backend connection lost; closing the client connection");
+                    let deadline = Instant::now() + self.ctx.config.request_timeout;
+                    let reason = format!("the connection to {cluster} was lost, reconnect");
+                    return self.drain(reader, &reason, deadline).await;
+                }
+            };
+            match item {
+                Ok(Some(Inbound::Envelope(env))) => self.handle(env).await,
+                Ok(Some(malformed)) => {
+                    if answer_malformed(malformed, &self.sink_tx()).await {
+                        return;
+                    }
+                }
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+
+    /// Which cluster's connection died first.
+    async fn backend_lost(&self) -> ClusterId {
+        tokio::select! {
+            () = self.backend(ClusterId::Origin).closed() => ClusterId::Origin,
+            () = self.backend(ClusterId::Target).closed() => ClusterId::Target,
+        }
+    }
+
+    /// The end of a session (shutdown, a lost backend connection): new requests get OVERLOADED
+    /// (drivers retry them on another proxy instance or connection) while what is in flight
+    /// finishes, until `deadline`.
+    async fn drain(&self, reader: &mut FrameReader, reason: &str, deadline: Instant) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+        loop {
+            tokio::select! {
+                item = reader.next() => match item {
+                    Ok(Some(Inbound::Envelope(env))) => {
+                        let error = ErrorResponse::overloaded(format!("ferry proxy: {reason}"));
+                        self.sink.error(env.stream(), error).await;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => return,
+                },
+                _ = tick.tick() => {
+                    if self.backends.iter().all(|b| b.in_flight() == 0) {
+                        return;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
+    fn sink_tx(&self) -> mpsc::Sender<Outgoing> {
+        self.sink.sender()
+    }
+
+    fn backend(&self, cluster: ClusterId) -> &Backend {
+        &self.backends[cluster.index()]
+    }
+
+    fn keyspace(&self) -> Option<Arc<str>> {
+        self.keyspace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn handle(self: &Arc<Self>, env: Envelope) {
+        let stream = env.stream();
+        match env.header.opcode {
+            Opcode::Query => self.query(env).await,
+            Opcode::Execute => self.execute(env).await,
+            Opcode::Batch => self.batch(env).await,
+            Opcode::Prepare => {
+                let session = self.clone();
+                tokio::spawn(async move { session.prepare(env).await });
+            }
+            Opcode::Register => {
+                // Events come from origin only: one copy of each SCHEMA_CHANGE.
+                let reply = Reply::new(self.sink.clone(), stream, RequestKind::Other);
+                self.backend(ClusterId::Origin)
+                    .send(env, Completion::Forward(reply))
+                    .await;
+            }
+            Opcode::Options => {
+                let supported = Response::Supported(self.ctx.supported.clone());
+                self.sink.respond(stream, &supported).await;
+            }
+            other => {
+                let message = format!("Unexpected message {other:?} on an established connection");
+                self.sink
+                    .error(stream, ErrorResponse::protocol_error(message))
+                    .await;
+            }
+        }
+    }
+
+    /// The request body as the spec lays it out: decompressed, extensions removed.
+    fn request_body(&self, env: &Envelope) -> Result<Bytes, String> {
+        let body = plain_body(env, self.compression)?;
+        if env.header.flags & (flags::CUSTOM_PAYLOAD | flags::TRACING) == 0 {
+            return Ok(body);
+        }
+        let mut header = env.header;
+        header.flags &= !flags::COMPRESSION;
+        BodyExtensions::decode(&header, &body)
+            .map(|(_, rest)| rest)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn protocol_error(&self, stream: i16, what: &str, detail: impl std::fmt::Display) {
+        let message = format!("Invalid {what} message: {detail}");
+        self.sink
+            .error(stream, ErrorResponse::protocol_error(message))
+            .await;
+    }
+
+    async fn query(self: &Arc<Self>, env: Envelope) {
+        let stream = env.stream();
+        let body = match self.request_body(&env) {
+            Ok(b) => b,
+            Err(e) => return self.protocol_error(stream, "QUERY", e).await,
+        };
+        let (text, params) = match route::peek_query(&body) {
+            Ok(x) => x,
+            Err(e) => return self.protocol_error(stream, "QUERY", e).await,
+        };
+        let peek = match route::peek_params(params, self.version) {
+            Ok(p) => p,
+            Err(e) => return self.protocol_error(stream, "QUERY", e).await,
+        };
+        let info = classify(text);
+        let keyspace = self.keyspace();
+        let destination = route::destination(&info, keyspace.as_deref());
+        match destination {
+            Destination::Virtual(table) => {
+                let values = match Query::decode(&mut &body[..], &body, self.version) {
+                    Ok(q) => q.params.values,
+                    Err(e) => return self.protocol_error(stream, "QUERY", e).await,
+                };
+                let session = self.clone();
+                let text = text.to_owned();
+                tokio::spawn(
+                    async move { session.answer_virtual(stream, table, &text, &values).await },
+                );
+            }
+            Destination::Primary | Destination::System => {
+                let kind = RequestKind::Read {
+                    consistency: peek.consistency,
+                };
+                let mirror_table = (destination == Destination::Primary
+                    && info.kind == StatementKind::Select
+                    && !peek.has_paging_state())
+                .then(|| route::table_name(&info, keyspace.as_deref()))
+                .flatten();
+                let reply = Reply::new(self.sink.clone(), stream, kind);
+                self.read(env.clone(), env, destination, reply, mirror_table)
+                    .await;
+            }
+            Destination::Both(write) => {
+                if write == WriteKind::Use
+                    && let Some(ks) = &info.keyspace
+                {
+                    *self.keyspace.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(ks.normalized().into());
+                }
+                let kind = request_kind(write, peek.consistency);
+                let env = if let WriteKind::Data { .. } = write {
+                    let calls = if self.ctx.config.replace_cql_functions {
+                        &info.nondeterministic[..]
+                    } else {
+                        &[]
+                    };
+                    match self.rewrite_query(&env, &body, calls) {
+                        Ok(env) => env,
+                        Err(e) => return self.protocol_error(stream, "QUERY", e).await,
+                    }
+                } else {
+                    env
+                };
+                let reply = Reply::new(self.sink.clone(), stream, kind);
+                let table = route::table_name(&info, keyspace.as_deref());
+                self.dual_write(env.clone(), env, reply, table).await;
+            }
+        }
+    }
+
+    /// A data-writing QUERY as both clusters must get it: `now()` and friends evaluated once,
+    /// and a client timestamp when it has none.
+    fn rewrite_query(
+        &self,
+        env: &Envelope,
+        body: &Bytes,
+        calls: &[NonDeterministicCall<'_>],
+    ) -> Result<Envelope, String> {
+        let mut source = SystemValueSource;
+        let mut current = None;
+        if !calls.is_empty() {
+            current = Some(
+                rewrite::rewrite_query_body(self.version, body, calls, &mut source)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        current = self
+            .with_timestamp(Opcode::Query, current.as_ref().unwrap_or(body), &mut source)?
+            .or(current);
+        match current {
+            Some(new_body) => self.rebuild(env, new_body),
+            None => Ok(env.clone()),
+        }
+    }
+
+    /// The body with the protocol's default timestamp set, when configured and missing.
+    fn with_timestamp(
+        &self,
+        opcode: Opcode,
+        body: &Bytes,
+        source: &mut SystemValueSource,
+    ) -> Result<Option<Bytes>, String> {
+        if !self.ctx.config.inject_timestamps {
+            return Ok(None);
+        }
+        rewrite::inject_default_timestamp(self.version, opcode, body, source.now_micros())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends a read to the primary (or the system-queries cluster), mirrored to the secondary in
+    /// dual-async mode. `origin_env`/`target_env` are the request as each cluster must get it.
+    async fn read(
+        &self,
+        origin_env: Envelope,
+        target_env: Envelope,
+        destination: Destination,
+        reply: Reply,
+        mirror_table: Option<Arc<str>>,
+    ) {
+        let live = &self.ctx.live;
+        let cluster = match destination {
+            Destination::System => self.ctx.config.system_queries,
+            _ => live.primary(),
+        };
+        let mut envs = [Some(origin_env), Some(target_env)];
+        let Some(env) = envs[cluster.index()].take() else {
+            return;
+        };
+        match mirror_table {
+            Some(table) if live.read_mode() == ReadMode::DualAsync => {
+                let mirror = Mirror::new(
+                    table,
+                    cluster,
+                    self.version,
+                    self.compression,
+                    self.ctx.mirror_stats.clone(),
+                );
+                let completion = Completion::ForwardMirrored(reply, mirror.clone(), cluster);
+                self.backend(cluster).send(env, completion).await;
+                let secondary = cluster.other();
+                if let Some(env) = envs[secondary.index()].take() {
+                    self.backend(secondary)
+                        .send(env, Completion::Mirror(mirror, secondary))
+                        .await;
+                }
+            }
+            _ => {
+                self.backend(cluster)
+                    .send(env, Completion::Forward(reply))
+                    .await
+            }
+        }
+    }
+
+    /// Sends a write to both clusters. `table` names what a failure recorded for repair
+    /// concerns.
+    async fn dual_write(
+        &self,
+        origin_env: Envelope,
+        target_env: Envelope,
+        reply: Reply,
+        table: Option<Arc<str>>,
+    ) {
+        let join = Join::new(
+            reply,
+            self.ctx.live.primary(),
+            self.ctx.config.target_failure_policy,
+            self.ctx.repairs.clone(),
+            table,
+        );
+        self.backend(ClusterId::Origin)
+            .send(
+                origin_env,
+                Completion::Join(join.clone(), ClusterId::Origin),
+            )
+            .await;
+        self.backend(ClusterId::Target)
+            .send(target_env, Completion::Join(join, ClusterId::Target))
+            .await;
+    }
+
+    async fn unprepared(&self, stream: i16, id: &[u8]) {
+        let message = format!(
+            "Prepared query with ID {} not found (either the query was not prepared on this \
+             host (maybe the host has been restarted?) or you have prepared too many queries \
+             and it has been evicted from the internal cache)",
+            hex(id)
+        );
+        let error = ErrorResponse::new(ErrorKind::Unprepared { id: id.to_vec() }, message);
+        self.sink.error(stream, error).await;
+    }
+
+    async fn execute(self: &Arc<Self>, env: Envelope) {
+        let stream = env.stream();
+        let body = match self.request_body(&env) {
+            Ok(b) => b,
+            Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
+        };
+        let (id, params) = match route::peek_execute(&body, self.version) {
+            Ok(x) => (x.id, x.params),
+            Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
+        };
+        let peek = match route::peek_params(params, self.version) {
+            Ok(p) => p,
+            Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
+        };
+        let Some(entry) = self.ctx.prepared.get(id) else {
+            return self.unprepared(stream, id).await;
+        };
+        if let Destination::Virtual(table) = entry.destination {
+            let values = match Execute::decode(&mut &body[..], &body, self.version) {
+                Ok(e) => e.params.values,
+                Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
+            };
+            let session = self.clone();
+            tokio::spawn(async move {
+                session
+                    .answer_virtual(stream, table, &entry.text, &values)
+                    .await;
+            });
+            return;
+        }
+        let Some(target_id) = entry.target_id.clone() else {
+            return self.unprepared(stream, id).await;
+        };
+        let (env, body) = if let Destination::Both(WriteKind::Data { .. }) = entry.destination {
+            match self.rewrite_execute(&env, &body, entry.plan.as_ref()) {
+                Ok(x) => x,
+                Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
+            }
+        } else {
+            (env, body)
+        };
+        let target_body = rewrite::replace_execute_id(
+            self.version,
+            &body,
+            &target_id,
+            entry.target_result_metadata_id.as_deref(),
+        );
+        let target_env = match target_body
+            .map_err(|e| e.to_string())
+            .and_then(|b| self.rebuild(&env, b))
+        {
+            Ok(e) => e,
+            Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
+        };
+        let mut reply = match entry.destination {
+            Destination::Both(write) => Reply::new(
+                self.sink.clone(),
+                stream,
+                request_kind(write, peek.consistency),
+            ),
+            _ => Reply::new(
+                self.sink.clone(),
+                stream,
+                RequestKind::Read {
+                    consistency: peek.consistency,
+                },
+            ),
+        };
+        reply.unprepared.push((target_id, entry.origin_id.clone()));
+        match entry.destination {
+            Destination::Both(_) => {
+                self.dual_write(env, target_env, reply, entry.table.clone())
+                    .await
+            }
+            destination => {
+                let mirror = (destination == Destination::Primary && !peek.has_paging_state())
+                    .then(|| entry.table.clone())
+                    .flatten();
+                self.read(env, target_env, destination, reply, mirror).await;
+            }
+        }
+    }
+
+    /// A data-writing EXECUTE as both clusters must get it: generated values for the markers
+    /// the proxy put in place of `now()` and friends, and a client timestamp when it has none.
+    fn rewrite_execute(
+        &self,
+        env: &Envelope,
+        body: &Bytes,
+        plan: Option<&FunctionPlan>,
+    ) -> Result<(Envelope, Bytes), String> {
+        let mut source = SystemValueSource;
+        let mut current = None;
+        if let Some(plan) = plan.filter(|p| !p.is_empty()) {
+            current = Some(
+                rewrite::insert_generated_values(self.version, body, plan, &mut source)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        current = self
+            .with_timestamp(
+                Opcode::Execute,
+                current.as_ref().unwrap_or(body),
+                &mut source,
+            )?
+            .or(current);
+        match current {
+            Some(new_body) => Ok((self.rebuild(env, new_body.clone())?, new_body)),
+            None => Ok((env.clone(), body.clone())),
+        }
+    }
+
+    /// A copy of `env` with a new (uncompressed) body, compressed again if the client's was.
+    fn rebuild(&self, env: &Envelope, body: Bytes) -> Result<Envelope, String> {
+        let header_flags = env.header.flags & !(flags::COMPRESSION | flags::CUSTOM_PAYLOAD);
+        let rebuilt = Envelope::new(
+            env.header.version,
+            Direction::Request,
+            header_flags & !flags::TRACING | (env.header.flags & flags::TRACING),
+            env.stream(),
+            env.header.opcode,
+            body,
+        );
+        match self.compression {
+            Some(c) if env.header.has_flag(flags::COMPRESSION) => {
+                rebuilt.compressed(c).map_err(|e| e.to_string())
+            }
+            _ => Ok(rebuilt),
+        }
+    }
+
+    async fn batch(self: &Arc<Self>, env: Envelope) {
+        let stream = env.stream();
+        let body = match self.request_body(&env) {
+            Ok(b) => b,
+            Err(e) => return self.protocol_error(stream, "BATCH", e).await,
+        };
+        let consistency = match batch_consistency(&body, self.version) {
+            Ok(c) => c,
+            Err(e) => return self.protocol_error(stream, "BATCH", e).await,
+        };
+        let mut reply = Reply::new(
+            self.sink.clone(),
+            stream,
+            RequestKind::Write {
+                consistency,
+                batch: true,
+            },
+        );
+        // Every prepared child must be known here: its target id, and its function plan.
+        let ids = match rewrite::batch_prepared_ids(self.version, &body) {
+            Ok(ids) => ids,
+            Err(e) => return self.protocol_error(stream, "BATCH", e).await,
+        };
+        let mut entries = Vec::with_capacity(ids.len());
+        for (_, id) in &ids {
+            match self.ctx.prepared.get(id) {
+                Some(entry) if entry.target_id.is_some() => entries.push(entry),
+                _ => return self.unprepared(stream, id).await,
+            }
+        }
+        let find = |id: &[u8]| entries.iter().find(|e| e.origin_id.as_ref() == id).cloned();
+        // The table a failure is recorded under: known when every child is a prepared
+        // statement on the same table (`<type><n: short>` opens the body).
+        let children = body
+            .get(1..3)
+            .map(|n| usize::from(u16::from_be_bytes([n[0], n[1]])));
+        let table = match entries.first().and_then(|e| e.table.clone()) {
+            Some(t)
+                if children == Some(entries.len())
+                    && entries.iter().all(|e| e.table.as_ref() == Some(&t)) =>
+            {
+                Some(t)
+            }
+            _ => None,
+        };
+        let mut source = SystemValueSource;
+        let rewritten = if self.ctx.config.replace_cql_functions {
+            rewrite::rewrite_batch(
+                self.version,
+                &body,
+                |id| find(id).and_then(|e| e.plan.clone()),
+                &mut source,
+            )
+        } else {
+            Ok(None)
+        };
+        let rewritten = match rewritten {
+            Ok(r) => r,
+            Err(e) => return self.protocol_error(stream, "BATCH", e).await,
+        };
+        let stamped = match self.with_timestamp(
+            Opcode::Batch,
+            rewritten.as_ref().unwrap_or(&body),
+            &mut source,
+        ) {
+            Ok(s) => s,
+            Err(e) => return self.protocol_error(stream, "BATCH", e).await,
+        };
+        let (env, body) = match stamped.or(rewritten) {
+            Some(new_body) => match self.rebuild(&env, new_body.clone()) {
+                Ok(env) => (env, new_body),
+                Err(e) => return self.protocol_error(stream, "BATCH", e).await,
+            },
+            None => (env, body),
+        };
+        let target_env = if entries.is_empty() {
+            env.clone()
+        } else {
+            for entry in &entries {
+                if let Some(target_id) = &entry.target_id {
+                    reply
+                        .unprepared
+                        .push((target_id.clone(), entry.origin_id.clone()));
+                }
+            }
+            let target_body = rewrite::replace_batch_ids(self.version, &body, |id| {
+                find(id).and_then(|e| e.target_id.clone())
+            });
+            match target_body {
+                Ok(b) => match self.rebuild(&env, b) {
+                    Ok(e) => e,
+                    Err(e) => return self.protocol_error(stream, "BATCH", e).await,
+                },
+                Err(BatchIdError::UnknownId { id, .. }) => {
+                    return self.unprepared(stream, &id).await;
+                }
+                Err(e) => return self.protocol_error(stream, "BATCH", e).await,
+            }
+        };
+        self.dual_write(env, target_env, reply, table).await;
+    }
+
+    async fn prepare(self: Arc<Self>, env: Envelope) {
+        let stream = env.stream();
+        let body = match self.request_body(&env) {
+            Ok(b) => b,
+            Err(e) => return self.protocol_error(stream, "PREPARE", e).await,
+        };
+        let text = match route::peek_query(&body) {
+            Ok((t, _)) => t,
+            Err(e) => return self.protocol_error(stream, "PREPARE", e).await,
+        };
+        let info = classify(text);
+        let keyspace = self.keyspace();
+        let destination = route::destination(&info, keyspace.as_deref());
+        let table = route::table_name(&info, keyspace.as_deref());
+        let text: Arc<str> = text.into();
+
+        if let Destination::Virtual(_) = destination {
+            // The proxy answers executions itself; the system-queries cluster describes the
+            // bind variables.
+            let cluster = self.ctx.config.system_queries;
+            let answer = self.backend(cluster).request(env).await;
+            let answer = match answer {
+                Ok(a) => a,
+                Err(e) => {
+                    return self
+                        .sink
+                        .error(stream, e.to_response(RequestKind::Other))
+                        .await;
+                }
+            };
+            if let Ok(Response::Result(ResultBody::Prepared(p))) = self.decode_response(&answer) {
+                self.ctx.prepared.insert(PreparedEntry::new(
+                    text,
+                    destination,
+                    table,
+                    p.id,
+                    None,
+                    None,
+                ));
+            }
+            let mut answer = answer;
+            answer.set_stream(stream);
+            return self.sink.send(answer).await;
+        }
+
+        let mut plan = None;
+        let env = match destination {
+            Destination::Both(WriteKind::Data { .. })
+                if self.ctx.config.replace_cql_functions && !info.nondeterministic.is_empty() =>
+            {
+                match rewrite::rewrite_prepare_body(self.version, &body, &info)
+                    .map_err(|e| e.to_string())
+                    .and_then(|(b, p)| Ok((self.rebuild(&env, b)?, p)))
+                {
+                    Ok((env, p)) => {
+                        plan = Some(p);
+                        env
+                    }
+                    Err(e) => return self.protocol_error(stream, "PREPARE", e).await,
+                }
+            }
+            _ => env,
+        };
+        let (origin, target) = tokio::join!(
+            self.backend(ClusterId::Origin).request(env.clone()),
+            self.backend(ClusterId::Target).request(env)
+        );
+        let prepared = |r: &Result<Envelope, BackendError>| match r {
+            Ok(a) if a.header.opcode == Opcode::Result => match self.decode_response(a) {
+                Ok(Response::Result(ResultBody::Prepared(p))) => Some(p),
+                _ => None,
+            },
+            _ => None,
+        };
+        match (prepared(&origin), prepared(&target)) {
+            (Some(o), Some(t)) => {
+                let mut entry = PreparedEntry::new(
+                    text,
+                    destination,
+                    table,
+                    o.id,
+                    Some(t.id),
+                    t.result_metadata_id,
+                );
+                let Ok(answer) = origin else { return };
+                // The client binds only its own markers: the injected ones leave the metadata.
+                let answer = match &plan {
+                    Some(plan) => match self.strip_variables(&answer, plan) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            let error = ErrorResponse::server_error(format!("ferry proxy: {e}"));
+                            return self.sink.error(stream, error).await;
+                        }
+                    },
+                    None => answer,
+                };
+                entry.plan = plan;
+                self.ctx.prepared.insert(entry);
+                let mut answer = answer;
+                answer.set_stream(stream);
+                self.sink.send(answer).await;
+            }
+            (o, _) => {
+                // Origin's failure first; else target's.
+                let failed = if o.is_none() { origin } else { target };
+                match failed {
+                    Ok(mut answer) => {
+                        answer.set_stream(stream);
+                        self.sink.send(answer).await;
+                    }
+                    Err(e) => {
+                        self.sink
+                            .error(stream, e.to_response(RequestKind::Other))
+                            .await
+                    }
+                }
+            }
+        }
+    }
+
+    fn strip_variables(&self, answer: &Envelope, plan: &FunctionPlan) -> Result<Envelope, String> {
+        let body = plain_body(answer, self.compression)?;
+        let stripped = rewrite::strip_injected_variables(self.version, &body, plan)
+            .map_err(|e| e.to_string())?;
+        let mut header_flags = answer.header.flags & !flags::COMPRESSION;
+        header_flags &= !(flags::WARNING | flags::CUSTOM_PAYLOAD | flags::TRACING);
+        let plain = Envelope::new(
+            answer.header.version,
+            Direction::Response,
+            header_flags,
+            answer.stream(),
+            answer.header.opcode,
+            stripped,
+        );
+        match self.compression {
+            Some(c) if answer.header.has_flag(flags::COMPRESSION) => {
+                plain.compressed(c).map_err(|e| e.to_string())
+            }
+            _ => Ok(plain),
+        }
+    }
+
+    fn decode_response(&self, env: &Envelope) -> Result<Response, String> {
+        let body = plain_body(env, self.compression)?;
+        let mut plain = Envelope::new(
+            env.header.version,
+            Direction::Response,
+            env.header.flags & !flags::COMPRESSION,
+            env.stream(),
+            env.header.opcode,
+            body,
+        );
+        plain.header.length = plain.body.len() as u32;
+        Response::from_envelope(&plain)
+            .map(|(_, r)| r)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Answers a SELECT on `system.local`/`peers`/`peers_v2` from the proxy's topology, with
+    /// the real cluster's current `system.local` for what it copies.
+    async fn answer_virtual(&self, stream: i16, table: VirtualTable, text: &str, values: &Values) {
+        let real = match self.real_local().await {
+            Ok(r) => r,
+            Err(message) => {
+                return self
+                    .sink
+                    .error(
+                        stream,
+                        ErrorResponse::server_error(format!("ferry proxy: {message}")),
+                    )
+                    .await;
+            }
+        };
+        match self
+            .ctx
+            .topology
+            .answer(table, text, values, &real, self.local_addr)
+        {
+            Ok(rows) => {
+                let response = Response::Result(ResultBody::Rows(rows));
+                self.sink.respond(stream, &response).await;
+            }
+            Err(error) => self.sink.error(stream, error).await,
+        }
+    }
+
+    async fn real_local(&self) -> Result<RealNode, String> {
+        let cluster = self.ctx.config.system_queries;
+        let query = Query::new(REAL_LOCAL_QUERY, QueryParameters::default());
+        let env = ferry_cql::message::Request::Query(query)
+            .to_envelope(self.version, 0, 0, &BodyExtensions::default())
+            .map_err(|e| e.to_string())?;
+        let answer = self
+            .backend(cluster)
+            .request(env)
+            .await
+            .map_err(|e| e.to_string())?;
+        match self.decode_response(&answer)? {
+            Response::Result(ResultBody::Rows(rows)) => RealNode::from_rows(&rows),
+            Response::Error(e) => Err(format!("{cluster} system.local: {}", e.message)),
+            other => Err(format!(
+                "{cluster} system.local: unexpected {:?}",
+                other.opcode()
+            )),
+        }
+    }
+}
+
+/// A BATCH's consistency: after the children, which must be walked to find it.
+fn batch_consistency(
+    body: &Bytes,
+    version: ProtocolVersion,
+) -> Result<ferry_cql::Consistency, String> {
+    Batch::decode(&mut &body[..], body, version)
+        .map(|b| b.consistency)
+        .map_err(|e| e.to_string())
+}
+
+fn request_kind(write: WriteKind, consistency: ferry_cql::Consistency) -> RequestKind {
+    match write {
+        WriteKind::Data { batch, .. } => RequestKind::Write { consistency, batch },
+        WriteKind::Use | WriteKind::Other => RequestKind::Other,
+    }
+}

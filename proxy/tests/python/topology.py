@@ -1,0 +1,36 @@
+"""Connects the Python cassandra-driver to one instance of a multi-instance `ferry proxy`
+topology and checks it sees every instance as a node and can run queries through each.
+
+usage: topology.py HOST PORT EXPECTED_HOST[,EXPECTED_HOST...]
+Exits non-zero with a message on the first failed check.
+"""
+import sys
+
+from cassandra.cluster import Cluster
+
+
+def check(cond, what):
+    if not cond:
+        print(f"FAILED: {what}", file=sys.stderr)
+        sys.exit(1)
+    print(f"ok: {what}")
+
+
+def main():
+    host, port, expected = sys.argv[1], int(sys.argv[2]), sorted(sys.argv[3].split(","))
+    cluster = Cluster([host], port=port, protocol_version=4, connect_timeout=10)
+    session = cluster.connect()
+    hosts = cluster.metadata.all_hosts()
+    seen = sorted(h.endpoint.address for h in hosts)
+    check(seen == expected, f"the driver sees {expected} (saw {seen})")
+    check(all(h.is_up for h in hosts), "every instance is up")
+    for i, h in enumerate(sorted(hosts, key=lambda h: h.endpoint.address)):
+        local = session.execute("SELECT rpc_address FROM system.local", host=h).one()
+        check(str(local.rpc_address) == h.endpoint.address,
+              f"{h.endpoint.address} answers system.local as itself ({local.rpc_address})")
+        session.execute("INSERT INTO ks.t (k, v) VALUES (%s, 'python')", (100 + i,), host=h)
+    cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main()
