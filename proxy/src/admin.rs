@@ -15,8 +15,8 @@
 //! zdm-proxy's spellings too (`TARGET`, `DUAL_ASYNC_ON_SECONDARY`).
 //!
 //! # Layout
-//! - [`AdminServer`]: binding, the accept loop (connection limit, header timeout, graceful stop).
-//! - `Admin`: routing and the endpoints over the shared state; the proxy's [`Context`] is set
+//! - `AdminServer`: binding, the accept loop (connection limit, header timeout, graceful stop).
+//! - `Admin`: routing and the endpoints over the shared state; the proxy's `Context` is set
 //!   once both clusters answered, so `/health/readiness` says STARTUP before that.
 //! - [`AdminError`]: every refusal and its HTTP status.
 

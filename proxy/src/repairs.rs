@@ -10,7 +10,7 @@
 //!
 //! Bounded twice: the list keeps the newest [`MAX_RECENT`] failures (older ones are counted in
 //! [`RepairBatch::dropped`], so the migrator knows to repair those tables whole), and per-table
-//! counts cover at most [`crate::metrics::MAX_TABLES`] tables, then `other`.
+//! counts cover at most `crate::metrics::MAX_TABLES` tables, then `other`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

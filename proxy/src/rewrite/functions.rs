@@ -241,7 +241,7 @@ fn hinted(function: NonDeterministicFn, hinted: bool, term: &str) -> String {
     }
 }
 
-/// `cql` with each of `calls` (from [`classify`] of `cql`) replaced by a literal of the
+/// `cql` with each of `calls` (from `classify` of `cql`) replaced by a literal of the
 /// function's value now: a timeuuid (v1, random clock sequence and node), a uuid (v4), a
 /// timestamp in integer milliseconds, a `'YYYY-MM-DD'` date, a `'HH:MM:SS.nnnnnnnnn'` time. The
 /// rest of the text is kept byte for byte.
@@ -267,7 +267,7 @@ fn replace_in_text_at(
     })
 }
 
-/// The statement text at the front of a QUERY or PREPARE body, for [`classify`].
+/// The statement text at the front of a QUERY or PREPARE body, for `classify`.
 pub fn statement_text(
     version: ProtocolVersion,
     opcode: Opcode,
@@ -296,7 +296,7 @@ fn replace_text(
 }
 
 /// A QUERY body whose text has each of `calls` replaced by a literal ([`replace_in_text`]).
-/// `calls` come from [`classify`] of [`statement_text`] of this body.
+/// `calls` come from `classify` of [`statement_text`] of this body.
 pub fn rewrite_query_body(
     version: ProtocolVersion,
     body: &Bytes,
@@ -334,7 +334,7 @@ impl AsRef<FunctionPlan> for FunctionPlan {
     }
 }
 
-/// `cql` with each non-deterministic call of `info` (its [`classify`]) replaced by a bind
+/// `cql` with each non-deterministic call of `info` (its [`classify()`]) replaced by a bind
 /// marker, and the plan saying where the markers are.
 pub fn replace_with_markers(cql: &str, info: &StatementInfo<'_>) -> (String, FunctionPlan) {
     let named = !info.markers.named.is_empty() || info.markers.positional == 0;
@@ -361,7 +361,7 @@ pub fn replace_with_markers(cql: &str, info: &StatementInfo<'_>) -> (String, Fun
 }
 
 /// A PREPARE body whose text has its non-deterministic calls replaced by bind markers
-/// ([`replace_with_markers`]); `info` is [`classify`] of [`statement_text`] of this body. The v5
+/// ([`replace_with_markers`]); `info` is [`classify()`] of [`statement_text`] of this body. The v5
 /// flags and keyspace are copied as they are.
 pub fn rewrite_prepare_body(
     version: ProtocolVersion,

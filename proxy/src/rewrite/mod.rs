@@ -1,7 +1,7 @@
 //! Rewrites of request and response bodies that keep dual writes identical on origin and target.
 //!
 //! The hot path forwards bodies untouched; these functions run only when a write must change.
-//! They take an uncompressed body as [`Bytes`] (the caller owns headers and compression), splice
+//! They take an uncompressed body as `Bytes` (the caller owns headers and compression), splice
 //! the bytes that change and copy the rest verbatim: nothing that does not change is re-encoded.
 //! Every function answers a malformed body with a [`RewriteError`], never a panic.
 //!
