@@ -14,6 +14,12 @@ use ferry_sim::server::{Cluster, ClusterConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+/// jemalloc: the sim keeps millions of small long-lived values; glibc malloc fragments them
+/// between per-request allocations (3x the live heap in RSS, see crates/sim/BENCHMARKS.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit code for bad configuration (BSD `EX_CONFIG`-style usage error, as DESIGN.md fixes it).
 const EXIT_BAD_CONFIG: u8 = 64;
 

@@ -13,6 +13,10 @@
 //! Run: `cargo bench -p ferry-sim --bench driver [-- --rows N --selects N --concurrency N
 //! --scan-ranges N --scan-parallel N --page-size N --addr IP:PORT]`. Not part of `cargo test`.
 
+/// The same allocator as the `ferry` binary (see BENCHMARKS.md, "Memory").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::error::Error;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
