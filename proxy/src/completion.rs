@@ -19,7 +19,7 @@ use bytes::Bytes;
 use ferry_cql::envelope::Envelope;
 use ferry_cql::protocol::{Opcode, ProtocolVersion, flags};
 use ferry_cql::response::ResultBody;
-use ferry_cql::response::error::{ErrorKind, ErrorResponse};
+use ferry_cql::response::error::ErrorResponse;
 use ferry_cql::{Compression, message::Response};
 use tokio::sync::{mpsc, oneshot};
 
@@ -135,17 +135,7 @@ impl Reply {
         let body = strip_extensions(env, body)?;
         let id = ErrorResponse::peek_unprepared_id(&body).ok()??;
         let (_, client_id) = self.unprepared.iter().find(|(c, _)| c.as_ref() == id)?;
-        let response = Response::Error(ErrorResponse::new(
-            ErrorKind::Unprepared {
-                id: client_id.to_vec(),
-            },
-            format!(
-                "Prepared query with ID {} not found (either the query was not prepared on \
-                 this host (maybe the host has been restarted?) or you have prepared too many \
-                 queries and it has been evicted from the internal cache)",
-                hex(client_id)
-            ),
-        ));
+        let response = Response::Error(ErrorResponse::unprepared(client_id.to_vec()));
         response
             .to_envelope(self.sink.version, self.stream, &Default::default())
             .ok()
@@ -551,15 +541,4 @@ fn strip_extensions(env: &Envelope, body: Bytes) -> Option<Bytes> {
     ferry_cql::envelope::BodyExtensions::decode(&header, &body)
         .ok()
         .map(|(_, rest)| rest)
-}
-
-/// Lower-case hex, as Cassandra prints prepared ids.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }

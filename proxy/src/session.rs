@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::backend::Backend;
-use crate::completion::{ClientSink, Completion, EventRoute, Join, Mirror, Reply, hex, plain_body};
+use crate::completion::{ClientSink, Completion, EventRoute, Join, Mirror, Reply, plain_body};
 use crate::error::{BackendError, RequestKind};
 use crate::frame::{FrameReader, Framing, Inbound, Outgoing, legacy_error, run_writer};
 use crate::prepared::PreparedEntry;
@@ -679,14 +679,9 @@ impl Session {
     }
 
     async fn unprepared(&self, stream: i16, id: &[u8]) {
-        let message = format!(
-            "Prepared query with ID {} not found (either the query was not prepared on this \
-             host (maybe the host has been restarted?) or you have prepared too many queries \
-             and it has been evicted from the internal cache)",
-            hex(id)
-        );
-        let error = ErrorResponse::new(ErrorKind::Unprepared { id: id.to_vec() }, message);
-        self.sink.error(stream, error).await;
+        self.sink
+            .error(stream, ErrorResponse::unprepared(id.to_vec()))
+            .await;
     }
 
     async fn execute(self: &Arc<Self>, env: Envelope) {

@@ -5,6 +5,7 @@ usage: topology.py HOST PORT EXPECTED_HOST[,EXPECTED_HOST...]
 Exits non-zero with a message on the first failed check.
 """
 import sys
+import time
 
 from cassandra.cluster import Cluster
 
@@ -23,7 +24,12 @@ def main():
     hosts = cluster.metadata.all_hosts()
     seen = sorted(h.endpoint.address for h in hosts)
     check(seen == expected, f"the driver sees {expected} (saw {seen})")
-    check(all(h.is_up for h in hosts), "every instance is up")
+    # Pools to the other instances open in the background: wait (bounded) for them.
+    for _ in range(100):
+        if all(h.is_up for h in hosts):
+            break
+        time.sleep(0.1)
+    check(all(h.is_up for h in hosts), f"every instance is up ({[(h.endpoint.address, h.is_up) for h in hosts]})")
     for i, h in enumerate(sorted(hosts, key=lambda h: h.endpoint.address)):
         local = session.execute("SELECT rpc_address FROM system.local", host=h).one()
         check(str(local.rpc_address) == h.endpoint.address,

@@ -364,7 +364,13 @@ impl ErrorResponse {
     /// The answer to an EXECUTE (or BATCH) naming a prepared id the node does not know.
     pub fn unprepared(id: impl Into<Vec<u8>>) -> Self {
         let id = id.into();
-        let message = format!("Prepared query with ID {} not found", Hex(&id));
+        // Cassandra's wording (`QueryProcessor`), which operators search logs for.
+        let message = format!(
+            "Prepared query with ID {} not found (either the query was not prepared on this host \
+             (maybe the host has been restarted?) or you have prepared too many queries and it has \
+             been evicted from the internal cache)",
+            Hex(&id)
+        );
         Self::new(ErrorKind::Unprepared { id }, message)
     }
 
