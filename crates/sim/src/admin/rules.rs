@@ -3,7 +3,7 @@
 //!
 //! ```json
 //! {"match": {"opcode": "QUERY", "kind": "insert", "keyspace": "ks", "table": "t",
-//!            "text_contains": "..."},
+//!            "text_contains": "...", "consistency": "ONE"},
 //!  "action": {"error": "write_timeout", "consistency": "QUORUM", "block_for": 2,
 //!             "write_type": "SIMPLE"},
 //!  "times": 1}
@@ -93,6 +93,9 @@ pub(super) struct MatchBody {
     table: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     text_contains: Option<String>,
+    /// The request's consistency level (QUERY, EXECUTE, BATCH).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consistency: Option<String>,
 }
 
 /// What a rule does. One struct with every field optional (rather than an untagged enum) so
@@ -224,6 +227,14 @@ impl RuleBody {
     }
 }
 
+fn consistency_named(name: &str) -> Result<Consistency, RuleError> {
+    CONSISTENCIES
+        .iter()
+        .find(|c| c.name().eq_ignore_ascii_case(name))
+        .copied()
+        .ok_or_else(|| RuleError::Consistency(name.to_owned()))
+}
+
 impl MatchBody {
     fn into_matcher(self) -> Result<RequestMatcher, RuleError> {
         let opcode = match self.opcode {
@@ -246,12 +257,17 @@ impl MatchBody {
                     .ok_or(RuleError::Kind(name))?,
             ),
         };
+        let consistency = self
+            .consistency
+            .map(|name| consistency_named(&name))
+            .transpose()?;
         Ok(RequestMatcher {
             opcode,
             kind,
             keyspace: self.keyspace,
             table: self.table,
             text_contains: self.text_contains,
+            consistency,
         })
     }
 
@@ -272,6 +288,7 @@ impl MatchBody {
             keyspace: m.keyspace.clone(),
             table: m.table.clone(),
             text_contains: m.text_contains.clone(),
+            consistency: m.consistency.map(|c| c.name().to_owned()),
         }
     }
 }
@@ -400,14 +417,10 @@ impl ActionBody {
     }
 
     fn consistency(&self) -> Result<Consistency, RuleError> {
-        let Some(name) = &self.consistency else {
-            return Ok(Consistency::One);
-        };
-        CONSISTENCIES
-            .iter()
-            .find(|c| c.name().eq_ignore_ascii_case(name))
-            .copied()
-            .ok_or_else(|| RuleError::Consistency(name.clone()))
+        match &self.consistency {
+            Some(name) => consistency_named(name),
+            None => Ok(Consistency::One),
+        }
     }
 
     fn from_action(action: &FaultAction) -> Self {
@@ -613,7 +626,8 @@ mod tests {
             RequestMatcher::any()
                 .opcode(Opcode::Execute)
                 .kind(StatementKind::Select)
-                .text_contains("x"),
+                .text_contains("x")
+                .consistency(Consistency::LocalOne),
             FaultAction::Error(faults::unavailable(Consistency::LocalQuorum, 2, 1)),
             Some(4),
         );

@@ -1,8 +1,8 @@
 //! Fault injection: per-node rules that delay requests, answer them with a chosen error, or
 //! close/reset the connection that sent them, and the errors Cassandra would send for each case.
 //!
-//! A rule matches on opcode, statement kind (via [`ferry_cql::statement::classify()`]), keyspace
-//! and table. EXECUTE is matched through the statement text the node saw when the id was
+//! A rule matches on opcode, statement kind (via [`ferry_cql::statement::classify()`]), keyspace,
+//! table and the request's consistency level. EXECUTE is matched through the statement text the node saw when the id was
 //! prepared; BATCH matches when any child does.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +25,8 @@ pub struct RequestMatcher {
     pub table: Option<String>,
     /// A substring of the statement text (handy for tests that delay one query).
     pub text_contains: Option<String>,
+    /// The consistency level a QUERY, EXECUTE or BATCH carries (what a proxy sent, say).
+    pub consistency: Option<Consistency>,
 }
 
 impl RequestMatcher {
@@ -53,15 +55,25 @@ impl RequestMatcher {
         self
     }
 
-    /// Whether one statement, sent with `opcode` on a connection using `session_keyspace`,
-    /// matches. `text` is `None` for an EXECUTE of an id this node never prepared.
+    pub fn consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = Some(consistency);
+        self
+    }
+
+    /// Whether one statement, sent with `opcode` at `consistency` (`None` for requests without
+    /// one) on a connection using `session_keyspace`, matches. `text` is `None` for an EXECUTE
+    /// of an id this node never prepared.
     pub(crate) fn matches(
         &self,
         opcode: Opcode,
+        consistency: Option<Consistency>,
         text: Option<&str>,
         session_keyspace: Option<&str>,
     ) -> bool {
         if self.opcode.is_some_and(|o| o != opcode) {
+            return false;
+        }
+        if self.consistency.is_some() && self.consistency != consistency {
             return false;
         }
         if self.kind.is_none()
@@ -231,10 +243,11 @@ impl Faults {
     }
 
     /// Applies the rules to a request made of `statements` (one per statement; several for a
-    /// BATCH), consuming limited activations.
+    /// BATCH) at `consistency`, consuming limited activations.
     pub(crate) fn check(
         &self,
         opcode: Opcode,
+        consistency: Option<Consistency>,
         statements: &[Option<&str>],
         session_keyspace: Option<&str>,
     ) -> Verdict {
@@ -248,9 +261,10 @@ impl Faults {
             if !wanted || rule.remaining == Some(0) {
                 continue;
             }
-            let hit = statements
-                .iter()
-                .any(|s| rule.matcher.matches(opcode, *s, session_keyspace));
+            let hit = statements.iter().any(|s| {
+                rule.matcher
+                    .matches(opcode, consistency, *s, session_keyspace)
+            });
             if !hit {
                 continue;
             }
@@ -333,18 +347,31 @@ mod tests {
             .kind(StatementKind::Insert)
             .table("ks", "t");
         let q = Opcode::Query;
-        assert!(m.matches(q, Some("INSERT INTO ks.t (a) VALUES (1)"), None));
-        assert!(m.matches(q, Some("insert into t (a) values (1)"), Some("ks")));
-        assert!(!m.matches(q, Some("insert into t (a) values (1)"), Some("other")));
-        assert!(!m.matches(q, Some("SELECT * FROM ks.t"), None));
-        assert!(!m.matches(q, Some("INSERT INTO ks.u (a) VALUES (1)"), None));
-        assert!(!m.matches(Opcode::Execute, None, Some("ks")));
-        assert!(RequestMatcher::any().matches(Opcode::Execute, None, None));
+        assert!(m.matches(q, None, Some("INSERT INTO ks.t (a) VALUES (1)"), None));
+        assert!(m.matches(q, None, Some("insert into t (a) values (1)"), Some("ks")));
+        assert!(!m.matches(q, None, Some("insert into t (a) values (1)"), Some("other")));
+        assert!(!m.matches(q, None, Some("SELECT * FROM ks.t"), None));
+        assert!(!m.matches(q, None, Some("INSERT INTO ks.u (a) VALUES (1)"), None));
+        assert!(!m.matches(Opcode::Execute, None, None, Some("ks")));
+        assert!(RequestMatcher::any().matches(Opcode::Execute, None, None, None));
         assert!(
             !RequestMatcher::any()
                 .opcode(Opcode::Batch)
-                .matches(q, None, None)
+                .matches(q, None, None, None)
         );
+    }
+
+    #[test]
+    fn matcher_by_consistency() {
+        let m = RequestMatcher::any().consistency(Consistency::One);
+        let q = Opcode::Query;
+        let text = Some("INSERT INTO ks.t (a) VALUES (1)");
+        assert!(m.matches(q, Some(Consistency::One), text, None));
+        assert!(!m.matches(q, Some(Consistency::LocalQuorum), text, None));
+        assert!(!m.matches(Opcode::Prepare, None, text, None));
+        let m = m.kind(StatementKind::Insert);
+        assert!(m.matches(q, Some(Consistency::One), text, None));
+        assert!(!m.matches(q, Some(Consistency::One), Some("SELECT * FROM ks.t"), None));
     }
 
     #[test]
@@ -356,10 +383,10 @@ mod tests {
             Some(1),
         );
         let d = f.delay_all(Duration::from_millis(5));
-        let v = f.check(Opcode::Query, &[Some("SELECT 1")], None);
+        let v = f.check(Opcode::Query, None, &[Some("SELECT 1")], None);
         assert_eq!(v.delay, Some(Duration::from_millis(5)));
         assert!(matches!(v.outcome, Some(FaultAction::Error(_))));
-        let v = f.check(Opcode::Query, &[Some("SELECT 1")], None);
+        let v = f.check(Opcode::Query, None, &[Some("SELECT 1")], None);
         assert_eq!(v.outcome, None);
         assert_eq!(f.rules().len(), 1, "the used-up rule is gone");
         assert_eq!(f.rules()[0].id, RuleId::from(d.get()));
@@ -376,6 +403,7 @@ mod tests {
         );
         let v = f.check(
             Opcode::Batch,
+            None,
             &[Some("INSERT a"), Some("INSERT slow")],
             None,
         );

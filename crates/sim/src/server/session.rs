@@ -504,9 +504,15 @@ impl<H: Handler> RequestTask<H> {
         } else {
             let texts = self.statement_texts(&request);
             let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+            let consistency = match &request {
+                Request::Query(q) => Some(q.params.consistency),
+                Request::Execute(e) => Some(e.params.consistency),
+                Request::Batch(b) => Some(b.consistency),
+                _ => None,
+            };
             self.node
                 .faults
-                .check(opcode, &refs, ctx.keyspace.as_deref())
+                .check(opcode, consistency, &refs, ctx.keyspace.as_deref())
         };
         let prepared_text = match &request {
             Request::Prepare(p) => Some(Arc::<str>::from(p.query.as_str())),
