@@ -614,6 +614,15 @@ impl Loader {
                     Ok(raw) => self.apply(found, &raw, source),
                     Err(message) => self.bad(found.path, source, message),
                 }
+            } else if upper == ZDM_METRICS_PREFIX {
+                let text = match yaml_raw(&value) {
+                    Ok(Raw::Text(t)) => t,
+                    _ => String::new(),
+                };
+                match zdm_metrics_prefix(&format!("config key {key}"), &text) {
+                    Ok(notice) => self.notices.push(notice),
+                    Err(problem) => self.problems.push(problem),
+                }
             } else if let Some(reason) = zdm_ignored(&upper) {
                 self.notices
                     .push(format!("config key {key} is ignored: {reason}"));
@@ -695,6 +704,11 @@ impl Loader {
         for (rest, name, value) in zdm {
             if let Some(found) = find_zdm(&rest) {
                 self.apply(found, &Raw::Text(value), Source::Env { name });
+            } else if rest == ZDM_METRICS_PREFIX {
+                match zdm_metrics_prefix(&name, &value) {
+                    Ok(notice) => self.notices.push(notice),
+                    Err(problem) => self.problems.push(problem),
+                }
             } else if let Some(reason) = zdm_ignored(&rest) {
                 self.notices.push(format!("{name} is ignored: {reason}"));
             } else {
@@ -1354,11 +1368,29 @@ const ZDM_IGNORED: &[(&str, &str)] = &[
         "CONTROL_CONN_MAX_PROTOCOL_VERSION",
         "Ferry negotiates the highest version both clusters support",
     ),
-    (
-        "METRICS_PREFIX",
-        "Ferry's metric names always start with ferry_proxy_",
-    ),
 ];
+
+/// zdm-proxy's METRICS_PREFIX. Its default (`zdm`) is what zdm-proxy deployments often spell
+/// out and is ignored; any other prefix is refused, since Ferry cannot honour it: its metric
+/// names are fixed (the dashboards query them) and differ from zdm-proxy's beyond the prefix.
+const ZDM_METRICS_PREFIX: &str = "METRICS_PREFIX";
+const ZDM_DEFAULT_METRICS_PREFIX: &str = "zdm";
+const FIXED_METRIC_NAMES: &str = "Ferry's metric names always start with ferry_proxy_";
+
+/// What METRICS_PREFIX's `value` gets: a notice for zdm-proxy's default, a problem otherwise.
+fn zdm_metrics_prefix(name: &str, value: &str) -> Result<String, ConfigProblem> {
+    if value.trim() == ZDM_DEFAULT_METRICS_PREFIX {
+        Ok(format!("{name} is ignored: {FIXED_METRIC_NAMES}"))
+    } else {
+        Err(ConfigProblem::Refused {
+            name: name.to_owned(),
+            reason: format!(
+                "{FIXED_METRIC_NAMES} and take no other prefix (not {:?}): remove the setting",
+                value.trim()
+            ),
+        })
+    }
+}
 
 fn zdm_ignored(name: &str) -> Option<&'static str> {
     ZDM_IGNORED
@@ -2016,6 +2048,13 @@ pub enum ConfigProblem {
     },
     #[error("environment variable {name} is not valid UTF-8")]
     NotUtf8 { name: String },
+    /// A zdm-proxy setting whose value Ferry cannot honour.
+    #[error("{name}: {reason}")]
+    Refused {
+        /// As written: the environment variable or `config key <key>`.
+        name: String,
+        reason: String,
+    },
     #[error("{key}: {message}")]
     Value { key: SettingName, message: String },
 }
@@ -2302,6 +2341,27 @@ metrics_prefix: zdm
             "{:?}",
             loaded.notices
         );
+    }
+
+    #[test]
+    fn a_metrics_prefix_other_than_zdms_default_is_refused() {
+        // zdm-proxy's default changes nothing and is accepted with a notice (see above).
+        let loaded = load(CLUSTERS, &[("ZDM_METRICS_PREFIX", "zdm")]).unwrap();
+        assert_eq!(
+            loaded.notices,
+            ["ZDM_METRICS_PREFIX is ignored: Ferry's metric names always start with ferry_proxy_"]
+        );
+        let yaml = format!("{CLUSTERS}metrics_prefix: acme\n");
+        let errors = load(&yaml, &[("ZDM_METRICS_PREFIX", "shop")]).unwrap_err();
+        let text = errors.to_string();
+        for needle in [
+            "ZDM_METRICS_PREFIX: Ferry's metric names always start with ferry_proxy_ and take no \
+             other prefix (not \"shop\"): remove the setting",
+            "config key metrics_prefix: Ferry's metric names always start with ferry_proxy_ and \
+             take no other prefix (not \"acme\")",
+        ] {
+            assert!(text.contains(needle), "{needle}\n{text}");
+        }
     }
 
     #[test]
