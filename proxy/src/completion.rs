@@ -11,6 +11,15 @@
 //!
 //! A completion runs on the backend connection's reader task (or the sweeper, for timeouts), so
 //! it never blocks on anything but the client's bounded write queue.
+//!
+//! When one cluster answers a dual write's EXECUTE or BATCH with UNPREPARED while the other
+//! applied it, the client must not see the UNPREPARED: its driver would prepare and retry, and
+//! the cluster that applied the write would apply it twice (a counter incremented twice, a list
+//! appended twice). The join hands that half to its [`Reprepare`] instead, which prepares the
+//! statements again on that cluster alone (on a task of its own: the reader task must keep
+//! reading) and sends the half once more; its answer completes the join as usual. One attempt
+//! per request. Mirrored reads do the same for the secondary's half, rather than counting a
+//! failure for every read until something else prepares the statement again.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{BackendError, RequestKind};
 use crate::frame::Outgoing;
-use crate::metrics::{DualReadCounters, DualReadFamilies, RequestClass, TableMap};
+use crate::metrics::{DualReadCounters, DualReadFamilies, Metrics, RequestClass, TableMap};
 use crate::settings::{ClusterId, TargetFailurePolicy};
 
 /// Largest body the proxy decompresses to look inside (compare, events, errors).
@@ -211,18 +220,45 @@ impl Completion {
             }
             Self::Forward(reply) => reply.deliver(result).await,
             Self::ForwardMirrored(reply, mirror, cluster) => {
-                mirror.record(cluster, result.clone());
+                let again = mirror.record(cluster, result.clone());
                 reply.deliver(result).await;
-            }
-            Self::Mirror(mirror, cluster) => mirror.record(cluster, result),
-            Self::Join(join, cluster) => {
-                if let Some(reply) = join.record(cluster, result) {
-                    reply.0.deliver(reply.1).await;
+                if let Some((retry, cluster)) = again {
+                    retry.resend(cluster, Self::Mirror(mirror, cluster));
                 }
             }
+            Self::Mirror(mirror, cluster) => {
+                if let Some((retry, cluster)) = mirror.record(cluster, result) {
+                    retry.resend(cluster, Self::Mirror(mirror, cluster));
+                }
+            }
+            Self::Join(join, cluster) => match join.record(cluster, result) {
+                Some(Joined::Decided(reply, result)) => reply.deliver(result).await,
+                Some(Joined::Again(retry, cluster)) => {
+                    retry.resend(cluster, Self::Join(join, cluster));
+                }
+                None => {}
+            },
             Self::Discard => {}
         }
     }
+}
+
+/// Sends one cluster's half of a request again after preparing its statements there again
+/// (see the module docs). Implemented by the session, which knows the statements, the
+/// connections and the cache.
+pub(crate) trait Reprepare: std::fmt::Debug + Send + Sync {
+    /// Prepares again on `cluster` and resends; the answer — or the failure to prepare —
+    /// completes `then`. Returns at once (the work runs on its own task).
+    fn resend(self: Box<Self>, cluster: ClusterId, then: Completion);
+}
+
+/// What a join does once both answers are in.
+#[derive(Debug)]
+enum Joined {
+    /// The client's answer.
+    Decided(Reply, Result<Envelope, BackendError>),
+    /// One cluster forgot the statement the other applied: that half goes again.
+    Again(Box<dyn Reprepare>, ClusterId),
 }
 
 /// A write sent to both clusters; the second answer decides what the client gets.
@@ -236,12 +272,18 @@ pub(crate) struct Join {
     table: Option<Arc<str>>,
     state: Mutex<JoinState>,
     failures: Arc<dyn TargetFailureSink>,
+    /// Where the decision is counted (`failed_writes_total{failed_on}`).
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug)]
 struct JoinState {
     reply: Option<Reply>,
     results: [Option<Result<Envelope, BackendError>>; 2],
+    /// Taken by the one re-prepare attempt; `None` for writes without prepared statements.
+    retry: Option<Box<dyn Reprepare>>,
+    /// The cluster whose half was sent again: a second UNPREPARED from it is a failure.
+    resent: Option<ClusterId>,
 }
 
 /// Where `best-effort` records a write the target failed, for repair.
@@ -249,13 +291,34 @@ pub(crate) trait TargetFailureSink: std::fmt::Debug + Send + Sync {
     fn target_write_failed(&self, table: Option<&Arc<str>>, reason: &str);
 }
 
+/// The cluster that alone answered UNPREPARED while the other succeeded: the one half to
+/// prepare and send again. `None` when both forgot (nothing was applied: the driver prepares
+/// again) or the other failed too (the client gets an error either way).
+fn forgot_alone(
+    results: &[Option<Result<Envelope, BackendError>>; 2],
+    compression: Option<Compression>,
+) -> Option<ClusterId> {
+    let [Some(origin), Some(target)] = results else {
+        return None;
+    };
+    match (succeeded(origin), succeeded(target)) {
+        (true, false) if is_unprepared(target, compression) => Some(ClusterId::Target),
+        (false, true) if is_unprepared(origin, compression) => Some(ClusterId::Origin),
+        _ => None,
+    }
+}
+
 impl Join {
+    /// `retry` prepares and resends a half one cluster forgot; `None` when the write names no
+    /// prepared statement.
     pub(crate) fn new(
         reply: Reply,
         primary: ClusterId,
         policy: TargetFailurePolicy,
         failures: Arc<dyn TargetFailureSink>,
         table: Option<Arc<str>>,
+        metrics: Arc<Metrics>,
+        retry: Option<Box<dyn Reprepare>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             primary,
@@ -265,28 +328,54 @@ impl Join {
             state: Mutex::new(JoinState {
                 reply: Some(reply),
                 results: [None, None],
+                retry,
+                resent: None,
             }),
             failures,
+            metrics,
         })
     }
 
-    /// Stores one answer; returns what to send once both are in.
-    fn record(
-        &self,
-        cluster: ClusterId,
-        result: Result<Envelope, BackendError>,
-    ) -> Option<(Reply, Result<Envelope, BackendError>)> {
+    /// Stores one answer; once both are in, says what happens next.
+    fn record(&self, cluster: ClusterId, result: Result<Envelope, BackendError>) -> Option<Joined> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.results[cluster.index()] = Some(result);
         if state.results.iter().any(Option::is_none) {
             return None;
         }
+        let compression = state.reply.as_ref()?.sink.compression;
+        if state.retry.is_some()
+            && let Some(forgot) = forgot_alone(&state.results, compression)
+            && let Some(retry) = state.retry.take()
+        {
+            state.results[forgot.index()] = None;
+            state.resent = Some(forgot);
+            return Some(Joined::Again(retry, forgot));
+        }
         let reply = state.reply.take()?;
+        let resent = state.resent;
         let [origin, target] = std::mem::take(&mut state.results);
-        let (origin, target) = (origin?, target?);
+        let (mut origin, mut target) = (origin?, target?);
         drop(state);
-        let decided = self.decide(origin, target, reply.sink.compression);
-        Some((reply, decided))
+        if let Some(cluster) = resent {
+            // Prepared a moment ago and forgotten again: passed on, the UNPREPARED would make
+            // the driver retry, and the other cluster apply the write twice.
+            let result = match cluster {
+                ClusterId::Origin => &mut origin,
+                ClusterId::Target => &mut target,
+            };
+            if is_unprepared(result, compression) {
+                let message = format!(
+                    "ferry proxy: {cluster} answered UNPREPARED again after the proxy prepared \
+                     the statement there again"
+                );
+                *result = Ok(error_envelope(reply.sink.version, message));
+            }
+        }
+        self.metrics
+            .failed_write(!succeeded(&origin), !succeeded(&target));
+        let decided = self.decide(origin, target, compression);
+        Some(Joined::Decided(reply, decided))
     }
 
     fn decide(
@@ -302,8 +391,9 @@ impl Join {
         match (succeeded(&primary), succeeded(&secondary)) {
             (true, false) => {
                 let secondary_is_target = self.primary == ClusterId::Origin;
-                // Even `best-effort` passes UNPREPARED on: swallowed, the driver would never
-                // re-prepare, and every later execution would miss the target.
+                // An UNPREPARED the proxy could not prepare again itself goes on even in
+                // `best-effort`: swallowed, the driver would never re-prepare, and every later
+                // execution would miss the target.
                 if secondary_is_target
                     && self.policy == TargetFailurePolicy::BestEffort
                     && !is_unprepared(&secondary, compression)
@@ -319,6 +409,24 @@ impl Join {
             _ => primary,
         }
     }
+}
+
+/// A SERVER_ERROR the proxy answers for a cluster, as if the cluster had sent it.
+pub(crate) fn error_envelope(version: ProtocolVersion, message: String) -> Envelope {
+    let error = Response::Error(ErrorResponse::server_error(message));
+    error
+        .to_envelope(version, 0, &Default::default())
+        .unwrap_or_else(|_| {
+            // Only an over-long message fails to encode: SERVER_ERROR (code 0), empty message.
+            Envelope::new(
+                version,
+                ferry_cql::protocol::Direction::Response,
+                0,
+                0,
+                Opcode::Error,
+                Bytes::from_static(&[0, 0, 0, 0, 0, 0]),
+            )
+        })
 }
 
 fn succeeded(result: &Result<Envelope, BackendError>) -> bool {
@@ -429,7 +537,14 @@ pub(crate) struct Mirror {
     version: ProtocolVersion,
     compression: Option<Compression>,
     stats: Arc<MirrorStats>,
-    results: Mutex<[Option<Result<Envelope, BackendError>>; 2]>,
+    state: Mutex<MirrorState>,
+}
+
+#[derive(Debug)]
+struct MirrorState {
+    results: [Option<Result<Envelope, BackendError>>; 2],
+    /// Taken by the one attempt to prepare again on the secondary; `None` for QUERY reads.
+    retry: Option<Box<dyn Reprepare>>,
 }
 
 impl Mirror {
@@ -439,6 +554,7 @@ impl Mirror {
         version: ProtocolVersion,
         compression: Option<Compression>,
         stats: Arc<MirrorStats>,
+        retry: Option<Box<dyn Reprepare>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             table,
@@ -446,40 +562,57 @@ impl Mirror {
             version,
             compression,
             stats,
-            results: Mutex::new([None, None]),
+            state: Mutex::new(MirrorState {
+                results: [None, None],
+                retry,
+            }),
         })
     }
 
-    fn record(&self, cluster: ClusterId, result: Result<Envelope, BackendError>) {
+    /// Stores one answer and compares once both are in; returns the half to send again when
+    /// the secondary alone forgot the statement.
+    fn record(
+        &self,
+        cluster: ClusterId,
+        result: Result<Envelope, BackendError>,
+    ) -> Option<(Box<dyn Reprepare>, ClusterId)> {
         let both = {
-            let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
-            results[cluster.index()] = Some(result);
-            if results.iter().any(Option::is_none) {
-                return;
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.results[cluster.index()] = Some(result);
+            if state.results.iter().any(Option::is_none) {
+                return None;
             }
-            std::mem::take(&mut *results)
+            let secondary = self.primary.other();
+            if state.retry.is_some()
+                && forgot_alone(&state.results, self.compression) == Some(secondary)
+                && let Some(retry) = state.retry.take()
+            {
+                state.results[secondary.index()] = None;
+                return Some((retry, secondary));
+            }
+            std::mem::take(&mut state.results)
         };
         let [origin, target] = both;
         let (Some(origin), Some(target)) = (origin, target) else {
-            return;
+            return None;
         };
         let (primary, secondary) = match self.primary {
             ClusterId::Origin => (origin, target),
             ClusterId::Target => (target, origin),
         };
         let Ok(primary) = primary else {
-            return;
+            return None;
         };
         if primary.header.opcode != Opcode::Result {
-            return;
+            return None;
         }
         let Ok(secondary) = secondary else {
             self.stats.add(&self.table, |c| c.secondary_failures += 1);
-            return;
+            return None;
         };
         if secondary.header.opcode != Opcode::Result {
             self.stats.add(&self.table, |c| c.secondary_failures += 1);
-            return;
+            return None;
         }
         let same = self.same_rows(&primary, &secondary);
         self.stats.add(&self.table, |c| {
@@ -491,6 +624,7 @@ impl Mirror {
         if !same {
             tracing::debug!(table = %self.table, "dual read mismatch");
         }
+        None
     }
 
     /// Whether two RESULT answers hold the same rows (cell bytes; metadata and paging state may

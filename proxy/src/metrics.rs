@@ -89,6 +89,14 @@ const FAILURES: Def = def(
     "Requests to a cluster that failed: an ERROR answer (error = the CQL code's name) or no \
      answer (timeout, connection_lost, streams_exhausted, connect).",
 );
+const FAILED_WRITES: Def = def(
+    "ferry_proxy_failed_writes_total",
+    Counter,
+    &["failed_on"],
+    "Dual writes that did not succeed on one or both clusters, as the proxy decided the \
+     client's answer: failed_on = origin, target or both (zdm-proxy's \
+     proxy_failed_writes_total). Counted whatever the target failure policy answered.",
+);
 const DURATION: Def = def(
     "ferry_proxy_request_duration_seconds",
     Hist,
@@ -192,9 +200,10 @@ const PRIMARY: Def = def(
 );
 
 /// Every metric the proxy exports.
-pub(crate) const DEFINITIONS: [&Def; 18] = [
+pub(crate) const DEFINITIONS: [&Def; 19] = [
     &REQUESTS,
     &FAILURES,
+    &FAILED_WRITES,
     &DURATION,
     &INFLIGHT,
     &STREAM_IDS,
@@ -454,6 +463,8 @@ pub(crate) struct Metrics {
     clusters: [ClusterMetrics; 2],
     client_connections: IntGauge,
     client_refused: IntCounter,
+    /// `failed_on` = origin, target, both.
+    failed_writes: [IntCounter; 3],
     prepared_entries: IntGauge,
     prepared_misses: IntCounter,
     dual_reads: DualReadFamilies,
@@ -575,8 +586,20 @@ impl Metrics {
             })
         };
         let clusters = [cluster(ClusterId::Origin)?, cluster(ClusterId::Target)?];
+        let failed_writes = b.counters(&FAILED_WRITES)?;
+        let failed_on = |side: &str| {
+            child(
+                &FAILED_WRITES,
+                failed_writes.get_metric_with_label_values(&[side]),
+            )
+        };
         Ok(Self {
             clusters,
+            failed_writes: [
+                failed_on("origin")?,
+                failed_on("target")?,
+                failed_on("both")?,
+            ],
             client_connections: b.gauge(&CLIENT_CONNECTIONS)?,
             client_refused: b.counter(&CLIENT_REFUSED)?,
             prepared_entries: b.gauge(&PREPARED_ENTRIES)?,
@@ -611,6 +634,17 @@ impl Metrics {
 
     pub(crate) fn client_connections(&self) -> i64 {
         self.client_connections.get()
+    }
+
+    /// A dual write was decided; counts it when it failed on either side.
+    pub(crate) fn failed_write(&self, origin_failed: bool, target_failed: bool) {
+        let side = match (origin_failed, target_failed) {
+            (true, false) => 0,
+            (false, true) => 1,
+            (true, true) => 2,
+            (false, false) => return,
+        };
+        self.failed_writes[side].inc();
     }
 
     pub(crate) fn dual_reads(&self) -> DualReadFamilies {
@@ -799,6 +833,15 @@ mod tests {
             "unanswered requests are not timed"
         );
         assert!(text.contains("ferry_proxy_primary{cluster=\"target\"} 1"));
+        m.failed_write(false, false);
+        m.failed_write(false, true);
+        m.failed_write(false, true);
+        m.failed_write(true, true);
+        let text = String::from_utf8(m.render(&snapshot()).unwrap()).unwrap();
+        for (side, n) in [("origin", 0), ("target", 2), ("both", 1)] {
+            let line = format!("ferry_proxy_failed_writes_total{{failed_on=\"{side}\"}} {n}\n");
+            assert!(text.contains(&line), "{line}{text}");
+        }
         assert!(text.contains("ferry_proxy_cluster_ready{cluster=\"target\"} 0"));
         assert!(text.contains("ferry_proxy_prepared_cache_misses_total 2"));
         // A second scrape does not add the misses again.

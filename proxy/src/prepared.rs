@@ -28,6 +28,10 @@ pub(crate) struct PreparedEntry {
     pub target_result_metadata_id: Option<Bytes>,
     /// Bind markers the proxy put where `now()` and friends were, filled at each EXECUTE.
     pub plan: Option<FunctionPlan>,
+    /// The keyspace unqualified names resolved in when the statement was prepared (v5's
+    /// PREPARE keyspace, else the session's): the proxy prepares the statement again in it
+    /// when a cluster forgets it.
+    pub keyspace: Option<Arc<str>>,
     /// Logical clock of the last use, for eviction.
     last_used: AtomicU64,
 }
@@ -49,6 +53,26 @@ impl PreparedEntry {
             target_id,
             target_result_metadata_id,
             plan: None,
+            keyspace: None,
+            last_used: AtomicU64::new(0),
+        }
+    }
+
+    /// The same statement under target's new ids, after the proxy prepared it there again.
+    pub(crate) fn with_target(
+        &self,
+        target_id: Bytes,
+        target_result_metadata_id: Option<Bytes>,
+    ) -> Self {
+        Self {
+            text: self.text.clone(),
+            destination: self.destination,
+            table: self.table.clone(),
+            origin_id: self.origin_id.clone(),
+            target_id: Some(target_id),
+            target_result_metadata_id,
+            plan: self.plan.clone(),
+            keyspace: self.keyspace.clone(),
             last_used: AtomicU64::new(0),
         }
     }

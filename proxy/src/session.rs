@@ -19,14 +19,17 @@
 //! finish, then the client connection closes and the driver reconnects to fresh backends.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use ferry_cql::Compression;
 use ferry_cql::envelope::{BodyExtensions, Envelope};
 use ferry_cql::message::Response;
 use ferry_cql::protocol::{Direction, Opcode, ProtocolVersion, flags};
-use ferry_cql::request::{AuthResponse, Batch, Execute, Query, QueryParameters, Startup, Values};
+use ferry_cql::request::{
+    AuthResponse, Batch, Execute, Prepare, Query, QueryParameters, Startup, Values,
+};
 use ferry_cql::response::result::ResultBody;
 use ferry_cql::response::{ErrorKind, ErrorResponse};
 use ferry_cql::statement::classify::{NonDeterministicCall, StatementKind, classify};
@@ -35,7 +38,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::backend::Backend;
-use crate::completion::{ClientSink, Completion, EventRoute, Join, Mirror, Reply, plain_body};
+use crate::completion::{
+    ClientSink, Completion, EventRoute, Join, Mirror, Reply, Reprepare, error_envelope, plain_body,
+};
 use crate::error::{BackendError, RequestKind};
 use crate::frame::{FrameReader, Framing, Inbound, Outgoing, legacy_error, run_writer};
 use crate::prepared::PreparedEntry;
@@ -536,7 +541,7 @@ impl Session {
                 .then(|| route::table_name(&info, keyspace.as_deref()))
                 .flatten();
                 let reply = Reply::new(self.sink.clone(), stream, kind);
-                self.read(env.clone(), env, destination, reply, mirror_table)
+                self.read(env.clone(), env, destination, reply, mirror_table, &[])
                     .await;
             }
             Destination::Both(write) => {
@@ -562,7 +567,7 @@ impl Session {
                 };
                 let reply = Reply::new(self.sink.clone(), stream, kind);
                 let table = route::table_name(&info, keyspace.as_deref());
-                self.dual_write(env.clone(), env, reply, table).await;
+                self.dual_write(env.clone(), env, reply, table, &[]).await;
             }
         }
     }
@@ -607,14 +612,16 @@ impl Session {
     }
 
     /// Sends a read to the primary (or the system-queries cluster), mirrored to the secondary in
-    /// dual-async mode. `origin_env`/`target_env` are the request as each cluster must get it.
+    /// dual-async mode. `origin_env`/`target_env` are the request as each cluster must get it;
+    /// `prepared` the statement an EXECUTE names, prepared again if the secondary forgot it.
     async fn read(
-        &self,
+        self: &Arc<Self>,
         origin_env: Envelope,
         target_env: Envelope,
         destination: Destination,
         reply: Reply,
         mirror_table: Option<Arc<str>>,
+        prepared: &[Arc<PreparedEntry>],
     ) {
         let live = &self.ctx.live;
         let cluster = match destination {
@@ -627,21 +634,27 @@ impl Session {
         };
         match mirror_table {
             Some(table) if live.read_mode() == ReadMode::DualAsync => {
+                let secondary = cluster.other();
+                let Some(secondary_env) = envs[secondary.index()].take() else {
+                    return;
+                };
+                let retry = match cluster {
+                    ClusterId::Origin => self.resend(prepared, &env, &secondary_env),
+                    ClusterId::Target => self.resend(prepared, &secondary_env, &env),
+                };
                 let mirror = Mirror::new(
                     table,
                     cluster,
                     self.version,
                     self.compression,
                     self.ctx.mirror_stats.clone(),
+                    retry,
                 );
                 let completion = Completion::ForwardMirrored(reply, mirror.clone(), cluster);
                 self.backend(cluster).send(env, completion).await;
-                let secondary = cluster.other();
-                if let Some(env) = envs[secondary.index()].take() {
-                    self.backend(secondary)
-                        .send(env, Completion::Mirror(mirror, secondary))
-                        .await;
-                }
+                self.backend(secondary)
+                    .send(secondary_env, Completion::Mirror(mirror, secondary))
+                    .await;
             }
             _ => {
                 self.backend(cluster)
@@ -651,21 +664,40 @@ impl Session {
         }
     }
 
-    /// Sends a write to both clusters. `table` names what a failure recorded for repair
-    /// concerns.
+    /// Sends a write to both clusters, the secondary's copy at `secondary_consistency` when
+    /// one is set. `table` names what a failure recorded for repair concerns; `prepared` the
+    /// statements an EXECUTE or BATCH names, prepared again where one cluster forgot them.
     async fn dual_write(
-        &self,
+        self: &Arc<Self>,
         origin_env: Envelope,
         target_env: Envelope,
         reply: Reply,
         table: Option<Arc<str>>,
+        prepared: &[Arc<PreparedEntry>],
     ) {
+        let primary = self.ctx.live.primary();
+        let mut envs = [origin_env, target_env];
+        if let Some(consistency) = self.ctx.config.secondary_consistency {
+            let secondary = &mut envs[primary.other().index()];
+            match self.at_consistency(secondary, consistency) {
+                Ok(Some(env)) => *secondary = env,
+                Ok(None) => {}
+                Err(e) => {
+                    let what = opcode_name(secondary.header.opcode);
+                    return self.protocol_error(reply.stream, what, e).await;
+                }
+            }
+        }
+        let [origin_env, target_env] = envs;
+        let retry = self.resend(prepared, &origin_env, &target_env);
         let join = Join::new(
             reply,
-            self.ctx.live.primary(),
+            primary,
             self.ctx.config.target_failure_policy,
             self.ctx.repairs.clone(),
             table,
+            self.ctx.metrics.clone(),
+            retry,
         );
         self.backend(ClusterId::Origin)
             .send(
@@ -676,6 +708,39 @@ impl Session {
         self.backend(ClusterId::Target)
             .send(target_env, Completion::Join(join, ClusterId::Target))
             .await;
+    }
+
+    /// `env` (a QUERY, EXECUTE or BATCH) at `consistency`; `None` when it is at it already.
+    fn at_consistency(
+        &self,
+        env: &Envelope,
+        consistency: ferry_cql::Consistency,
+    ) -> Result<Option<Envelope>, String> {
+        let body = self.request_body(env)?;
+        match rewrite::set_consistency(self.version, env.header.opcode, &body, consistency) {
+            Ok(Some(body)) => self.rebuild(env, body).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// What sends one half of a request again after preparing its statements again, when the
+    /// request names any. `origin_env`/`target_env` are the request as each cluster gets it.
+    fn resend(
+        self: &Arc<Self>,
+        prepared: &[Arc<PreparedEntry>],
+        origin_env: &Envelope,
+        target_env: &Envelope,
+    ) -> Option<Box<dyn Reprepare>> {
+        if prepared.is_empty() {
+            return None;
+        }
+        Some(Box::new(Resend {
+            session: Arc::downgrade(self),
+            version: self.version,
+            sent: [origin_env.clone(), target_env.clone()],
+            prepared: prepared.to_vec(),
+        }))
     }
 
     async fn unprepared(&self, stream: i16, id: &[u8]) {
@@ -755,14 +820,18 @@ impl Session {
         reply.unprepared.push((target_id, entry.origin_id.clone()));
         match entry.destination {
             Destination::Both(_) => {
-                self.dual_write(env, target_env, reply, entry.table.clone())
+                let table = entry.table.clone();
+                let prepared = std::slice::from_ref(&entry);
+                self.dual_write(env, target_env, reply, table, prepared)
                     .await
             }
             destination => {
                 let mirror = (destination == Destination::Primary && !peek.has_paging_state())
                     .then(|| entry.table.clone())
                     .flatten();
-                self.read(env, target_env, destination, reply, mirror).await;
+                let prepared = std::slice::from_ref(&entry);
+                self.read(env, target_env, destination, reply, mirror, prepared)
+                    .await;
             }
         }
     }
@@ -914,7 +983,8 @@ impl Session {
                 Err(e) => return self.protocol_error(stream, "BATCH", e).await,
             }
         };
-        self.dual_write(env, target_env, reply, table).await;
+        self.dual_write(env, target_env, reply, table, &entries)
+            .await;
     }
 
     async fn prepare(self: Arc<Self>, env: Envelope) {
@@ -928,7 +998,12 @@ impl Session {
             Err(e) => return self.protocol_error(stream, "PREPARE", e).await,
         };
         let info = classify(text);
-        let keyspace = self.keyspace();
+        // v5 may name the keyspace in the PREPARE itself; it beats the session's.
+        let keyspace = Prepare::decode(&mut &body[..], self.version)
+            .ok()
+            .and_then(|p| p.keyspace)
+            .map(Arc::from)
+            .or_else(|| self.keyspace());
         let destination = route::destination(&info, keyspace.as_deref());
         let table = route::table_name(&info, keyspace.as_deref());
         let text: Arc<str> = text.into();
@@ -1014,6 +1089,7 @@ impl Session {
                     None => answer,
                 };
                 entry.plan = plan;
+                entry.keyspace = keyspace;
                 self.ctx.prepared.insert(entry);
                 let mut answer = answer;
                 answer.set_stream(stream);
@@ -1122,6 +1198,186 @@ impl Session {
                 other.opcode()
             )),
         }
+    }
+}
+
+/// A request's halves as sent and the prepared statements they name: what prepares those again
+/// on the one cluster that forgot them and sends that cluster its half once more (the
+/// `completion` module docs say why).
+struct Resend {
+    /// Weak: a join holding this sits in the session's own backend slots, and a client that is
+    /// gone needs nothing resent.
+    session: Weak<Session>,
+    version: ProtocolVersion,
+    /// The request as each cluster got it, by [`ClusterId::index`].
+    sent: [Envelope; 2],
+    /// One per prepared statement or BATCH child, so possibly repeated.
+    prepared: Vec<Arc<PreparedEntry>>,
+}
+
+/// A cluster's answer standing for the resent half when preparing again failed.
+type Failed = Result<Envelope, BackendError>;
+
+impl std::fmt::Debug for Resend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resend")
+            .field("opcode", &self.sent[0].header.opcode)
+            .field("statements", &self.prepared.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reprepare for Resend {
+    fn resend(self: Box<Self>, cluster: ClusterId, then: Completion) {
+        tokio::spawn(async move {
+            let Some(session) = self.session.upgrade() else {
+                let gone = "ferry proxy: the client connection closed".to_owned();
+                return then
+                    .complete(Ok(error_envelope(self.version, gone)), Duration::ZERO)
+                    .await;
+            };
+            match self.again(&session, cluster).await {
+                Ok(env) => session.backend(cluster).send(env, then).await,
+                Err(failed) => then.complete(failed, Duration::ZERO).await,
+            }
+        });
+    }
+}
+
+impl Resend {
+    /// Prepares every distinct statement on `cluster` again; returns the half to send there,
+    /// with target's new ids spliced in.
+    async fn again(self, session: &Session, cluster: ClusterId) -> Result<Envelope, Failed> {
+        let version = session.version;
+        let fail = |message: String| Ok(error_envelope(version, format!("ferry proxy: {message}")));
+        // (target id in the request as sent, target's new id, its v5 result metadata id)
+        let mut renamed: Vec<(Bytes, Bytes, Option<Bytes>)> = Vec::new();
+        let mut distinct = 0;
+        for (i, entry) in self.prepared.iter().enumerate() {
+            if self.prepared[..i]
+                .iter()
+                .any(|e| e.origin_id == entry.origin_id)
+            {
+                continue;
+            }
+            distinct += 1;
+            let fresh = session.prepare_again(cluster, entry).await?;
+            match (cluster, &entry.target_id) {
+                (ClusterId::Origin, _) if fresh.id != entry.origin_id => {
+                    return Err(fail(format!(
+                        "origin prepared {:?} again under id {:02x?}, not the client's {:02x?}",
+                        entry.text,
+                        &fresh.id[..],
+                        &entry.origin_id[..]
+                    )));
+                }
+                (ClusterId::Origin, _) => {}
+                (ClusterId::Target, Some(old)) => {
+                    let rmid = fresh.result_metadata_id.filter(|_| version.uses_segments());
+                    session
+                        .ctx
+                        .prepared
+                        .insert(entry.with_target(fresh.id.clone(), rmid.clone()));
+                    renamed.push((old.clone(), fresh.id, rmid));
+                }
+                (ClusterId::Target, None) => {
+                    return Err(fail(format!("{:?} has no target id", entry.text)));
+                }
+            }
+        }
+        tracing::info!(%cluster, statements = distinct, "prepared again after UNPREPARED");
+        let sent = &self.sent[cluster.index()];
+        if renamed.is_empty() {
+            return Ok(sent.clone());
+        }
+        let body = session.request_body(sent).map_err(fail)?;
+        let body = match sent.header.opcode {
+            Opcode::Execute => {
+                let (_, id, rmid) = &renamed[0];
+                rewrite::replace_execute_id(version, &body, id, rmid.as_deref())
+                    .map_err(|e| e.to_string())
+            }
+            _ => rewrite::replace_batch_ids(version, &body, |id| {
+                renamed
+                    .iter()
+                    .find(|(old, ..)| old.as_ref() == id)
+                    .map(|(_, new, _)| new.clone())
+            })
+            .map_err(|e| e.to_string()),
+        };
+        body.and_then(|b| session.rebuild(sent, b)).map_err(fail)
+    }
+}
+
+impl Session {
+    /// Sends `entry`'s PREPARE to `cluster` again, as the proxy sent it the first time (the
+    /// same text, `now()` and friends replaced by the same markers, the same keyspace).
+    async fn prepare_again(
+        &self,
+        cluster: ClusterId,
+        entry: &PreparedEntry,
+    ) -> Result<ferry_cql::response::result::Prepared, Failed> {
+        let fail = |message: String| {
+            Err(Ok(error_envelope(
+                self.version,
+                format!(
+                    "ferry proxy: cannot prepare {:?} again on {cluster}: {message}",
+                    entry.text
+                ),
+            )))
+        };
+        let info = classify(&entry.text);
+        let mut prepare = Prepare::new(entry.text.as_ref());
+        let session_keyspace = self.keyspace();
+        if entry.keyspace.is_some() && entry.keyspace != session_keyspace {
+            if self.version.uses_segments() {
+                prepare.keyspace = entry.keyspace.as_deref().map(str::to_owned);
+            } else if info.keyspace.is_none() {
+                // Before v5 a PREPARE resolves names in the connection's keyspace only.
+                return fail(format!(
+                    "it was prepared in keyspace {:?} and this connection now uses {:?}",
+                    entry.keyspace, session_keyspace
+                ));
+            }
+        }
+        let mut body = bytes::BytesMut::new();
+        if let Err(e) =
+            ferry_cql::message::Request::Prepare(prepare).encode_body(&mut body, self.version)
+        {
+            return fail(e.to_string());
+        }
+        let mut body = body.freeze();
+        if entry.plan.is_some() {
+            match rewrite::rewrite_prepare_body(self.version, &body, &info) {
+                Ok((rewritten, _)) => body = rewritten,
+                Err(e) => return fail(e.to_string()),
+            }
+        }
+        let env = Envelope::new(
+            self.version,
+            Direction::Request,
+            0,
+            0,
+            Opcode::Prepare,
+            body,
+        );
+        let answer = self.backend(cluster).request(env).await.map_err(Err)?;
+        match self.decode_response(&answer) {
+            Ok(Response::Result(ResultBody::Prepared(p))) => Ok(p),
+            // The cluster's own refusal (the table is gone, …) is its answer to the request.
+            _ if answer.header.opcode == Opcode::Error => Err(Ok(answer)),
+            Ok(other) => fail(format!("it answered {:?}", other.opcode())),
+            Err(e) => fail(e),
+        }
+    }
+}
+
+fn opcode_name(opcode: Opcode) -> &'static str {
+    match opcode {
+        Opcode::Query => "QUERY",
+        Opcode::Execute => "EXECUTE",
+        Opcode::Batch => "BATCH",
+        _ => "request",
     }
 }
 

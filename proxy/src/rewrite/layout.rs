@@ -171,6 +171,8 @@ pub(super) fn value_items(
 /// tail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ParamsLayout {
+    /// Where the `[short]` consistency starts.
+    pub(super) consistency_at: usize,
     pub(super) flags: Flags,
     /// The values section (`[short]` count and the values) when the VALUES flag is set.
     pub(super) values: Option<Range<usize>>,
@@ -180,6 +182,7 @@ pub(super) struct ParamsLayout {
 
 impl ParamsLayout {
     fn read(r: &mut Reader<'_>, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        let consistency_at = r.pos();
         read_consistency(r.rest())?;
         let flags = Flags::read(r, version)?;
         let values = if flags.has(VALUES) {
@@ -198,6 +201,7 @@ impl ParamsLayout {
         let timestamp_at = tail(r, flags)?;
         r.end("query parameters")?;
         Ok(Self {
+            consistency_at,
             flags,
             values,
             timestamp_at,
@@ -272,6 +276,8 @@ pub(super) struct ChildLayout {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct BatchLayout {
     pub(super) children: Vec<ChildLayout>,
+    /// Where the `[short]` consistency starts.
+    pub(super) consistency_at: usize,
     pub(super) flags: Flags,
     pub(super) timestamp_at: usize,
 }
@@ -311,6 +317,7 @@ impl BatchLayout {
                 values: start..r.pos(),
             });
         }
+        let consistency_at = r.pos();
         read_consistency(r.rest())?;
         let flags = Flags::read(&mut r, version)?;
         let known = WITH_SERIAL_CONSISTENCY
@@ -331,6 +338,7 @@ impl BatchLayout {
         r.end("batch")?;
         Ok(Self {
             children,
+            consistency_at,
             flags,
             timestamp_at,
         })

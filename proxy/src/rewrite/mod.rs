@@ -8,6 +8,7 @@
 //! ```text
 //!  QUERY / EXECUTE / BATCH without a client timestamp ──► timestamp::inject_default_timestamp
 //!  EXECUTE / BATCH to target ──► prepared_id::replace_execute_id / replace_batch_ids
+//!  the secondary's copy of a write ──► consistency::set_consistency (secondary_consistency)
 //!  write with now(), uuid() … ─┬─ QUERY: functions::rewrite_query_body (literals)
 //!                              ├─ PREPARE: functions::rewrite_prepare_body (markers + plan)
 //!                              │    └─ PREPARED answer: functions::strip_injected_variables
@@ -20,6 +21,7 @@
 //!   carry none, so both clusters store the same writetime.
 //! - [`prepared_id`]: peeks at and splices the prepared ids of EXECUTE and BATCH (origin's id
 //!   to target's, v5 result metadata ids too).
+//! - [`consistency`]: overwrites the consistency level of the secondary's copy of a write.
 //! - [`functions`]: evaluates `now()`, `uuid()`, `currentTimestamp()` and friends once in the
 //!   proxy: literals in QUERY text, injected bind markers for PREPARE with the values supplied
 //!   on each EXECUTE, and both for BATCH children.
@@ -27,6 +29,7 @@
 //!   one pass without decoding values.
 //! - `sim_check` (tests): rewritten bodies sent byte for byte to two ferry-sim clusters.
 
+pub mod consistency;
 pub mod functions;
 mod layout;
 pub mod prepared_id;
@@ -37,6 +40,7 @@ pub mod timestamp;
 use ferry_cql::protocol::{Opcode, ProtocolVersion};
 use ferry_cql::wire::{DecodeError, EncodeError};
 
+pub use consistency::set_consistency;
 pub use functions::{
     FunctionPlan, SystemValueSource, ValueSource, insert_generated_values, replace_in_text,
     replace_with_markers, rewrite_batch, rewrite_prepare_body, rewrite_query_body, statement_text,

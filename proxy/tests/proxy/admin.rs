@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use crate::harness::{Env, env, env_with, scylla};
 
 /// One HTTP/1 request on a fresh connection: status and body text.
-async fn http(
+pub(crate) async fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -8,6 +8,7 @@
 //!   the cluster), then the proxy closes the client connection, so the driver reconnects and
 //!   gets fresh backend connections; while the cluster stays down, new connections are refused
 //!   at STARTUP with a SERVER_ERROR.
+//! - `secondary_consistency`: the secondary's copy of each write carries that level.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use ferry_cql::message::Response;
 use ferry_cql::protocol::Consistency;
 use ferry_cql::response::WriteType;
 use ferry_cql::response::error::ErrorCode;
-use ferry_proxy::settings::TargetFailurePolicy;
+use ferry_proxy::settings::{ClusterId, TargetFailurePolicy};
 use ferry_sim::server::faults::{self, FaultAction, RequestMatcher};
 use scylla::client::session::Session;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
@@ -284,5 +285,75 @@ async fn a_reset_backend_connection_fails_its_requests_and_ends_the_session() {
         Response::Result(_)
     ));
     assert_eq!(keys(env.target.addresses()[0]).await, [2]);
+    env.stop().await;
+}
+
+/// `secondary_consistency` sets the level of the secondary's copy of every write — QUERY,
+/// EXECUTE and BATCH — and leaves the primary's copy and reads at the client's level; the
+/// secondary follows a live primary switch. Each cluster counts what it receives on `ks.t`
+/// per level with zero-delay fault rules (each match uses one of the rule's activations).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secondary_copy_of_a_write_gets_the_configured_consistency() {
+    const ACTIVATIONS: u64 = 1000;
+    let env = env_with(68, |c| c.secondary_consistency = Some(Consistency::One)).await;
+    let client = scylla(env.proxy.local_addr()).await;
+    create_table(&client).await;
+    let levels = [Consistency::One, Consistency::LocalQuorum];
+    let counters = |env: &Env| {
+        [&env.origin, &env.target].map(|cluster| {
+            let faults = cluster.node(0).faults();
+            levels.map(|level| {
+                let matcher = RequestMatcher::any().table("ks", "t").consistency(level);
+                let action = FaultAction::Delay(Duration::ZERO);
+                faults.add_times(matcher, action, Some(ACTIVATIONS))
+            })
+        })
+    };
+    let rules = counters(&env);
+    // Requests each cluster received on ks.t as [at ONE, at LOCAL_QUORUM] (the driver's
+    // default).
+    let received = |env: &Env| {
+        [&env.origin, &env.target]
+            .iter()
+            .zip(&rules)
+            .map(|(cluster, ids)| {
+                let listed = cluster.node(0).faults().rules();
+                ids.map(|id| {
+                    let left = listed.iter().find(|r| r.id == id).unwrap().remaining;
+                    ACTIVATIONS - left.unwrap()
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let insert = client
+        .prepare("INSERT INTO ks.t (k, v) VALUES (?, ?)")
+        .await
+        .unwrap();
+    let mut batch = scylla::statement::batch::Batch::default();
+    batch.append_statement(insert.clone());
+    client
+        .query_unpaged("INSERT INTO ks.t (k, v) VALUES (1, 'query')", &[])
+        .await
+        .unwrap();
+    client
+        .execute_unpaged(&insert, (2, "execute"))
+        .await
+        .unwrap();
+    client.batch(&batch, ((3, "batch"),)).await.unwrap();
+    client
+        .query_unpaged("SELECT * FROM ks.t WHERE k = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(received(&env), [[0, 4], [3, 0]], "origin primary");
+
+    env.proxy.live().set_primary(ClusterId::Target);
+    client
+        .execute_unpaged(&insert, (4, "execute"))
+        .await
+        .unwrap();
+    assert_eq!(received(&env), [[1, 4], [3, 1]], "target primary");
+    assert_eq!(keys(env.origin.addresses()[0]).await, [1, 2, 3, 4]);
+    assert_eq!(keys(env.target.addresses()[0]).await, [1, 2, 3, 4]);
+    drop(client);
     env.stop().await;
 }
