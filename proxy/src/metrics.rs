@@ -788,6 +788,19 @@ mod tests {
     }
 
     #[test]
+    fn the_architecture_page_lists_every_metric() {
+        let page = include_str!("../../docs/architecture.md");
+        for d in DEFINITIONS {
+            let row = format!("| `{}` |", d.name);
+            assert!(
+                page.contains(&row),
+                "docs/architecture.md lacks a row for {}",
+                d.name
+            );
+        }
+    }
+
+    #[test]
     fn failures_are_labelled_by_cause_and_error_code() {
         let m = Metrics::new().unwrap();
         let c = m.cluster(ClusterId::Target);
