@@ -16,7 +16,8 @@
 //!   compared.
 //! - `prepared`: the bounded prepared-statement cache (origin id → target id).
 //! - `topology`: `system.local`/`system.peers` answered with the proxy instances.
-//! - `frame`: buffered socket I/O in whole envelopes, v5 segments, coalesced writes.
+//! - `frame`: buffered socket I/O in whole envelopes, v5 segments, coalesced writes, over plain
+//!   TCP or TLS.
 //! - [`error`]: backend failures and the CQL error each becomes.
 //! - `metrics`: every Prometheus metric, defined once, and the pre-resolved handles the
 //!   request path updates.
