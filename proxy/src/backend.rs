@@ -36,10 +36,12 @@ use tokio::task::JoinHandle;
 
 use crate::completion::{Completion, EventRoute};
 use crate::error::BackendError;
-use crate::frame::{FrameReader, Framing, Inbound, Outgoing, run_writer, write_all};
+use crate::frame::{FrameReader, Framing, Inbound, Outgoing, run_writer};
 use crate::health::Health;
 use crate::metrics::{ClusterMetrics, Metrics};
+use crate::proxy::{Contact, connect_node};
 use crate::settings::ClusterId;
+use crate::tls::ClusterTls;
 
 /// Largest response body accepted from a cluster (Cassandra's own default frame limit).
 const MAX_RESPONSE_BODY: usize = 256 * 1024 * 1024;
@@ -53,6 +55,10 @@ const MAX_STREAMS: usize = 32_768;
 pub(crate) struct BackendOptions {
     pub cluster: ClusterId,
     pub addr: SocketAddr,
+    /// The host `addr` was resolved from: the name TLS checks.
+    pub host: Arc<str>,
+    /// The cluster's TLS, when it has it.
+    pub tls: Option<Arc<ClusterTls>>,
     pub version: ProtocolVersion,
     pub compression: Option<Compression>,
     pub connect_timeout: Duration,
@@ -206,12 +212,17 @@ impl Backend {
             addr: opts.addr,
             reason: reason.into(),
         };
-        let stream = tokio::time::timeout(opts.connect_timeout, connect_socket(opts.addr))
+        let contact = Contact {
+            addr: opts.addr,
+            host: opts.host.clone(),
+        };
+        let connecting = connect_node(&contact, opts.tls.as_deref(), connect_socket(opts.addr));
+        let stream = tokio::time::timeout(opts.connect_timeout, connecting)
             .await
             .map_err(|_| connect_error(format!("no connection within {:?}", opts.connect_timeout)))?
             .map_err(|e| connect_error(e.to_string()))?;
-        let io = Arc::new(stream);
-        let mut reader = FrameReader::new(io.clone(), Direction::Response, MAX_RESPONSE_BODY);
+        let (read, mut io) = stream.split();
+        let mut reader = FrameReader::new(read, Direction::Response, MAX_RESPONSE_BODY);
 
         // The handshake's first exchange happens before the tasks exist: the framing may change
         // right after it.
@@ -226,7 +237,7 @@ impl Backend {
         let mut out = BytesMut::with_capacity(startup.encoded_len());
         startup.write_to(&mut out);
         let answer = tokio::time::timeout(opts.connect_timeout, async {
-            write_all(&io, &out).await?;
+            io.write_all(&out).await?;
             reader.next().await
         })
         .await
@@ -266,7 +277,6 @@ impl Backend {
             closed: watch::Sender::new(false),
         });
         let writer = {
-            let io = io.clone();
             let shared = shared.clone();
             tokio::spawn(async move {
                 if let Err(e) = run_writer(io, rx).await {

@@ -9,23 +9,112 @@
 //!
 //! Framing changes once per connection, right after the answer to STARTUP (v5 segments). The
 //! owner switches the reader itself and queues [`Outgoing::Switch`] for the writer.
+//!
+//! A connection is a [`Stream`]: plain TCP or TLS. [`Stream::split`] gives the reader and the
+//! writer their halves; plain TCP keeps sharing one socket through its `&self` readiness API
+//! (no lock on the hot path), TLS goes through `tokio::io::split` because both directions drive
+//! one rustls state machine.
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use ferry_cql::envelope::{Envelope, EnvelopeHeader, HEADER_LEN, HeaderError};
 use ferry_cql::protocol::{Direction, ProtocolVersion, RESPONSE_BIT};
 use ferry_cql::segment::{EnvelopeReassembler, SegmentCodec, SegmentError, SegmentWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsStream;
 
 /// Initial read buffer; grows to the largest envelope seen.
 const READ_BUFFER: usize = 16 * 1024;
 /// The writer stops batching once this much is encoded, so one huge batch cannot delay the
 /// first envelope in it for long.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
+
+/// A connection's byte stream, after any TLS handshake.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    /// Boxed: rustls's state is large, and plain connections should not carry its size.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// The reader's and the writer's halves.
+    pub(crate) fn split(self) -> (ReadIo, WriteIo) {
+        match self {
+            Self::Plain(socket) => {
+                let socket = Arc::new(socket);
+                (ReadIo::Plain(socket.clone()), WriteIo::Plain(socket))
+            }
+            Self::Tls(tls) => {
+                let (r, w) = tokio::io::split(*tls);
+                (ReadIo::Tls(r), WriteIo::Tls(w))
+            }
+        }
+    }
+
+    /// This end's address.
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Self::Plain(socket) => socket.local_addr(),
+            Self::Tls(tls) => tls.get_ref().0.local_addr(),
+        }
+    }
+}
+
+/// The read side of a [`Stream`].
+#[derive(Debug)]
+pub(crate) enum ReadIo {
+    Plain(Arc<TcpStream>),
+    Tls(ReadHalf<TlsStream<TcpStream>>),
+}
+
+impl ReadIo {
+    /// Reads what is available into `buf`; `Ok(0)` at end of stream. A plain socket may answer
+    /// `WouldBlock` after a spurious readiness wake-up (the caller reads again).
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Self::Plain(socket) => {
+                socket.readable().await?;
+                socket.try_read_buf(buf)
+            }
+            Self::Tls(tls) => tls.read_buf(buf).await,
+        }
+    }
+}
+
+/// The write side of a [`Stream`].
+#[derive(Debug)]
+pub(crate) enum WriteIo {
+    Plain(Arc<TcpStream>),
+    Tls(WriteHalf<TlsStream<TcpStream>>),
+}
+
+impl WriteIo {
+    /// Writes all of `buf` (and, for TLS, flushes the records it became).
+    pub(crate) async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Plain(socket) => write_all(socket, buf).await,
+            Self::Tls(tls) => {
+                tls.write_all(buf).await?;
+                tls.flush().await
+            }
+        }
+    }
+
+    /// Ends the stream cleanly: TLS sends close_notify, so the peer can tell an end from a
+    /// truncation. A plain socket closes when both halves are dropped.
+    async fn finish(&mut self) {
+        if let Self::Tls(tls) = self {
+            let _ = tls.shutdown().await;
+        }
+    }
+}
 
 /// How envelopes travel on a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +145,7 @@ pub(crate) enum Inbound {
 /// Reads envelopes off one socket.
 #[derive(Debug)]
 pub(crate) struct FrameReader {
-    io: Arc<TcpStream>,
+    io: ReadIo,
     buf: BytesMut,
     framing: Framing,
     /// Requests from clients, responses from clusters: the other direction is a peer's bug.
@@ -72,7 +161,7 @@ pub(crate) struct FrameReader {
 }
 
 impl FrameReader {
-    pub(crate) fn new(io: Arc<TcpStream>, direction: Direction, max_body_len: usize) -> Self {
+    pub(crate) fn new(io: ReadIo, direction: Direction, max_body_len: usize) -> Self {
         Self {
             io,
             buf: BytesMut::with_capacity(READ_BUFFER),
@@ -109,8 +198,7 @@ impl FrameReader {
             if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(READ_BUFFER);
             }
-            self.io.readable().await?;
-            match self.io.try_read_buf(&mut self.buf) {
+            match self.io.read_buf(&mut self.buf).await {
                 Ok(0) => {
                     self.done = true;
                     return Ok(None);
@@ -316,7 +404,7 @@ pub(crate) enum Outgoing {
 /// Sends queued items until the queue closes, batching whatever is already queued into one
 /// write. Returns the socket error that stopped it, if any.
 pub(crate) async fn run_writer(
-    io: Arc<TcpStream>,
+    mut io: WriteIo,
     mut rx: mpsc::Receiver<Outgoing>,
 ) -> io::Result<()> {
     let mut framing = Framing::Envelopes;
@@ -337,14 +425,15 @@ pub(crate) async fn run_writer(
         {
             tracing::warn!(error = %e, "dropping envelopes that cannot be framed");
         }
-        write_all(&io, &out).await?;
+        io.write_all(&out).await?;
         out.clear();
     }
+    io.finish().await;
     Ok(())
 }
 
 /// Writes `buf` through the socket's `&self` readiness API (the reader shares the socket).
-pub(crate) async fn write_all(io: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+async fn write_all(io: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         io.writable().await?;
         match io.try_write(buf) {

@@ -15,7 +15,6 @@
 //! Stream-id exhaustion is the proxy's own limit, not the cluster's health, and does not count.
 //! Before both clusters answered the start-up probe, the status is STARTUP.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +24,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::BackoffConfig;
 use crate::error::BackendError;
+use crate::proxy::Contact;
 use crate::settings::ClusterId;
+use crate::tls::ClusterTls;
 
 /// A cluster's (or the proxy's) readiness, spelled as zdm-proxy spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +169,9 @@ impl Health {
 /// How to ask one cluster whether it is back.
 #[derive(Debug, Clone)]
 pub(crate) struct Probe {
-    pub contacts: Vec<SocketAddr>,
+    pub contacts: Vec<Contact>,
+    /// The cluster's TLS, when it has it.
+    pub tls: Option<Arc<ClusterTls>>,
     pub version: ProtocolVersion,
     pub timeout: Duration,
 }
@@ -176,9 +179,9 @@ pub(crate) struct Probe {
 impl Probe {
     /// Whether any contact point answers OPTIONS.
     async fn answers(&self) -> bool {
-        for &addr in &self.contacts {
-            let answer =
-                tokio::time::timeout(self.timeout, crate::proxy::options(addr, self.version)).await;
+        for contact in &self.contacts {
+            let options = crate::proxy::options(contact, self.tls.as_deref(), self.version);
+            let answer = tokio::time::timeout(self.timeout, options).await;
             if let Ok(Ok(Some(env))) = answer
                 && env.header.opcode == Opcode::Supported
             {
@@ -235,6 +238,8 @@ pub(crate) async fn recover(
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
 
     fn lost() -> BackendError {

@@ -16,13 +16,16 @@
 //!   compared.
 //! - `prepared`: the bounded prepared-statement cache (origin id → target id).
 //! - `topology`: `system.local`/`system.peers` answered with the proxy instances.
-//! - `frame`: buffered socket I/O in whole envelopes, v5 segments, coalesced writes.
+//! - `frame`: buffered socket I/O in whole envelopes, v5 segments, coalesced writes, over plain
+//!   TCP or TLS.
 //! - [`error`]: backend failures and the CQL error each becomes.
 //! - `metrics`: every Prometheus metric, defined once, and the pre-resolved handles the
 //!   request path updates.
 //! - `health`: each cluster's readiness from consecutive failures; re-probes a DOWN cluster.
 //! - [`repairs`]: best-effort writes the target failed, counted per table and kept for repair.
 //! - [`admin`]: the admin HTTP server — `/metrics`, health, live primary/read-mode, `/status`.
+//! - [`tls`]: TLS towards clients and clusters — certificates loaded and checked at start, the
+//!   handshakes (client ones with a timeout).
 //! - [`rewrite`]: body rewrites that make dual writes identical on both clusters — injected
 //!   client timestamps, `now()`/`uuid()` evaluated once, prepared ids spliced for target.
 
@@ -41,6 +44,7 @@ pub mod rewrite;
 mod route;
 mod session;
 pub mod settings;
+pub mod tls;
 mod topology;
 
 pub use proxy::{Proxy, StartError, run};

@@ -34,6 +34,7 @@ use prometheus::{
 use crate::completion::plain_body;
 use crate::error::{BackendError, RequestKind};
 use crate::settings::ClusterId;
+use crate::tls::HandshakeFailure;
 
 /// Distinct `table` label values per metric; more tables share [`OTHER_TABLE`]. Prometheus
 /// handles a few thousand series per metric comfortably; 1000 tables covers real schemas.
@@ -128,6 +129,13 @@ const CLIENT_REFUSED: Def = def(
     &[],
     "Client connections refused because max_client_connections were open.",
 );
+const CLIENT_TLS_FAILURES: Def = def(
+    "ferry_proxy_client_tls_handshake_failures_total",
+    Counter,
+    &["reason"],
+    "Client connections closed because their TLS handshake failed, by reason: timeout, not_tls \
+     (plain CQL or other bytes), certificate (client certificate missing or refused) or other.",
+);
 const BACKEND_CONNECTIONS: Def = def(
     "ferry_proxy_backend_connections",
     Gauge,
@@ -200,7 +208,7 @@ const PRIMARY: Def = def(
 );
 
 /// Every metric the proxy exports.
-pub(crate) const DEFINITIONS: [&Def; 19] = [
+pub(crate) const DEFINITIONS: [&Def; 20] = [
     &REQUESTS,
     &FAILURES,
     &FAILED_WRITES,
@@ -209,6 +217,7 @@ pub(crate) const DEFINITIONS: [&Def; 19] = [
     &STREAM_IDS,
     &CLIENT_CONNECTIONS,
     &CLIENT_REFUSED,
+    &CLIENT_TLS_FAILURES,
     &BACKEND_CONNECTIONS,
     &CONNECT_FAILURES,
     &PREPARED_ENTRIES,
@@ -465,6 +474,8 @@ pub(crate) struct Metrics {
     client_refused: IntCounter,
     /// `failed_on` = origin, target, both.
     failed_writes: [IntCounter; 3],
+    /// By [`HandshakeFailure::ALL`] order.
+    client_tls_failures: [IntCounter; 4],
     prepared_entries: IntGauge,
     prepared_misses: IntCounter,
     dual_reads: DualReadFamilies,
@@ -593,6 +604,13 @@ impl Metrics {
                 failed_writes.get_metric_with_label_values(&[side]),
             )
         };
+        let tls_failures = b.counters(&CLIENT_TLS_FAILURES)?;
+        let [t0, t1, t2, t3] = HandshakeFailure::ALL.map(|f| {
+            child(
+                &CLIENT_TLS_FAILURES,
+                tls_failures.get_metric_with_label_values(&[f.label()]),
+            )
+        });
         Ok(Self {
             clusters,
             failed_writes: [
@@ -602,6 +620,7 @@ impl Metrics {
             ],
             client_connections: b.gauge(&CLIENT_CONNECTIONS)?,
             client_refused: b.counter(&CLIENT_REFUSED)?,
+            client_tls_failures: [t0?, t1?, t2?, t3?],
             prepared_entries: b.gauge(&PREPARED_ENTRIES)?,
             prepared_misses: b.counter(&PREPARED_MISSES)?,
             dual_reads: DualReadFamilies {
@@ -630,6 +649,12 @@ impl Metrics {
 
     pub(crate) fn client_refused(&self) {
         self.client_refused.inc();
+    }
+
+    pub(crate) fn client_tls_failed(&self, failure: HandshakeFailure) {
+        if let Some(i) = HandshakeFailure::ALL.iter().position(|f| *f == failure) {
+            self.client_tls_failures[i].inc();
+        }
     }
 
     pub(crate) fn client_connections(&self) -> i64 {

@@ -2,10 +2,12 @@
 //! down gracefully.
 //!
 //! ```text
-//!  start(config) ─► metrics; bind the admin server (readiness: STARTUP)
+//!  start(config) ─► load TLS files (a bad one stops the start) ─► metrics; bind the admin
+//!                   server (readiness: STARTUP)
 //!               ─► probe origin and target (OPTIONS per version, retried with backoff while a
 //!                   cluster is down) ─► common versions and compressions, or a clear refusal
-//!               ─► bind ─► accept loop ─► session::serve per client (semaphore-bounded)
+//!               ─► bind ─► accept loop ─► task per client (semaphore-bounded): TLS handshake
+//!                   if `tls` is set (timeout) ─► session::serve
 //!               ─► admin endpoints that need the clusters start answering; readiness UP;
 //!                  health::recover re-probes a cluster that goes DOWN
 //!  shutdown()    ─► stop accepting; sessions answer new requests OVERLOADED and drain what is in
@@ -34,13 +36,14 @@ use crate::backend::BackendOptions;
 use crate::completion::MirrorStats;
 use crate::config::{ClusterConfig, ProxyConfig};
 use crate::error::BackendError;
-use crate::frame::{FrameReader, Inbound, write_all};
+use crate::frame::{FrameReader, Inbound, Stream};
 use crate::health::{self, Health, Probe};
 use crate::metrics::{Metrics, MetricsError};
 use crate::prepared::PreparedCache;
 use crate::repairs::RepairLog;
 use crate::session;
 use crate::settings::{ClusterId, LiveSettings};
+use crate::tls::{ClusterTls, ServerTls, TlsError};
 use crate::topology::ProxyTopology;
 
 /// Why the proxy could not start.
@@ -76,6 +79,17 @@ pub enum StartError {
     },
     #[error("cannot set up metric {name}: {reason}")]
     Metrics { name: &'static str, reason: String },
+    /// A TLS file that is missing, unreadable or unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// A cluster node refused the proxy's TLS handshake (or the proxy refused its certificate):
+    /// a configuration problem that retrying would not fix.
+    #[error("{cluster}: TLS handshake with {addr} failed: {reason}")]
+    ClusterTls {
+        cluster: ClusterId,
+        addr: SocketAddr,
+        reason: String,
+    },
 }
 
 impl From<MetricsError> for StartError {
@@ -105,8 +119,12 @@ pub(crate) struct Context {
     pub versions: Vec<ProtocolVersion>,
     pub compressions: Vec<Compression>,
     pub topology: ProxyTopology,
+    /// The client listener's TLS, when `tls` is set.
+    pub tls: Option<ServerTls>,
     /// Resolved contact points per cluster, used round-robin.
-    contacts: [Vec<SocketAddr>; 2],
+    contacts: [Vec<Contact>; 2],
+    /// Each cluster's TLS, when its `tls` is set.
+    cluster_tls: [Option<Arc<ClusterTls>>; 2],
     next_contact: [AtomicUsize; 2],
     shutdown: watch::Receiver<bool>,
 }
@@ -140,9 +158,12 @@ impl Context {
         }
         let i = self.next_contact[cluster.index()].fetch_add(1, Ordering::Relaxed);
         let config = self.config.cluster(cluster);
+        let contact = &contacts[i % contacts.len()];
         Ok(BackendOptions {
             cluster,
-            addr: contacts[i % contacts.len()],
+            addr: contact.addr,
+            host: contact.host.clone(),
+            tls: self.cluster_tls[cluster.index()].clone(),
             version,
             compression,
             connect_timeout: config.connect_timeout,
@@ -176,6 +197,7 @@ pub struct Proxy {
 impl Proxy {
     /// Probes both clusters (waiting, with backoff, while one is down), then listens.
     pub async fn start(config: ProxyConfig) -> Result<Self, StartError> {
+        let tls = Tls::load(&config)?;
         let metrics = Arc::new(Metrics::new()?);
         let health = Arc::new(Health::new(config.reconnect.failure_threshold));
         // Bound first: a taken port fails at once, and readiness says STARTUP while a cluster
@@ -187,7 +209,7 @@ impl Proxy {
                 addr: config.admin.listen,
                 source,
             })?;
-        match Self::start_serving(config, metrics, health, admin).await {
+        match Self::start_serving(config, tls, metrics, health, admin).await {
             Ok(start) => Ok(start.with_admin(admin_server)),
             Err(e) => {
                 admin_server.stop().await;
@@ -198,13 +220,27 @@ impl Proxy {
 
     async fn start_serving(
         config: ProxyConfig,
+        tls: Tls,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         admin: Arc<Admin>,
     ) -> Result<Started, StartError> {
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let origin = probe_cluster(ClusterId::Origin, &config.origin, &shutdown_rx).await?;
-        let target = probe_cluster(ClusterId::Target, &config.target, &shutdown_rx).await?;
+        let [origin_tls, target_tls] = &tls.clusters;
+        let origin = probe_cluster(
+            ClusterId::Origin,
+            &config.origin,
+            origin_tls.as_deref(),
+            &shutdown_rx,
+        )
+        .await?;
+        let target = probe_cluster(
+            ClusterId::Target,
+            &config.target,
+            target_tls.as_deref(),
+            &shutdown_rx,
+        )
+        .await?;
         let versions: Vec<ProtocolVersion> = ProtocolVersion::ALL
             .into_iter()
             .filter(|v| origin.versions.contains(v) && target.versions.contains(v))
@@ -261,6 +297,7 @@ impl Proxy {
             [(ClusterId::Origin, &origin), (ClusterId::Target, &target)].map(|(cluster, facts)| {
                 Probe {
                     contacts: facts.addresses.clone(),
+                    tls: tls.clusters[cluster.index()].clone(),
                     version: probe_version,
                     timeout: config.cluster(cluster).connect_timeout,
                 }
@@ -280,7 +317,9 @@ impl Proxy {
                 config.topology.index,
                 config.topology.num_tokens,
             ),
+            tls: tls.server,
             contacts: [origin.addresses, target.addresses],
+            cluster_tls: tls.clusters,
             next_contact: [AtomicUsize::new(0), AtomicUsize::new(0)],
             shutdown: shutdown_rx,
             config,
@@ -297,6 +336,7 @@ impl Proxy {
         health.mark_started();
         tracing::info!(
             %local_addr,
+            tls = ctx.tls.is_some(),
             versions = %version_list(&ctx.versions),
             primary = %ctx.live.primary(),
             "ferry proxy listening"
@@ -405,9 +445,14 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, connections: Arc<
                 let span = tracing::info_span!("client", %peer);
                 tokio::spawn(tracing::Instrument::instrument(
                     async move {
+                        // The handshake runs in the connection's own task and holds its slot,
+                        // so a slow or silent client delays nobody else.
+                        let Some(stream) = handshake(&ctx, socket).await else {
+                            return;
+                        };
                         tracing::debug!("connected");
                         ctx.metrics.client_connected();
-                        session::serve(ctx.clone(), socket).await;
+                        session::serve(ctx.clone(), stream).await;
                         ctx.metrics.client_disconnected();
                         tracing::debug!("disconnected");
                         drop(permit);
@@ -417,17 +462,37 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, connections: Arc<
             }
             Err(_) => {
                 ctx.metrics.client_refused();
-                let limit = ctx.config.max_client_connections;
-                tokio::spawn(refuse(socket, limit));
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    if let Some(stream) = handshake(&ctx, socket).await {
+                        refuse(stream, ctx.config.max_client_connections).await;
+                    }
+                });
             }
         }
     }
 }
 
+/// The TLS handshake when the listener has TLS; `None` (logged, counted) when it fails.
+async fn handshake(ctx: &Context, socket: TcpStream) -> Option<Stream> {
+    let Some(tls) = &ctx.tls else {
+        return Some(Stream::Plain(socket));
+    };
+    match tls.accept(socket).await {
+        Ok(stream) => Some(stream),
+        Err((failure, reason)) => {
+            // A client's problem, not the proxy's: debug, and a counter for operators.
+            tracing::debug!(reason = failure.label(), error = %reason, "TLS handshake failed");
+            ctx.metrics.client_tls_failed(failure);
+            None
+        }
+    }
+}
+
 /// Answers a connection over the limit: its first request gets OVERLOADED, then it closes.
-async fn refuse(socket: TcpStream, limit: usize) {
-    let io = Arc::new(socket);
-    let mut reader = FrameReader::new(io.clone(), Direction::Request, 64 * 1024);
+async fn refuse(stream: Stream, limit: usize) {
+    let (read, mut io) = stream.split();
+    let mut reader = FrameReader::new(read, Direction::Request, 64 * 1024);
     let first = tokio::time::timeout(Duration::from_secs(5), reader.next()).await;
     let Ok(Ok(Some(Inbound::Envelope(env)))) = first else {
         return;
@@ -438,14 +503,56 @@ async fn refuse(socket: TcpStream, limit: usize) {
     if let Ok(answer) = error.to_envelope(env.header.version, env.stream(), &Default::default()) {
         let mut out = BytesMut::new();
         answer.write_to(&mut out);
-        let _ = write_all(&io, &out).await;
+        let _ = io.write_all(&out).await;
+    }
+}
+
+/// Every TLS setting, loaded before anything else starts.
+struct Tls {
+    server: Option<ServerTls>,
+    clusters: [Option<Arc<ClusterTls>>; 2],
+}
+
+impl Tls {
+    fn load(config: &ProxyConfig) -> Result<Self, TlsError> {
+        let server = config.tls.as_ref().map(ServerTls::load).transpose()?;
+        let cluster = |id: ClusterId| -> Result<Option<Arc<ClusterTls>>, TlsError> {
+            let Some(tls) = &config.cluster(id).tls else {
+                return Ok(None);
+            };
+            Ok(Some(Arc::new(ClusterTls::load(id, tls)?)))
+        };
+        Ok(Self {
+            server,
+            clusters: [cluster(ClusterId::Origin)?, cluster(ClusterId::Target)?],
+        })
+    }
+}
+
+/// A resolved contact point, with the host it was written as: the name TLS checks.
+#[derive(Debug, Clone)]
+pub(crate) struct Contact {
+    pub addr: SocketAddr,
+    pub host: Arc<str>,
+}
+
+/// Opens a connection to a cluster node: TCP, then TLS when the cluster has it.
+pub(crate) async fn connect_node(
+    contact: &Contact,
+    tls: Option<&ClusterTls>,
+    socket: impl Future<Output = std::io::Result<TcpStream>>,
+) -> std::io::Result<Stream> {
+    let socket = socket.await?;
+    match tls {
+        Some(tls) => tls.connect(socket, &contact.host).await,
+        None => Ok(Stream::Plain(socket)),
     }
 }
 
 /// What one cluster speaks, learned at start.
 #[derive(Debug)]
 struct ClusterFacts {
-    addresses: Vec<SocketAddr>,
+    addresses: Vec<Contact>,
     versions: Vec<ProtocolVersion>,
     compressions: Vec<Compression>,
     cql_versions: Vec<String>,
@@ -456,13 +563,15 @@ struct ClusterFacts {
 async fn probe_cluster(
     cluster: ClusterId,
     config: &ClusterConfig,
+    tls: Option<&ClusterTls>,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<ClusterFacts, StartError> {
     let mut backoff = Duration::from_millis(250);
     loop {
         let addresses = resolve(cluster, config).await?;
-        for &addr in &addresses {
-            match probe_node(addr, config.connect_timeout).await {
+        for contact in &addresses {
+            let addr = contact.addr;
+            match probe_node(contact, tls, config.connect_timeout).await {
                 Ok(facts) if !facts.0.is_empty() => {
                     tracing::info!(%cluster, %addr, versions = %version_list(&facts.0), "cluster reachable");
                     return Ok(ClusterFacts {
@@ -474,6 +583,15 @@ async fn probe_cluster(
                 }
                 Ok(_) => {
                     tracing::warn!(%cluster, %addr, "node speaks no protocol version the proxy knows")
+                }
+                // A certificate or handshake refused will be refused again: say so and stop,
+                // rather than wait forever.
+                Err(e) if crate::tls::is_tls_error(&e) => {
+                    return Err(StartError::ClusterTls {
+                        cluster,
+                        addr,
+                        reason: e.to_string(),
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(%cluster, %addr, error = %e, retry_in = ?backoff, "cluster not reachable")
@@ -489,19 +607,22 @@ async fn probe_cluster(
     }
 }
 
-async fn resolve(
-    cluster: ClusterId,
-    config: &ClusterConfig,
-) -> Result<Vec<SocketAddr>, StartError> {
-    let mut addresses = Vec::new();
+async fn resolve(cluster: ClusterId, config: &ClusterConfig) -> Result<Vec<Contact>, StartError> {
+    let mut addresses: Vec<Contact> = Vec::new();
     let mut last_error = String::from("no contact points configured");
     for (host, port) in config.endpoints() {
         match tokio::net::lookup_host((host, port)).await {
-            Ok(found) => addresses.extend(found),
+            Ok(found) => {
+                let host: Arc<str> = Arc::from(host);
+                addresses.extend(found.map(|addr| Contact {
+                    addr,
+                    host: host.clone(),
+                }));
+            }
             Err(e) => last_error = format!("{host}:{port}: {e}"),
         }
     }
-    addresses.dedup();
+    addresses.dedup_by_key(|c| c.addr);
     if addresses.is_empty() {
         return Err(StartError::Resolve {
             cluster,
@@ -519,7 +640,8 @@ async fn resolve(
 /// OPTIONS in each version, newest first, on a fresh connection each (a node closes the
 /// connection after refusing a version).
 async fn probe_node(
-    addr: SocketAddr,
+    contact: &Contact,
+    tls: Option<&ClusterTls>,
     timeout: Duration,
 ) -> std::io::Result<(Vec<ProtocolVersion>, Vec<Compression>, Vec<String>)> {
     let mut versions = Vec::new();
@@ -530,7 +652,7 @@ async fn probe_node(
         ProtocolVersion::V4,
         ProtocolVersion::V3,
     ] {
-        let answer = tokio::time::timeout(timeout, options(addr, version))
+        let answer = tokio::time::timeout(timeout, options(contact, tls, version))
             .await
             .map_err(|_| {
                 std::io::Error::new(
@@ -557,11 +679,12 @@ async fn probe_node(
 
 /// One OPTIONS exchange on a fresh connection (also the health probe of a DOWN cluster).
 pub(crate) async fn options(
-    addr: SocketAddr,
+    contact: &Contact,
+    tls: Option<&ClusterTls>,
     version: ProtocolVersion,
 ) -> std::io::Result<Option<Envelope>> {
-    let socket = TcpStream::connect(addr).await?;
-    let io = Arc::new(socket);
+    let stream = connect_node(contact, tls, TcpStream::connect(contact.addr)).await?;
+    let (read, mut io) = stream.split();
     let request = Envelope::new(
         version,
         Direction::Request,
@@ -572,8 +695,8 @@ pub(crate) async fn options(
     );
     let mut out = BytesMut::new();
     request.write_to(&mut out);
-    write_all(&io, &out).await?;
-    let mut reader = FrameReader::new(io, Direction::Response, 1024 * 1024);
+    io.write_all(&out).await?;
+    let mut reader = FrameReader::new(read, Direction::Response, 1024 * 1024);
     Ok(match reader.next().await? {
         Some(Inbound::Envelope(env)) => Some(env),
         _ => None,

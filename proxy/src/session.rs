@@ -33,7 +33,6 @@ use ferry_cql::request::{
 use ferry_cql::response::result::ResultBody;
 use ferry_cql::response::{ErrorKind, ErrorResponse};
 use ferry_cql::statement::classify::{NonDeterministicCall, StatementKind, classify};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -42,7 +41,7 @@ use crate::completion::{
     ClientSink, Completion, EventRoute, Join, Mirror, Reply, Reprepare, error_envelope, plain_body,
 };
 use crate::error::{BackendError, RequestKind};
-use crate::frame::{FrameReader, Framing, Inbound, Outgoing, legacy_error, run_writer};
+use crate::frame::{FrameReader, Framing, Inbound, Outgoing, Stream, legacy_error, run_writer};
 use crate::prepared::PreparedEntry;
 use crate::proxy::Context;
 use crate::rewrite::{self, BatchIdError, FunctionPlan, SystemValueSource, ValueSource};
@@ -59,12 +58,12 @@ const CLIENT_QUEUE: usize = 1024;
 const PROTOCOL_ERROR: i32 = 0x000A;
 
 /// Serves one client connection until it closes.
-pub(crate) async fn serve(ctx: Arc<Context>, socket: TcpStream) {
-    let local_addr = socket.local_addr().unwrap_or(ctx.config.listen);
-    let io = Arc::new(socket);
+pub(crate) async fn serve(ctx: Arc<Context>, stream: Stream) {
+    let local_addr = stream.local_addr().unwrap_or(ctx.config.listen);
+    let (read, write) = stream.split();
     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
-    let writer = tokio::spawn(run_writer(io.clone(), rx));
-    let mut reader = FrameReader::new(io.clone(), Direction::Request, MAX_REQUEST_BODY);
+    let writer = tokio::spawn(run_writer(write, rx));
+    let mut reader = FrameReader::new(read, Direction::Request, MAX_REQUEST_BODY);
     if let Some(session) = handshake(&ctx, &mut reader, &tx, local_addr).await {
         let session = Arc::new(session);
         session.run(&mut reader).await;

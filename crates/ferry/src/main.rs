@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use ferry_proxy::Proxy;
 use ferry_proxy::config::ProxyConfig;
 use ferry_sim::exec::Executor;
-use ferry_sim::server::{Cluster, ClusterConfig};
+use ferry_sim::server::{Cluster, ClusterConfig, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -71,6 +71,15 @@ struct SimArgs {
     /// Serve the admin HTTP API (faults, node stop/start, table dumps) on this address.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
+    /// Speak TLS on every node: PEM certificate chain the nodes present (needs --tls-key).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by a CA in this PEM file (mutual TLS).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
 }
 
 fn parse_user(s: &str) -> Result<(String, String), String> {
@@ -146,6 +155,10 @@ async fn proxy(config: ProxyConfig) -> ExitCode {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("ferry proxy: cannot start: {e}");
+                // An unusable TLS file is a configuration problem like any other.
+                if matches!(e, ferry_proxy::StartError::Tls(_)) {
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
                 return ExitCode::FAILURE;
             }
         },
@@ -169,12 +182,29 @@ async fn proxy(config: ProxyConfig) -> ExitCode {
 
 async fn sim(args: SimArgs) -> ExitCode {
     let auth = !args.auth.is_empty();
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert_path), Some(key_path)) => Some(TlsFiles {
+            cert_path,
+            key_path,
+            client_ca_path: args.tls_ca,
+        }),
+        _ => None,
+    };
+    let tls_note = match &tls {
+        Some(TlsFiles {
+            client_ca_path: Some(_),
+            ..
+        }) => "TLS with client certificates",
+        Some(_) => "TLS",
+        None => "plain TCP",
+    };
     let config = ClusterConfig {
         nodes: args.nodes,
         listen: args.listen,
         users: args.auth,
         vnodes: args.vnodes,
         seed: args.seed,
+        tls,
         ..ClusterConfig::default()
     };
     if let Err(e) = config.validate() {
@@ -199,6 +229,9 @@ async fn sim(args: SimArgs) -> ExitCode {
         Ok(c) => Arc::new(c),
         Err(e) => {
             eprintln!("ferry sim: cannot start: {e}");
+            if matches!(e, ferry_sim::server::StartError::Tls(_)) {
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -220,7 +253,8 @@ async fn sim(args: SimArgs) -> ExitCode {
         ))
     });
     println!(
-        "ferry sim: protocol v3, v4, v5; authentication {}; Ctrl-C or SIGTERM stops it",
+        "ferry sim: protocol v3, v4, v5 over {tls_note}; authentication {}; Ctrl-C or SIGTERM \
+         stops it",
         if auth { "on" } else { "off" }
     );
     wait_for_signal().await;

@@ -11,4 +11,5 @@ mod prepared;
 mod python_driver;
 mod raw;
 mod scylla_driver;
+mod tls;
 mod topology;

@@ -30,6 +30,12 @@ impl<H: Handler> Cluster<H> {
     /// Tokio runtime.
     pub async fn start(config: ClusterConfig, handler: Arc<H>) -> Result<Self, StartError> {
         config.validate()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(super::tls::acceptor)
+            .transpose()
+            .map_err(StartError::Tls)?;
         let mut listeners = Vec::with_capacity(config.nodes);
         let mut addresses = config.node_addresses(config.listen.port());
         // Port 0: node 0's port, once known, is every derived node's port.
@@ -71,6 +77,7 @@ impl<H: Handler> Cluster<H> {
                     config.clone(),
                     handler.clone(),
                     events.clone(),
+                    tls.clone(),
                 )
             })
             .collect();

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use ferry_cql::envelope::DEFAULT_MAX_BODY_LEN;
 
+use super::tls::TlsFiles;
+
 /// Everything [`crate::server::Cluster::start`] needs. `Default` gives one node on
 /// `127.0.0.1:9042` without auth.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,8 @@ pub struct ClusterConfig {
     pub shutdown_grace: Duration,
     /// Seeds tokens and host ids, so runs are reproducible (default 0).
     pub seed: u64,
+    /// TLS on every node's listener; `None` (default) is plain TCP. Files are read at start.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ClusterConfig {
@@ -65,6 +69,7 @@ impl Default for ClusterConfig {
             write_queue: 1024,
             shutdown_grace: Duration::from_secs(5),
             seed: 0,
+            tls: None,
         }
     }
 }

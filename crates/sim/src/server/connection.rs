@@ -5,7 +5,8 @@
 //!
 //! Reader and writer share one `Arc<TcpStream>` through its `&self` readiness API rather than
 //! splitting it, so the session can still reach the socket to reset it (linger 0) while the
-//! writer is blocked on a client that stopped reading.
+//! writer is blocked on a client that stopped reading. A TLS connection ([`ReadIo::Tls`],
+//! [`WriteIo::Tls`]) keeps that property: its TLS stream runs over the same shared socket.
 //!
 //! Framing changes happen at one point of the stream: right after the answer to STARTUP. The
 //! session switches the reader itself (the client sends nothing in the new framing before that
@@ -21,8 +22,40 @@ use ferry_cql::protocol::{Direction, ProtocolVersion, RESPONSE_BIT, flags};
 use ferry_cql::segment::{EnvelopeReassembler, SegmentCodec, SegmentError, SegmentWriter};
 use std::sync::Arc;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+
+use super::tls::SharedTcp;
+
+/// The read side of a connection.
+#[derive(Debug)]
+pub(crate) enum ReadIo {
+    Plain(Arc<TcpStream>),
+    Tls(ReadHalf<TlsStream<SharedTcp>>),
+}
+
+/// The write side of a connection.
+#[derive(Debug)]
+pub(crate) enum WriteIo {
+    Plain(Arc<TcpStream>),
+    Tls(WriteHalf<TlsStream<SharedTcp>>),
+}
+
+/// The two halves of a connection, plain or TLS.
+pub(crate) fn split(
+    plain: &Arc<TcpStream>,
+    tls: Option<TlsStream<SharedTcp>>,
+) -> (ReadIo, WriteIo) {
+    match tls {
+        Some(tls) => {
+            let (r, w) = tokio::io::split(tls);
+            (ReadIo::Tls(r), WriteIo::Tls(w))
+        }
+        None => (ReadIo::Plain(plain.clone()), WriteIo::Plain(plain.clone())),
+    }
+}
 
 /// Initial read buffer; grows to the largest envelope seen.
 const READ_BUFFER: usize = 16 * 1024;
@@ -65,7 +98,7 @@ pub(crate) enum Inbound {
 /// Reads envelopes off one connection.
 #[derive(Debug)]
 pub(crate) struct FrameReader {
-    io: Arc<TcpStream>,
+    io: ReadIo,
     buf: BytesMut,
     framing: Framing,
     max_body_len: usize,
@@ -79,7 +112,7 @@ pub(crate) struct FrameReader {
 }
 
 impl FrameReader {
-    pub(crate) fn new(io: Arc<TcpStream>, max_body_len: usize) -> Self {
+    pub(crate) fn new(io: ReadIo, max_body_len: usize) -> Self {
         Self {
             io,
             buf: BytesMut::with_capacity(READ_BUFFER),
@@ -115,8 +148,14 @@ impl FrameReader {
             if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(READ_BUFFER);
             }
-            self.io.readable().await?;
-            match self.io.try_read_buf(&mut self.buf) {
+            let read = match &mut self.io {
+                ReadIo::Plain(io) => {
+                    io.readable().await?;
+                    io.try_read_buf(&mut self.buf)
+                }
+                ReadIo::Tls(io) => io.read_buf(&mut self.buf).await,
+            };
+            match read {
                 // A peer that hangs up mid-envelope gets no answer: nobody would read it.
                 Ok(0) => {
                     self.done = true;
@@ -396,7 +435,7 @@ pub(crate) enum Outgoing {
 /// Sends queued items until the queue closes, batching whatever is already queued into one
 /// write.
 pub(crate) async fn run_writer(
-    io: Arc<TcpStream>,
+    mut io: WriteIo,
     mut rx: mpsc::Receiver<Outgoing>,
 ) -> io::Result<()> {
     let mut framing = Framing::Envelopes(None);
@@ -417,8 +456,18 @@ pub(crate) async fn run_writer(
         {
             tracing::warn!(error = %e, "dropping responses that cannot be framed");
         }
-        write_all(&io, &out).await?;
+        match &mut io {
+            WriteIo::Plain(io) => write_all(io, &out).await?,
+            WriteIo::Tls(io) => {
+                io.write_all(&out).await?;
+                io.flush().await?;
+            }
+        }
         out.clear();
+    }
+    if let WriteIo::Tls(io) = &mut io {
+        // close_notify, so the client can tell an end from a truncation.
+        let _ = io.shutdown().await;
     }
     Ok(())
 }

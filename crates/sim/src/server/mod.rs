@@ -13,6 +13,7 @@
 //! - [`events`]: the cluster-wide event bus behind REGISTER/EVENT.
 //! - [`faults`]: per-node fault rules (delay, injected errors, close/reset).
 //! - [`config`]: [`ClusterConfig`], defaults and validation.
+//! - [`tls`]: optional TLS on the listener ([`TlsFiles`]), loaded once at cluster start.
 //!
 //! Protocol behaviour follows Cassandra 5.0 where a client can observe it: error wording and
 //! header version for unsupported versions (so drivers downgrade), handshake order, SASL PLAIN
@@ -26,6 +27,7 @@ pub mod events;
 pub mod faults;
 pub mod node;
 mod session;
+pub mod tls;
 pub mod topology;
 
 use std::future::Future;
@@ -43,6 +45,7 @@ pub use events::EventSender;
 pub use faults::{FaultAction, Faults, RequestMatcher, RuleId, RuleInfo};
 pub use node::Node;
 pub use session::{CQL_VERSION, PROTOCOL_VERSIONS};
+pub use tls::TlsFiles;
 pub use topology::{NodeInfo, Topology};
 
 /// Executes statements. Implemented by the simulator's executor; tests use small ones.
@@ -98,4 +101,7 @@ pub enum StartError {
         address: SocketAddr,
         source: Arc<io::Error>,
     },
+    /// A TLS file that is missing or unusable; the message names it.
+    #[error("TLS: {0}")]
+    Tls(String),
 }

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use super::config::ClusterConfig;
@@ -57,6 +58,8 @@ pub(crate) struct NodeShared<H: Handler> {
     next_conn: AtomicU64,
     /// Bounds open connections (`max_connections`).
     conn_limit: Arc<Semaphore>,
+    /// The TLS handshake every connection starts with, when the cluster has TLS.
+    pub(crate) tls: Option<TlsAcceptor>,
 }
 
 impl<H: Handler> NodeShared<H> {
@@ -118,6 +121,7 @@ impl<H: Handler> Node<H> {
         config: Arc<ClusterConfig>,
         handler: Arc<H>,
         events: EventSender,
+        tls: Option<TlsAcceptor>,
     ) -> Self {
         let conn_limit = Arc::new(Semaphore::new(config.max_connections));
         Self {
@@ -132,6 +136,7 @@ impl<H: Handler> Node<H> {
                 connections: Mutex::default(),
                 next_conn: AtomicU64::new(1),
                 conn_limit,
+                tls,
             }),
             running: tokio::sync::Mutex::new(None),
         }

@@ -47,10 +47,11 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::connection::{
-    FrameReader, Framing, Inbound, Outgoing, ReplyVersion, legacy_error, run_writer,
+    FrameReader, Framing, Inbound, Outgoing, ReplyVersion, legacy_error, run_writer, split,
 };
 use super::faults::FaultAction;
 use super::node::{ConnCommand, NodeShared};
+use super::tls::{HANDSHAKE_TIMEOUT, SharedTcp};
 use super::{Handler, RequestContext};
 
 /// CQL version advertised in SUPPORTED (Cassandra 5.0's `QueryProcessor.CQL_VERSION`).
@@ -122,8 +123,26 @@ impl<H: Handler> Session<H> {
         // Responses are small and latency matters more than packet count.
         let _ = socket.set_nodelay(true);
         let stream = Arc::new(socket);
+        let tls = match &node.tls {
+            Some(acceptor) => {
+                let handshake = acceptor.accept(SharedTcp(stream.clone()));
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                    Ok(Ok(tls)) => Some(tls),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
+        let (read, write) = split(&stream, tls);
         let (tx, rx) = mpsc::channel(node.config.write_queue);
-        let writer = tokio::spawn(run_writer(stream.clone(), rx).in_current_span());
+        let writer = tokio::spawn(run_writer(write, rx).in_current_span());
         let in_flight = Arc::new(Semaphore::new(node.config.max_in_flight));
         let (abort, _) = watch::channel(false);
         let mut session = Session {
@@ -142,7 +161,7 @@ impl<H: Handler> Session<H> {
             user: None,
             events_started: false,
         };
-        let mut reader = FrameReader::new(stream, session.node.config.max_body_len);
+        let mut reader = FrameReader::new(read, session.node.config.max_body_len);
         let end = session.read_loop(&mut reader).await;
         session.finish(end, writer).await;
     }
