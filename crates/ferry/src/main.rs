@@ -14,6 +14,8 @@ use ferry_sim::server::{Cluster, ClusterConfig, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+mod migrate;
+
 /// jemalloc: the sim keeps millions of small long-lived values; glibc malloc fragments them
 /// between per-request allocations (3x the live heap in RSS, see crates/sim/BENCHMARKS.md).
 #[cfg(not(target_env = "msvc"))]
@@ -21,7 +23,7 @@ use tokio::sync::oneshot;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Exit code for bad configuration (BSD `EX_CONFIG`-style usage error, as DESIGN.md fixes it).
-const EXIT_BAD_CONFIG: u8 = 64;
+pub(crate) const EXIT_BAD_CONFIG: u8 = 64;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +43,8 @@ enum Command {
     Sim(SimArgs),
     /// Run the dual-write CQL proxy in front of origin and target.
     Proxy(ProxyArgs),
+    /// Copy tables from origin to target, each cell with its writetime and TTL; resumable.
+    Migrate(Box<migrate::MigrateArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -90,7 +94,18 @@ fn parse_user(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EXIT_BAD_CONFIG),
+            };
+        }
+    };
     // The proxy's log settings come from its config, so its logging starts after loading it.
     let proxy_config = match &cli.command {
         Command::Proxy(args) => match ProxyConfig::from_process(args.config.as_deref()) {
@@ -113,6 +128,10 @@ fn main() -> ExitCode {
             init_logging("info", false);
             None
         }
+        Command::Migrate(args) => {
+            init_logging(&args.log_level, args.log_json);
+            None
+        }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -128,6 +147,7 @@ fn main() -> ExitCode {
         (Command::Sim(args), _) => runtime.block_on(sim(args)),
         (Command::Proxy(_), Some(config)) => runtime.block_on(proxy(config)),
         (Command::Proxy(_), None) => ExitCode::FAILURE,
+        (Command::Migrate(args), _) => runtime.block_on(migrate::run(*args)),
     }
 }
 

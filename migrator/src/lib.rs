@@ -1,0 +1,208 @@
+//! Ferry's migrator: copies historical data from origin to target, table by table, so that
+//! **a backfilled cell never overwrites a newer write**. Every cell is written with its origin
+//! writetime and remaining TTL, so Cassandra's last-write-wins keeps newer dual writes and
+//! deletes whatever order they arrive in.
+//!
+//! ```text
+//!  JobSpec ─► run ─► select tables ─► per table (table_parallelism at once):
+//!     SCHEMA      read system_schema on origin, create keyspace / UDTs / table on target
+//!                 or list every difference; DDL appended to <job dir>/schema.cql
+//!     BACKFILL    plan ranges (size estimates or fixed, stored) ─► scan_parallelism range
+//!                 workers ─► pages ─► rows split into (writetime, TTL) groups ─► writes
+//!                 (bounded in flight, rows/s and bytes/s limits, retries) ─► checkpoint
+//!     VALIDATING  the checkpoint log on disk covers every range
+//!     DONE / FAILED(reason)
+//! ```
+//!
+//! # Layout
+//! - [`job`]: [`JobSpec`] (clusters, table selection, limits, floor timestamp, counters mode,
+//!   job directory) and [`Phase`].
+//! - [`progress`]: the [`Observer`] trait and its [`Event`]s (what progress bars, metrics and
+//!   the HTTP API listen to), and [`LogObserver`].
+//! - [`schema`]: origin's schema from `system_schema`, DDL for target, compatibility check.
+//! - [`plan`]: token ranges from size estimates or a count, stored in the job directory.
+//! - [`checkpoint`]: the append-only, fsynced resume log.
+//! - [`cells`]: the timestamp-fidelity rules: a scanned row → groups of cells by (writetime,
+//!   TTL), list elements, row marker.
+//! - [`writer`]: statements on target (cached prepared statements, retries), the list
+//!   read-compare-append rule, counters.
+//! - `scan`: one range's paged scan, split-and-retry, checkpoints.
+//! - `table`: one table's phases.
+//! - [`throttle`]: token buckets, the in-flight bound, retryable errors.
+//! - [`error`]: one error enum per operation.
+//!
+//! # Decisions
+//! - **Floor timestamp** (default 0 µs): the writetime of what has none, i.e. primary-key-only
+//!   rows. Any value not after the start of dual writes gives the same result against target
+//!   (every dual write is newer); set it to that start for a truthful value.
+//! - **Row marker**: rows with cells get a marker at their oldest cell's writetime (see
+//!   [`cells`]); CQL cannot read origin's marker.
+//! - **Resume** restarts a partially written range at the token of its last checkpointed
+//!   partition (inclusive): writes are idempotent (lists by their rule), so redoing that
+//!   partition changes nothing.
+
+pub mod cells;
+pub mod checkpoint;
+pub mod error;
+pub mod job;
+pub mod plan;
+pub mod progress;
+mod scan;
+pub mod schema;
+mod table;
+pub mod throttle;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::policies::load_balancing::DefaultPolicy;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+pub use error::{JobError, TableError};
+pub use job::{ClusterSpec, CountersMode, JobSpec, Phase, RangeCount, TableSelector};
+pub use progress::{Event, LogObserver, Observer, TableName};
+pub use table::TableReport;
+
+/// How long connecting to a node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The outcome of a job: one report per selected table, in job order.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct JobReport {
+    pub tables: Vec<TableReport>,
+}
+
+impl JobReport {
+    /// Whether every table ended DONE.
+    pub fn succeeded(&self) -> bool {
+        self.tables.iter().all(|t| t.phase == Phase::Done)
+    }
+}
+
+/// Runs a job to the end: every selected table ends DONE or FAILED. Errors only when the job
+/// cannot start (invalid spec, unreachable cluster, unusable job directory, nothing selected).
+pub async fn run(spec: JobSpec, observer: Arc<dyn Observer>) -> Result<JobReport, JobError> {
+    spec.validate()?;
+    std::fs::create_dir_all(&spec.job_dir)
+        .map_err(|e| error::JobFileError::new("cannot create job directory", &spec.job_dir, e))?;
+    let origin = Arc::new(connect("origin", &spec.origin).await?);
+    let target = Arc::new(connect("target", &spec.target).await?);
+    let tables = select_tables(&origin, &spec).await?;
+    observer.event(&Event::JobPlanned {
+        tables: tables.clone(),
+    });
+    let job = Arc::new(table::JobContext {
+        limits: throttle::Limits::new(
+            spec.max_rows_per_second,
+            spec.max_bytes_per_second,
+            spec.concurrency,
+        ),
+        spec,
+        origin,
+        target,
+        observer,
+        schema_file: tokio::sync::Mutex::new(()),
+    });
+    let slots = Arc::new(Semaphore::new(job.spec.table_parallelism));
+    let mut running = JoinSet::new();
+    for (i, t) in tables.iter().enumerate() {
+        let job = job.clone();
+        let slots = slots.clone();
+        let t = t.clone();
+        running.spawn(async move {
+            // Tables start in job order; the semaphore only limits how many run at once.
+            let _slot = slots.acquire_owned().await;
+            (i, table::migrate(job, t).await)
+        });
+    }
+    let mut reports: Vec<Option<TableReport>> = vec![None; tables.len()];
+    while let Some(done) = running.join_next().await {
+        match done {
+            Ok((i, r)) => reports[i] = Some(r),
+            Err(e) => tracing::error!(error = %e, "table task ended abnormally"),
+        }
+    }
+    let tables = reports
+        .into_iter()
+        .zip(tables)
+        .map(|(r, t)| {
+            r.unwrap_or_else(|| TableReport {
+                table: t,
+                phase: Phase::Failed("the table's task ended abnormally".to_owned()),
+                ranges_total: 0,
+                ranges_done: 0,
+                rows: 0,
+                bytes: 0,
+                ddl: Vec::new(),
+            })
+        })
+        .collect();
+    Ok(JobReport { tables })
+}
+
+/// A session to one cluster, as `spec` describes it.
+pub async fn connect(name: &'static str, spec: &ClusterSpec) -> Result<Session, JobError> {
+    let mut policy = DefaultPolicy::builder().token_aware(true);
+    if let Some(dc) = &spec.local_dc {
+        policy = policy
+            .prefer_datacenter(dc.clone())
+            .permit_dc_failover(false);
+    }
+    let profile = ExecutionProfile::builder()
+        .request_timeout(Some(spec.request_timeout))
+        .load_balancing_policy(policy.build())
+        .build();
+    let mut builder = SessionBuilder::new()
+        .known_nodes(&spec.contact_points)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .default_execution_profile_handle(profile.into_handle());
+    if let Some((user, password)) = &spec.credentials {
+        builder = builder.user(user, password);
+    }
+    builder.build().await.map_err(|e| JobError::Connect {
+        cluster: name,
+        contact_points: spec.contact_points.join(","),
+        error: e.to_string(),
+    })
+}
+
+/// The tables to migrate, in order: each allow-list entry in turn (a keyspace or pattern
+/// expands to its tables in name order), without repeats and without deny-listed tables. An
+/// exact `ks.table` missing on origin stays in, so it fails with a clear reason.
+async fn select_tables(origin: &Session, spec: &JobSpec) -> Result<Vec<TableName>, JobError> {
+    let all = schema::list_tables(origin)
+        .await
+        .map_err(JobError::Select)?;
+    let mut out: Vec<TableName> = Vec::new();
+    let excluded = |t: &TableName| {
+        spec.exclude
+            .iter()
+            .any(|x| x.matches(&t.keyspace, &t.table))
+    };
+    for sel in &spec.tables {
+        let found: Vec<TableName> = match sel {
+            TableSelector::Table { keyspace, table } => vec![TableName::new(keyspace, table)],
+            _ => all
+                .iter()
+                .filter(|t| sel.matches(&t.keyspace, &t.table))
+                .cloned()
+                .collect(),
+        };
+        for t in found {
+            if !excluded(&t) && !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    if out.is_empty() {
+        let names: Vec<String> = spec.tables.iter().map(ToString::to_string).collect();
+        return Err(JobError::NothingSelected(names.join(",")));
+    }
+    Ok(out)
+}

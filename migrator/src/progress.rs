@@ -1,0 +1,122 @@
+//! Progress as events: the core reports what happens through an [`Observer`], so progress bars,
+//! metrics, the HTTP API and the Update channel plug in without touching the core.
+
+use std::fmt;
+
+use crate::job::Phase;
+
+/// `keyspace.table`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableName {
+    pub keyspace: String,
+    pub table: String,
+}
+
+impl TableName {
+    pub fn new(keyspace: impl Into<String>, table: impl Into<String>) -> Self {
+        Self {
+            keyspace: keyspace.into(),
+            table: table.into(),
+        }
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.keyspace, self.table)
+    }
+}
+
+/// One thing that happened. Counts are deltas unless named `total`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// The tables the job will migrate, in order.
+    JobPlanned { tables: Vec<TableName> },
+    /// A table entered a phase.
+    Phase { table: TableName, phase: Phase },
+    /// A table's ranges: how many exist and how many a previous run already finished.
+    RangesPlanned {
+        table: TableName,
+        total: u32,
+        already_done: u32,
+    },
+    /// Rows and bytes written to target (one scan page).
+    Written {
+        table: TableName,
+        rows: u64,
+        bytes: u64,
+    },
+    /// A range finished.
+    RangeDone { table: TableName, range: u32 },
+    /// A scan page or write failed and is retried (after `attempt` failures in a row).
+    Retry {
+        table: TableName,
+        range: u32,
+        attempt: u32,
+        error: String,
+    },
+    /// Writers waited this long for the rows/s or bytes/s limit.
+    Throttled { micros: u64 },
+    /// Something the operator must know that does not stop the table.
+    Warning { table: TableName, message: String },
+}
+
+/// Receives events. Called from the migration tasks: it must be quick and must not block
+/// (hand work to a bounded channel or update atomics).
+pub trait Observer: Send + Sync {
+    fn event(&self, event: &Event);
+}
+
+/// Reports events as structured `tracing` logs (the default when nothing else listens).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogObserver;
+
+impl Observer for LogObserver {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::JobPlanned { tables } => {
+                let names: Vec<String> = tables.iter().map(ToString::to_string).collect();
+                tracing::info!(tables = %names.join(","), count = tables.len(), "job planned");
+            }
+            Event::Phase { table, phase } => {
+                if let Phase::Failed(reason) = phase {
+                    tracing::error!(%table, %reason, "table failed");
+                } else {
+                    tracing::info!(%table, %phase, "phase");
+                }
+            }
+            Event::RangesPlanned {
+                table,
+                total,
+                already_done,
+            } => tracing::info!(%table, total, already_done, "ranges planned"),
+            Event::Written { .. } | Event::Throttled { .. } => {}
+            Event::RangeDone { table, range } => tracing::debug!(%table, range, "range done"),
+            Event::Retry {
+                table,
+                range,
+                attempt,
+                error,
+            } => tracing::warn!(%table, range, attempt, %error, "retrying"),
+            Event::Warning { table, message } => tracing::warn!(%table, "{message}"),
+        }
+    }
+}
+
+/// Forwards to several observers.
+pub struct Fanout(pub Vec<std::sync::Arc<dyn Observer>>);
+
+impl fmt::Debug for Fanout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fanout({} observers)", self.0.len())
+    }
+}
+
+impl Observer for Fanout {
+    fn event(&self, event: &Event) {
+        for o in &self.0 {
+            o.event(event);
+        }
+    }
+}

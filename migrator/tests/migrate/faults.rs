@@ -1,0 +1,81 @@
+//! Timeouts: retried and split, or the table fails naming the range.
+
+use std::time::Duration;
+
+use ferry_cql::protocol::{Consistency, Opcode};
+use ferry_migrator::{Event, Phase, RangeCount};
+use ferry_sim::server::faults::read_timeout;
+use ferry_sim::server::{FaultAction, RequestMatcher};
+
+use crate::harness::{assert_same_cells, env};
+
+async fn setup(env: &crate::harness::Env) {
+    env.origin_cql(&[
+        "CREATE KEYSPACE flt WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+        "CREATE TABLE flt.t (k int PRIMARY KEY, v int)",
+    ])
+    .await;
+    for k in 0..40 {
+        env.origin_cql(&[&format!(
+            "INSERT INTO flt.t (k, v) VALUES ({k}, {k}) USING TIMESTAMP {}",
+            100 + k
+        )])
+        .await;
+    }
+}
+
+fn scan_matcher() -> RequestMatcher {
+    RequestMatcher::any()
+        .opcode(Opcode::Execute)
+        .text_contains("token(\"k\") >")
+}
+
+#[tokio::test]
+async fn timeouts_are_retried_with_split_ranges() {
+    let env = env(75).await;
+    setup(&env).await;
+    env.origin.node(0).faults().add_times(
+        scan_matcher(),
+        FaultAction::Error(read_timeout(Consistency::LocalQuorum, 1)),
+        Some(3),
+    );
+    let mut spec = env.spec(&["flt.t"]);
+    spec.ranges = RangeCount::Fixed(1);
+    spec.scan_parallelism = 1;
+    spec.page_size = 5;
+    let (report, events) = env.run(spec).await;
+    assert_eq!(report.tables[0].phase, Phase::Done, "{report:?}");
+    let retries = events
+        .iter()
+        .filter(|e| matches!(e, Event::Retry { .. }))
+        .count();
+    assert_eq!(retries, 3);
+    assert_same_cells(&env, "flt", "t");
+    // The split sub-ranges left resume points at their ends.
+    let log = std::fs::read_to_string(env.job_dir.join("flt.t.progress")).unwrap();
+    assert!(log.ends_with("done 0\n"), "{log}");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_range_that_keeps_failing_fails_the_table_by_name() {
+    let env = env(76).await;
+    setup(&env).await;
+    env.origin.node(0).faults().add(
+        scan_matcher().text_contains("token(\"k\") >"),
+        FaultAction::Delay(Duration::from_millis(400)),
+    );
+    let mut spec = env.spec(&["flt.t"]);
+    spec.ranges = RangeCount::Fixed(4);
+    spec.retries = 2;
+    // Every scan takes longer than the client's limit.
+    spec.origin.request_timeout = Duration::from_millis(100);
+    let (report, _) = env.run(spec).await;
+    let Phase::Failed(reason) = &report.tables[0].phase else {
+        panic!("{report:?}")
+    };
+    assert!(reason.contains("range #"), "{reason}");
+    assert!(reason.contains("failed 3 times in a row"), "{reason}");
+    assert!(report.tables[0].ranges_done < 4);
+    env.stop().await;
+}
