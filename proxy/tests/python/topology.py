@@ -24,12 +24,19 @@ def main():
     hosts = cluster.metadata.all_hosts()
     seen = sorted(h.endpoint.address for h in hosts)
     check(seen == expected, f"the driver sees {expected} (saw {seen})")
-    # Pools to the other instances open in the background: wait (bounded) for them.
+    # The session opens a pool per host in the background; a query pinned to a host whose
+    # pool is not registered yet fails with "Host has been marked down or removed", even
+    # though the host is up. Wait (bounded) until every pool has an open connection.
+    def pools_open():
+        state = session.get_pool_state()
+        return all(h in state and state[h]["open_count"] > 0 for h in hosts)
+
     for _ in range(100):
-        if all(h.is_up for h in hosts):
+        if all(h.is_up for h in hosts) and pools_open():
             break
         time.sleep(0.1)
     check(all(h.is_up for h in hosts), f"every instance is up ({[(h.endpoint.address, h.is_up) for h in hosts]})")
+    check(pools_open(), f"a connection pool is open to every instance ({session.get_pool_state()})")
     for i, h in enumerate(sorted(hosts, key=lambda h: h.endpoint.address)):
         local = session.execute("SELECT rpc_address FROM system.local", host=h).one()
         check(str(local.rpc_address) == h.endpoint.address,
