@@ -815,6 +815,56 @@ mod tests {
         assert!(validate(&ChannelConfig::new(Role::Proxy, "p")).is_ok());
     }
 
+    async fn refusal(events: &mut Events) -> String {
+        loop {
+            match events.recv().await {
+                Some(Event::Refused { reason, .. }) => return reason,
+                Some(_) => {}
+                None => panic!("closed"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn two_real_ends_without_a_common_version_both_refuse() {
+        let mut p = ChannelConfig::new(Role::Proxy, "p");
+        p.versions = 2..=2;
+        let addr: SocketAddr = "127.0.120.1:14100".parse().unwrap();
+        let (_proxy, mut pev) = Channel::listen(p, addr, None).await.unwrap();
+        let mut m = ChannelConfig::new(Role::Migrator, "m");
+        m.backoff_max = Duration::from_secs(3600);
+        let (migrator, mut mev) = Channel::dial(m, addr.to_string(), None).unwrap();
+        assert_eq!(
+            refusal(&mut pev).await,
+            "no common Update protocol version: migrator m speaks 1..=1, this end speaks 2..=2; \
+             run proxy and migrator builds whose versions overlap"
+        );
+        assert_eq!(
+            refusal(&mut mev).await,
+            "no common Update protocol version: proxy p speaks 2..=2, this end speaks 1..=1; \
+             run proxy and migrator builds whose versions overlap"
+        );
+        assert_eq!(migrator.status().refusals_total, 1);
+        assert_eq!(migrator.status().connects_total, 0);
+    }
+
+    #[tokio::test]
+    async fn two_proxies_refuse_each_other() {
+        let addr: SocketAddr = "127.0.120.2:14100".parse().unwrap();
+        let (_a, mut aev) = Channel::listen(ChannelConfig::new(Role::Proxy, "a"), addr, None)
+            .await
+            .unwrap();
+        let (_b, mut bev) =
+            Channel::dial(ChannelConfig::new(Role::Proxy, "b"), addr.to_string(), None).unwrap();
+        let a = refusal(&mut aev).await;
+        assert!(a.starts_with("proxy b at 127.0.0.1:"), "{a}");
+        assert!(a.ends_with("is a proxy too; an Update channel joins a proxy and a migrator"));
+        assert_eq!(
+            refusal(&mut bev).await,
+            "proxy a at 127.0.120.2:14100 is a proxy too; an Update channel joins a proxy and a migrator"
+        );
+    }
+
     #[test]
     fn host_of_addresses() {
         assert_eq!(host_of("proxy-1.ferry:14100"), "proxy-1.ferry");

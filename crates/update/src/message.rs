@@ -2,7 +2,7 @@
 //! which ones the sender's queue may coalesce or drop.
 //!
 //! Messages travel as JSON objects tagged by `type` (`{"type":"table_started","table":{…}}`),
-//! inside the frames of [`crate::frame`]. Decoding ignores fields it does not know, so a field
+//! inside length-prefixed frames (see the crate docs). Decoding ignores fields it does not know, so a field
 //! added within one protocol version does not break older peers; anything else (a field removed
 //! or retyped, a new message a peer must understand) raises [`crate::PROTOCOL_VERSION`].
 

@@ -63,6 +63,8 @@ enum Handshake {
 enum End {
     Shutdown,
     Replaced,
+    /// The peer closed between frames: it stopped (a finished job, a restart).
+    PeerClosed,
     Lost(String),
 }
 
@@ -162,6 +164,12 @@ where
                     reason: "replaced by a new connection of the same peer".to_owned(),
                 })
                 .await;
+            Ended::Closed
+        }
+        End::PeerClosed => {
+            let reason = "the peer closed the connection".to_owned();
+            tracing::info!(%peer, "Update channel: {peer} closed the connection");
+            shared.emit(Event::Disconnected { peer, reason }).await;
             Ended::Closed
         }
         End::Lost(reason) => {
@@ -402,7 +410,7 @@ where
                         self.last_read = Instant::now();
                         self.handle(frame).await
                     }
-                    Ok(None) => Err(End::Lost("the peer closed the connection".to_owned())),
+                    Ok(None) => Err(End::PeerClosed),
                     Err(ReadError::Frame(FrameError::BadMessage { id, reason, .. })) => {
                         self.last_read = Instant::now();
                         self.undecodable(id, reason).await
