@@ -55,7 +55,7 @@
 //!   [`PartitionKey`]).
 //! - **Frames** are at most 1 MiB by default, checked from the length before buffering; a
 //!   message that would not fit is refused at `send` ([`SendError::TooLarge`]), so large repair
-//!   batches are split by the sender.
+//!   batches are split by the sender ([`Message::repair_batches`]).
 
 pub mod channel;
 mod connection;

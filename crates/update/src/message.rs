@@ -187,6 +187,40 @@ impl Message {
         }
     }
 
+    /// `RepairPartitions` messages for `partitions` of `table`, each of which encodes to a
+    /// frame of at most `max_frame` bytes (the channel's `max_frame`), in the given order. A
+    /// single key too large for a frame still gets its own message, which `send` then refuses
+    /// with a clear error.
+    pub fn repair_batches(
+        table: &TableName,
+        partitions: Vec<PartitionKey>,
+        max_frame: usize,
+    ) -> Vec<Self> {
+        let message = |partitions| Self::RepairPartitions {
+            table: table.clone(),
+            partitions,
+        };
+        // The frame around an empty list, with the longest possible id.
+        let base = crate::frame::encode_data(u64::MAX, &message(Vec::new()), usize::MAX)
+            .map_or(0, |f| f.len() - crate::frame::LENGTH_PREFIX);
+        let mut batches = Vec::new();
+        let (mut batch, mut size) = (Vec::new(), base);
+        for key in partitions {
+            // Its JSON plus a separating comma.
+            let len = serde_json::to_vec(&key).map_or(0, |v| v.len()) + 1;
+            if !batch.is_empty() && size + len > max_frame {
+                batches.push(message(std::mem::take(&mut batch)));
+                size = base;
+            }
+            size += len;
+            batch.push(key);
+        }
+        if !batch.is_empty() {
+            batches.push(message(batch));
+        }
+        batches
+    }
+
     /// The table whose newer progress message makes this one redundant, when this is a
     /// progress message. Only progress is ever coalesced or dropped by a full queue: every
     /// other message changes state the peer acts on (phases, repairs, re-migrations).
@@ -273,6 +307,31 @@ mod tests {
         assert!(e.to_string().contains("missing field `table`"), "{e}");
         let e = serde_json::from_str::<Message>(r#"{"type":"launch_rockets"}"#).unwrap_err();
         assert!(e.to_string().contains("unknown variant"), "{e}");
+    }
+
+    #[test]
+    fn repair_batches_fit_the_frame_and_keep_every_key_in_order() {
+        let t = TableName::new("ks", "t");
+        let keys: Vec<PartitionKey> = (0..2000)
+            .map(|i| PartitionKey::new([format!("'key-{i}'"), i.to_string()]))
+            .collect();
+        let max = 4096;
+        let batches = Message::repair_batches(&t, keys.clone(), max);
+        assert!(batches.len() > 10, "{}", batches.len());
+        let mut all = Vec::new();
+        for b in batches {
+            let frame = crate::frame::encode_data(u64::MAX, &b, max).unwrap();
+            assert!(frame.len() <= max + crate::frame::LENGTH_PREFIX);
+            let Message::RepairPartitions { partitions, .. } = b else {
+                panic!("{b:?}")
+            };
+            assert!(!partitions.is_empty());
+            all.extend(partitions);
+        }
+        assert_eq!(all, keys);
+        let huge = vec![PartitionKey::new(["x".repeat(max)])];
+        assert_eq!(Message::repair_batches(&t, huge, max).len(), 1);
+        assert!(Message::repair_batches(&t, Vec::new(), max).is_empty());
     }
 
     #[test]

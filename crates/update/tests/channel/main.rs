@@ -582,6 +582,31 @@ async fn duplicates_undecodable_and_misdirected_messages() {
     }
 }
 
+/// A peer that goes silent without closing (a machine that vanished) is dropped after the
+/// idle timeout; until then it receives heartbeats.
+#[tokio::test]
+async fn a_silent_peer_is_dropped_after_the_idle_timeout() {
+    let mut c = config(Role::Proxy, "proxy");
+    c.heartbeat = Duration::from_millis(20);
+    c.idle_timeout = Duration::from_millis(200);
+    let (proxy, mut pev) = Channel::listen(c, addr(126, 2), None).await.unwrap();
+    let mut s = fake_migrator(addr(126, 2), "m", 1).await;
+    assert_eq!(
+        read_json(&mut s).await.unwrap(),
+        json!({"kind": "heartbeat"})
+    );
+    loop {
+        if let Event::Disconnected { reason, .. } = next_event(&mut pev).await {
+            assert_eq!(reason, "nothing received for 200ms (idle_timeout)");
+            break;
+        }
+    }
+    while let Some(frame) = read_json(&mut s).await {
+        assert_eq!(frame, json!({"kind": "heartbeat"}));
+    }
+    assert_eq!(proxy.status().peer, None);
+}
+
 /// One migrator per proxy: the same name reconnecting replaces a silent old connection,
 /// another name is refused with the reason on both sides.
 #[tokio::test]
