@@ -21,8 +21,12 @@ use ferry_cql::segment::{EnvelopeReassembler, SegmentCodec, SegmentError, Segmen
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-/// Initial read buffer; grows to the largest envelope seen.
+/// Read buffer taken when the socket is readable; grows to the largest envelope seen. An idle
+/// connection holds none (see [`FrameReader::next`]).
 const READ_BUFFER: usize = 16 * 1024;
+/// The writer's buffer at the start of a batch; it grows to the batch and is freed when the
+/// queue is empty, so an idle connection holds none.
+const WRITE_BUFFER: usize = 4 * 1024;
 /// The writer stops batching once this much is encoded, so one huge batch cannot delay the
 /// first envelope in it for long.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
@@ -75,7 +79,7 @@ impl FrameReader {
     pub(crate) fn new(io: Arc<TcpStream>, direction: Direction, max_body_len: usize) -> Self {
         Self {
             io,
-            buf: BytesMut::with_capacity(READ_BUFFER),
+            buf: BytesMut::new(),
             framing: Framing::Envelopes,
             direction,
             max_body_len,
@@ -106,10 +110,15 @@ impl FrameReader {
             if !self.pending.is_empty() {
                 continue;
             }
+            if self.buf.is_empty() {
+                // Nothing partial is kept: give the memory back while waiting, so an idle
+                // connection costs no buffer (one allocation per read batch when busy).
+                self.buf = BytesMut::new();
+            }
+            self.io.readable().await?;
             if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(READ_BUFFER);
             }
-            self.io.readable().await?;
             match self.io.try_read_buf(&mut self.buf) {
                 Ok(0) => {
                     self.done = true;
@@ -321,8 +330,9 @@ pub(crate) async fn run_writer(
 ) -> io::Result<()> {
     let mut framing = Framing::Envelopes;
     let mut segments = SegmentWriter::new(SegmentCodec::new(false));
-    let mut out = BytesMut::with_capacity(READ_BUFFER);
+    let mut out = BytesMut::new();
     while let Some(first) = rx.recv().await {
+        out.reserve(WRITE_BUFFER);
         let mut item = Some(first);
         while let Some(next) = item.take() {
             if let Err(e) = encode(next, &mut framing, &mut segments, &mut out) {
@@ -339,6 +349,10 @@ pub(crate) async fn run_writer(
         }
         write_all(&io, &out).await?;
         out.clear();
+        if rx.is_empty() {
+            // About to wait: an idle connection keeps no write buffer.
+            out = BytesMut::new();
+        }
     }
     Ok(())
 }
