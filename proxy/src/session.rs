@@ -536,8 +536,8 @@ impl Session {
                 .then(|| route::table_name(&info, keyspace.as_deref()))
                 .flatten();
                 let reply = Reply::new(self.sink.clone(), stream, kind);
-                self.read(env.clone(), env, destination, reply, mirror_table)
-                    .await;
+                let plan = self.read_plan(destination, mirror_table);
+                self.read([Some(env.clone()), Some(env)], plan, reply).await;
             }
             Destination::Both(write) => {
                 if write == WriteKind::Use
@@ -606,27 +606,40 @@ impl Session {
             .map_err(|e| e.to_string())
     }
 
-    /// Sends a read to the primary (or the system-queries cluster), mirrored to the secondary in
-    /// dual-async mode. `origin_env`/`target_env` are the request as each cluster must get it.
-    async fn read(
+    /// Where a read goes: the primary (or the system-queries cluster), and the table to compare
+    /// when it is mirrored to the secondary (dual-async mode). Decided once, so the request is
+    /// only rebuilt for a cluster that gets it.
+    fn read_plan(
         &self,
-        origin_env: Envelope,
-        target_env: Envelope,
         destination: Destination,
-        reply: Reply,
         mirror_table: Option<Arc<str>>,
-    ) {
+    ) -> (ClusterId, Option<Arc<str>>) {
         let live = &self.ctx.live;
         let cluster = match destination {
             Destination::System => self.ctx.config.system_queries,
             _ => live.primary(),
         };
-        let mut envs = [Some(origin_env), Some(target_env)];
+        let mirror = mirror_table.filter(|_| live.read_mode() == ReadMode::DualAsync);
+        (cluster, mirror)
+    }
+
+    /// Sends a read to `cluster`, mirrored to the other one when `mirror` names the table.
+    /// `envs` is the request as each cluster must get it (origin, target); `None` for a
+    /// cluster the plan does not send to.
+    async fn read(
+        &self,
+        mut envs: [Option<Envelope>; 2],
+        (cluster, mirror): (ClusterId, Option<Arc<str>>),
+        reply: Reply,
+    ) {
         let Some(env) = envs[cluster.index()].take() else {
-            return;
+            // The callers build the envelope for every cluster the plan names.
+            let error =
+                ErrorResponse::server_error("ferry proxy: no request for the read's cluster");
+            return self.sink.error(reply.stream, error).await;
         };
-        match mirror_table {
-            Some(table) if live.read_mode() == ReadMode::DualAsync => {
+        match mirror {
+            Some(table) => {
                 let mirror = Mirror::new(
                     table,
                     cluster,
@@ -725,44 +738,61 @@ impl Session {
         } else {
             (env, body)
         };
-        let target_body = rewrite::replace_execute_id(
-            self.version,
-            &body,
-            &target_id,
-            entry.target_result_metadata_id.as_deref(),
-        );
-        let target_env = match target_body
-            .map_err(|e| e.to_string())
-            .and_then(|b| self.rebuild(&env, b))
-        {
-            Ok(e) => e,
-            Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
-        };
-        let mut reply = match entry.destination {
-            Destination::Both(write) => Reply::new(
-                self.sink.clone(),
-                stream,
-                request_kind(write, peek.consistency),
-            ),
-            _ => Reply::new(
-                self.sink.clone(),
-                stream,
-                RequestKind::Read {
-                    consistency: peek.consistency,
-                },
-            ),
-        };
-        reply.unprepared.push((target_id, entry.origin_id.clone()));
-        match entry.destination {
-            Destination::Both(_) => {
-                self.dual_write(env, target_env, reply, entry.table.clone())
-                    .await
-            }
+        let read_plan = match entry.destination {
+            Destination::Both(_) => None,
             destination => {
                 let mirror = (destination == Destination::Primary && !peek.has_paging_state())
                     .then(|| entry.table.clone())
                     .flatten();
-                self.read(env, target_env, destination, reply, mirror).await;
+                Some(self.read_plan(destination, mirror))
+            }
+        };
+        // Target's copy, its prepared id spliced in; built only when target gets the request
+        // (a read from origin alone would build it and drop it).
+        let target_env = || {
+            rewrite::replace_execute_id(
+                self.version,
+                &body,
+                &target_id,
+                entry.target_result_metadata_id.as_deref(),
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|b| self.rebuild(&env, b))
+        };
+        let kind = match entry.destination {
+            Destination::Both(write) => request_kind(write, peek.consistency),
+            _ => RequestKind::Read {
+                consistency: peek.consistency,
+            },
+        };
+        let mut reply = Reply::new(self.sink.clone(), stream, kind);
+        match read_plan {
+            None => {
+                let target_env = match target_env() {
+                    Ok(e) => e,
+                    Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
+                };
+                reply
+                    .unprepared
+                    .push((target_id.clone(), entry.origin_id.clone()));
+                self.dual_write(env, target_env, reply, entry.table.clone())
+                    .await
+            }
+            Some(plan) => {
+                let target_env = if plan.0 == ClusterId::Target || plan.1.is_some() {
+                    match target_env() {
+                        Ok(e) => Some(e),
+                        Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
+                    }
+                } else {
+                    None
+                };
+                if target_env.is_some() {
+                    reply
+                        .unprepared
+                        .push((target_id.clone(), entry.origin_id.clone()));
+                }
+                self.read([Some(env), target_env], plan, reply).await
             }
         }
     }
