@@ -99,9 +99,13 @@ struct Shared {
 
 #[derive(Debug)]
 struct Slots {
+    /// One per stream id ever used on this connection: grown on demand up to `limit`, so an
+    /// idle connection costs a few bytes instead of `limit` slots (2048 × ~100 bytes).
     entries: Vec<Slot>,
-    /// Free stream ids, used from the back.
+    /// Free stream ids below `entries.len()`, used from the back.
     free: Vec<i16>,
+    /// Stream ids this connection may use (`max_in_flight`, at most [`MAX_STREAMS`]).
+    limit: usize,
     orphaned: usize,
     /// Set once the connection is gone: new requests fail at once with this.
     closed: Option<BackendError>,
@@ -121,10 +125,10 @@ enum Slot {
 
 impl Slots {
     fn new(limit: usize) -> Self {
-        let limit = limit.clamp(1, MAX_STREAMS);
         Self {
-            entries: (0..limit).map(|_| Slot::Free).collect(),
-            free: (0..limit as i16).rev().collect(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            limit: limit.clamp(1, MAX_STREAMS),
             orphaned: 0,
             closed: None,
             last_activity: Instant::now(),
@@ -133,6 +137,20 @@ impl Slots {
 
     fn in_flight(&self) -> usize {
         self.entries.len() - self.free.len()
+    }
+
+    /// A free stream id (its slot is `Free`, for the caller to fill): a freed one, else a new
+    /// one while under the limit.
+    fn next_id(&mut self) -> Option<i16> {
+        if let Some(stream) = self.free.pop() {
+            return Some(stream);
+        }
+        if self.entries.len() >= self.limit {
+            return None;
+        }
+        self.entries.push(Slot::Free);
+        // `limit` ≤ MAX_STREAMS = 32768, so every index fits a non-negative i16.
+        Some((self.entries.len() - 1) as i16)
     }
 
     fn release(&mut self, stream: i16, meter: &ClusterMetrics) -> Option<(Completion, Instant)> {
@@ -327,19 +345,20 @@ impl Backend {
             let mut slots = self.shared.lock();
             if let Some(e) = &slots.closed {
                 Err((e.clone(), completion))
-            } else if let Some(stream) = slots.free.pop() {
+            } else if let Some(stream) = slots.next_id() {
+                let now = Instant::now();
                 slots.entries[stream as usize] = Slot::Busy {
                     completion,
-                    sent: Instant::now(),
+                    sent: now,
                 };
-                slots.last_activity = Instant::now();
+                slots.last_activity = now;
                 self.shared.meter().sent();
                 Ok(stream)
             } else {
                 let e = BackendError::StreamsExhausted {
                     cluster: self.opts.cluster,
                     addr: self.opts.addr,
-                    limit: slots.entries.len(),
+                    limit: slots.limit,
                 };
                 Err((e, completion))
             }
@@ -530,7 +549,7 @@ async fn sweep(
             if idle {
                 slots.last_activity = now;
             }
-            (expired, idle, slots.orphaned * 2 > slots.entries.len())
+            (expired, idle, slots.orphaned * 2 > slots.limit)
         };
         for completion in expired {
             let e = BackendError::Timeout {
@@ -556,7 +575,7 @@ async fn sweep(
 async fn heartbeat_once(shared: &Shared, tx: &mpsc::Sender<Outgoing>, version: ProtocolVersion) {
     let stream = {
         let mut slots = shared.lock();
-        let Some(stream) = slots.free.pop() else {
+        let Some(stream) = slots.next_id() else {
             return;
         };
         slots.entries[stream as usize] = Slot::Busy {
@@ -594,4 +613,30 @@ async fn connect_socket(addr: SocketAddr) -> std::io::Result<TcpStream> {
 pub(crate) fn event_type(body: &[u8]) -> Option<&str> {
     let mut buf = body;
     wire::read_string(&mut buf, "event type").ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_grow_on_demand_up_to_the_limit_and_are_reused() {
+        let mut slots = Slots::new(3);
+        assert!(
+            slots.entries.is_empty(),
+            "an idle connection holds no slots"
+        );
+        let ids: Vec<_> = (0..3).filter_map(|_| slots.next_id()).collect();
+        assert_eq!(ids, [0, 1, 2]);
+        assert_eq!(slots.next_id(), None, "the limit is 3");
+        assert_eq!(slots.in_flight(), 3);
+        slots.free.push(1);
+        assert_eq!(slots.in_flight(), 2);
+        assert_eq!(
+            slots.next_id(),
+            Some(1),
+            "a freed id is used before the table grows"
+        );
+        assert_eq!(slots.entries.len(), 3);
+    }
 }
