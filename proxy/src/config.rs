@@ -2849,13 +2849,19 @@ tls: {key_path: /nonexistent/ferry/key.pem, require_client_auth: true}
         leaves(&read_yaml(EXAMPLE_YAML).unwrap().unwrap(), "", &mut written);
         for path in ferry_paths() {
             let leaf = path.rsplit('.').next().unwrap();
-            // Optional sections (TLS, the Update channel) are documented commented out.
-            let commented_tls = (path.contains("tls.") || path.starts_with("update."))
+            let commented_tls = path.contains("tls.")
                 && !path.starts_with("target.")
                 && EXAMPLE_YAML.contains(&format!("#   {leaf}:"));
+            // The Update channel changes behaviour when present too: commented out, any depth.
+            let commented_update = path.starts_with("update.")
+                && EXAMPLE_YAML.lines().any(|l| {
+                    l.trim_start().starts_with('#')
+                        && l.trim_start_matches(['#', ' '])
+                            .starts_with(&format!("{leaf}:"))
+                });
             let target_tls = path.starts_with("target.tls.");
             assert!(
-                written.contains(&path) || commented_tls || target_tls,
+                written.contains(&path) || commented_tls || commented_update || target_tls,
                 "{path} is not in deploy/config/proxy.yaml"
             );
         }

@@ -223,7 +223,7 @@ const MIGRATION_RANGES_DONE: Def = def(
     "Token ranges of a table the migrator has copied, as last reported, per keyspace.table.",
 );
 const MIGRATION_RANGES_TOTAL: Def = def(
-    "ferry_proxy_migration_ranges_total",
+    "ferry_proxy_migration_ranges",
     Gauge,
     &["table"],
     "Token ranges the migrator splits a table into, as last reported, per keyspace.table.",

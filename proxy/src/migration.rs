@@ -285,14 +285,20 @@ impl Migration {
             }
             other => Err(format!("{} is not a message a proxy takes", other.kind())),
         };
-        // The backfilled set is rebuilt from the state: small, and only on state changes.
-        let backfilled: HashSet<Arc<str>> = state
-            .tables
-            .iter()
-            .filter(|(_, e)| e.state.backfilled)
-            .map(|(k, _)| k.clone())
-            .collect();
-        *self.backfilled.write().unwrap_or_else(|p| p.into_inner()) = backfilled;
+        // Only these change `backfilled`; progress (a few a second) leaves the read path's lock
+        // alone. Rebuilt whole from the state: at most MAX_TRACKED_TABLES names, rarely.
+        if matches!(
+            message,
+            Message::TableStarted { .. } | Message::TableBackfilled { .. }
+        ) {
+            let backfilled: HashSet<Arc<str>> = state
+                .tables
+                .iter()
+                .filter(|(_, e)| e.state.backfilled)
+                .map(|(k, _)| k.clone())
+                .collect();
+            *self.backfilled.write().unwrap_or_else(|p| p.into_inner()) = backfilled;
+        }
         self.reported.store(true, Ordering::Relaxed);
         result
     }

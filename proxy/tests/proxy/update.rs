@@ -184,7 +184,7 @@ async fn reported_state_shows_and_dual_reads_wait_for_backfill() {
         "ferry_proxy_migration_table_phase{table=\"ks.t\"} 1",
         "ferry_proxy_migration_table_phase{table=\"ks.u\"} 0",
         "ferry_proxy_migration_ranges_done{table=\"ks.t\"} 3",
-        "ferry_proxy_migration_ranges_total{table=\"ks.t\"} 8",
+        "ferry_proxy_migration_ranges{table=\"ks.t\"} 8",
         "ferry_proxy_migrator_connected 1",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
