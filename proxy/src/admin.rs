@@ -6,9 +6,9 @@
 //! | `GET /metrics` | Prometheus text (404 when `admin.metrics_enabled` is false) |
 //! | `GET /health/liveness` | `200 OK` while the process serves |
 //! | `GET /health/readiness` | zdm-proxy's JSON: per-cluster `Status` `UP`/`DOWN`/`STARTUP`, address and failure counts; 200 only when both clusters are UP, else 503 |
-//! | `GET /primary`, `PUT /primary` | `{"primary": "origin"}`; PUT switches reads live (no reconnect) |
+//! | `GET /primary`, `PUT /primary` | `{"primary": "origin"}`; PUT switches reads live (no reconnect); to `target` only once every table the migrator reported is validated with 0 mismatches (409 otherwise), unless `?force=true` |
 //! | `GET /read-mode`, `PUT /read-mode` | `{"read_mode": "primary-only"}` or `"dual-async"` |
-//! | `GET /status` | primary, read mode, policy, client connections, versions, prepared cache, dual-read counts per table, repairs pending |
+//! | `GET /status` | primary, read mode, policy, client connections, versions, prepared cache, dual-read counts per table, repairs pending, the migration per table (Update channel) |
 //!
 //! PUTs need `Authorization: Bearer <token>` when `admin.bearer_token` is set (401 otherwise).
 //! Mistakes get a 4xx with `{"error": "...", "status": N}` (see [`AdminError`]). Values accept
@@ -91,6 +91,13 @@ pub enum AdminError {
     Starting,
     #[error("cannot render the metrics: {0}")]
     Render(String),
+    #[error(
+        "not switching the primary to target: {} table(s) not validated with 0 mismatches: {}; \
+         wait for the migrator, or add ?force=true",
+        .0.len(),
+        .0.join(", ")
+    )]
+    NotValidated(Vec<String>),
 }
 
 impl AdminError {
@@ -102,6 +109,7 @@ impl AdminError {
             Self::BadJson { .. } | Self::BadValue(_) | Self::Body(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Starting => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotValidated(_) => StatusCode::CONFLICT,
             Self::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -297,9 +305,27 @@ impl Admin {
         }
         self.authorize(&req)?;
         let ctx = self.ctx()?;
+        let force = req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "force=true" || p == "force"));
         let body: Body = read_json(req, r#"{"primary": "origin" | "target"}"#).await?;
         let primary = ClusterId::from_str(&body.primary)?;
         let previous = ctx.live.primary();
+        // Only towards target: going back to origin is the way out and is never refused.
+        if primary == ClusterId::Target && previous != ClusterId::Target {
+            let blockers = ctx.migration.cutover_blockers();
+            if !blockers.is_empty() {
+                if !force {
+                    return Err(AdminError::NotValidated(blockers));
+                }
+                tracing::warn!(
+                    tables = blockers.len(),
+                    "primary switched to target with ?force=true before validation: {}",
+                    blockers.join(", ")
+                );
+            }
+        }
         ctx.live.set_primary(primary);
         if previous != primary {
             tracing::info!(%previous, %primary, "primary switched through the admin API");
@@ -402,10 +428,81 @@ impl Admin {
             "repairs": {
                 "pending": ctx.repairs.pending(),
                 "tables": repair_tables,
+                "requests": ctx.update.as_ref().map(|u| {
+                    let s = u.status();
+                    json!({
+                        "partitions_requested": s.partitions_requested,
+                        "remigrations_requested": s.remigrations_requested,
+                        "awaiting_ack": s.awaiting_ack,
+                        "refused": s.refused,
+                        "unrepairable": s.unrepairable,
+                    })
+                }),
             },
+            "migration": migration_status(ctx),
         });
         Ok(json_ok(body))
     }
+}
+
+/// The Update channel and what the migrator reported, per table.
+fn migration_status(ctx: &Context) -> Value {
+    let millis = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    };
+    let tables: serde_json::Map<String, Value> = ctx
+        .migration
+        .tables()
+        .into_iter()
+        .map(|(name, t)| {
+            let state = json!({
+                "phase": t.phase.name(),
+                "ranges_done": t.ranges_done,
+                "ranges_total": t.ranges_total,
+                "rows": t.rows,
+                "rows_checked": t.rows_checked,
+                "mismatches": t.mismatches,
+                "dual_reads": t.backfilled,
+                "reason": t.reason,
+                "updated_unix_ms": millis(t.updated),
+            });
+            (name.to_string(), state)
+        })
+        .collect();
+    let channel = ctx.update.as_ref().map(|u| {
+        let s = u.status();
+        json!({
+            "listen": s.listen.to_string(),
+            "migrator": s.channel.peer.as_ref().map(|p| json!({
+                "name": p.name,
+                "addr": p.addr.to_string(),
+                "protocol_version": p.protocol_version,
+            })),
+            "queued": s.channel.queued,
+            "received_total": s.channel.received_total,
+            "acked_total": s.channel.acked_total,
+            "nacked_total": s.channel.nacked_total,
+            "connects_total": s.channel.connects_total,
+        })
+    });
+    let job = ctx.migration.job().map(|j| {
+        json!({
+            "name": j.name,
+            "tables": j.tables,
+            "finished": j.finished.is_some(),
+            "tables_done": j.finished.map(|f| f.0),
+            "tables_failed": j.finished.map(|f| f.1),
+            "updated_unix_ms": millis(j.updated),
+        })
+    });
+    json!({
+        "update_channel": channel,
+        "reported": ctx.migration.reported(),
+        "job": job,
+        "tables": tables,
+        "cutover_blockers": ctx.migration.cutover_blockers(),
+    })
 }
 
 /// Compares without stopping at the first difference, so response times do not reveal how

@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{BackendError, RequestKind};
 use crate::frame::Outgoing;
 use crate::metrics::{DualReadCounters, DualReadFamilies, Metrics, RequestClass, TableMap};
+use crate::repairs::KeySource;
 use crate::settings::{ClusterId, TargetFailurePolicy};
 
 /// Largest body the proxy decompresses to look inside (compare, events, errors).
@@ -270,6 +271,8 @@ pub(crate) struct Join {
     class: RequestClass,
     /// `keyspace.table` when the write names one, so a failure recorded for repair says where.
     table: Option<Arc<str>>,
+    /// Where the written partition's key is read from, should the target fail the write.
+    key: Option<KeySource>,
     state: Mutex<JoinState>,
     failures: Arc<dyn TargetFailureSink>,
     /// Where the decision is counted (`failed_writes_total{failed_on}`).
@@ -284,11 +287,27 @@ struct JoinState {
     retry: Option<Box<dyn Reprepare>>,
     /// The cluster whose half was sent again: a second UNPREPARED from it is a failure.
     resent: Option<ClusterId>,
+    /// Runs once the client's answer is a success (an ALTER TABLE asking for re-migration).
+    after: Option<AfterSuccess>,
+}
+
+/// What a dual write does once it succeeded; rare (DDL), so a boxed closure.
+pub(crate) struct AfterSuccess(pub Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for AfterSuccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterSuccess")
+    }
 }
 
 /// Where `best-effort` records a write the target failed, for repair.
 pub(crate) trait TargetFailureSink: std::fmt::Debug + Send + Sync {
-    fn target_write_failed(&self, table: Option<&Arc<str>>, reason: &str);
+    fn target_write_failed(
+        &self,
+        table: Option<&Arc<str>>,
+        key: Option<ferry_update::PartitionKey>,
+        reason: &str,
+    );
 }
 
 /// The cluster that alone answered UNPREPARED while the other succeeded: the one half to
@@ -311,25 +330,33 @@ fn forgot_alone(
 impl Join {
     /// `retry` prepares and resends a half one cluster forgot; `None` when the write names no
     /// prepared statement.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site, each part named there"
+    )]
     pub(crate) fn new(
         reply: Reply,
         primary: ClusterId,
         policy: TargetFailurePolicy,
         failures: Arc<dyn TargetFailureSink>,
         table: Option<Arc<str>>,
+        key: Option<KeySource>,
         metrics: Arc<Metrics>,
         retry: Option<Box<dyn Reprepare>>,
+        after: Option<AfterSuccess>,
     ) -> Arc<Self> {
         Arc::new(Self {
             primary,
             policy,
             class: reply.kind.into(),
             table,
+            key,
             state: Mutex::new(JoinState {
                 reply: Some(reply),
                 results: [None, None],
                 retry,
                 resent: None,
+                after,
             }),
             failures,
             metrics,
@@ -354,6 +381,7 @@ impl Join {
         }
         let reply = state.reply.take()?;
         let resent = state.resent;
+        let after = state.after.take();
         let [origin, target] = std::mem::take(&mut state.results);
         let (mut origin, mut target) = (origin?, target?);
         drop(state);
@@ -375,6 +403,11 @@ impl Join {
         self.metrics
             .failed_write(!succeeded(&origin), !succeeded(&target));
         let decided = self.decide(origin, target, compression);
+        if let Some(after) = after
+            && succeeded(&decided)
+        {
+            (after.0)();
+        }
         Some(Joined::Decided(reply, decided))
     }
 
@@ -398,8 +431,12 @@ impl Join {
                     && self.policy == TargetFailurePolicy::BestEffort
                     && !is_unprepared(&secondary, compression)
                 {
-                    self.failures
-                        .target_write_failed(self.table.as_ref(), &describe(&secondary));
+                    let key = self.key.as_ref().and_then(KeySource::key);
+                    self.failures.target_write_failed(
+                        self.table.as_ref(),
+                        key,
+                        &describe(&secondary),
+                    );
                     primary
                 } else {
                     secondary

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - **Types**: [`ProxyConfig`] and its parts ([`ClusterConfig`], [`TopologyConfig`],
-//!   [`BackoffConfig`], [`AdminConfig`], [`ServerTlsConfig`], [`ClientTlsConfig`], [`LogConfig`]),
+//!   [`BackoffConfig`], [`AdminConfig`], [`ServerTlsConfig`], [`ClientTlsConfig`],
+//!   [`UpdateConfig`], [`LogConfig`]),
 //!   plus [`Secret`] for values that must never be printed. Field docs are the operator's
 //!   reference: meaning, default, YAML key, environment names.
 //! - **Loading**: [`ProxyConfig::load`] (injectable file text and environment, for tests) and
@@ -125,6 +126,9 @@ pub struct ProxyConfig {
     pub admin: AdminConfig,
     /// TLS for client connections; absent (default) means plain TCP. YAML section `tls`.
     pub tls: Option<ServerTlsConfig>,
+    /// The Update channel to the migrator; absent (default) means the proxy runs without one.
+    /// YAML section `update`.
+    pub update: Option<UpdateConfig>,
     /// Logging. YAML section `log`.
     pub log: LogConfig,
 }
@@ -300,6 +304,40 @@ impl Default for AdminConfig {
     }
 }
 
+/// The Update channel: the proxy listens, `ferry migrate` dials in and reports its job; the
+/// proxy sends repair and re-migrate requests back. Setting any key switches it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UpdateConfig {
+    /// Address migrators connect to. Default `0.0.0.0:14100`. Key `update.listen`, env
+    /// `FERRY_PROXY_UPDATE_LISTEN`.
+    pub listen: SocketAddr,
+    /// TLS on the channel; absent (default) means plain TCP. Section `update.tls`.
+    pub tls: Option<UpdateTlsConfig>,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 14100),
+            tls: None,
+        }
+    }
+}
+
+/// TLS on the Update listener.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct UpdateTlsConfig {
+    /// PEM certificate chain the proxy presents. Required. Key `update.tls.cert_path`.
+    pub cert_path: PathBuf,
+    /// PEM private key of the certificate. Required. Key `update.tls.key_path`.
+    pub key_path: PathBuf,
+    /// PEM CAs that sign migrator certificates; when set, a migrator must present one (mutual
+    /// TLS: the channel makes the migrator write to target). Key `update.tls.client_ca_path`.
+    pub client_ca_path: Option<PathBuf>,
+}
+
 /// Logging.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -444,6 +482,7 @@ impl Default for ProxyConfig {
             shutdown_grace: Duration::from_secs(10),
             admin: AdminConfig::default(),
             tls: None,
+            update: None,
             log: LogConfig::default(),
         }
     }
@@ -1006,6 +1045,15 @@ const SECTIONS: &[(&str, Option<SectionSwitch>)] = &[
         "target.tls",
         Some(|d, on| toggle(&mut d.config.target.tls, on)),
     ),
+    ("update", Some(|d, on| toggle(&mut d.config.update, on))),
+    (
+        "update.tls",
+        Some(|d, on| match (on, &mut d.config.update) {
+            (true, _) => toggle(&mut update(d).tls, true),
+            (false, Some(u)) => u.tls = None,
+            (false, None) => {}
+        }),
+    ),
 ];
 
 fn toggle<T: Default>(section: &mut Option<T>, on: bool) {
@@ -1155,6 +1203,22 @@ const PROXY_SETTINGS: &[(&str, ProxyApply)] = &[
         server_tls(d).require_client_auth = boolean(v.text()?)?;
         Ok(())
     }),
+    ("update.listen", |d, v| {
+        update(d).listen = socket_addr(v.text()?)?;
+        Ok(())
+    }),
+    ("update.tls.cert_path", |d, v| {
+        update_tls(d).cert_path = PathBuf::from(v.text()?);
+        Ok(())
+    }),
+    ("update.tls.key_path", |d, v| {
+        update_tls(d).key_path = PathBuf::from(v.text()?);
+        Ok(())
+    }),
+    ("update.tls.client_ca_path", |d, v| {
+        update_tls(d).client_ca_path = v.optional()?.map(PathBuf::from);
+        Ok(())
+    }),
     ("log.level", |d, v| {
         d.config.log.level = log_level(v.text()?)?;
         Ok(())
@@ -1167,6 +1231,14 @@ const PROXY_SETTINGS: &[(&str, ProxyApply)] = &[
 
 fn server_tls(d: &mut Draft) -> &mut ServerTlsConfig {
     d.config.tls.get_or_insert_with(ServerTlsConfig::default)
+}
+
+fn update(d: &mut Draft) -> &mut UpdateConfig {
+    d.config.update.get_or_insert_with(UpdateConfig::default)
+}
+
+fn update_tls(d: &mut Draft) -> &mut UpdateTlsConfig {
+    update(d).tls.get_or_insert_with(UpdateTlsConfig::default)
 }
 
 fn client_tls(c: &mut ClusterConfig) -> &mut ClientTlsConfig {
@@ -1858,6 +1930,9 @@ impl ProxyConfig {
             );
         }
 
+        if let Some(update) = &self.update {
+            self.check_update(update, &mut out);
+        }
         if let Some(tls) = &self.tls {
             for (key, path) in [
                 ("tls.cert_path", &tls.cert_path),
@@ -1925,6 +2000,35 @@ impl ProxyConfig {
                 if let Some(path) = path {
                     out.file(&key(leaf), path);
                 }
+            }
+        }
+    }
+
+    fn check_update(&self, update: &UpdateConfig, out: &mut Problems) {
+        let u = update.listen;
+        for (other, addr) in [("listen", self.listen), ("admin.listen", self.admin.listen)] {
+            let overlap =
+                u.ip() == addr.ip() || u.ip().is_unspecified() || addr.ip().is_unspecified();
+            if u.port() != 0 && u.port() == addr.port() && overlap {
+                out.add(
+                    "update.listen",
+                    format!("{u} uses the same port as {other} ({addr})"),
+                );
+            }
+        }
+        if let Some(tls) = &update.tls {
+            for (key, path) in [
+                ("update.tls.cert_path", &tls.cert_path),
+                ("update.tls.key_path", &tls.key_path),
+            ] {
+                if path.as_os_str().is_empty() {
+                    out.add(key, "is required when update.tls is configured".into());
+                } else {
+                    out.file(key, path);
+                }
+            }
+            if let Some(ca) = &tls.client_ca_path {
+                out.file("update.tls.client_ca_path", ca);
             }
         }
     }
@@ -2183,6 +2287,39 @@ mod tests {
         assert_eq!(c.topology_addresses(), &[c.listen]);
         assert_eq!(c.log.level, LogLevel::Info);
         assert!(c.tls.is_none() && c.origin.tls.is_none());
+        assert!(c.update.is_none());
+        assert_eq!(
+            UpdateConfig::default().listen,
+            "0.0.0.0:14100".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn the_update_section_switches_on_from_any_key_and_is_validated() {
+        let on = ok(
+            CLUSTERS,
+            &[("FERRY_PROXY_UPDATE_LISTEN", "127.0.0.1:14200")],
+        );
+        let update = on.update.unwrap();
+        assert_eq!(update.listen, "127.0.0.1:14200".parse().unwrap());
+        assert!(update.tls.is_none());
+        let yaml = format!("{CLUSTERS}update:\n  listen: 0.0.0.0:14100\n");
+        assert_eq!(ok(&yaml, &[]).update, Some(UpdateConfig::default()));
+        let off = format!("{CLUSTERS}update:\n");
+        assert!(ok(&off, &[]).update.is_none());
+        let yaml = format!(
+            "{CLUSTERS}listen: 0.0.0.0:9042\nupdate:\n  listen: 127.0.0.1:9042\n  tls:\n    \
+             client_ca_path: /nonexistent/ca.pem\n"
+        );
+        let errors = load(&yaml, &[]).unwrap_err().to_string();
+        for part in [
+            "update.listen: 127.0.0.1:9042 uses the same port as listen (0.0.0.0:9042)",
+            "update.tls.cert_path: is required when update.tls is configured",
+            "update.tls.key_path: is required",
+            "update.tls.client_ca_path: cannot read /nonexistent/ca.pem",
+        ] {
+            assert!(errors.contains(part), "{part} in {errors}");
+        }
     }
 
     #[test]
@@ -2715,9 +2852,16 @@ tls: {key_path: /nonexistent/ferry/key.pem, require_client_auth: true}
             let commented_tls = path.contains("tls.")
                 && !path.starts_with("target.")
                 && EXAMPLE_YAML.contains(&format!("#   {leaf}:"));
+            // The Update channel changes behaviour when present too: commented out, any depth.
+            let commented_update = path.starts_with("update.")
+                && EXAMPLE_YAML.lines().any(|l| {
+                    l.trim_start().starts_with('#')
+                        && l.trim_start_matches(['#', ' '])
+                            .starts_with(&format!("{leaf}:"))
+                });
             let target_tls = path.starts_with("target.tls.");
             assert!(
-                written.contains(&path) || commented_tls || target_tls,
+                written.contains(&path) || commented_tls || commented_update || target_tls,
                 "{path} is not in deploy/config/proxy.yaml"
             );
         }

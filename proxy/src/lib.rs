@@ -22,7 +22,12 @@
 //! - `metrics`: every Prometheus metric, defined once, and the pre-resolved handles the
 //!   request path updates.
 //! - `health`: each cluster's readiness from consecutive failures; re-probes a DOWN cluster.
-//! - [`repairs`]: best-effort writes the target failed, counted per table and kept for repair.
+//! - [`repairs`]: best-effort writes the target failed, counted per table, with their partition
+//!   keys where known, kept until the migrator acknowledged a repair request.
+//! - `migration`: what the migrator reported per table — `/status`, metrics, which tables
+//!   dual reads cover, whether a cutover to target is safe.
+//! - `update`: the proxy's end of the Update channel — listens for the migrator, applies its
+//!   reports, sends repair and re-migrate requests.
 //! - [`admin`]: the admin HTTP server — `/metrics`, health, live primary/read-mode, `/status`.
 //! - [`tls`]: TLS towards clients and clusters — certificates loaded and checked at start, the
 //!   handshakes (client ones with a timeout).
@@ -37,6 +42,7 @@ pub mod error;
 mod frame;
 mod health;
 mod metrics;
+mod migration;
 mod prepared;
 pub mod proxy;
 pub mod repairs;
@@ -46,5 +52,7 @@ mod session;
 pub mod settings;
 pub mod tls;
 mod topology;
+mod update;
 
 pub use proxy::{Proxy, StartError, run};
+pub use update::UpdateStartError;

@@ -11,6 +11,7 @@
 //!   ([`BackendError::label`]) and the CQL ERROR codes clusters answer.
 //! - [`TableMap`]: per-`keyspace.table` state, bounded to [`MAX_TABLES`] tables; later tables
 //!   share the [`OTHER_TABLE`] bucket, so a schema with many tables cannot grow the label set.
+//! - [`MigrationFamilies`]: the per-table migration gauges the Update link sets.
 //! - **Scrape-time values**: gauges whose truth lives elsewhere (prepared cache size, pending
 //!   repairs, cluster health, the primary) are set by [`Metrics::render`] from a [`Snapshot`].
 //!
@@ -207,8 +208,35 @@ const PRIMARY: Def = def(
     "1 for the cluster that is primary now (serves reads), 0 for the other.",
 );
 
+const MIGRATION_PHASE: Def = def(
+    "ferry_proxy_migration_table_phase",
+    Gauge,
+    &["table"],
+    "A table's migration phase as the migrator reported it over the Update channel: 0 pending, \
+     1 backfilling, 2 backfilled, 3 validated, 4 failed; per keyspace.table (at most 1000 \
+     tables; later ones only in /status).",
+);
+const MIGRATION_RANGES_DONE: Def = def(
+    "ferry_proxy_migration_ranges_done",
+    Gauge,
+    &["table"],
+    "Token ranges of a table the migrator has copied, as last reported, per keyspace.table.",
+);
+const MIGRATION_RANGES_TOTAL: Def = def(
+    "ferry_proxy_migration_ranges",
+    Gauge,
+    &["table"],
+    "Token ranges the migrator splits a table into, as last reported, per keyspace.table.",
+);
+const MIGRATOR_CONNECTED: Def = def(
+    "ferry_proxy_migrator_connected",
+    Gauge,
+    &[],
+    "1 while a migrator is connected over the Update channel, else 0.",
+);
+
 /// Every metric the proxy exports.
-pub(crate) const DEFINITIONS: [&Def; 20] = [
+pub(crate) const DEFINITIONS: [&Def; 24] = [
     &REQUESTS,
     &FAILURES,
     &FAILED_WRITES,
@@ -229,6 +257,10 @@ pub(crate) const DEFINITIONS: [&Def; 20] = [
     &REPAIRS_PENDING,
     &CLUSTER_READY,
     &PRIMARY,
+    &MIGRATION_PHASE,
+    &MIGRATION_RANGES_DONE,
+    &MIGRATION_RANGES_TOTAL,
+    &MIGRATOR_CONNECTED,
 ];
 
 /// Latency buckets (seconds): from 100 µs (a proxied read on a local network) to 10 s (the
@@ -455,6 +487,44 @@ impl DualReadFamilies {
     }
 }
 
+/// The per-table migration gauges, cloned into the migration state.
+#[derive(Debug, Clone)]
+pub(crate) struct MigrationFamilies {
+    phase: IntGaugeVec,
+    ranges_done: IntGaugeVec,
+    ranges_total: IntGaugeVec,
+    connected: IntGauge,
+}
+
+/// One table's migration gauges.
+#[derive(Debug)]
+pub(crate) struct MigrationGauges {
+    pub phase: IntGauge,
+    pub ranges_done: IntGauge,
+    pub ranges_total: IntGauge,
+}
+
+impl MigrationFamilies {
+    /// Resolves `table`'s gauges (once per table: the caller keeps them).
+    pub(crate) fn for_table(&self, table: &str) -> Option<MigrationGauges> {
+        Some(MigrationGauges {
+            phase: self.phase.get_metric_with_label_values(&[table]).ok()?,
+            ranges_done: self
+                .ranges_done
+                .get_metric_with_label_values(&[table])
+                .ok()?,
+            ranges_total: self
+                .ranges_total
+                .get_metric_with_label_values(&[table])
+                .ok()?,
+        })
+    }
+
+    pub(crate) fn set_connected(&self, connected: bool) {
+        self.connected.set(i64::from(connected));
+    }
+}
+
 /// Values read from elsewhere when /metrics is scraped.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Snapshot {
@@ -481,6 +551,7 @@ pub(crate) struct Metrics {
     dual_reads: DualReadFamilies,
     target_write_failures: IntCounterVec,
     repairs_pending: IntGauge,
+    migration: MigrationFamilies,
     /// Scrapes set gauges and catch counters up from their sources: one at a time, so two
     /// concurrent scrapes cannot add the same delta twice.
     scrape: Mutex<()>,
@@ -630,6 +701,12 @@ impl Metrics {
             },
             target_write_failures: b.counters(&TARGET_WRITE_FAILURES)?,
             repairs_pending: b.gauge(&REPAIRS_PENDING)?,
+            migration: MigrationFamilies {
+                phase: b.gauges(&MIGRATION_PHASE)?,
+                ranges_done: b.gauges(&MIGRATION_RANGES_DONE)?,
+                ranges_total: b.gauges(&MIGRATION_RANGES_TOTAL)?,
+                connected: b.gauge(&MIGRATOR_CONNECTED)?,
+            },
             scrape: Mutex::new(()),
             registry: b.registry,
         })
@@ -674,6 +751,10 @@ impl Metrics {
 
     pub(crate) fn dual_reads(&self) -> DualReadFamilies {
         self.dual_reads.clone()
+    }
+
+    pub(crate) fn migration(&self) -> MigrationFamilies {
+        self.migration.clone()
     }
 
     /// `table`'s counter of target write failures recorded for repair.
@@ -796,6 +877,7 @@ mod tests {
         );
         m.dual_reads().for_table("ks.t").unwrap();
         m.target_write_failures("ks.t").unwrap();
+        m.migration().for_table("ks.t").unwrap();
         m.render(&snapshot()).unwrap();
         let families = m.registry.gather();
         assert_eq!(

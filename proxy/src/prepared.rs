@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
+use crate::repairs::KeyColumns;
 use crate::rewrite::FunctionPlan;
 use crate::route::Destination;
 
@@ -32,6 +33,9 @@ pub(crate) struct PreparedEntry {
     /// PREPARE keyspace, else the session's): the proxy prepares the statement again in it
     /// when a cluster forgets it.
     pub keyspace: Option<Arc<str>>,
+    /// Where the partition key sits among the bound values (data writes, v4+), so a write the
+    /// target fails can be repaired by partition.
+    pub key_columns: Option<Arc<KeyColumns>>,
     /// Logical clock of the last use, for eviction.
     last_used: AtomicU64,
 }
@@ -54,6 +58,7 @@ impl PreparedEntry {
             target_result_metadata_id,
             plan: None,
             keyspace: None,
+            key_columns: None,
             last_used: AtomicU64::new(0),
         }
     }
@@ -73,6 +78,7 @@ impl PreparedEntry {
             target_result_metadata_id,
             plan: self.plan.clone(),
             keyspace: self.keyspace.clone(),
+            key_columns: self.key_columns.clone(),
             last_used: AtomicU64::new(0),
         }
     }

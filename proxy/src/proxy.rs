@@ -8,6 +8,7 @@
 //!                   cluster is down) ─► common versions and compressions, or a clear refusal
 //!               ─► bind ─► accept loop ─► task per client (semaphore-bounded): TLS handshake
 //!                   if `tls` is set (timeout) ─► session::serve
+//!               ─► with `update` set: bind the Update listener, start its link task
 //!               ─► admin endpoints that need the clusters start answering; readiness UP;
 //!                  health::recover re-probes a cluster that goes DOWN
 //!  shutdown()    ─► stop accepting; sessions answer new requests OVERLOADED and drain what is in
@@ -39,12 +40,14 @@ use crate::error::BackendError;
 use crate::frame::{FrameReader, Inbound, Stream};
 use crate::health::{self, Health, Probe};
 use crate::metrics::{Metrics, MetricsError};
+use crate::migration::Migration;
 use crate::prepared::PreparedCache;
 use crate::repairs::RepairLog;
 use crate::session;
 use crate::settings::{ClusterId, LiveSettings};
 use crate::tls::{ClusterTls, ServerTls, TlsError};
 use crate::topology::ProxyTopology;
+use crate::update::{UpdateLink, UpdateStartError};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +93,9 @@ pub enum StartError {
         addr: SocketAddr,
         reason: String,
     },
+    /// The Update listener (`update.listen`) could not start: a taken port, a TLS file.
+    #[error("Update channel: {0}")]
+    Update(#[from] UpdateStartError),
 }
 
 impl From<MetricsError> for StartError {
@@ -110,6 +116,10 @@ pub(crate) struct Context {
     pub mirror_stats: Arc<MirrorStats>,
     /// Best-effort writes the target failed, kept for repair.
     pub repairs: Arc<RepairLog>,
+    /// What the migrator reported: per-table state, the dual-read set, cutover readiness.
+    pub migration: Arc<Migration>,
+    /// The Update channel, when `update` is configured.
+    pub update: Option<Arc<UpdateLink>>,
     pub metrics: Arc<Metrics>,
     /// Each cluster's readiness, fed by every backend connection.
     pub health: Arc<Health>,
@@ -192,6 +202,8 @@ pub struct Proxy {
     connections: Arc<Semaphore>,
     admin: AdminServer,
     recover: JoinHandle<()>,
+    /// The Update link's task, when `update` is configured.
+    update_task: Option<JoinHandle<()>>,
 }
 
 impl Proxy {
@@ -302,11 +314,31 @@ impl Proxy {
                     timeout: config.cluster(cluster).connect_timeout,
                 }
             });
+        let repairs = Arc::new(RepairLog::new(metrics.clone()));
+        let migration = Arc::new(Migration::new(metrics.migration()));
+        let (update, update_task) = match &config.update {
+            Some(update) => {
+                let name = format!("proxy-{}", config.topology.index);
+                let (link, task) = UpdateLink::start(
+                    update,
+                    name,
+                    migration.clone(),
+                    repairs.clone(),
+                    metrics.migration(),
+                    shutdown_rx.clone(),
+                )
+                .await?;
+                (Some(link), Some(task))
+            }
+            None => (None, None),
+        };
         let ctx = Arc::new(Context {
             live: Arc::new(LiveSettings::new(config.primary, config.read_mode)),
             prepared: PreparedCache::new(config.prepared_cache_capacity),
             mirror_stats: Arc::new(MirrorStats::new(metrics.dual_reads())),
-            repairs: Arc::new(RepairLog::new(metrics.clone())),
+            repairs,
+            migration,
+            update,
             metrics,
             health: health.clone(),
             supported,
@@ -348,6 +380,7 @@ impl Proxy {
             accept,
             connections,
             recover,
+            update_task,
         })
     }
 
@@ -363,6 +396,11 @@ impl Proxy {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The Update channel's bound address, when `update` is configured.
+    pub fn update_addr(&self) -> Option<SocketAddr> {
+        self.ctx.update.as_ref().map(|u| u.listen_addr())
     }
 
     /// The live routing settings (primary, read mode), switchable while clients are connected.
@@ -387,6 +425,9 @@ impl Proxy {
         // Metrics stay scrapeable while sessions drain.
         self.admin.stop().await;
         let _ = self.recover.await;
+        if let Some(task) = self.update_task {
+            let _ = task.await;
+        }
     }
 }
 
@@ -398,6 +439,7 @@ struct Started {
     accept: JoinHandle<()>,
     connections: Arc<Semaphore>,
     recover: JoinHandle<()>,
+    update_task: Option<JoinHandle<()>>,
 }
 
 impl Started {
@@ -410,6 +452,7 @@ impl Started {
             connections: self.connections,
             admin,
             recover: self.recover,
+            update_task: self.update_task,
         }
     }
 }

@@ -38,12 +38,14 @@ use tokio::time::Instant;
 
 use crate::backend::Backend;
 use crate::completion::{
-    ClientSink, Completion, EventRoute, Join, Mirror, Reply, Reprepare, error_envelope, plain_body,
+    AfterSuccess, ClientSink, Completion, EventRoute, Join, Mirror, Reply, Reprepare,
+    error_envelope, plain_body,
 };
 use crate::error::{BackendError, RequestKind};
 use crate::frame::{FrameReader, Framing, Inbound, Outgoing, Stream, legacy_error, run_writer};
 use crate::prepared::PreparedEntry;
 use crate::proxy::Context;
+use crate::repairs::{KeyColumns, KeySource};
 use crate::rewrite::{self, BatchIdError, FunctionPlan, SystemValueSource, ValueSource};
 use crate::route::{self, Destination, VirtualTable, WriteKind};
 use crate::settings::{ClusterId, ReadMode};
@@ -566,7 +568,12 @@ impl Session {
                 };
                 let reply = Reply::new(self.sink.clone(), stream, kind);
                 let table = route::table_name(&info, keyspace.as_deref());
-                self.dual_write(env.clone(), env, reply, table, &[]).await;
+                let after = match (&table, info.kind) {
+                    (Some(table), StatementKind::AlterTable) => self.remigrate_after(table),
+                    _ => None,
+                };
+                self.dual_write(env.clone(), env, reply, table, &[], None, after)
+                    .await;
             }
         }
     }
@@ -632,7 +639,12 @@ impl Session {
             return;
         };
         match mirror_table {
-            Some(table) if live.read_mode() == ReadMode::DualAsync => {
+            // The backfill check only for reads that would be mirrored: the hot path of
+            // primary-only pays nothing.
+            Some(table)
+                if live.read_mode() == ReadMode::DualAsync
+                    && self.ctx.migration.mirrors(&table) =>
+            {
                 let secondary = cluster.other();
                 let Some(secondary_env) = envs[secondary.index()].take() else {
                     return;
@@ -664,8 +676,10 @@ impl Session {
     }
 
     /// Sends a write to both clusters, the secondary's copy at `secondary_consistency` when
-    /// one is set. `table` names what a failure recorded for repair concerns; `prepared` the
-    /// statements an EXECUTE or BATCH names, prepared again where one cluster forgot them.
+    /// one is set. `table` (and `key`, when known) name what a failure recorded for repair
+    /// concerns; `prepared` the statements an EXECUTE or BATCH names, prepared again where one
+    /// cluster forgot them; `after` runs once the write succeeded.
+    #[allow(clippy::too_many_arguments, reason = "private, three call sites")]
     async fn dual_write(
         self: &Arc<Self>,
         origin_env: Envelope,
@@ -673,6 +687,8 @@ impl Session {
         reply: Reply,
         table: Option<Arc<str>>,
         prepared: &[Arc<PreparedEntry>],
+        key: Option<KeySource>,
+        after: Option<AfterSuccess>,
     ) {
         let primary = self.ctx.live.primary();
         let mut envs = [origin_env, target_env];
@@ -695,8 +711,10 @@ impl Session {
             self.ctx.config.target_failure_policy,
             self.ctx.repairs.clone(),
             table,
+            key,
             self.ctx.metrics.clone(),
             retry,
+            after,
         );
         self.backend(ClusterId::Origin)
             .send(
@@ -721,6 +739,16 @@ impl Session {
             Ok(None) => Ok(None),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// What asks the migrator to re-migrate `table` once its ALTER TABLE succeeded; `None`
+    /// without an Update channel.
+    fn remigrate_after(&self, table: &Arc<str>) -> Option<AfterSuccess> {
+        let link = self.ctx.update.clone()?;
+        let name = crate::migration::table_name(table)?;
+        Some(AfterSuccess(Box::new(move || {
+            link.remigrate(name, "ALTER TABLE through the proxy".to_owned());
+        })))
     }
 
     /// What sends one half of a request again after preparing its statements again, when the
@@ -820,8 +848,13 @@ impl Session {
         match entry.destination {
             Destination::Both(_) => {
                 let table = entry.table.clone();
+                let key = entry.key_columns.clone().map(|columns| KeySource {
+                    columns,
+                    body,
+                    version: self.version,
+                });
                 let prepared = std::slice::from_ref(&entry);
-                self.dual_write(env, target_env, reply, table, prepared)
+                self.dual_write(env, target_env, reply, table, prepared, key, None)
                     .await
             }
             destination => {
@@ -982,7 +1015,7 @@ impl Session {
                 Err(e) => return self.protocol_error(stream, "BATCH", e).await,
             }
         };
-        self.dual_write(env, target_env, reply, table, &entries)
+        self.dual_write(env, target_env, reply, table, &entries, None, None)
             .await;
     }
 
@@ -1087,6 +1120,9 @@ impl Session {
                     },
                     None => answer,
                 };
+                if let Destination::Both(WriteKind::Data { .. }) = destination {
+                    entry.key_columns = KeyColumns::from_metadata(&o.metadata);
+                }
                 entry.plan = plan;
                 entry.keyspace = keyspace;
                 self.ctx.prepared.insert(entry);

@@ -242,6 +242,10 @@ pub struct Status {
     pub queued: usize,
     /// Of those, written on the current connection.
     pub in_flight: usize,
+    /// The id of the oldest message not yet acknowledged; every id [`Channel::send`] returned
+    /// below it is answered. `None` when nothing is queued. How a sender learns that a given
+    /// message was answered without an event per acknowledgement.
+    pub oldest_queued: Option<u64>,
     /// Messages accepted by [`Channel::send`].
     pub queued_total: u64,
     /// Data frames written, redeliveries included.
@@ -430,9 +434,9 @@ impl Channel {
     }
 
     pub fn status(&self) -> Status {
-        let (queued, in_flight) = {
+        let (queued, in_flight, oldest_queued) = {
             let outbox = self.shared.outbox();
-            (outbox.len(), outbox.in_flight())
+            (outbox.len(), outbox.in_flight(), outbox.oldest())
         };
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -445,6 +449,7 @@ impl Channel {
                 .clone(),
             queued,
             in_flight,
+            oldest_queued,
             queued_total: get(&c.queued),
             written_total: get(&c.written),
             acked_total: get(&c.acked),

@@ -101,6 +101,12 @@ impl Outbox {
         self.entries.len()
     }
 
+    /// The id of the oldest message not yet answered: every id below it was answered (or, for
+    /// progress, replaced or dropped).
+    pub(crate) fn oldest(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.id)
+    }
+
     /// Messages written on the current connection and not yet answered.
     pub(crate) fn in_flight(&self) -> usize {
         self.sent
@@ -311,9 +317,13 @@ mod tests {
         assert_eq!(o.in_flight(), 0);
         let again: Vec<u64> = std::iter::from_fn(|| o.next_to_send(10).map(|s| s.0)).collect();
         assert_eq!(again, [1, 3], "redelivered in order after a reconnect");
+        assert_eq!(o.oldest(), Some(1));
         assert!(o.answered(1).is_some());
         assert!(o.answered(1).is_none(), "answered once");
         assert_eq!(o.len(), 1);
+        assert_eq!(o.oldest(), Some(3), "everything below 3 is answered");
+        assert!(o.answered(3).is_some());
+        assert_eq!(o.oldest(), None);
     }
 
     #[test]

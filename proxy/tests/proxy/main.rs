@@ -13,3 +13,4 @@ mod raw;
 mod scylla_driver;
 mod tls;
 mod topology;
+mod update;

@@ -1,0 +1,520 @@
+//! What the migrator reported over the Update channel, per table: the state `/status` shows,
+//! the gauges `/metrics` exports, which tables async dual reads may cover, and whether a cutover
+//! to target is safe.
+//!
+//! ```text
+//!  JobStarted{tables} ─► each unknown table: pending
+//!  TableStarted ──────► backfilling (backfilled = false: a re-migration starts over)
+//!  TableProgress ─────► ranges done/total, rows
+//!  TableBackfilled ───► backfilled ──► the table joins the dual-read set
+//!  TableValidated ────► validated (rows checked, mismatches)
+//!  TableFailed ───────► failed (reason); a backfilled table stays in the dual-read set
+//!  JobFinished ───────► the job's totals
+//! ```
+//!
+//! **Dual reads.** Until a migrator first reports, every read is mirrored as before the channel
+//! existed (a proxy without a migrator, or with one that has not connected yet). From the first
+//! report on, a read is mirrored only when its table is backfilled: earlier comparisons would
+//! count rows not copied yet as mismatches, and a table the job does not cover is not expected
+//! on target at all. The check is one relaxed atomic load while nothing was reported, then one
+//! read lock on a small set, per read that would be mirrored.
+//!
+//! **Cutover.** [`Migration::cutover_blockers`] lists the tables not validated with 0
+//! mismatches; nothing when no migrator has reported (nothing is known to wait for).
+//!
+//! Bounded: at most [`MAX_TRACKED_TABLES`] tables; a message naming another table is refused
+//! (the migrator logs the `Nack`). Gauges exist for the first `MAX_TABLES` tables only.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use ferry_update::{Message, TableName};
+
+use crate::metrics::{MAX_TABLES, MigrationFamilies, MigrationGauges};
+
+/// Tables whose state is kept. A job of more tables than this is refused table by table.
+pub(crate) const MAX_TRACKED_TABLES: usize = 10_000;
+/// Longest failure reason kept.
+const MAX_REASON: usize = 512;
+
+/// Where a table is in its migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// In the job, not started.
+    Pending,
+    Backfilling,
+    Backfilled,
+    Validated,
+    Failed,
+}
+
+impl Phase {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Backfilling => "backfilling",
+            Self::Backfilled => "backfilled",
+            Self::Validated => "validated",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The value of `ferry_proxy_migration_table_phase`.
+    fn gauge(self) -> i64 {
+        match self {
+            Self::Pending => 0,
+            Self::Backfilling => 1,
+            Self::Backfilled => 2,
+            Self::Validated => 3,
+            Self::Failed => 4,
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One table's migration as last reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TableMigration {
+    pub phase: Phase,
+    pub ranges_done: u32,
+    pub ranges_total: u32,
+    /// Rows written to target so far (backfill).
+    pub rows: u64,
+    pub rows_checked: u64,
+    pub mismatches: u64,
+    /// Every range copied since the table last started: reads on it are compared. Outlives a
+    /// later failure (of validation, say), not a restart of the table.
+    pub backfilled: bool,
+    /// Why it failed, for `failed`.
+    pub reason: Option<String>,
+    pub updated: SystemTime,
+}
+
+impl TableMigration {
+    fn new() -> Self {
+        Self {
+            phase: Phase::Pending,
+            ranges_done: 0,
+            ranges_total: 0,
+            rows: 0,
+            rows_checked: 0,
+            mismatches: 0,
+            backfilled: false,
+            reason: None,
+            updated: SystemTime::now(),
+        }
+    }
+}
+
+/// The job as last reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JobState {
+    pub name: String,
+    pub tables: usize,
+    /// `(tables done, tables failed)` once finished.
+    pub finished: Option<(u32, u32)>,
+    pub updated: SystemTime,
+}
+
+struct Entry {
+    state: TableMigration,
+    gauges: Option<MigrationGauges>,
+}
+
+#[derive(Default)]
+struct State {
+    tables: BTreeMap<Arc<str>, Entry>,
+    job: Option<JobState>,
+}
+
+/// The proxy's view of the migration.
+pub(crate) struct Migration {
+    /// Set by the first message from a migrator; until then every read is mirrored.
+    reported: AtomicBool,
+    /// Backfilled tables, read on the request path.
+    backfilled: RwLock<HashSet<Arc<str>>>,
+    state: Mutex<State>,
+    families: MigrationFamilies,
+}
+
+impl fmt::Debug for Migration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Migration")
+            .field("reported", &self.reported.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `keyspace.table`, as the request path names tables.
+pub(crate) fn table_key(table: &TableName) -> Arc<str> {
+    format!("{}.{}", table.keyspace, table.table).into()
+}
+
+/// The reverse of [`table_key`]: keyspace names cannot contain a dot.
+pub(crate) fn table_name(key: &str) -> Option<TableName> {
+    let (keyspace, table) = key.split_once('.')?;
+    Some(TableName::new(keyspace, table))
+}
+
+impl Migration {
+    pub(crate) fn new(families: MigrationFamilies) -> Self {
+        Self {
+            reported: AtomicBool::new(false),
+            backfilled: RwLock::default(),
+            state: Mutex::default(),
+            families,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a read of `table` is mirrored in dual-async mode (see the module docs).
+    pub(crate) fn mirrors(&self, table: &str) -> bool {
+        if !self.reported.load(Ordering::Relaxed) {
+            return true;
+        }
+        self.backfilled
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(table)
+    }
+
+    /// Whether a migrator has reported anything since the proxy started.
+    pub(crate) fn reported(&self) -> bool {
+        self.reported.load(Ordering::Relaxed)
+    }
+
+    /// Applies a message from the migrator; `Err` is the reason to refuse it with. Messages the
+    /// proxy sends itself are refused by the channel before they get here.
+    pub(crate) fn apply(&self, message: &Message) -> Result<(), String> {
+        let now = SystemTime::now();
+        let mut state = self.lock();
+        let result = match message {
+            Message::JobStarted { job, tables } => {
+                state.job = Some(JobState {
+                    name: job.clone(),
+                    tables: tables.len(),
+                    finished: None,
+                    updated: now,
+                });
+                // A rerun keeps what earlier runs reported; a table the job restarts sends
+                // TableStarted.
+                let mut refused = 0;
+                for t in tables {
+                    if self.table(&mut state, t, now).is_err() {
+                        refused += 1;
+                    }
+                }
+                if refused > 0 {
+                    Err(format!(
+                        "the proxy tracks at most {MAX_TRACKED_TABLES} tables; {refused} of the \
+                         job's {} were not taken",
+                        tables.len()
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            Message::TableStarted { table } => self.update(&mut state, table, now, |t| {
+                t.phase = Phase::Backfilling;
+                t.backfilled = false;
+                t.ranges_done = 0;
+                t.rows = 0;
+                t.rows_checked = 0;
+                t.mismatches = 0;
+                t.reason = None;
+            }),
+            Message::TableProgress {
+                table,
+                ranges_done,
+                ranges_total,
+                rows,
+            } => self.update(&mut state, table, now, |t| {
+                if matches!(t.phase, Phase::Pending | Phase::Failed) {
+                    t.phase = Phase::Backfilling;
+                }
+                t.ranges_done = *ranges_done;
+                t.ranges_total = *ranges_total;
+                t.rows = *rows;
+            }),
+            Message::TableBackfilled { table, rows } => self.update(&mut state, table, now, |t| {
+                t.phase = Phase::Backfilled;
+                t.backfilled = true;
+                t.ranges_done = t.ranges_total;
+                t.rows = *rows;
+            }),
+            Message::TableValidated {
+                table,
+                rows_checked,
+                mismatches,
+            } => self.update(&mut state, table, now, |t| {
+                t.phase = Phase::Validated;
+                t.rows_checked = *rows_checked;
+                t.mismatches = *mismatches;
+                t.reason = None;
+            }),
+            Message::TableFailed { table, reason } => self.update(&mut state, table, now, |t| {
+                t.phase = Phase::Failed;
+                t.reason = Some(shorten(reason));
+            }),
+            Message::JobFinished {
+                job,
+                tables_done,
+                tables_failed,
+            } => {
+                let entry = state.job.get_or_insert_with(|| JobState {
+                    name: job.clone(),
+                    tables: 0,
+                    finished: None,
+                    updated: now,
+                });
+                entry.name.clone_from(job);
+                entry.finished = Some((*tables_done, *tables_failed));
+                entry.updated = now;
+                Ok(())
+            }
+            other => Err(format!("{} is not a message a proxy takes", other.kind())),
+        };
+        // Only these change `backfilled`; progress (a few a second) leaves the read path's lock
+        // alone. Rebuilt whole from the state: at most MAX_TRACKED_TABLES names, rarely.
+        if matches!(
+            message,
+            Message::TableStarted { .. } | Message::TableBackfilled { .. }
+        ) {
+            let backfilled: HashSet<Arc<str>> = state
+                .tables
+                .iter()
+                .filter(|(_, e)| e.state.backfilled)
+                .map(|(k, _)| k.clone())
+                .collect();
+            *self.backfilled.write().unwrap_or_else(|p| p.into_inner()) = backfilled;
+        }
+        self.reported.store(true, Ordering::Relaxed);
+        result
+    }
+
+    /// `table`'s entry, made on first mention.
+    fn table<'a>(
+        &self,
+        state: &'a mut State,
+        table: &TableName,
+        now: SystemTime,
+    ) -> Result<&'a mut Entry, String> {
+        let key = table_key(table);
+        let count = state.tables.len();
+        if count >= MAX_TRACKED_TABLES && !state.tables.contains_key(&key) {
+            return Err(format!(
+                "the proxy tracks at most {MAX_TRACKED_TABLES} tables; {table} is not taken"
+            ));
+        }
+        Ok(state.tables.entry(key).or_insert_with_key(|key| {
+            let gauges = (count < MAX_TABLES)
+                .then(|| self.families.for_table(key))
+                .flatten();
+            let mut state = TableMigration::new();
+            state.updated = now;
+            let entry = Entry { state, gauges };
+            entry.export();
+            entry
+        }))
+    }
+
+    fn update(
+        &self,
+        state: &mut State,
+        table: &TableName,
+        now: SystemTime,
+        change: impl FnOnce(&mut TableMigration),
+    ) -> Result<(), String> {
+        let entry = self.table(state, table, now)?;
+        change(&mut entry.state);
+        entry.state.updated = now;
+        entry.export();
+        Ok(())
+    }
+
+    /// Every known table's state, by name.
+    pub(crate) fn tables(&self) -> Vec<(Arc<str>, TableMigration)> {
+        self.lock()
+            .tables
+            .iter()
+            .map(|(k, e)| (k.clone(), e.state.clone()))
+            .collect()
+    }
+
+    pub(crate) fn job(&self) -> Option<JobState> {
+        self.lock().job.clone()
+    }
+
+    /// Why switching the primary to target is not safe yet: one line per table not validated
+    /// with 0 mismatches. Empty when every known table is, or nothing was reported.
+    pub(crate) fn cutover_blockers(&self) -> Vec<String> {
+        let state = self.lock();
+        state
+            .tables
+            .iter()
+            .filter_map(|(name, e)| {
+                let t = &e.state;
+                let why = match t.phase {
+                    Phase::Validated if t.mismatches == 0 => return None,
+                    Phase::Validated => format!("validated with {} mismatches", t.mismatches),
+                    Phase::Backfilling => {
+                        format!("backfilling ({}/{} ranges)", t.ranges_done, t.ranges_total)
+                    }
+                    Phase::Failed => format!(
+                        "failed: {}",
+                        t.reason.as_deref().unwrap_or("no reason given")
+                    ),
+                    other => other.name().to_owned(),
+                };
+                Some(format!("{name} {why}"))
+            })
+            .collect()
+    }
+}
+
+impl Entry {
+    fn export(&self) {
+        if let Some(g) = &self.gauges {
+            g.phase.set(self.state.phase.gauge());
+            g.ranges_done.set(i64::from(self.state.ranges_done));
+            g.ranges_total.set(i64::from(self.state.ranges_total));
+        }
+    }
+}
+
+fn shorten(reason: &str) -> String {
+    if reason.len() <= MAX_REASON {
+        return reason.to_owned();
+    }
+    let mut cut = MAX_REASON;
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &reason[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    fn migration() -> Migration {
+        Migration::new(Metrics::new().unwrap().migration())
+    }
+
+    fn t(name: &str) -> TableName {
+        TableName::new("ks", name)
+    }
+
+    #[test]
+    fn everything_is_mirrored_until_a_migrator_reports() {
+        let m = migration();
+        assert!(m.mirrors("ks.a") && m.mirrors("other.x"));
+        assert!(m.cutover_blockers().is_empty());
+        m.apply(&Message::JobStarted {
+            job: "j".into(),
+            tables: vec![t("a"), t("b")],
+        })
+        .unwrap();
+        assert!(!m.mirrors("ks.a") && !m.mirrors("other.x"));
+        m.apply(&Message::TableStarted { table: t("a") }).unwrap();
+        m.apply(&Message::TableProgress {
+            table: t("a"),
+            ranges_done: 3,
+            ranges_total: 8,
+            rows: 30,
+        })
+        .unwrap();
+        assert!(!m.mirrors("ks.a"));
+        assert_eq!(
+            m.cutover_blockers(),
+            ["ks.a backfilling (3/8 ranges)", "ks.b pending"]
+        );
+        m.apply(&Message::TableBackfilled {
+            table: t("a"),
+            rows: 80,
+        })
+        .unwrap();
+        assert!(m.mirrors("ks.a") && !m.mirrors("ks.b"));
+        let a = &m.tables()[0].1;
+        assert_eq!((a.phase, a.ranges_done, a.rows), (Phase::Backfilled, 8, 80));
+        m.apply(&Message::TableFailed {
+            table: t("a"),
+            reason: "x".repeat(2000),
+        })
+        .unwrap();
+        assert!(
+            m.mirrors("ks.a"),
+            "a failure after backfill keeps comparisons"
+        );
+        m.apply(&Message::TableStarted { table: t("a") }).unwrap();
+        assert!(!m.mirrors("ks.a"), "a restarted table is not compared");
+    }
+
+    #[test]
+    fn cutover_waits_for_clean_validation() {
+        let m = migration();
+        for (table, mismatches) in [("a", 0), ("b", 2)] {
+            m.apply(&Message::TableBackfilled {
+                table: t(table),
+                rows: 1,
+            })
+            .unwrap();
+            m.apply(&Message::TableValidated {
+                table: t(table),
+                rows_checked: 1,
+                mismatches,
+            })
+            .unwrap();
+        }
+        assert_eq!(m.cutover_blockers(), ["ks.b validated with 2 mismatches"]);
+        m.apply(&Message::TableValidated {
+            table: t("b"),
+            rows_checked: 1,
+            mismatches: 0,
+        })
+        .unwrap();
+        assert!(m.cutover_blockers().is_empty());
+        m.apply(&Message::JobFinished {
+            job: "j".into(),
+            tables_done: 2,
+            tables_failed: 0,
+        })
+        .unwrap();
+        assert_eq!(m.job().unwrap().finished, Some((2, 0)));
+        let proxy_message = Message::Remigrate {
+            table: t("a"),
+            reason: "r".into(),
+        };
+        assert!(m.apply(&proxy_message).is_err());
+    }
+
+    #[test]
+    fn tracked_tables_are_bounded() {
+        let m = migration();
+        let tables: Vec<TableName> = (0..MAX_TRACKED_TABLES + 3)
+            .map(|i| t(&format!("t{i}")))
+            .collect();
+        let e = m
+            .apply(&Message::JobStarted {
+                job: "j".into(),
+                tables,
+            })
+            .unwrap_err();
+        assert!(e.contains("3 of the job's 10003"), "{e}");
+        assert_eq!(m.tables().len(), MAX_TRACKED_TABLES);
+        assert_eq!(table_name("ks.t"), Some(t("t")));
+        assert_eq!(table_key(&t("t")).as_ref(), "ks.t");
+    }
+}

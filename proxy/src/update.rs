@@ -1,0 +1,371 @@
+//! The proxy's end of the Update channel (`ferry_update`): it listens for the migrator, applies
+//! its reports to the migration state (`crate::migration`), and sends it repair and re-migrate requests.
+//!
+//! ```text
+//!  Channel::listen(update.listen) ─► Events ─► link task:
+//!     Message(JobStarted, TableProgress, …) ─► Migration::apply ─► ack (or nack with the reason)
+//!     Connected / Disconnected ─► ferry_proxy_migrator_connected
+//!     every second, while a migrator is connected and earlier requests are answered:
+//!        RepairLog::take ─► per table: RepairPartitions (keys, split to fit frames)
+//!                                      + Remigrate when some failures have no key
+//!                        ─► acknowledged (Status::oldest_queued passed their ids)
+//!                           ─► RepairLog::settle: they leave the pending count
+//!  session: ALTER TABLE succeeded ─► UpdateLink::remigrate ─► Remigrate{table}
+//! ```
+//!
+//! Repairs are handed to the channel only while a migrator is connected and the previous round
+//! is answered: while none is, failures wait in the repair log (bounded there, with the count
+//! of what it had to drop), not in the channel's queue, so a long absence costs no more memory
+//! than the log's bound. A `Nack` (the migrator cannot repair that table) settles the request
+//! too: it is counted in `/status` as refused and logged.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_update::{
+    Channel, ChannelConfig, Event, Events, Message, Role, ServerTls, ServerTlsFiles, Status,
+    TableName,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::UpdateConfig;
+use crate::metrics::MigrationFamilies;
+use crate::migration::{self, Migration};
+use crate::repairs::{RepairLog, TargetWriteFailure, UNKNOWN_TABLE};
+
+/// How often taken repairs are sent and answered ones settled.
+const REPAIR_INTERVAL: Duration = Duration::from_secs(1);
+/// The largest frame of the channel (its default), which repair batches must fit.
+const MAX_FRAME: usize = 1 << 20;
+
+/// Why the Update listener could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateStartError {
+    #[error(transparent)]
+    Tls(#[from] ferry_update::TlsError),
+    #[error(transparent)]
+    Channel(#[from] ferry_update::StartError),
+}
+
+/// A repair request sent and not yet answered.
+#[derive(Debug)]
+struct Awaiting {
+    id: u64,
+    table: Arc<str>,
+    /// Failures it settles once answered (0 for all but a table's last message).
+    failures: u64,
+}
+
+/// Counts for `/status`.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Partitions sent in `RepairPartitions`.
+    partitions_requested: AtomicU64,
+    /// Tables sent for re-migration: failures without a key, and ALTER TABLE.
+    remigrations_requested: AtomicU64,
+    /// Repair requests the migrator refused.
+    refused: AtomicU64,
+    /// Failures no request can name: a write over several tables.
+    unrepairable: AtomicU64,
+}
+
+/// What `/status` shows of the link.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkStatus {
+    pub listen: SocketAddr,
+    pub channel: Status,
+    pub partitions_requested: u64,
+    pub remigrations_requested: u64,
+    pub refused: u64,
+    pub unrepairable: u64,
+    /// Failures sent and not yet acknowledged.
+    pub awaiting_ack: u64,
+}
+
+/// The running link, shared by the link task and the sessions.
+#[derive(Debug)]
+pub(crate) struct UpdateLink {
+    channel: Mutex<Option<Channel>>,
+    listen: SocketAddr,
+    awaiting: Mutex<VecDeque<Awaiting>>,
+    counts: Counts,
+}
+
+impl UpdateLink {
+    /// Binds the listener and starts the task that serves it until `shutdown`.
+    pub(crate) async fn start(
+        config: &UpdateConfig,
+        name: String,
+        migration: Arc<Migration>,
+        repairs: Arc<RepairLog>,
+        gauges: MigrationFamilies,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(Arc<Self>, JoinHandle<()>), UpdateStartError> {
+        let tls = match &config.tls {
+            Some(t) => {
+                let mut files = ServerTlsFiles::new(&t.cert_path, &t.key_path);
+                files.client_ca_path.clone_from(&t.client_ca_path);
+                Some(ServerTls::load(&files)?)
+            }
+            None => None,
+        };
+        let mut channel_config = ChannelConfig::new(Role::Proxy, name);
+        channel_config.max_frame = MAX_FRAME;
+        let (channel, events) = Channel::listen(channel_config, config.listen, tls).await?;
+        let listen = channel.local_addr().unwrap_or(config.listen);
+        tracing::info!(%listen, tls = config.tls.is_some(), "Update channel listening for migrators");
+        let link = Arc::new(Self {
+            channel: Mutex::new(Some(channel)),
+            listen,
+            awaiting: Mutex::default(),
+            counts: Counts::default(),
+        });
+        let task = tokio::spawn(run(
+            link.clone(),
+            events,
+            migration,
+            repairs,
+            gauges,
+            shutdown,
+        ));
+        Ok((link, task))
+    }
+
+    pub(crate) fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    fn send(&self, message: Message) -> Result<u64, String> {
+        let channel = self.channel.lock().unwrap_or_else(|p| p.into_inner());
+        match channel.as_ref() {
+            Some(c) => c.send(message).map_err(|e| e.to_string()),
+            None => Err("the Update channel is closed".to_owned()),
+        }
+    }
+
+    fn channel_status(&self) -> Option<Status> {
+        let channel = self.channel.lock().unwrap_or_else(|p| p.into_inner());
+        channel.as_ref().map(Channel::status)
+    }
+
+    /// Asks the migrator to copy `table` again (queued if none is connected).
+    pub(crate) fn remigrate(&self, table: TableName, reason: String) {
+        let name = table.to_string();
+        match self.send(Message::Remigrate { table, reason }) {
+            Ok(_) => {
+                self.counts
+                    .remigrations_requested
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(table = %name, "asked the migrator to re-migrate the table");
+            }
+            Err(e) => {
+                tracing::warn!(table = %name, error = %e, "cannot ask for a re-migration");
+            }
+        }
+    }
+
+    pub(crate) fn status(&self) -> LinkStatus {
+        let awaiting_ack = self
+            .awaiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|a| a.failures)
+            .sum();
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        LinkStatus {
+            listen: self.listen,
+            channel: self.channel_status().unwrap_or_default(),
+            partitions_requested: get(&self.counts.partitions_requested),
+            remigrations_requested: get(&self.counts.remigrations_requested),
+            refused: get(&self.counts.refused),
+            unrepairable: get(&self.counts.unrepairable),
+            awaiting_ack,
+        }
+    }
+
+    /// Settles the repair requests the migrator has answered.
+    fn settle(&self, repairs: &RepairLog) {
+        let Some(status) = self.channel_status() else {
+            return;
+        };
+        let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(a) = awaiting.front() {
+            if status.oldest_queued.is_some_and(|oldest| a.id >= oldest) {
+                break;
+            }
+            repairs.settle(&a.table, a.failures);
+            awaiting.pop_front();
+        }
+    }
+
+    /// Sends what the repair log holds, once the previous round is answered and a migrator is
+    /// connected.
+    fn send_repairs(&self, repairs: &RepairLog) {
+        let connected = self.channel_status().is_some_and(|s| s.peer.is_some());
+        let idle = self
+            .awaiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        if !connected || !idle {
+            return;
+        }
+        let batch = repairs.take();
+        let mut failures = batch.failures;
+        for (table, count) in batch.tables {
+            let (mine, rest): (Vec<_>, Vec<_>) = failures
+                .into_iter()
+                .partition(|f| f.table.as_ref() == Some(&table));
+            failures = rest;
+            self.request(repairs, table, count, mine);
+        }
+    }
+
+    /// The messages for `count` failures of `table`, of which `failures` are still listed.
+    fn request(
+        &self,
+        repairs: &RepairLog,
+        table: Arc<str>,
+        count: u64,
+        failures: Vec<TargetWriteFailure>,
+    ) {
+        let Some(name) = migration::table_name(&table).filter(|_| &*table != UNKNOWN_TABLE) else {
+            // A write over several tables (or past the per-table bound): nothing to name.
+            self.counts.unrepairable.fetch_add(count, Ordering::Relaxed);
+            repairs.settle(&table, count);
+            return;
+        };
+        let mut keys = Vec::new();
+        for f in &failures {
+            if let Some(k) = &f.key
+                && !keys.contains(k)
+            {
+                keys.push(k.clone());
+            }
+        }
+        let keyed = failures.iter().filter(|f| f.key.is_some()).count() as u64;
+        let keyless = count - keyed.min(count);
+        let n_keys = keys.len() as u64;
+        let mut messages = Message::repair_batches(&name, keys, MAX_FRAME);
+        if keyless > 0 {
+            messages.push(Message::Remigrate {
+                table: name,
+                reason: format!(
+                    "{keyless} target write failures whose partition keys the proxy could not \
+                     record (QUERY text, BATCH, protocol v3, or more than the 10,000 kept)"
+                ),
+            });
+        }
+        let mut ids = Vec::with_capacity(messages.len());
+        for message in messages {
+            match self.send(message) {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    tracing::warn!(%table, error = %e, "cannot send a repair request; kept for later");
+                    // Sent parts are repeated next time: a repair is safe to run twice.
+                    repairs.restore(&table, count, failures);
+                    return;
+                }
+            }
+        }
+        self.counts
+            .partitions_requested
+            .fetch_add(n_keys, Ordering::Relaxed);
+        if keyless > 0 {
+            self.counts
+                .remigrations_requested
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
+        let last = ids.len().saturating_sub(1);
+        for (i, id) in ids.into_iter().enumerate() {
+            awaiting.push_back(Awaiting {
+                id,
+                table: table.clone(),
+                failures: if i == last { count } else { 0 },
+            });
+        }
+    }
+
+    async fn close(&self) {
+        let channel = self
+            .channel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(c) = channel {
+            c.close().await;
+        }
+    }
+}
+
+async fn run(
+    link: Arc<UpdateLink>,
+    mut events: Events,
+    migration: Arc<Migration>,
+    repairs: Arc<RepairLog>,
+    gauges: MigrationFamilies,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(REPAIR_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => handle(&link, event, &migration, &gauges),
+                None => break,
+            },
+            _ = tick.tick() => {
+                link.settle(&repairs);
+                link.send_repairs(&repairs);
+            }
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    gauges.set_connected(false);
+    link.close().await;
+}
+
+fn handle(link: &UpdateLink, event: Event, migration: &Migration, gauges: &MigrationFamilies) {
+    match event {
+        Event::Message(delivery) => match migration.apply(delivery.message()) {
+            Ok(()) => {
+                tracing::debug!(kind = delivery.message().kind(), "Update: applied");
+                delivery.ack();
+            }
+            Err(reason) => {
+                tracing::info!(kind = delivery.message().kind(), %reason, "Update: refused");
+                delivery.nack(reason);
+            }
+        },
+        Event::Connected(peer) => {
+            gauges.set_connected(true);
+            tracing::info!(%peer, "migrator connected over the Update channel");
+        }
+        Event::Disconnected { peer, reason } => {
+            gauges.set_connected(false);
+            tracing::info!(%peer, %reason, "migrator disconnected from the Update channel");
+        }
+        Event::Refused { reason, by_peer } => {
+            // A migrator of an incompatible build, or a second one: the operator must act.
+            tracing::warn!(%reason, by_peer, "Update channel handshake refused");
+        }
+        Event::Nacked {
+            id,
+            message,
+            reason,
+        } => {
+            if matches!(message, Message::RepairPartitions { .. }) {
+                link.counts.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::warn!(id, kind = message.kind(), %reason, "the migrator refused a request");
+        }
+        _ => {}
+    }
+}

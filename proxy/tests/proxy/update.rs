@@ -1,0 +1,435 @@
+//! The proxy's end of the Update channel, against a fake migrator made from
+//! `ferry_update::Channel::dial`: reported state in `/status` and `/metrics`, dual reads only on
+//! backfilled tables, repair requests for best-effort target failures, re-migration after ALTER
+//! TABLE, and the cutover gate on `PUT /primary`. Addresses 127.0.130–134.x.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ferry_cql::protocol::Opcode;
+use ferry_proxy::settings::{ReadMode, TargetFailurePolicy};
+use ferry_sim::server::faults;
+use ferry_sim::server::{FaultAction, RequestMatcher};
+use ferry_update::{
+    Channel, ChannelConfig, Delivery, Event, Events, Message, PartitionKey, Role, TableName,
+};
+use scylla::client::session::Session;
+use serde_json::Value;
+
+use crate::admin::http;
+use crate::harness::{Env, env_with, scylla};
+
+/// Long enough for anything on loopback; only a hang reaches it.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn env(net: u8, adjust: impl FnOnce(&mut ferry_proxy::config::ProxyConfig)) -> Env {
+    env_with(net, |c| {
+        let mut update = ferry_proxy::config::UpdateConfig::default();
+        update.listen = format!("127.0.{net}.3:0").parse().unwrap();
+        c.update = Some(update);
+        adjust(c);
+    })
+    .await
+}
+
+/// A migrator that only speaks the channel.
+async fn migrator(proxy: SocketAddr) -> (Channel, Events) {
+    let (channel, mut events) = Channel::dial(
+        ChannelConfig::new(Role::Migrator, "fake-migrator"),
+        proxy.to_string(),
+        None,
+    )
+    .unwrap();
+    loop {
+        match tokio::time::timeout(PATIENCE, events.recv()).await.unwrap() {
+            Some(Event::Connected(_)) => return (channel, events),
+            Some(_) => {}
+            None => panic!("the channel closed before connecting"),
+        }
+    }
+}
+
+/// Sends `messages` and waits until the proxy acknowledged them (it applies before it acks).
+async fn report(channel: &Channel, messages: impl IntoIterator<Item = Message>) {
+    for m in messages {
+        channel.send(m).unwrap();
+    }
+    tokio::time::timeout(PATIENCE, channel.flushed())
+        .await
+        .unwrap();
+    assert_eq!(
+        channel.status().nacked_total,
+        0,
+        "the proxy refused a report"
+    );
+}
+
+/// The next request from the proxy, unanswered.
+async fn request(events: &mut Events) -> Delivery {
+    loop {
+        match tokio::time::timeout(PATIENCE, events.recv()).await.unwrap() {
+            Some(Event::Message(d)) => return d,
+            Some(_) => {}
+            None => panic!("the channel closed"),
+        }
+    }
+}
+
+fn table(name: &str) -> TableName {
+    TableName::new("ks", name)
+}
+
+async fn status(admin: SocketAddr) -> Value {
+    let (code, text) = http(admin, "GET", "/status", None, "").await;
+    assert_eq!(code, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn schema(client: &Session, tables: &[&str]) {
+    client
+        .query_unpaged(
+            "CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+            &[],
+        )
+        .await
+        .unwrap();
+    for t in tables {
+        client.query_unpaged(*t, &[]).await.unwrap();
+    }
+}
+
+async fn compared(env: &Env, table: &str) -> u64 {
+    env.proxy.dual_read_counts(table).0
+}
+
+/// Waits until `table` has `n` compared dual reads.
+async fn until_compared(env: &Env, table: &str, n: u64) {
+    tokio::time::timeout(PATIENCE, async {
+        while compared(env, table).await < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{table} never reached {n} compared reads"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reported_state_shows_and_dual_reads_wait_for_backfill() {
+    let env = env(130, |c| c.read_mode = ReadMode::DualAsync).await;
+    let admin = env.proxy.admin_addr();
+    let client = scylla(env.proxy.local_addr()).await;
+    schema(
+        &client,
+        &[
+            "CREATE TABLE ks.t (k int PRIMARY KEY, v text)",
+            "CREATE TABLE ks.u (k int PRIMARY KEY, v text)",
+        ],
+    )
+    .await;
+    client
+        .query_unpaged("INSERT INTO ks.t (k, v) VALUES (1, 'a')", &[])
+        .await
+        .unwrap();
+    let read_t = "SELECT v FROM ks.t WHERE k = 1";
+    let read_u = "SELECT v FROM ks.u WHERE k = 1";
+
+    // No migrator has reported: every read is mirrored, as without the channel.
+    client.query_unpaged(read_t, &[]).await.unwrap();
+    until_compared(&env, "ks.t", 1).await;
+    let s = status(admin).await;
+    assert_eq!(s["migration"]["reported"], false, "{s}");
+    assert!(
+        s["migration"]["update_channel"]["migrator"].is_null(),
+        "{s}"
+    );
+
+    let (m, _events) = migrator(env.proxy.update_addr().unwrap()).await;
+    report(
+        &m,
+        [
+            Message::JobStarted {
+                job: "job-1".into(),
+                tables: vec![table("t"), table("u")],
+            },
+            Message::TableStarted { table: table("t") },
+            Message::TableProgress {
+                table: table("t"),
+                ranges_done: 3,
+                ranges_total: 8,
+                rows: 30,
+            },
+        ],
+    )
+    .await;
+    let s = status(admin).await;
+    let migration = &s["migration"];
+    assert_eq!(migration["reported"], true);
+    assert_eq!(
+        migration["update_channel"]["migrator"]["name"],
+        "fake-migrator"
+    );
+    assert_eq!(migration["job"]["name"], "job-1");
+    assert_eq!(migration["job"]["tables"], 2);
+    let t = &migration["tables"]["ks.t"];
+    assert_eq!(t["phase"], "backfilling", "{s}");
+    assert_eq!(
+        (t["ranges_done"].as_u64(), t["ranges_total"].as_u64()),
+        (Some(3), Some(8))
+    );
+    assert_eq!(t["rows"], 30);
+    assert_eq!(t["dual_reads"], false);
+    assert_eq!(migration["tables"]["ks.u"]["phase"], "pending");
+    let (_, metrics) = http(admin, "GET", "/metrics", None, "").await;
+    for line in [
+        "ferry_proxy_migration_table_phase{table=\"ks.t\"} 1",
+        "ferry_proxy_migration_table_phase{table=\"ks.u\"} 0",
+        "ferry_proxy_migration_ranges_done{table=\"ks.t\"} 3",
+        "ferry_proxy_migration_ranges{table=\"ks.t\"} 8",
+        "ferry_proxy_migrator_connected 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+
+    // Backfilling: not compared. The read goes first on the same connections, so had it been
+    // mirrored, its comparison would be counted before the next one's.
+    client.query_unpaged(read_t, &[]).await.unwrap();
+    report(
+        &m,
+        [Message::TableBackfilled {
+            table: table("t"),
+            rows: 80,
+        }],
+    )
+    .await;
+    client.query_unpaged(read_u, &[]).await.unwrap();
+    client.query_unpaged(read_t, &[]).await.unwrap();
+    until_compared(&env, "ks.t", 2).await;
+    assert_eq!(
+        compared(&env, "ks.t").await,
+        2,
+        "only the read after TableBackfilled"
+    );
+    assert_eq!(compared(&env, "ks.u").await, 0, "ks.u is not backfilled");
+    let s = status(admin).await;
+    let t = &s["migration"]["tables"]["ks.t"];
+    assert_eq!(
+        (t["phase"].as_str(), t["dual_reads"].as_bool()),
+        (Some("backfilled"), Some(true))
+    );
+    assert_eq!(t["ranges_done"], 8);
+
+    drop(client);
+    m.close().await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_effort_target_failures_become_repair_requests() {
+    let env = env(131, |c| {
+        c.target_failure_policy = TargetFailurePolicy::BestEffort
+    })
+    .await;
+    let admin = env.proxy.admin_addr();
+    let client = scylla(env.proxy.local_addr()).await;
+    schema(
+        &client,
+        &["CREATE TABLE ks.p (a text, b int, c int, v text, PRIMARY KEY ((a, b), c))"],
+    )
+    .await;
+    let insert = client
+        .prepare("INSERT INTO ks.p (c, v, b, a) VALUES (?, ?, ?, ?)")
+        .await
+        .unwrap();
+    let target_faults = env.target.node(0).faults();
+    let rule = target_faults.add(
+        RequestMatcher::any().opcode(Opcode::Execute),
+        FaultAction::Error(faults::overloaded()),
+    );
+    client
+        .execute_unpaged(&insert, (1, "x", 7, "it's"))
+        .await
+        .unwrap();
+    client
+        .execute_unpaged(&insert, (2, "y", 7, "it's"))
+        .await
+        .unwrap();
+    assert_eq!(env.proxy.repairs().pending(), 2);
+    // Repairs go out once a migrator is connected.
+    let (m, mut events) = migrator(env.proxy.update_addr().unwrap()).await;
+
+    // One request for the partition both writes went to, its key in partition-key order.
+    let delivery = request(&mut events).await;
+    assert_eq!(
+        delivery.message(),
+        &Message::RepairPartitions {
+            table: table("p"),
+            partitions: vec![PartitionKey::new(["'it''s'", "7"])],
+        }
+    );
+    // Unanswered, the failures stay pending.
+    let s = status(admin).await;
+    assert_eq!(s["repairs"]["pending"], 2, "{s}");
+    assert_eq!(s["repairs"]["requests"]["awaiting_ack"], 2, "{s}");
+    delivery.ack();
+    tokio::time::timeout(PATIENCE, async {
+        while env.proxy.repairs().pending() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("acknowledged repairs leave the pending count");
+    assert_eq!(
+        status(admin).await["repairs"]["requests"]["partitions_requested"],
+        1
+    );
+
+    // A write sent as QUERY text has no known key: the table goes for re-migration.
+    target_faults.remove(rule);
+    target_faults.add(
+        RequestMatcher::any().text_contains("'no key'"),
+        FaultAction::Error(faults::overloaded()),
+    );
+    client
+        .query_unpaged(
+            "INSERT INTO ks.p (a, b, c, v) VALUES ('q', 1, 1, 'no key')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let delivery = request(&mut events).await;
+    match delivery.message() {
+        Message::Remigrate { table: t, reason } => {
+            assert_eq!(t, &table("p"));
+            assert!(
+                reason.starts_with("1 target write failures whose partition keys"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected Remigrate, got {other:?}"),
+    }
+    delivery.ack();
+
+    drop(client);
+    m.close().await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_table_through_the_proxy_asks_for_remigration() {
+    let env = env(132, |_| {}).await;
+    let client = scylla(env.proxy.local_addr()).await;
+    schema(&client, &["CREATE TABLE ks.t (k int PRIMARY KEY, v text)"]).await;
+    // Before a migrator connects: queued, delivered once it does.
+    client
+        .query_unpaged("ALTER TABLE ks.t ADD w int", &[])
+        .await
+        .unwrap();
+    let (m, mut events) = migrator(env.proxy.update_addr().unwrap()).await;
+    let delivery = request(&mut events).await;
+    assert_eq!(
+        delivery.message(),
+        &Message::Remigrate {
+            table: table("t"),
+            reason: "ALTER TABLE through the proxy".into(),
+        }
+    );
+    delivery.ack();
+    // A failed ALTER asks for nothing; the next request is the next successful one.
+    assert!(
+        client
+            .query_unpaged("ALTER TABLE ks.missing ADD w int", &[])
+            .await
+            .is_err()
+    );
+    client.query_unpaged("USE ks", &[]).await.unwrap();
+    client
+        .query_unpaged("ALTER TABLE t ADD x int", &[])
+        .await
+        .unwrap();
+    let delivery = request(&mut events).await;
+    assert_eq!(
+        delivery.message(),
+        &Message::Remigrate {
+            table: table("t"),
+            reason: "ALTER TABLE through the proxy".into(),
+        }
+    );
+    drop(delivery);
+    drop(client);
+    m.close().await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_to_target_waits_for_validated_tables() {
+    let env = env(133, |_| {}).await;
+    let admin = env.proxy.admin_addr();
+    let put = move |path: &'static str, primary: &'static str| async move {
+        http(
+            admin,
+            "PUT",
+            path,
+            None,
+            &format!("{{\"primary\": \"{primary}\"}}"),
+        )
+        .await
+    };
+    // No migrator has reported: nothing is known to wait for.
+    assert_eq!(put("/primary", "target").await.0, 200);
+    assert_eq!(put("/primary", "origin").await.0, 200);
+
+    let (m, _events) = migrator(env.proxy.update_addr().unwrap()).await;
+    report(
+        &m,
+        [
+            Message::JobStarted {
+                job: "j".into(),
+                tables: vec![table("a"), table("b")],
+            },
+            Message::TableBackfilled {
+                table: table("a"),
+                rows: 5,
+            },
+            Message::TableValidated {
+                table: table("a"),
+                rows_checked: 5,
+                mismatches: 0,
+            },
+            Message::TableBackfilled {
+                table: table("b"),
+                rows: 5,
+            },
+        ],
+    )
+    .await;
+    let (code, text) = put("/primary", "target").await;
+    assert_eq!(code, 409, "{text}");
+    let error: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        error["error"],
+        "not switching the primary to target: 1 table(s) not validated with 0 mismatches: \
+         ks.b backfilled; wait for the migrator, or add ?force=true"
+    );
+    assert_eq!(env.proxy.live().primary().name(), "origin");
+    assert_eq!(put("/primary?force=true", "target").await.0, 200);
+    assert_eq!(
+        put("/primary", "origin").await.0,
+        200,
+        "going back is never refused"
+    );
+
+    report(
+        &m,
+        [Message::TableValidated {
+            table: table("b"),
+            rows_checked: 5,
+            mismatches: 0,
+        }],
+    )
+    .await;
+    let (code, text) = put("/primary", "target").await;
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(env.proxy.live().primary().name(), "target");
+    m.close().await;
+    env.stop().await;
+}
