@@ -26,7 +26,11 @@
 //!   TTL), list elements, row marker.
 //! - [`writer`]: statements on target (cached prepared statements, retries), the list
 //!   read-compare-append rule, counters.
-//! - `scan`: one range's paged scan, split-and-retry, checkpoints.
+//! - `scan`: one range's paged scan, split-and-retry, checkpoints; the scan row layout and
+//!   statements the validator shares.
+//! - [`compare`]: validation's pure part: scan order of rows, the difference rules per cell.
+//! - [`validate`]: `ferry validate`: both clusters' scans merged per range, re-check, report
+//!   (counts, JSONL keys), repair with the backfill's writer.
 //! - `table`: one table's phases.
 //! - [`throttle`]: token buckets, the in-flight bound, retryable errors.
 //! - [`error`]: one error enum per operation.
@@ -43,6 +47,7 @@
 
 pub mod cells;
 pub mod checkpoint;
+pub mod compare;
 pub mod error;
 pub mod job;
 pub mod plan;
@@ -51,6 +56,7 @@ mod scan;
 pub mod schema;
 mod table;
 pub mod throttle;
+pub mod validate;
 pub mod writer;
 
 use std::sync::Arc;
@@ -63,10 +69,12 @@ use scylla::policies::load_balancing::DefaultPolicy;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+pub use compare::DiffKind;
 pub use error::{JobError, TableError};
 pub use job::{ClusterSpec, CountersMode, JobSpec, Phase, RangeCount, TableSelector};
 pub use progress::{Event, LogObserver, Observer, TableName};
 pub use table::TableReport;
+pub use validate::{Counts, TableValidation, ValidateOptions, ValidationReport, validate};
 
 /// How long connecting to a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -175,7 +183,10 @@ pub async fn connect(name: &'static str, spec: &ClusterSpec) -> Result<Session, 
 /// The tables to migrate, in order: each allow-list entry in turn (a keyspace or pattern
 /// expands to its tables in name order), without repeats and without deny-listed tables. An
 /// exact `ks.table` missing on origin stays in, so it fails with a clear reason.
-async fn select_tables(origin: &Session, spec: &JobSpec) -> Result<Vec<TableName>, JobError> {
+pub(crate) async fn select_tables(
+    origin: &Session,
+    spec: &JobSpec,
+) -> Result<Vec<TableName>, JobError> {
     let all = schema::list_tables(origin)
         .await
         .map_err(JobError::Select)?;
