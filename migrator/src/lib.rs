@@ -12,6 +12,9 @@
 //!                 (bounded in flight, rows/s and bytes/s limits, retries) ─► checkpoint
 //!     VALIDATING  the checkpoint log on disk covers every range
 //!     DONE / FAILED(reason)
+//!
+//!  JobSpec + ValidateOptions ─► validate ─► per table: origin and target scans merged per
+//!     range ─► differences re-checked ─► counts, JSONL keys ─► (repair ─► re-read)
 //! ```
 //!
 //! # Layout
@@ -29,7 +32,7 @@
 //! - `scan`: one range's paged scan, split-and-retry, checkpoints; the scan row layout and
 //!   statements the validator shares.
 //! - [`compare`]: validation's pure part: scan order of rows, the difference rules per cell.
-//! - [`validate`]: `ferry validate`: both clusters' scans merged per range, re-check, report
+//! - [`validate`](mod@validate): `ferry validate`: both clusters' scans merged per range, re-check, report
 //!   (counts, JSONL keys), repair with the backfill's writer.
 //! - `table`: one table's phases.
 //! - [`throttle`]: token buckets, the in-flight bound, retryable errors.
@@ -41,6 +44,10 @@
 //!   (every dual write is newer); set it to that start for a truthful value.
 //! - **Row marker**: rows with cells get a marker at their oldest cell's writetime (see
 //!   [`cells`]); CQL cannot read origin's marker.
+//! - **Validation is its own command** (`ferry validate`), not part of the migrate job's
+//!   VALIDATING phase, which only checks that every range was copied: a full comparison
+//!   reads both clusters again, so the operator runs it when it tells something (after the
+//!   backfill, again before cutover) and with `repair` when it finds differences.
 //! - **Resume** restarts a partially written range at the token of its last checkpointed
 //!   partition (inclusive): writes are idempotent (lists by their rule), so redoing that
 //!   partition changes nothing.

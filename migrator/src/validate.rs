@@ -100,15 +100,15 @@ impl Default for ValidateOptions {
 pub const MAX_LISTED_KEYS: usize = 10_000_000;
 
 impl ValidateOptions {
-    /// Every problem with these options for `spec`.
-    pub fn problems(&self, spec: &JobSpec) -> Vec<String> {
+    /// Every problem with these options, given the job's floor timestamp.
+    pub fn problems(&self, floor_timestamp: i64) -> Vec<String> {
         let mut problems = Vec::new();
         if self.delete_extra && !self.repair {
             problems.push(
                 "deleting extra rows is part of repair (--delete-extra needs --repair)".to_owned(),
             );
         }
-        if self.delete_extra && spec.floor_timestamp <= 0 {
+        if self.delete_extra && floor_timestamp <= 0 {
             problems.push(
                 "--delete-extra needs --floor-timestamp set to when dual writes started (µs): \
                  the tombstone goes just below it"
@@ -223,7 +223,7 @@ pub async fn validate(
         .err()
         .map(|e| e.problems)
         .unwrap_or_default();
-    problems.extend(options.problems(&spec));
+    problems.extend(options.problems(spec.floor_timestamp));
     if !problems.is_empty() {
         return Err(InvalidJob { problems }.into());
     }
