@@ -15,6 +15,8 @@ pub enum SchemaError {
     Ddl { cql: String, error: String },
     #[error("table {0} does not exist on origin")]
     NoSuchTable(String),
+    #[error("table {0} does not exist on target")]
+    MissingOnTarget(String),
     #[error("table {table}: column {column} has kind {kind:?}, which the migrator does not know")]
     UnknownColumnKind {
         table: String,

@@ -12,6 +12,9 @@
 //!                 (bounded in flight, rows/s and bytes/s limits, retries) ─► checkpoint
 //!     VALIDATING  the checkpoint log on disk covers every range
 //!     DONE / FAILED(reason)
+//!
+//!  JobSpec + ValidateOptions ─► validate ─► per table: origin and target scans merged per
+//!     range ─► differences re-checked ─► counts, JSONL keys ─► (repair ─► re-read)
 //! ```
 //!
 //! # Layout
@@ -26,7 +29,11 @@
 //!   TTL), list elements, row marker.
 //! - [`writer`]: statements on target (cached prepared statements, retries), the list
 //!   read-compare-append rule, counters.
-//! - `scan`: one range's paged scan, split-and-retry, checkpoints.
+//! - `scan`: one range's paged scan, split-and-retry, checkpoints; the scan row layout and
+//!   statements the validator shares.
+//! - [`compare`]: validation's pure part: scan order of rows, the difference rules per cell.
+//! - [`validate`](mod@validate): `ferry validate`: both clusters' scans merged per range, re-check, report
+//!   (counts, JSONL keys), repair with the backfill's writer.
 //! - `table`: one table's phases.
 //! - [`throttle`]: token buckets, the in-flight bound, retryable errors.
 //! - [`error`]: one error enum per operation.
@@ -37,12 +44,17 @@
 //!   (every dual write is newer); set it to that start for a truthful value.
 //! - **Row marker**: rows with cells get a marker at their oldest cell's writetime (see
 //!   [`cells`]); CQL cannot read origin's marker.
+//! - **Validation is its own command** (`ferry validate`), not part of the migrate job's
+//!   VALIDATING phase, which only checks that every range was copied: a full comparison
+//!   reads both clusters again, so the operator runs it when it tells something (after the
+//!   backfill, again before cutover) and with `repair` when it finds differences.
 //! - **Resume** restarts a partially written range at the token of its last checkpointed
 //!   partition (inclusive): writes are idempotent (lists by their rule), so redoing that
 //!   partition changes nothing.
 
 pub mod cells;
 pub mod checkpoint;
+pub mod compare;
 pub mod error;
 pub mod job;
 pub mod plan;
@@ -51,6 +63,7 @@ mod scan;
 pub mod schema;
 mod table;
 pub mod throttle;
+pub mod validate;
 pub mod writer;
 
 use std::sync::Arc;
@@ -63,10 +76,12 @@ use scylla::policies::load_balancing::DefaultPolicy;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+pub use compare::DiffKind;
 pub use error::{JobError, TableError};
 pub use job::{ClusterSpec, CountersMode, JobSpec, Phase, RangeCount, TableSelector};
 pub use progress::{Event, LogObserver, Observer, TableName};
 pub use table::TableReport;
+pub use validate::{Counts, TableValidation, ValidateOptions, ValidationReport, validate};
 
 /// How long connecting to a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -175,7 +190,10 @@ pub async fn connect(name: &'static str, spec: &ClusterSpec) -> Result<Session, 
 /// The tables to migrate, in order: each allow-list entry in turn (a keyspace or pattern
 /// expands to its tables in name order), without repeats and without deny-listed tables. An
 /// exact `ks.table` missing on origin stays in, so it fails with a clear reason.
-async fn select_tables(origin: &Session, spec: &JobSpec) -> Result<Vec<TableName>, JobError> {
+pub(crate) async fn select_tables(
+    origin: &Session,
+    spec: &JobSpec,
+) -> Result<Vec<TableName>, JobError> {
     let all = schema::list_tables(origin)
         .await
         .map_err(JobError::Select)?;

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::compare::DiffKind;
 use crate::job::Phase;
 
 /// `keyspace.table`.
@@ -60,6 +61,21 @@ pub enum Event {
     Throttled { micros: u64 },
     /// Something the operator must know that does not stop the table.
     Warning { table: TableName, message: String },
+    /// Validation: keys compared (origin's and target's scans merged, a key counted once).
+    Compared { table: TableName, rows: u64 },
+    /// Validation: a key that still differs after its re-check, with the kinds found.
+    Difference {
+        table: TableName,
+        key: String,
+        kinds: Vec<DiffKind>,
+    },
+    /// Validation with repair: a differing key was rewritten from origin (`deleted`: removed
+    /// from target) and now matches.
+    Repaired {
+        table: TableName,
+        key: String,
+        deleted: bool,
+    },
 }
 
 /// Receives events. Called from the migration tasks: it must be quick and must not block
@@ -91,7 +107,7 @@ impl Observer for LogObserver {
                 total,
                 already_done,
             } => tracing::info!(%table, total, already_done, "ranges planned"),
-            Event::Written { .. } | Event::Throttled { .. } => {}
+            Event::Written { .. } | Event::Throttled { .. } | Event::Compared { .. } => {}
             Event::RangeDone { table, range } => tracing::debug!(%table, range, "range done"),
             Event::Retry {
                 table,
@@ -100,6 +116,15 @@ impl Observer for LogObserver {
                 error,
             } => tracing::warn!(%table, range, attempt, %error, "retrying"),
             Event::Warning { table, message } => tracing::warn!(%table, "{message}"),
+            Event::Difference { table, key, kinds } => {
+                let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+                tracing::info!(%table, %key, kinds = %kinds.join(","), "difference");
+            }
+            Event::Repaired {
+                table,
+                key,
+                deleted,
+            } => tracing::info!(%table, %key, deleted, "repaired"),
         }
     }
 }

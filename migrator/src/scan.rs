@@ -46,8 +46,7 @@ pub(crate) struct TableScan {
     pub select: PreparedStatement,
     /// Indexes (into the table's columns) of the value columns, in scan order.
     pub value_ids: Vec<usize>,
-    pub pk_len: usize,
-    pub ck_len: usize,
+    pub layout: RowLayout,
     /// Counter mode: value columns are scanned without writetime/TTL.
     pub counters: bool,
     pub spec: JobSpec,
@@ -64,8 +63,9 @@ impl std::fmt::Debug for TableScan {
     }
 }
 
-/// The scan statement of `table`.
-pub(crate) fn select_cql(table: &TableDef, counters: bool) -> String {
+/// What the scan and the validator's point reads select: key columns, each value column
+/// with `writetime()` and `ttl()` (counters without), and the partition's token.
+fn outputs(table: &TableDef, counters: bool) -> String {
     let mut outputs: Vec<String> = table
         .partition_key()
         .chain(table.clustering())
@@ -79,12 +79,35 @@ pub(crate) fn select_cql(table: &TableDef, counters: bool) -> String {
             outputs.push(format!("{q}, writetime({q}), ttl({q})"));
         }
     }
+    outputs.push(format!("token({})", table.partition_key_list()));
+    outputs.join(", ")
+}
+
+/// The scan statement of `table`.
+pub(crate) fn select_cql(table: &TableDef, counters: bool) -> String {
     let pk = table.partition_key_list();
-    outputs.push(format!("token({pk})"));
     format!(
         "SELECT {} FROM {} WHERE token({pk}) > ? AND token({pk}) <= ?",
-        outputs.join(", "),
+        outputs(table, counters),
         qualified(&table.name)
+    )
+}
+
+/// The same outputs as [`select_cql`] for one row (`row`: bound by the full primary key) or
+/// for a partition's first row (bound by the partition key, `LIMIT 1`).
+pub(crate) fn point_cql(table: &TableDef, counters: bool, row: bool) -> String {
+    let ck = row.then(|| table.clustering());
+    let conds: Vec<String> = table
+        .partition_key()
+        .chain(ck.into_iter().flatten())
+        .map(|c| format!("{} = ?", quote(&c.name)))
+        .collect();
+    format!(
+        "SELECT {} FROM {} WHERE {}{}",
+        outputs(table, counters),
+        qualified(&table.name),
+        conds.join(" AND "),
+        if row { "" } else { " LIMIT 1" }
     )
 }
 
@@ -242,7 +265,7 @@ impl TableScan {
         let mut throttled = Duration::ZERO;
         let mut failure: Option<PageFailure> = None;
         for row in rows {
-            let scanned = self.split_row(row).map_err(|e| PageFailure {
+            let scanned = self.layout.split(row).map_err(|e| PageFailure {
                 retryable: false,
                 error: e,
             })?;
@@ -320,11 +343,23 @@ impl TableScan {
             None => Ok(page),
         }
     }
+}
 
+/// How a scan row is laid out: key columns, value columns, then the token.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowLayout {
+    pub pk_len: usize,
+    pub ck_len: usize,
+    pub values: usize,
+    /// Counter mode: value columns come without writetime/TTL.
+    pub counters: bool,
+}
+
+impl RowLayout {
     /// Splits a scan row into key, token and per-column data.
-    fn split_row(&self, row: Vec<Option<CqlValue>>) -> Result<ScannedRow, String> {
+    pub(crate) fn split(&self, row: Vec<Option<CqlValue>>) -> Result<ScannedRow, String> {
         let per_column = if self.counters { 1 } else { 3 };
-        let expected = self.pk_len + self.ck_len + per_column * self.value_ids.len() + 1;
+        let expected = self.pk_len + self.ck_len + per_column * self.values + 1;
         if row.len() != expected {
             return Err(format!(
                 "scan row has {} columns, expected {expected}",
@@ -342,7 +377,7 @@ impl TableScan {
         let ck: Vec<CqlValue> = ck_raw.into_iter().flatten().collect();
         let mut cells = Vec::new();
         let mut counters = Vec::new();
-        for _ in 0..self.value_ids.len() {
+        for _ in 0..self.values {
             if self.counters {
                 counters.push(match it.next().flatten() {
                     Some(CqlValue::Counter(c)) => Some(c.0),
@@ -383,11 +418,16 @@ fn joined(r: Result<Result<(), WriteError>, tokio::task::JoinError>) -> Option<P
 }
 
 /// One scan row, split.
-struct ScannedRow {
-    token: i64,
-    pk: Vec<CqlValue>,
-    ck: Vec<CqlValue>,
-    has_row: bool,
-    cells: Vec<Option<ScannedColumn>>,
-    counters: Vec<Option<i64>>,
+#[derive(Debug, Clone)]
+pub(crate) struct ScannedRow {
+    pub token: i64,
+    pub pk: Vec<CqlValue>,
+    /// Empty for tables without clustering columns and for static-only rows.
+    pub ck: Vec<CqlValue>,
+    /// False for a partition's static-only row (clustering columns null).
+    pub has_row: bool,
+    /// Per value column (not in counter mode).
+    pub cells: Vec<Option<ScannedColumn>>,
+    /// Per value column, in counter mode.
+    pub counters: Vec<Option<i64>>,
 }

@@ -647,6 +647,36 @@ pub async fn prepare_target(
     Ok((def, applied))
 }
 
+/// Origin's definition of `table` once target's is known compatible (the validator changes
+/// no schema): fails when either cluster lacks the table or with every [`Difference`].
+pub async fn compatible_tables(
+    origin: &Session,
+    target: &Session,
+    table: &TableName,
+) -> Result<TableDef, SchemaError> {
+    let origin_ks = read_keyspace(origin, &table.keyspace)
+        .await?
+        .ok_or_else(|| SchemaError::NoSuchTable(table.to_string()))?;
+    let def = read_table(origin, &origin_ks, table)
+        .await?
+        .ok_or_else(|| SchemaError::NoSuchTable(table.to_string()))?;
+    let missing = || SchemaError::MissingOnTarget(table.to_string());
+    let target_ks = read_keyspace(target, &table.keyspace)
+        .await?
+        .ok_or_else(missing)?;
+    let existing = read_table(target, &target_ks, table)
+        .await?
+        .ok_or_else(missing)?;
+    let differences = def.differences(&existing);
+    if !differences.is_empty() {
+        return Err(SchemaError::Incompatible {
+            table: table.to_string(),
+            differences,
+        });
+    }
+    Ok(def)
+}
+
 async fn execute_ddl(session: &Session, cql: &str) -> Result<(), SchemaError> {
     tracing::info!(%cql, "applying DDL on target");
     session

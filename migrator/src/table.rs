@@ -165,8 +165,12 @@ async fn run(
     let scan = Arc::new(TableScan {
         name: table.clone(),
         origin: job.origin.clone(),
-        pk_len: def.partition_key().count(),
-        ck_len: def.clustering().count(),
+        layout: crate::scan::RowLayout {
+            pk_len: def.partition_key().count(),
+            ck_len: def.clustering().count(),
+            values: value_ids.len(),
+            counters,
+        },
         writer: Arc::new(TableWriter::new(job.target.clone(), def, &job.spec)),
         select,
         value_ids,

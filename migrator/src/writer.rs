@@ -341,6 +341,39 @@ impl TableWriter {
         Ok(())
     }
 
+    /// Deletes a row (`ck` given) or a whole partition with a tombstone at `timestamp`, which
+    /// shadows only what was written at or before it (the validator's `--delete-extra`).
+    pub async fn delete(
+        &self,
+        pk: &[CqlValue],
+        ck: Option<&[CqlValue]>,
+        timestamp: i64,
+    ) -> Result<(), WriteError> {
+        let scope = if ck.is_some() {
+            Scope::Row
+        } else {
+            Scope::Partition
+        };
+        let cql = format!(
+            "DELETE FROM {} USING TIMESTAMP ? WHERE {}",
+            qualified(&self.table.name),
+            self.key_condition(scope)
+        );
+        let mut values = vec![CqlValue::BigInt(timestamp)];
+        values.extend(self.key_values(scope, pk, ck.unwrap_or_default()));
+        self.execute(&cql, values).await.map(drop)
+    }
+
+    /// Runs a read with the writer's statement cache and retries (the validator reads both
+    /// clusters through a writer each).
+    pub(crate) async fn read(
+        &self,
+        cql: &str,
+        values: Vec<CqlValue>,
+    ) -> Result<Vec<Vec<Option<CqlValue>>>, WriteError> {
+        self.execute(cql, values).await
+    }
+
     fn key_columns(&self, scope: Scope) -> impl Iterator<Item = &ColumnDef> {
         let ck = (scope == Scope::Row).then(|| self.table.clustering());
         self.table.partition_key().chain(ck.into_iter().flatten())

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 mod migrate;
+mod validate;
 
 /// jemalloc: the sim keeps millions of small long-lived values; glibc malloc fragments them
 /// between per-request allocations (3x the live heap in RSS, see crates/sim/BENCHMARKS.md).
@@ -45,6 +46,9 @@ enum Command {
     Proxy(ProxyArgs),
     /// Copy tables from origin to target, each cell with its writetime and TTL; resumable.
     Migrate(Box<migrate::MigrateArgs>),
+    /// Compare origin and target cell by cell (value, writetime, TTL) and list the differing
+    /// keys; with --repair, rewrite origin's cells on target.
+    Validate(Box<validate::ValidateArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -129,7 +133,11 @@ fn main() -> ExitCode {
             None
         }
         Command::Migrate(args) => {
-            init_logging(&args.log_level, args.log_json);
+            init_logging(&args.job.log_level, args.job.log_json);
+            None
+        }
+        Command::Validate(args) => {
+            init_logging(&args.job.log_level, args.job.log_json);
             None
         }
     };
@@ -148,6 +156,7 @@ fn main() -> ExitCode {
         (Command::Proxy(_), Some(config)) => runtime.block_on(proxy(config)),
         (Command::Proxy(_), None) => ExitCode::FAILURE,
         (Command::Migrate(args), _) => runtime.block_on(migrate::run(*args)),
+        (Command::Validate(args), _) => runtime.block_on(validate::run(*args)),
     }
 }
 

@@ -15,6 +15,13 @@ use crate::EXIT_BAD_CONFIG;
 
 #[derive(Debug, Args)]
 pub(crate) struct MigrateArgs {
+    #[command(flatten)]
+    pub(crate) job: JobArgs,
+}
+
+/// The clusters, tables and limits of a job: `ferry migrate` and `ferry validate` share them.
+#[derive(Debug, Args)]
+pub(crate) struct JobArgs {
     /// Origin contact points, HOST:PORT[,…].
     #[arg(long, value_delimiter = ',', required = true)]
     origin: Vec<String>,
@@ -58,10 +65,10 @@ pub(crate) struct MigrateArgs {
     #[arg(long, default_value_t = 5)]
     retries: u32,
     /// Writetime (µs since the epoch) for primary-key-only rows; use the time dual writes
-    /// started.
+    /// started (`ferry validate --delete-extra` deletes below it).
     #[arg(long, default_value_t = 0)]
-    floor_timestamp: i64,
-    /// Copy counter tables by adding origin − target to each counter.
+    pub(crate) floor_timestamp: i64,
+    /// Copy (or repair) counter tables by adding origin − target to each counter.
     #[arg(long)]
     counters: bool,
     /// Replication of a keyspace created on target, KS={'class': …} (repeatable).
@@ -92,9 +99,9 @@ pub(crate) struct MigrateArgs {
     pub(crate) log_json: bool,
 }
 
-impl MigrateArgs {
+impl JobArgs {
     /// The job, or every problem with the flags.
-    fn spec(self) -> Result<JobSpec, Vec<String>> {
+    pub(crate) fn spec(self) -> Result<JobSpec, Vec<String>> {
         let mut problems = Vec::new();
         let cluster = |name: &str,
                        contact_points: Vec<String>,
@@ -176,7 +183,7 @@ impl MigrateArgs {
 }
 
 pub(crate) async fn run(args: MigrateArgs) -> ExitCode {
-    let spec = match args.spec() {
+    let spec = match args.job.spec() {
         Ok(s) => s,
         Err(problems) => {
             eprintln!("ferry migrate: invalid arguments:");

@@ -13,3 +13,4 @@ mod fidelity;
 mod harness;
 mod resume;
 mod schema;
+mod validate;

@@ -1,0 +1,116 @@
+//! `ferry validate`: the same cluster and table flags as `ferry migrate`, plus repair and
+//! report options; counts per table and kind on stdout, the differing keys in JSONL files.
+//! Exit code 0 (every table compared, nothing left different), 1 (differences remain, or a
+//! table could not be compared) or 64 (bad arguments).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use ferry_migrator::{DiffKind, JobError, LogObserver, ValidateOptions};
+
+use crate::EXIT_BAD_CONFIG;
+use crate::migrate::JobArgs;
+
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    #[command(flatten)]
+    pub(crate) job: JobArgs,
+    /// Rewrite origin's cells on target for every difference, with their writetime and TTL.
+    #[arg(long)]
+    repair: bool,
+    /// With --repair: delete rows only target has, with a tombstone just below
+    /// --floor-timestamp (the start of dual writes), so no dual write is deleted.
+    #[arg(long)]
+    delete_extra: bool,
+    /// One JSONL file of differing keys for every table (default:
+    /// JOB_DIR/validate/KS.TABLE.jsonl).
+    #[arg(long, value_name = "PATH")]
+    report: Option<PathBuf>,
+    /// Differing keys listed per table; the counts are always complete.
+    #[arg(long, default_value_t = 10_000)]
+    max_keys: usize,
+    /// Remaining TTLs this many seconds apart count as equal.
+    #[arg(long, default_value_t = 5)]
+    ttl_tolerance_seconds: u64,
+}
+
+pub(crate) async fn run(args: ValidateArgs) -> ExitCode {
+    let bad = |problems: Vec<String>| {
+        eprintln!("ferry validate: invalid arguments:");
+        for p in problems {
+            eprintln!("  - {p}");
+        }
+        ExitCode::from(EXIT_BAD_CONFIG)
+    };
+    let mut options = ValidateOptions::default();
+    options.repair = args.repair;
+    options.delete_extra = args.delete_extra;
+    options.report = args.report;
+    options.max_keys = args.max_keys;
+    options.ttl_tolerance = Duration::from_secs(args.ttl_tolerance_seconds);
+    // Every problem at once: the job flags' and the validation options'.
+    let floor = args.job.floor_timestamp;
+    let spec = args.job.spec();
+    let mut problems = spec.as_ref().err().cloned().unwrap_or_default();
+    problems.extend(options.problems(floor));
+    let spec = match spec {
+        Ok(spec) if problems.is_empty() => spec,
+        _ => return bad(problems),
+    };
+    let report = match ferry_migrator::validate(spec, options, Arc::new(LogObserver)).await {
+        Ok(r) => r,
+        Err(JobError::Invalid(e)) => return bad(e.problems),
+        Err(e) => {
+            eprintln!("ferry validate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for t in &report.tables {
+        let kinds: Vec<String> = DiffKind::ALL
+            .iter()
+            .map(|k| format!("{k} {}", t.differences.get(*k)))
+            .collect();
+        let mut line = format!(
+            "{}: {} keys compared, {} differ ({}), {} cleared by the re-check",
+            t.table,
+            t.rows,
+            t.keys,
+            kinds.join(", "),
+            t.cleared
+        );
+        if args.repair {
+            line.push_str(&format!(
+                "; repaired {}, remaining {}",
+                t.repaired, t.remaining
+            ));
+        }
+        if t.listed > 0 {
+            line.push_str(&format!(
+                "; keys in {} ({} lines)",
+                t.keys_file.display(),
+                t.listed
+            ));
+        }
+        if let Some(e) = &t.error {
+            line.push_str(&format!("; INCOMPLETE: {e}"));
+        }
+        println!("{line}");
+    }
+    let unclean = report.tables.iter().filter(|t| !t.is_clean()).count();
+    if unclean == 0 {
+        println!(
+            "ferry validate: {} tables equal on origin and target",
+            report.tables.len()
+        );
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "ferry validate: {unclean} of {} tables differ or could not be compared",
+            report.tables.len()
+        );
+        ExitCode::FAILURE
+    }
+}
