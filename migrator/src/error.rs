@@ -100,6 +100,9 @@ pub enum RangeError {
     },
     #[error(transparent)]
     Checkpoint(#[from] JobFileError),
+    /// The job was cancelled; the range's checkpoints say where a rerun continues.
+    #[error("range #{range}: cancelled")]
+    Cancelled { range: u32 },
 }
 
 /// Why a table ended FAILED.

@@ -351,6 +351,8 @@ pub enum Phase {
     /// Checking that every range of the plan was copied.
     Validating,
     Done,
+    /// Stopped by [`crate::Cancel`] at a checkpoint; a rerun resumes.
+    Cancelled,
     /// Stopped, with the reason (the range that kept failing, the schema differences …).
     Failed(String),
 }
@@ -362,6 +364,7 @@ impl fmt::Display for Phase {
             Self::Backfill => f.write_str("BACKFILL"),
             Self::Validating => f.write_str("VALIDATING"),
             Self::Done => f.write_str("DONE"),
+            Self::Cancelled => f.write_str("CANCELLED"),
             Self::Failed(reason) => write!(f, "FAILED({reason})"),
         }
     }

@@ -11,7 +11,7 @@
 //!                 workers ─► pages ─► rows split into (writetime, TTL) groups ─► writes
 //!                 (bounded in flight, rows/s and bytes/s limits, retries) ─► checkpoint
 //!     VALIDATING  the checkpoint log on disk covers every range
-//!     DONE / FAILED(reason)
+//!     DONE / FAILED(reason) / CANCELLED (Cancel: stops after the current page's checkpoint)
 //!
 //!  JobSpec + ValidateOptions ─► validate ─► per table: origin and target scans merged per
 //!     range ─► differences re-checked ─► counts, JSONL keys ─► (repair ─► re-read)
@@ -20,6 +20,12 @@
 //! # Layout
 //! - [`job`]: [`JobSpec`] (clusters, table selection, limits, floor timestamp, counters mode,
 //!   job directory) and [`Phase`].
+//! - [`config`]: [`config::MigratorConfig`], YAML + `FERRY_MIGRATOR_…` env + flags → a
+//!   [`JobSpec`].
+//! - [`api`]: the service: [`api::Jobs`] (one job at a time, status, cancel) and the admin
+//!   HTTP endpoints ([`api::Api`]).
+//! - [`metrics`]: every `ferry_migrator_…` metric, updated as an [`Observer`].
+//! - [`Cancel`] (`cancel`): the stop flag range workers look at after each checkpoint.
 //! - [`progress`]: the [`Observer`] trait and its [`Event`]s (what progress bars, metrics and
 //!   the HTTP API listen to), and [`LogObserver`].
 //! - [`schema`]: origin's schema from `system_schema`, DDL for target, compatibility check.
@@ -52,11 +58,15 @@
 //!   partition (inclusive): writes are idempotent (lists by their rule), so redoing that
 //!   partition changes nothing.
 
+pub mod api;
+mod cancel;
 pub mod cells;
 pub mod checkpoint;
 pub mod compare;
+pub mod config;
 pub mod error;
 pub mod job;
+pub mod metrics;
 pub mod plan;
 pub mod progress;
 mod scan;
@@ -76,6 +86,7 @@ use scylla::policies::load_balancing::DefaultPolicy;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+pub use cancel::Cancel;
 pub use compare::DiffKind;
 pub use error::{JobError, TableError};
 pub use job::{ClusterSpec, CountersMode, JobSpec, Phase, RangeCount, TableSelector};
@@ -103,6 +114,17 @@ impl JobReport {
 /// Runs a job to the end: every selected table ends DONE or FAILED. Errors only when the job
 /// cannot start (invalid spec, unreachable cluster, unusable job directory, nothing selected).
 pub async fn run(spec: JobSpec, observer: Arc<dyn Observer>) -> Result<JobReport, JobError> {
+    run_until(spec, observer, Cancel::new()).await
+}
+
+/// [`run`], stopping cleanly when `cancel` fires: range workers stop after their current
+/// page's checkpoint, tables not started yet end CANCELLED without touching either cluster,
+/// and a rerun with the same job directory resumes.
+pub async fn run_until(
+    spec: JobSpec,
+    observer: Arc<dyn Observer>,
+    cancel: Cancel,
+) -> Result<JobReport, JobError> {
     spec.validate()?;
     std::fs::create_dir_all(&spec.job_dir)
         .map_err(|e| error::JobFileError::new("cannot create job directory", &spec.job_dir, e))?;
@@ -122,6 +144,7 @@ pub async fn run(spec: JobSpec, observer: Arc<dyn Observer>) -> Result<JobReport
         origin,
         target,
         observer,
+        cancel,
         schema_file: tokio::sync::Mutex::new(()),
     });
     let slots = Arc::new(Semaphore::new(job.spec.table_parallelism));
@@ -133,6 +156,13 @@ pub async fn run(spec: JobSpec, observer: Arc<dyn Observer>) -> Result<JobReport
         running.spawn(async move {
             // Tables start in job order; the semaphore only limits how many run at once.
             let _slot = slots.acquire_owned().await;
+            if job.cancel.is_cancelled() {
+                job.observer.event(&Event::Phase {
+                    table: t.clone(),
+                    phase: Phase::Cancelled,
+                });
+                return (i, TableReport::cancelled(t));
+            }
             (i, table::migrate(job, t).await)
         });
     }

@@ -2,6 +2,7 @@
 //! metrics, the HTTP API and the Update channel plug in without touching the core.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::compare::DiffKind;
 use crate::job::Phase;
@@ -47,6 +48,16 @@ pub enum Event {
         table: TableName,
         rows: u64,
         bytes: u64,
+    },
+    /// A scan page was read and all its rows acknowledged by target: `read` is the page's
+    /// fetch from origin, `write` from then until the last write's answer (throttle waits
+    /// included).
+    Page {
+        table: TableName,
+        rows: u64,
+        bytes: u64,
+        read: Duration,
+        write: Duration,
     },
     /// A range finished.
     RangeDone { table: TableName, range: u32 },
@@ -107,7 +118,10 @@ impl Observer for LogObserver {
                 total,
                 already_done,
             } => tracing::info!(%table, total, already_done, "ranges planned"),
-            Event::Written { .. } | Event::Throttled { .. } | Event::Compared { .. } => {}
+            Event::Written { .. }
+            | Event::Throttled { .. }
+            | Event::Compared { .. }
+            | Event::Page { .. } => {}
             Event::RangeDone { table, range } => tracing::debug!(%table, range, "range done"),
             Event::Retry {
                 table,

@@ -27,6 +27,7 @@ use scylla::value::CqlValue;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::cancel::Cancel;
 use crate::cells::{ScannedColumn, row_writes, value_size};
 use crate::checkpoint::CheckpointLog;
 use crate::error::RangeError;
@@ -53,6 +54,8 @@ pub(crate) struct TableScan {
     pub limits: Limits,
     pub observer: Arc<dyn Observer>,
     pub log: CheckpointLog,
+    /// Looked at after each page's checkpoint.
+    pub cancel: Cancel,
     pub rows: AtomicU64,
     pub bytes: AtomicU64,
 }
@@ -170,6 +173,9 @@ impl TableScan {
                             self.log.resume_point(index, t).await?;
                             restart = t.saturating_sub(1).max(cur.start);
                         }
+                        if self.cancel.is_cancelled() {
+                            return Err(RangeError::Cancelled { range: index });
+                        }
                         paging = next;
                     }
                     Err(f) if !f.retryable => {
@@ -237,6 +243,7 @@ impl TableScan {
         paging: PagingState,
         last_pk: &mut Option<Vec<CqlValue>>,
     ) -> Result<Page, PageFailure> {
+        let started = Instant::now();
         let fetched = self
             .origin
             .execute_single_page(&self.select, (range.start, range.end), paging)
@@ -340,7 +347,16 @@ impl TableScan {
         }
         match failure {
             Some(f) => Err(f),
-            None => Ok(page),
+            None => {
+                self.observer.event(&Event::Page {
+                    table: self.name.clone(),
+                    rows: page.rows,
+                    bytes: page.bytes,
+                    read: read_at.duration_since(started),
+                    write: read_at.elapsed(),
+                });
+                Ok(page)
+            }
         }
     }
 }

@@ -38,6 +38,21 @@ pub struct TableReport {
     pub ddl: Vec<String>,
 }
 
+impl TableReport {
+    /// A table the job was cancelled before it started.
+    pub(crate) fn cancelled(table: TableName) -> Self {
+        Self {
+            table,
+            phase: Phase::Cancelled,
+            ranges_total: 0,
+            ranges_done: 0,
+            rows: 0,
+            bytes: 0,
+            ddl: Vec::new(),
+        }
+    }
+}
+
 /// What every table of a job shares.
 pub(crate) struct JobContext {
     pub spec: JobSpec,
@@ -45,6 +60,7 @@ pub(crate) struct JobContext {
     pub target: Arc<Session>,
     pub limits: Limits,
     pub observer: Arc<dyn Observer>,
+    pub cancel: crate::Cancel,
     /// Serializes appends to `schema.cql` from parallel tables.
     pub schema_file: tokio::sync::Mutex<()>,
 }
@@ -69,6 +85,7 @@ pub(crate) async fn migrate(job: Arc<JobContext>, table: TableName) -> TableRepo
     let result = run(&job, &table, &mut report).await;
     report.phase = match result {
         Ok(()) => Phase::Done,
+        Err(TableError::Range(crate::error::RangeError::Cancelled { .. })) => Phase::Cancelled,
         Err(e) => Phase::Failed(e.to_string()),
     };
     job.observer.event(&Event::Phase {
@@ -179,6 +196,7 @@ async fn run(
         limits: job.limits.clone(),
         observer: job.observer.clone(),
         log,
+        cancel: job.cancel.clone(),
         rows: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
     });
@@ -191,13 +209,18 @@ async fn run(
     let mut outcome = Ok(());
     let mut done_now = 0u32;
     loop {
-        while workers.len() < job.spec.scan_parallelism {
+        while workers.len() < job.spec.scan_parallelism && !job.cancel.is_cancelled() {
             let Some((i, r, from)) = todo.next() else {
                 break;
             };
             workers.spawn(scan.clone().copy_range(i, r, from));
         }
         let Some(finished) = workers.join_next().await else {
+            if job.cancel.is_cancelled() {
+                outcome = Err(TableError::Range(crate::error::RangeError::Cancelled {
+                    range: u32::MAX,
+                }));
+            }
             break;
         };
         match finished {

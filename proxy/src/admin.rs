@@ -15,30 +15,26 @@
 //! zdm-proxy's spellings too (`TARGET`, `DUAL_ASYNC_ON_SECONDARY`).
 //!
 //! # Layout
-//! - `AdminServer`: binding, the accept loop (connection limit, header timeout, graceful stop).
+//! - `AdminServer`: ferry-service's server skeleton (connection limit, header timeout, graceful
+//!   stop) serving `Admin`.
 //! - `Admin`: routing and the endpoints over the shared state; the proxy's `Context` is set
 //!   once both clusters answered, so `/health/readiness` says STARTUP before that.
 //! - [`AdminError`]: every refusal and its HTTP status.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use ferry_service::http::{
+    BodyError, Handler, TokenError, check_bearer, error_response, json_response, metrics_response,
+    read_body, text_response,
+};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use hyper::header::{ALLOW, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
-use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::{AdminConfig, ProxyConfig};
 use crate::health::{Health, Status};
@@ -46,15 +42,10 @@ use crate::metrics::{Metrics, Snapshot};
 use crate::proxy::Context;
 use crate::settings::{BadSetting, ClusterId, ReadMode};
 
-/// Admin connections served at once; more wait in the listen backlog. Prometheus, a probe and
-/// an operator need a handful.
-const MAX_CONNECTIONS: usize = 64;
-/// A client must send its request head within this, so idle clients cannot hold a slot.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// On shutdown, how long requests in progress may take to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Longest pause after repeated accept errors (e.g. out of file descriptors).
-const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+/// The server skeleton (binding, accept loop, connection limit, header timeout, graceful stop)
+/// is ferry-service's.
+pub(crate) use ferry_service::http::AdminServer;
+
 /// Largest PUT body: `{"primary": "target"}` is 21 bytes.
 const MAX_BODY: usize = 4 * 1024;
 
@@ -170,10 +161,7 @@ impl Admin {
             Err(e) => {
                 let status = e.status();
                 tracing::debug!(%method, %path, status = status.as_u16(), error = %e, "admin request refused");
-                let mut resp = json_response(
-                    status,
-                    &json!({"error": e.to_string(), "status": status.as_u16()}),
-                );
+                let mut resp = error_response(status, &e.to_string());
                 match &e {
                     AdminError::MethodNotAllowed { allowed, .. } => {
                         resp.headers_mut()
@@ -259,12 +247,7 @@ impl Admin {
             .metrics
             .render(&snapshot)
             .map_err(|e| AdminError::Render(e.to_string()))?;
-        let mut resp = Response::new(Full::new(Bytes::from(text)));
-        resp.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        );
-        Ok(resp)
+        Ok(metrics_response(text))
     }
 
     /// zdm-proxy's readiness body, field for field, plus the newest failure.
@@ -363,20 +346,10 @@ impl Admin {
         let Some(token) = &self.config.bearer_token else {
             return Ok(());
         };
-        let given = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .ok_or(AdminError::MissingToken)?;
-        if same_secret(given.trim().as_bytes(), token.expose().as_bytes()) {
-            Ok(())
-        } else {
-            Err(AdminError::WrongToken)
-        }
+        check_bearer(req, token.expose()).map_err(|e| match e {
+            TokenError::Missing => AdminError::MissingToken,
+            _ => AdminError::WrongToken,
+        })
     }
 
     fn status(&self) -> Result<Response<Full<Bytes>>, AdminError> {
@@ -505,23 +478,14 @@ fn migration_status(ctx: &Context) -> Value {
     })
 }
 
-/// Compares without stopping at the first difference, so response times do not reveal how
-/// much of a guessed token was right.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
     expected: &'static str,
 ) -> Result<T, AdminError> {
-    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(AdminError::BodyTooLarge);
-        }
-        Err(e) => return Err(AdminError::Body(e.to_string())),
-    };
+    let bytes = read_body(req, MAX_BODY).await.map_err(|e| match e {
+        BodyError::TooLarge { .. } => AdminError::BodyTooLarge,
+        other => AdminError::Body(other.to_string()),
+    })?;
     serde_json::from_slice(&bytes).map_err(|e| AdminError::BadJson {
         reason: e.to_string(),
         expected,
@@ -532,117 +496,10 @@ fn json_ok(body: Value) -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, &body)
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    // Serializing a `Value` cannot fail (its map keys are strings).
-    let mut bytes = serde_json::to_vec(body).unwrap_or_default();
-    bytes.push(b'\n');
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
-}
-
-fn text_response(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
-}
-
-/// The running admin server.
-#[derive(Debug)]
-pub(crate) struct AdminServer {
-    addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl AdminServer {
-    /// Binds `config.admin.listen` and serves `admin` until [`AdminServer::stop`].
-    pub(crate) async fn start(listen: SocketAddr, admin: Arc<Admin>) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(listen).await?;
-        let addr = listener.local_addr()?;
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, admin, stop_rx));
-        tracing::info!(%addr, "admin HTTP listening");
-        Ok(Self { addr, stop, task })
+impl Handler for Admin {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        Admin::handle(self, req).await
     }
-
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops accepting and lets requests in progress finish (within a grace period).
-    pub(crate) async fn stop(self) {
-        self.stop.send_replace(true);
-        let _ = self.task.await;
-    }
-}
-
-async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: watch::Receiver<bool>) {
-    let mut stopping = stop.clone();
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut connections = JoinSet::new();
-    let mut backoff = Duration::from_millis(1);
-    loop {
-        let accept = async {
-            // A permit first, so connections over the limit wait in the backlog, unread.
-            let permit = limit.clone().acquire_owned().await;
-            (permit, listener.accept().await)
-        };
-        tokio::select! {
-            biased;
-            _ = stopping.changed() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            (permit, accepted) = accept => {
-                // The semaphore is never closed.
-                let Ok(permit) = permit else { break };
-                match accepted {
-                    Ok((stream, peer)) => {
-                        backoff = Duration::from_millis(1);
-                        let admin = admin.clone();
-                        let mut stop = stop.clone();
-                        connections.spawn(async move {
-                            let service = service_fn(move |req| {
-                                let admin = admin.clone();
-                                async move { Ok::<_, Infallible>(admin.handle(req).await) }
-                            });
-                            let conn = http1::Builder::new()
-                                .timer(TokioTimer::new())
-                                .header_read_timeout(HEADER_READ_TIMEOUT)
-                                .serve_connection(TokioIo::new(stream), service);
-                            tokio::pin!(conn);
-                            let result = tokio::select! {
-                                r = conn.as_mut() => r,
-                                // The only change ever sent is the stop.
-                                _ = stop.changed() => {
-                                    conn.as_mut().graceful_shutdown();
-                                    tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut())
-                                        .await
-                                        .unwrap_or(Ok(()))
-                                }
-                            };
-                            if let Err(e) = result {
-                                tracing::debug!(%peer, error = %e, "admin connection ended with an error");
-                            }
-                            drop(permit);
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, ?backoff, "admin accept failed, backing off");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
-                    }
-                }
-            }
-        }
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
 }
 
 #[cfg(test)]
@@ -651,6 +508,7 @@ mod tests {
 
     #[test]
     fn secrets_compare_whole() {
+        use ferry_service::http::same_secret;
         assert!(same_secret(b"s3cret", b"s3cret"));
         assert!(!same_secret(b"s3cret", b"s3creT"));
         assert!(!same_secret(b"s3cre", b"s3cret"));

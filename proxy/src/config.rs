@@ -40,8 +40,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ferry_cql::protocol::{Consistency, ProtocolVersion};
-use yaml_rust2::parser::Event;
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use ferry_service::problem::Problems;
+pub use ferry_service::problem::{ConfigErrors, ConfigProblem, SettingName, Source};
+use ferry_service::value::{
+    self, boolean, duration, host_ip, humane, log_level, millis, socket_addr, suggest, whole,
+};
+pub use ferry_service::value::{LogLevel, Secret};
+use ferry_service::yaml::{Node, Raw, is_null, read_yaml, yaml_raw};
 
 use crate::settings::{BadSetting, ClusterId, ReadMode, TargetFailurePolicy};
 
@@ -349,64 +354,6 @@ pub struct LogConfig {
     pub json: bool,
 }
 
-/// The least severe log level that is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum LogLevel {
-    Error,
-    Warn,
-    #[default]
-    Info,
-    Debug,
-    Trace,
-}
-
-impl LogLevel {
-    /// Lower-case name, as `tracing_subscriber`'s filters spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Error => "error",
-            Self::Warn => "warn",
-            Self::Info => "info",
-            Self::Debug => "debug",
-            Self::Trace => "trace",
-        }
-    }
-}
-
-impl fmt::Display for LogLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A credential. `Debug` and `Display` print `***` so it cannot leak into logs or error
-/// messages; [`Secret::expose`] is the one way to read it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret text, for the one place that sends it (an AUTH_RESPONSE, a header comparison).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
@@ -524,15 +471,10 @@ pub struct LoadedConfig {
     pub notices: Vec<String>,
 }
 
+/// For the heading of [`ConfigErrors`]: "bad proxy configuration".
+const SERVICE: &str = "proxy";
 const FERRY_ENV_PREFIX: &str = "FERRY_PROXY_";
 const ZDM_ENV_PREFIX: &str = "ZDM_";
-/// Nesting limit for the YAML file: Ferry's keys are at most three deep, and a bound keeps a
-/// hostile file from recursing the reader off the stack.
-const MAX_YAML_DEPTH: usize = 8;
-/// Durations beyond a day are unit mistakes, and a bound keeps `Instant + Duration` from
-/// overflowing.
-const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
-
 impl ProxyConfig {
     /// Builds the config from the YAML file's text (if any) and environment variables, then
     /// validates it. Only `FERRY_PROXY_…` and `ZDM_…` variables are looked at; pass
@@ -648,7 +590,10 @@ impl Loader {
             }
             let upper = key.to_ascii_uppercase();
             if let Some(found) = find_zdm(&upper) {
-                let source = Source::ZdmFile { key, line };
+                let source = Source::AliasFile {
+                    alias: format!("zdm key {key}"),
+                    line,
+                };
                 match yaml_raw(&value) {
                     Ok(raw) => self.apply(found, &raw, source),
                     Err(message) => self.bad(found.path, source, message),
@@ -816,193 +761,8 @@ impl Loader {
         if problems.is_empty() {
             Ok(LoadedConfig { config, notices })
         } else {
-            Err(ConfigErrors { problems })
+            Err(ConfigErrors::new(SERVICE, problems))
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The YAML file, read into a small tree that keeps each scalar's exact text (a password `0123`
-// stays `0123`, where a typed YAML value would turn it into the number 123) and each key's line.
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug)]
-enum Node {
-    /// `plain` is false for quoted and block scalars, which are never null.
-    Scalar {
-        text: String,
-        plain: bool,
-        line: usize,
-    },
-    List {
-        items: Vec<Node>,
-        line: usize,
-    },
-    /// Entries in file order: (key, line of the key, value).
-    Map {
-        entries: Vec<(String, usize, Node)>,
-        line: usize,
-    },
-}
-
-impl Node {
-    fn line(&self) -> usize {
-        match self {
-            Node::Scalar { line, .. } | Node::List { line, .. } | Node::Map { line, .. } => *line,
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            Node::Scalar { .. } => "a single value",
-            Node::List { .. } => "a list",
-            Node::Map { .. } => "a mapping",
-        }
-    }
-}
-
-fn is_null(text: &str) -> bool {
-    matches!(text, "" | "~" | "null" | "Null" | "NULL")
-}
-
-/// The file's one document, or `None` for an empty file.
-fn read_yaml(text: &str) -> Result<Option<Node>, String> {
-    let mut parser = yaml_rust2::parser::Parser::new_from_str(text);
-    let mut next = move || parser.next_token().map_err(|e| e.to_string());
-    let mut root = None;
-    loop {
-        let (event, mark) = next()?;
-        match event {
-            Event::StreamStart | Event::DocumentEnd => {}
-            Event::StreamEnd => return Ok(root),
-            Event::DocumentStart if root.is_some() => {
-                return Err(format!(
-                    "line {}: a second YAML document; the config is one document",
-                    mark.line()
-                ));
-            }
-            Event::DocumentStart => {
-                let (event, mark) = next()?;
-                root = Some(read_node(&mut next, event, mark, 0)?);
-            }
-            other => return Err(format!("line {}: unexpected {other:?}", mark.line())),
-        }
-    }
-}
-
-fn read_node(
-    next: &mut impl FnMut() -> Result<(Event, Marker), String>,
-    event: Event,
-    mark: Marker,
-    depth: usize,
-) -> Result<Node, String> {
-    let line = mark.line();
-    if depth > MAX_YAML_DEPTH {
-        return Err(format!(
-            "line {line}: nested deeper than {MAX_YAML_DEPTH} levels"
-        ));
-    }
-    match event {
-        Event::Scalar(text, style, _, _) => Ok(Node::Scalar {
-            text,
-            plain: style == TScalarStyle::Plain,
-            line,
-        }),
-        Event::SequenceStart(..) => {
-            let mut items = Vec::new();
-            loop {
-                let (event, mark) = next()?;
-                if event == Event::SequenceEnd {
-                    return Ok(Node::List { items, line });
-                }
-                items.push(read_node(next, event, mark, depth + 1)?);
-            }
-        }
-        Event::MappingStart(..) => {
-            let mut entries: Vec<(String, usize, Node)> = Vec::new();
-            loop {
-                let (event, mark) = next()?;
-                let key = match event {
-                    Event::MappingEnd => return Ok(Node::Map { entries, line }),
-                    Event::Scalar(key, ..) => key,
-                    _ => {
-                        return Err(format!("line {}: a key must be a plain name", mark.line()));
-                    }
-                };
-                if entries.iter().any(|(k, _, _)| *k == key) {
-                    return Err(format!("line {}: key {key} appears twice", mark.line()));
-                }
-                let (event, value_mark) = next()?;
-                let value = read_node(next, event, value_mark, depth + 1)?;
-                entries.push((key, mark.line(), value));
-            }
-        }
-        Event::Alias(_) => Err(format!(
-            "line {line}: YAML aliases are not supported in the config"
-        )),
-        other => Err(format!("line {line}: unexpected {other:?}")),
-    }
-}
-
-/// A value as written, before it is parsed for its setting.
-#[derive(Debug)]
-enum Raw {
-    Text(String),
-    List(Vec<String>),
-    Null,
-}
-
-impl Raw {
-    /// One value; a list or nothing is a mistake.
-    fn text(&self) -> Result<&str, String> {
-        match self {
-            Raw::Text(s) => Ok(s.trim()),
-            // Never echo the items: this may be a password.
-            Raw::List(_) => Err("expected one value, found a list".to_owned()),
-            Raw::Null => Err("needs a value".to_owned()),
-        }
-    }
-
-    /// One value, where nothing or an empty string means "not set".
-    fn optional(&self) -> Result<Option<&str>, String> {
-        match self {
-            Raw::Null => Ok(None),
-            Raw::Text(s) if s.trim().is_empty() => Ok(None),
-            _ => self.text().map(Some),
-        }
-    }
-
-    /// A list: a YAML sequence or a comma-separated string; empty items are dropped.
-    fn list(&self) -> Vec<&str> {
-        let items: Vec<&str> = match self {
-            Raw::Text(s) => s.split(',').collect(),
-            Raw::List(items) => items.iter().map(String::as_str).collect(),
-            Raw::Null => Vec::new(),
-        };
-        items
-            .into_iter()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect()
-    }
-}
-
-fn yaml_raw(node: &Node) -> Result<Raw, String> {
-    match node {
-        Node::Scalar { text, plain, .. } if *plain && is_null(text) => Ok(Raw::Null),
-        Node::Scalar { text, .. } => Ok(Raw::Text(text.clone())),
-        Node::List { items, .. } => items
-            .iter()
-            .map(|item| match item {
-                Node::Scalar { text, .. } => Ok(text.clone()),
-                other => Err(format!(
-                    "list items must be single values, found {}",
-                    other.kind()
-                )),
-            })
-            .collect::<Result<_, _>>()
-            .map(Raw::List),
-        Node::Map { .. } => Err("expected a value, found a mapping".to_owned()),
     }
 }
 
@@ -1562,6 +1322,16 @@ fn zdm_names() -> Vec<(String, String)> {
     names
 }
 
+/// zdm-proxy's names for a Ferry key, as validation messages show them (`zdm ORIGIN_PORT`).
+fn zdm_aliases(path: &str) -> Option<String> {
+    let zdm: Vec<String> = zdm_names()
+        .into_iter()
+        .filter(|(_, p)| p == path)
+        .map(|(n, _)| n)
+        .collect();
+    (!zdm.is_empty()).then(|| format!("zdm {}", zdm.join(", ")))
+}
+
 /// `origin.contact_points` → `FERRY_PROXY_ORIGIN_CONTACT_POINTS`.
 fn env_name(path: &str) -> String {
     format!(
@@ -1576,132 +1346,15 @@ fn yaml_key_candidates() -> Vec<String> {
     keys
 }
 
-/// The closest known name, when one is close enough to be the intended one.
-fn suggest(key: &str, candidates: Vec<String>) -> Option<String> {
-    candidates
-        .into_iter()
-        .map(|c| (edit_distance(key, &c), c))
-        .filter(|(d, _)| *d <= 3)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
-}
-
 // ---------------------------------------------------------------------------------------------
 // Value parsers: each returns the message that follows the key name.
 // ---------------------------------------------------------------------------------------------
-
-fn boolean(s: &str) -> Result<bool, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "true" | "yes" | "on" | "1" => Ok(true),
-        "false" | "no" | "off" | "0" => Ok(false),
-        _ => Err(format!("{s:?} is not true or false")),
-    }
-}
-
-fn whole<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
-    let n: u64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a whole number"))?;
-    T::try_from(n).map_err(|_| format!("{n} is too large"))
-}
 
 fn named<T: std::str::FromStr<Err = BadSetting>>(s: &str) -> Result<T, String> {
     s.parse()
         .map_err(|e: BadSetting| format!("{:?} is not one of {}", e.value, e.expected))
 }
 
-/// `250ms`, `10s`, `1m30s`, `2h`.
-fn duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration like \"250ms\", \"10s\" or \"1m30s\"");
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let part = match &rest[..unit_len] {
-            "ms" => Some(Duration::from_millis(n)),
-            "s" => Some(Duration::from_secs(n)),
-            "m" => n.checked_mul(60).map(Duration::from_secs),
-            "h" => n.checked_mul(3600).map(Duration::from_secs),
-            "" => {
-                return Err(format!(
-                    "{s:?} has no unit: write \"{n}s\" or \"{n}ms\" (zdm-proxy's *_MS names take \
-                     plain milliseconds)"
-                ));
-            }
-            _ => None,
-        };
-        rest = &rest[unit_len..];
-        total = part.and_then(|p| total.checked_add(p)).ok_or_else(bad)?;
-    }
-    Ok(total)
-}
-
-/// zdm-proxy's `*_MS` values: plain milliseconds.
-fn millis(s: &str) -> Result<Duration, String> {
-    s.parse()
-        .map(Duration::from_millis)
-        .map_err(|_| format!("{s:?} is not a whole number of milliseconds"))
-}
-
-/// How a duration is written back in messages.
-fn humane(d: Duration) -> String {
-    let ms = d.as_millis();
-    match ms {
-        0 => "0s".to_owned(),
-        _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
-        _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
-        _ if ms.is_multiple_of(1000) => format!("{}s", ms / 1000),
-        _ => format!("{ms}ms"),
-    }
-}
-
-fn host_ip(s: &str) -> Result<IpAddr, String> {
-    if s.eq_ignore_ascii_case("localhost") {
-        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    }
-    s.parse()
-        .map_err(|_| format!("{s:?} is not an IP address (or localhost)"))
-}
-
-fn socket_addr(s: &str) -> Result<SocketAddr, String> {
-    let bad = || format!("{s:?} is not an address like 0.0.0.0:9042 or [::1]:9042");
-    if let Ok(addr) = s.parse() {
-        return Ok(addr);
-    }
-    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-    if !host.eq_ignore_ascii_case("localhost") {
-        return Err(bad());
-    }
-    let port = port.parse().map_err(|_| bad())?;
-    Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
-}
-
-/// A topology entry: `ip:port`, or a bare `ip` that takes `listen`'s port (zdm-proxy lists IPs).
 fn advertised(s: &str) -> Result<(IpAddr, Option<u16>), String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok((addr.ip(), Some(addr.port())));
@@ -1713,40 +1366,7 @@ fn advertised(s: &str) -> Result<(IpAddr, Option<u16>), String> {
 
 /// `host`, `host:port`, an IPv6 literal, or `[ipv6]:port`.
 fn contact_point(s: &str) -> Result<ContactPoint, String> {
-    let bad = || format!("{s:?} is not a host or host:port");
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
-        match after {
-            "" => (host, None),
-            _ => (host, Some(after.strip_prefix(':').ok_or_else(bad)?)),
-        }
-    } else if s.matches(':').count() == 1 {
-        let (host, port) = s.split_once(':').ok_or_else(bad)?;
-        (host, Some(port))
-    } else {
-        (s, None)
-    };
-    if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
-        return Err(bad());
-    }
-    let host_ok = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
-    if !host_ok {
-        return Err(bad());
-    }
-    let port = match port {
-        None => None,
-        Some(p) => match p.parse::<u16>() {
-            Ok(0) | Err(_) => return Err(format!("{s:?}: {p:?} is not a port (1..=65535)")),
-            Ok(p) => Some(p),
-        },
-    };
-    Ok(ContactPoint {
-        host: host.to_owned(),
-        port,
-    })
+    value::contact_point(s).map(|(host, port)| ContactPoint { host, port })
 }
 
 fn consistency(s: &str) -> Result<Consistency, String> {
@@ -1780,19 +1400,6 @@ fn protocol_versions(items: &[&str]) -> Result<Vec<ProtocolVersion>, String> {
     Ok(versions)
 }
 
-fn log_level(s: &str) -> Result<LogLevel, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "error" => Ok(LogLevel::Error),
-        "warn" | "warning" => Ok(LogLevel::Warn),
-        "info" => Ok(LogLevel::Info),
-        "debug" => Ok(LogLevel::Debug),
-        "trace" => Ok(LogLevel::Trace),
-        _ => Err(format!(
-            "{s:?} is not one of error, warn, info, debug, trace"
-        )),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Validation
 // ---------------------------------------------------------------------------------------------
@@ -1812,12 +1419,12 @@ impl ProxyConfig {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(ConfigErrors { problems })
+            Err(ConfigErrors::new(SERVICE, problems))
         }
     }
 
     fn problems(&self) -> Vec<ConfigProblem> {
-        let mut out = Problems(Vec::new());
+        let mut out = Problems::with_aliases(zdm_aliases);
         for id in ClusterId::BOTH {
             self.check_cluster(id, &mut out);
         }
@@ -1953,7 +1560,7 @@ impl ProxyConfig {
                 None => {}
             }
         }
-        out.0
+        out.list
     }
 
     fn check_cluster(&self, id: ClusterId, out: &mut Problems) {
@@ -2065,166 +1672,6 @@ impl ProxyConfig {
                     format!("{addr} is listed twice; every instance needs its own address"),
                 );
             }
-        }
-    }
-}
-
-/// Validation problems under construction.
-struct Problems(Vec<ConfigProblem>);
-
-impl Problems {
-    fn add(&mut self, path: &str, message: String) {
-        self.0.push(ConfigProblem::Value {
-            key: SettingName {
-                path: path.to_owned(),
-                source: Source::Merged,
-            },
-            message,
-        });
-    }
-
-    fn duration(&mut self, path: &str, value: Duration, zero_ok: bool) {
-        if value.is_zero() && !zero_ok {
-            self.add(path, "must be longer than 0".into());
-        } else if value > MAX_DURATION {
-            self.add(
-                path,
-                format!("{} is longer than the limit of 24h", humane(value)),
-            );
-        }
-    }
-
-    fn file(&mut self, path: &str, file: &Path) {
-        match std::fs::metadata(file) {
-            Ok(m) if m.is_file() => {}
-            Ok(_) => self.add(path, format!("{} is not a file", file.display())),
-            Err(e) => self.add(path, format!("cannot read {}: {e}", file.display())),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-// ---------------------------------------------------------------------------------------------
-
-/// Every problem found while loading or validating; the binary prints it and exits with
-/// [`ConfigErrors::EXIT_CODE`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub struct ConfigErrors {
-    pub problems: Vec<ConfigProblem>,
-}
-
-impl ConfigErrors {
-    /// Exit status for a bad config (DESIGN.md; sysexits' `EX_USAGE`).
-    pub const EXIT_CODE: i32 = 64;
-}
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.problems.len();
-        write!(
-            f,
-            "bad proxy configuration ({n} problem{}):",
-            if n == 1 { "" } else { "s" }
-        )?;
-        for p in &self.problems {
-            write!(f, "\n  - {p}")?;
-        }
-        Ok(())
-    }
-}
-
-/// One thing wrong with the configuration. Messages never contain a secret's value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigProblem {
-    #[error("cannot read config file {}: {reason}", .path.display())]
-    Unreadable { path: PathBuf, reason: String },
-    #[error("config file is not valid YAML: {reason}")]
-    Syntax { reason: String },
-    #[error("{key}{}: unknown setting{}", at_line(*.line), did_you_mean(.suggestion))]
-    Unknown {
-        /// As written: a YAML key path or an environment variable name.
-        key: String,
-        line: Option<usize>,
-        suggestion: Option<String>,
-    },
-    #[error("environment variable {name} is not valid UTF-8")]
-    NotUtf8 { name: String },
-    /// A zdm-proxy setting whose value Ferry cannot honour.
-    #[error("{name}: {reason}")]
-    Refused {
-        /// As written: the environment variable or `config key <key>`.
-        name: String,
-        reason: String,
-    },
-    #[error("{key}: {message}")]
-    Value { key: SettingName, message: String },
-}
-
-impl ConfigProblem {
-    /// The Ferry key path the problem is about, when it is about a known setting.
-    pub fn key(&self) -> Option<&str> {
-        match self {
-            Self::Value { key, .. } => Some(&key.path),
-            _ => None,
-        }
-    }
-}
-
-fn at_line(line: Option<usize>) -> String {
-    line.map(|l| format!(" (line {l})")).unwrap_or_default()
-}
-
-fn did_you_mean(suggestion: &Option<String>) -> String {
-    suggestion
-        .as_ref()
-        .map(|s| format!(" (did you mean {s}?)"))
-        .unwrap_or_default()
-}
-
-/// A setting named for the operator: Ferry's key and where the value came from (or, for a
-/// problem with the final value, zdm-proxy's names for the same setting).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingName {
-    /// Ferry's key path, e.g. `origin.contact_points`.
-    pub path: String,
-    pub source: Source,
-}
-
-/// Where a value was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Source {
-    /// The final value, from whichever source set it last (or the default).
-    Merged,
-    /// A Ferry key in the YAML file.
-    File { line: usize },
-    /// A zdm-proxy key in the YAML file.
-    ZdmFile { key: String, line: usize },
-    /// An environment variable.
-    Env { name: String },
-}
-
-impl fmt::Display for SettingName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.path)?;
-        match &self.source {
-            Source::Merged => {
-                let zdm: Vec<String> = zdm_names()
-                    .into_iter()
-                    .filter(|(_, p)| *p == self.path)
-                    .map(|(n, _)| n)
-                    .collect();
-                if !zdm.is_empty() {
-                    write!(f, " (zdm {})", zdm.join(", "))?;
-                }
-                Ok(())
-            }
-            Source::File { line } => write!(f, " (line {line})"),
-            Source::ZdmFile { key, line } => write!(f, " (zdm key {key}, line {line})"),
-            Source::Env { name } => write!(f, " (from {name})"),
         }
     }
 }

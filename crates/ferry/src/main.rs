@@ -14,6 +14,7 @@ use ferry_sim::server::{Cluster, ClusterConfig, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+mod bars;
 mod migrate;
 mod validate;
 
@@ -110,7 +111,8 @@ fn main() -> ExitCode {
             };
         }
     };
-    // The proxy's log settings come from its config, so its logging starts after loading it.
+    // The services' log settings come from their config, so logging starts after loading it.
+    let mut migrator_config = None;
     let proxy_config = match &cli.command {
         Command::Proxy(args) => match ProxyConfig::from_process(args.config.as_deref()) {
             Ok(loaded) => {
@@ -133,11 +135,23 @@ fn main() -> ExitCode {
             None
         }
         Command::Migrate(args) => {
-            init_logging(&args.job.log_level, args.job.log_json);
+            let config = match args.load() {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let json = config.log_format == ferry_migrator::config::LogFormat::Json;
+            init_logging(config.log_level.as_str(), json);
+            migrator_config = Some(config);
             None
         }
         Command::Validate(args) => {
-            init_logging(&args.job.log_level, args.job.log_json);
+            let config = match args.load() {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let json = config.log_format == ferry_migrator::config::LogFormat::Json;
+            init_logging(config.log_level.as_str(), json);
+            migrator_config = Some(config);
             None
         }
     };
@@ -155,8 +169,14 @@ fn main() -> ExitCode {
         (Command::Sim(args), _) => runtime.block_on(sim(args)),
         (Command::Proxy(_), Some(config)) => runtime.block_on(proxy(config)),
         (Command::Proxy(_), None) => ExitCode::FAILURE,
-        (Command::Migrate(args), _) => runtime.block_on(migrate::run(*args)),
-        (Command::Validate(args), _) => runtime.block_on(validate::run(*args)),
+        (Command::Migrate(args), _) => match migrator_config {
+            Some(config) => runtime.block_on(migrate::run(*args, config)),
+            None => ExitCode::FAILURE,
+        },
+        (Command::Validate(args), _) => match migrator_config {
+            Some(config) => runtime.block_on(validate::run(*args, config)),
+            None => ExitCode::FAILURE,
+        },
     }
 }
 
@@ -300,7 +320,7 @@ async fn sim(args: SimArgs) -> ExitCode {
 }
 
 /// Returns on Ctrl-C or SIGTERM (how Kubernetes and most supervisors stop a process).
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

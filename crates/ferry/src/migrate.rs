@@ -1,82 +1,107 @@
-//! `ferry migrate`: flags → [`JobSpec`], run, a summary per table, exit code 0 (every table
-//! DONE), 1 (a table FAILED or the job could not start) or 64 (bad arguments).
+//! `ferry migrate`: config (`--config FILE`, `FERRY_MIGRATOR_…` env, flags on top) → a job,
+//! run with progress bars on a terminal (text or JSON logs otherwise), optionally serving the
+//! admin API while it runs; or `--serve`, which waits for jobs posted over HTTP.
+//!
+//! Exit codes: 0 (every table DONE), 1 (a table FAILED or CANCELLED, or the job could not
+//! start), 64 (bad configuration, every problem listed).
+//!
+//! `--serve` decisions: the API listens on `admin.listen` (default 127.0.0.1:14101), runs one
+//! job at a time, and the process stays up until Ctrl-C / SIGTERM, which cancels a running job
+//! at its next checkpoint. Without `--serve`, the API is served only when `--admin ADDR` (or
+//! `admin.listen`) is given, so several one-shot runs on one machine do not fight over a port.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
-use ferry_migrator::{
-    ClusterSpec, CountersMode, JobError, JobSpec, LogObserver, Phase, RangeCount, TableSelector,
-};
+use ferry_migrator::api::{Api, Jobs};
+use ferry_migrator::config::{LogFormat, MigratorConfig};
+use ferry_migrator::metrics::Metrics;
+use ferry_migrator::{LogObserver, Observer, Phase};
+use ferry_service::http::AdminServer;
 
 use crate::EXIT_BAD_CONFIG;
+use crate::bars::Bars;
 
 #[derive(Debug, Args)]
 pub(crate) struct MigrateArgs {
     #[command(flatten)]
     pub(crate) job: JobArgs,
+    /// Wait for jobs posted to the admin API (`POST /jobs`) instead of running one.
+    #[arg(long)]
+    serve: bool,
+    /// Serve the admin API (jobs, /metrics, health) on this address [admin.listen].
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
 }
 
-/// The clusters, tables and limits of a job: `ferry migrate` and `ferry validate` share them.
+/// The configuration of a job: `ferry migrate` and `ferry validate` share it. Every flag is
+/// optional and overrides the config key in brackets (values are parsed as the config parses
+/// them, so one list names every problem).
 #[derive(Debug, Args)]
 pub(crate) struct JobArgs {
-    /// Origin contact points, HOST:PORT[,…].
-    #[arg(long, value_delimiter = ',', required = true)]
-    origin: Vec<String>,
-    /// Target contact points, HOST:PORT[,…].
-    #[arg(long, value_delimiter = ',', required = true)]
-    target: Vec<String>,
-    /// Tables in migration order: KS, KS.TABLE or patterns with * and ? (comma-separated).
-    #[arg(long, value_delimiter = ',', required = true)]
-    tables: Vec<String>,
-    /// Tables to leave out (same forms as --tables).
-    #[arg(long, value_delimiter = ',')]
-    exclude: Vec<String>,
-    /// Plan, checkpoints and applied DDL; rerunning with the same directory resumes.
-    #[arg(long, default_value = "ferry-job")]
-    job_dir: PathBuf,
-    /// Token ranges per table (default: from origin's size estimates).
+    /// YAML configuration file (see deploy/config/migrator.yaml); `FERRY_MIGRATOR_…`
+    /// environment variables override it, flags override both.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Origin contact points, HOST[:PORT][,…] [origin.contact_points].
     #[arg(long)]
-    ranges: Option<u32>,
-    /// With size estimates: partitions per range.
-    #[arg(long, default_value_t = 50_000)]
-    partitions_per_range: u64,
-    /// Row writes in flight on target.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Ranges of one table scanned at once.
-    #[arg(long, default_value_t = 4)]
-    scan_parallelism: usize,
-    /// Tables migrated at once.
-    #[arg(long, default_value_t = 1)]
-    table_parallelism: usize,
-    /// Rows per scan page.
-    #[arg(long, default_value_t = 1_000)]
-    page_size: i32,
-    /// Limit on rows written per second.
+    origin: Option<String>,
+    /// Target contact points [target.contact_points].
     #[arg(long)]
-    rows_per_second: Option<u64>,
-    /// Limit on bytes written per second.
+    target: Option<String>,
+    /// Tables in migration order: KS, KS.TABLE or patterns with * and ? [tables].
     #[arg(long)]
-    bytes_per_second: Option<u64>,
-    /// Retries of a failing write or scan page.
-    #[arg(long, default_value_t = 5)]
-    retries: u32,
-    /// Writetime (µs since the epoch) for primary-key-only rows; use the time dual writes
-    /// started (`ferry validate --delete-extra` deletes below it).
-    #[arg(long, default_value_t = 0)]
-    pub(crate) floor_timestamp: i64,
-    /// Copy (or repair) counter tables by adding origin − target to each counter.
+    tables: Option<String>,
+    /// Tables to leave out [exclude].
+    #[arg(long)]
+    exclude: Option<String>,
+    /// Plan, checkpoints and applied DDL; rerunning with the same directory resumes [job_dir].
+    #[arg(long)]
+    job_dir: Option<String>,
+    /// Token ranges per table, or auto [ranges].
+    #[arg(long)]
+    ranges: Option<String>,
+    /// With ranges auto: partitions per range [partitions_per_range].
+    #[arg(long)]
+    partitions_per_range: Option<String>,
+    /// Row writes in flight on target [concurrency].
+    #[arg(long)]
+    concurrency: Option<String>,
+    /// Ranges of one table scanned at once [scan_parallelism].
+    #[arg(long)]
+    scan_parallelism: Option<String>,
+    /// Tables migrated at once [table_parallelism].
+    #[arg(long)]
+    table_parallelism: Option<String>,
+    /// Rows per scan page [page_size].
+    #[arg(long)]
+    page_size: Option<String>,
+    /// Limit on rows written per second [rows_per_second].
+    #[arg(long)]
+    rows_per_second: Option<String>,
+    /// Limit on bytes written per second [bytes_per_second].
+    #[arg(long)]
+    bytes_per_second: Option<String>,
+    /// Retries of a failing write or scan page [retries].
+    #[arg(long)]
+    retries: Option<String>,
+    /// Writetime (µs) for primary-key-only rows; use the time dual writes started
+    /// [floor_timestamp].
+    #[arg(long)]
+    floor_timestamp: Option<String>,
+    /// Copy counter tables by adding origin − target to each counter [counters].
     #[arg(long)]
     counters: bool,
-    /// Replication of a keyspace created on target, KS={'class': …} (repeatable).
+    /// Replication of a keyspace created on target, KS={'class': …} (repeatable)
+    /// [replication].
     #[arg(long, value_name = "KS=MAP")]
     replication: Vec<String>,
-    /// Per-request timeout in milliseconds (scan pages and writes).
-    #[arg(long, default_value_t = 12_000)]
-    request_timeout_ms: u64,
+    /// Per-request timeout in milliseconds, both clusters [<cluster>.request_timeout].
+    #[arg(long)]
+    request_timeout_ms: Option<String>,
     #[arg(long)]
     origin_user: Option<String>,
     #[arg(long)]
@@ -85,124 +110,222 @@ pub(crate) struct JobArgs {
     target_user: Option<String>,
     #[arg(long)]
     target_password: Option<String>,
-    /// Datacenter to prefer on origin.
+    /// Datacenter to prefer on origin [origin.local_dc].
     #[arg(long)]
     origin_dc: Option<String>,
-    /// Datacenter to prefer on target.
+    /// Datacenter to prefer on target [target.local_dc].
     #[arg(long)]
     target_dc: Option<String>,
-    /// Log level (error, warn, info, debug, trace).
-    #[arg(long, default_value = "info")]
-    pub(crate) log_level: String,
-    /// Logs as JSON objects, one per line.
+    /// error, warn, info, debug, trace [log.level].
     #[arg(long)]
-    pub(crate) log_json: bool,
+    log_level: Option<String>,
+    /// auto (bars on a terminal), text or json [log.format].
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Same as --log-format json.
+    #[arg(long, hide = true)]
+    log_json: bool,
 }
 
 impl JobArgs {
-    /// The job, or every problem with the flags.
-    pub(crate) fn spec(self) -> Result<JobSpec, Vec<String>> {
-        let mut problems = Vec::new();
-        let cluster = |name: &str,
-                       contact_points: Vec<String>,
-                       user: Option<String>,
-                       password: Option<String>,
-                       dc: Option<String>,
-                       problems: &mut Vec<String>| {
-            let mut c = ClusterSpec::new(contact_points);
-            c.local_dc = dc;
-            c.request_timeout = Duration::from_millis(self.request_timeout_ms);
-            match (user, password) {
-                (Some(u), Some(p)) => c.credentials = Some((u, p)),
-                (None, None) => {}
-                _ => problems.push(format!("--{name}-user and --{name}-password go together")),
+    /// (config key, value, flag) for every flag given.
+    fn flags(&self) -> Vec<(&'static str, String, &'static str)> {
+        let mut out = Vec::new();
+        let mut one = |key, value: &Option<String>, flag| {
+            if let Some(v) = value {
+                out.push((key, v.clone(), flag));
             }
-            c
         };
-        let origin = cluster(
-            "origin",
-            self.origin,
-            self.origin_user,
-            self.origin_password,
-            self.origin_dc,
-            &mut problems,
+        one("origin.contact_points", &self.origin, "--origin");
+        one("target.contact_points", &self.target, "--target");
+        one("tables", &self.tables, "--tables");
+        one("exclude", &self.exclude, "--exclude");
+        one("job_dir", &self.job_dir, "--job-dir");
+        one("ranges", &self.ranges, "--ranges");
+        one(
+            "partitions_per_range",
+            &self.partitions_per_range,
+            "--partitions-per-range",
         );
-        let target = cluster(
-            "target",
-            self.target,
-            self.target_user,
-            self.target_password,
-            self.target_dc,
-            &mut problems,
+        one("concurrency", &self.concurrency, "--concurrency");
+        one(
+            "scan_parallelism",
+            &self.scan_parallelism,
+            "--scan-parallelism",
         );
-        let mut selectors = |list: Vec<String>| -> Vec<TableSelector> {
-            list.iter()
-                .filter(|s| !s.trim().is_empty())
-                .filter_map(|s| TableSelector::parse(s).map_err(|e| problems.push(e)).ok())
-                .collect()
-        };
-        let tables = selectors(self.tables);
-        let exclude = selectors(self.exclude);
-        let mut spec = JobSpec::new(origin, target, tables);
-        spec.exclude = exclude;
-        spec.job_dir = self.job_dir;
-        spec.ranges = match self.ranges {
-            Some(n) => RangeCount::Fixed(n),
-            None => RangeCount::Auto {
-                partitions_per_range: self.partitions_per_range,
-            },
-        };
-        spec.concurrency = self.concurrency;
-        spec.scan_parallelism = self.scan_parallelism;
-        spec.table_parallelism = self.table_parallelism;
-        spec.page_size = self.page_size;
-        spec.max_rows_per_second = self.rows_per_second;
-        spec.max_bytes_per_second = self.bytes_per_second;
-        spec.retries = self.retries;
-        spec.floor_timestamp = self.floor_timestamp;
+        one(
+            "table_parallelism",
+            &self.table_parallelism,
+            "--table-parallelism",
+        );
+        one("page_size", &self.page_size, "--page-size");
+        one(
+            "rows_per_second",
+            &self.rows_per_second,
+            "--rows-per-second",
+        );
+        one(
+            "bytes_per_second",
+            &self.bytes_per_second,
+            "--bytes-per-second",
+        );
+        one("retries", &self.retries, "--retries");
+        one(
+            "floor_timestamp",
+            &self.floor_timestamp,
+            "--floor-timestamp",
+        );
+        one("origin.username", &self.origin_user, "--origin-user");
+        one(
+            "origin.password",
+            &self.origin_password,
+            "--origin-password",
+        );
+        one("target.username", &self.target_user, "--target-user");
+        one(
+            "target.password",
+            &self.target_password,
+            "--target-password",
+        );
+        one("origin.local_dc", &self.origin_dc, "--origin-dc");
+        one("target.local_dc", &self.target_dc, "--target-dc");
+        one("log.level", &self.log_level, "--log-level");
+        one("log.format", &self.log_format, "--log-format");
+        let timeout = self.request_timeout_ms.as_ref().map(|ms| format!("{ms}ms"));
+        one("origin.request_timeout", &timeout, "--request-timeout-ms");
+        one("target.request_timeout", &timeout, "--request-timeout-ms");
         if self.counters {
-            spec.counters = CountersMode::ApplyDifference;
+            out.push(("counters", "true".to_owned(), "--counters"));
         }
-        for r in self.replication {
-            match r.split_once('=') {
-                Some((ks, map)) if !ks.is_empty() && map.trim_start().starts_with('{') => {
-                    spec.replication.insert(ks.to_owned(), map.to_owned());
-                }
-                _ => problems.push(format!("--replication {r:?}: expected KS={{'class': …}}")),
-            }
+        if self.log_json {
+            out.push(("log.format", "json".to_owned(), "--log-json"));
         }
-        if let Err(e) = spec.validate() {
-            problems.extend(e.problems);
+        if !self.replication.is_empty() {
+            out.push(("replication", self.replication.join(";"), "--replication"));
         }
-        if problems.is_empty() {
-            Ok(spec)
-        } else {
-            Err(problems)
+        out
+    }
+
+    /// The configuration with `extra` flags on top, or every problem (printed as `command`'s;
+    /// exit 64). `need_tables`: the command works on the tables named here.
+    pub(crate) fn load_with(
+        &self,
+        command: &str,
+        extra: &[(&'static str, String, &'static str)],
+        need_tables: bool,
+    ) -> Result<MigratorConfig, ExitCode> {
+        let mut flags = self.flags();
+        flags.extend_from_slice(extra);
+        let mut config = MigratorConfig::from_process(self.config.as_deref(), &flags);
+        if let Ok(c) = &config
+            && need_tables
+            && c.tables.is_empty()
+        {
+            config = Err(ferry_service::ConfigErrors::new(
+                "migrator",
+                vec![ferry_service::ConfigProblem::Refused {
+                    name: "tables".to_owned(),
+                    reason: "no tables selected (--tables or the tables key)".to_owned(),
+                }],
+            ));
         }
+        config.map_err(|e| {
+            eprintln!("{command}: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        })
     }
 }
 
-pub(crate) async fn run(args: MigrateArgs) -> ExitCode {
-    let spec = match args.job.spec() {
-        Ok(s) => s,
-        Err(problems) => {
-            eprintln!("ferry migrate: invalid arguments:");
-            for p in problems {
-                eprintln!("  - {p}");
-            }
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
+impl MigrateArgs {
+    /// The configuration, or every problem (printed; exit 64).
+    pub(crate) fn load(&self) -> Result<MigratorConfig, ExitCode> {
+        let admin: Vec<_> = self
+            .admin
+            .iter()
+            .map(|a| ("admin.listen", a.clone(), "--admin"))
+            .collect();
+        // A one-shot job needs its tables; a server gets them with each posted job.
+        self.job.load_with("ferry migrate", &admin, !self.serve)
+    }
+
+    pub(crate) fn serve(&self) -> bool {
+        self.serve
+    }
+}
+
+/// Whether progress bars draw (a terminal on stdout, format auto).
+pub(crate) fn bars_on(config: &MigratorConfig) -> bool {
+    config.log_format == LogFormat::Auto && std::io::stdout().is_terminal()
+}
+
+pub(crate) async fn run(args: MigrateArgs, config: MigratorConfig) -> ExitCode {
+    let metrics = Arc::new(Metrics::new());
+    let display: Arc<dyn Observer> = if bars_on(&config) {
+        Arc::new(Bars::new())
+    } else {
+        Arc::new(LogObserver)
     };
-    let report = match ferry_migrator::run(spec, Arc::new(LogObserver)).await {
-        Ok(r) => r,
-        Err(JobError::Invalid(e)) => {
-            eprintln!("ferry migrate: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
+    let jobs = Arc::new(Jobs::new(metrics.clone(), display));
+    let listen = match (args.serve(), config.admin.listen) {
+        (_, Some(addr)) => Some(addr),
+        (true, None) => Some(ferry_migrator::config::DEFAULT_ADMIN_LISTEN),
+        (false, None) => None,
+    };
+    let server = match listen {
+        Some(addr) => {
+            let api = Arc::new(Api::new(jobs.clone(), metrics, config.clone()));
+            match AdminServer::start(addr, api).await {
+                Ok(s) => {
+                    tracing::info!(addr = %s.addr(), "migrator admin API listening");
+                    Some(s)
+                }
+                Err(e) => {
+                    eprintln!("ferry migrate: cannot listen on {addr} (admin.listen): {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
         }
+        None => None,
+    };
+    let code = if args.serve() {
+        crate::wait_for_signal().await;
+        if let Some(id) = jobs.running() {
+            let _ = jobs.cancel(&id);
+            let _ = jobs.wait(&id).await;
+        }
+        ExitCode::SUCCESS
+    } else {
+        one_job(&jobs, &config).await
+    };
+    if let Some(s) = server {
+        s.stop().await;
+    }
+    code
+}
+
+async fn one_job(jobs: &Jobs, config: &MigratorConfig) -> ExitCode {
+    let id = match jobs.start(config.job_spec()) {
+        Ok(id) => id,
         Err(e) => {
             eprintln!("ferry migrate: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    let outcome = tokio::select! {
+        o = jobs.wait(&id) => o,
+        () = crate::wait_for_signal() => {
+            eprintln!("ferry migrate: stopping at the next checkpoint (a rerun resumes)");
+            let _ = jobs.cancel(&id);
+            jobs.wait(&id).await
+        }
+    };
+    let report = match outcome {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            eprintln!("ferry migrate: {e}");
+            return ExitCode::FAILURE;
+        }
+        None => return ExitCode::FAILURE,
     };
     for t in &report.tables {
         println!(
@@ -213,14 +336,14 @@ pub(crate) async fn run(args: MigrateArgs) -> ExitCode {
     let failed = report
         .tables
         .iter()
-        .filter(|t| matches!(t.phase, Phase::Failed(_)))
+        .filter(|t| t.phase != Phase::Done)
         .count();
     if failed == 0 {
         println!("ferry migrate: {} tables done", report.tables.len());
         ExitCode::SUCCESS
     } else {
         println!(
-            "ferry migrate: {failed} of {} tables failed",
+            "ferry migrate: {failed} of {} tables not done",
             report.tables.len()
         );
         ExitCode::FAILURE

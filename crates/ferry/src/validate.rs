@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use ferry_migrator::config::MigratorConfig;
 use ferry_migrator::{DiffKind, JobError, LogObserver, ValidateOptions};
 
 use crate::EXIT_BAD_CONFIG;
@@ -21,8 +22,8 @@ pub(crate) struct ValidateArgs {
     /// Rewrite origin's cells on target for every difference, with their writetime and TTL.
     #[arg(long)]
     repair: bool,
-    /// With --repair: delete rows only target has, with a tombstone just below
-    /// --floor-timestamp (the start of dual writes), so no dual write is deleted.
+    /// With --repair: delete rows only target has, with a tombstone just below the floor
+    /// timestamp (--floor-timestamp: the start of dual writes), so no dual write is deleted.
     #[arg(long)]
     delete_extra: bool,
     /// One JSONL file of differing keys for every table (default:
@@ -37,7 +38,14 @@ pub(crate) struct ValidateArgs {
     ttl_tolerance_seconds: u64,
 }
 
-pub(crate) async fn run(args: ValidateArgs) -> ExitCode {
+impl ValidateArgs {
+    /// The configuration, or every problem (printed; exit 64).
+    pub(crate) fn load(&self) -> Result<MigratorConfig, ExitCode> {
+        self.job.load_with("ferry validate", &[], true)
+    }
+}
+
+pub(crate) async fn run(args: ValidateArgs, config: MigratorConfig) -> ExitCode {
     let bad = |problems: Vec<String>| {
         eprintln!("ferry validate: invalid arguments:");
         for p in problems {
@@ -51,15 +59,11 @@ pub(crate) async fn run(args: ValidateArgs) -> ExitCode {
     options.report = args.report;
     options.max_keys = args.max_keys;
     options.ttl_tolerance = Duration::from_secs(args.ttl_tolerance_seconds);
-    // Every problem at once: the job flags' and the validation options'.
-    let floor = args.job.floor_timestamp;
-    let spec = args.job.spec();
-    let mut problems = spec.as_ref().err().cloned().unwrap_or_default();
-    problems.extend(options.problems(floor));
-    let spec = match spec {
-        Ok(spec) if problems.is_empty() => spec,
-        _ => return bad(problems),
-    };
+    let problems = options.problems(config.floor_timestamp);
+    if !problems.is_empty() {
+        return bad(problems);
+    }
+    let spec = config.job_spec();
     let report = match ferry_migrator::validate(spec, options, Arc::new(LogObserver)).await {
         Ok(r) => r,
         Err(JobError::Invalid(e)) => return bad(e.problems),

@@ -188,11 +188,71 @@ fn bad_arguments_exit_64_listing_every_problem() {
         err.contains("concurrency must be 1..=4096 (got 0)"),
         "{err}"
     );
-    assert!(err.contains("--replication \"ks\""), "{err}");
+    assert!(
+        err.contains("replication (from --replication): \"ks\": expected KS="),
+        "{err}"
+    );
     // A flag clap itself rejects is a usage error too.
     let out = Command::new(FERRY)
-        .args(["migrate", "--origin", "x:1"])
+        .args(["migrate", "--origin", "x:1", "--no-such-flag"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn a_bad_config_file_exits_64_listing_every_problem() {
+    let dir = std::env::temp_dir().join(format!("ferry-migrate-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("migrator.yaml");
+    std::fs::write(
+        &file,
+        "origin:\n  contact_points: [127.0.101.1]\n  usrname: me\n\
+         target: {contact_points: ['127.0.101.2:0']}\ntables: [ks.t]\npage_size: -1\n",
+    )
+    .unwrap();
+    let out = Command::new(FERRY)
+        .args(["migrate", "--config"])
+        .arg(&file)
+        .args(["--retries", "lots"])
+        .env("FERRY_MIGRATOR_CONCURRENCY", "0")
+        .env("FERRY_MIGRATOR_LOG_FORMT", "json")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    for expected in [
+        "bad migrator configuration (6 problems)",
+        "origin.usrname (line 3): unknown setting (did you mean origin.username?)",
+        "target.contact_points (line 4): \"127.0.101.2:0\": \"0\" is not a port",
+        "page_size (line 6): \"-1\" is not a whole number",
+        "retries (from --retries): \"lots\" is not a whole number",
+        "FERRY_MIGRATOR_LOG_FORMT: unknown setting (did you mean FERRY_MIGRATOR_LOG_FORMAT?)",
+        "job: concurrency must be 1..=4096 (got 0)",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // The example configuration is valid as shipped.
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/config/migrator.yaml"
+    );
+    let out = Command::new(FERRY)
+        .args(["migrate", "--config", example, "--job-dir"])
+        .arg(dir.join("job"))
+        .args([
+            "--origin",
+            "127.0.101.1:1",
+            "--target",
+            "127.0.101.2:1",
+            "--admin",
+            "127.0.101.3:0",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // It gets as far as connecting (nothing listens there): exit 1, not 64.
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot connect to origin"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

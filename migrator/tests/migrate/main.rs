@@ -7,6 +7,7 @@
     reason = "tests"
 )]
 
+mod api;
 mod counters;
 mod faults;
 mod fidelity;

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use ferry_service::http::{self, BodyError, Handler, error_response, json_response};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
@@ -112,22 +113,19 @@ impl Api {
     }
 
     /// Answers one request; every outcome, error or not, is a JSON response.
-    pub(super) async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let reply = self.route(req).await;
         match reply {
             Ok((status, body)) => {
                 tracing::debug!(%method, %path, status = status.as_u16(), "admin request");
-                respond(status, &body)
+                json_response(status, &body)
             }
             Err(e) => {
                 let status = e.status();
                 tracing::debug!(%method, %path, status = status.as_u16(), error = %e, "admin request refused");
-                let mut resp = respond(
-                    status,
-                    &json!({"error": e.to_string(), "status": status.as_u16()}),
-                );
+                let mut resp = error_response(status, &e.to_string());
                 if let ApiError::MethodNotAllowed { allowed, .. } = &e {
                     resp.headers_mut()
                         .insert(ALLOW, HeaderValue::from_static(allowed));
@@ -302,11 +300,10 @@ fn rules(node: &Node<Executor>) -> serde_json::Value {
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::BodyTooLarge),
-        Err(e) => Err(ApiError::Body(e.to_string())),
-    }
+    http::read_body(req, MAX_BODY).await.map_err(|e| match e {
+        BodyError::TooLarge { .. } => ApiError::BodyTooLarge,
+        other => ApiError::Body(other.to_string()),
+    })
 }
 
 /// The `limit` query parameter of the table dump.
@@ -346,15 +343,10 @@ fn percent_decode(segment: &str) -> Result<String, ApiError> {
     String::from_utf8(out).map_err(|_| bad())
 }
 
-fn respond(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
-    // Serializing a `Value` cannot fail (its map keys are strings).
-    let mut bytes = serde_json::to_vec(body).unwrap_or_default();
-    bytes.push(b'\n');
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
+impl Handler for Api {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        self.answer(req).await
+    }
 }
 
 #[cfg(test)]
