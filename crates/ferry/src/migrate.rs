@@ -128,6 +128,11 @@ pub(crate) struct JobArgs {
 }
 
 impl JobArgs {
+    /// `--floor-timestamp` when given and well-formed.
+    pub(crate) fn floor_flag(&self) -> Option<i64> {
+        self.floor_timestamp.as_deref()?.trim().parse().ok()
+    }
+
     /// (config key, value, flag) for every flag given.
     fn flags(&self) -> Vec<(&'static str, String, &'static str)> {
         let mut out = Vec::new();

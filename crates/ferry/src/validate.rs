@@ -39,9 +39,28 @@ pub(crate) struct ValidateArgs {
 }
 
 impl ValidateArgs {
-    /// The configuration, or every problem (printed; exit 64).
+    /// The configuration, or every problem (printed; exit 64): the job's and, so that one run
+    /// lists everything, the validation options' (those that need the floor timestamp only
+    /// when it was given as a flag).
     pub(crate) fn load(&self) -> Result<MigratorConfig, ExitCode> {
-        self.job.load_with("ferry validate", &[], true)
+        self.job
+            .load_with("ferry validate", &[], true)
+            .inspect_err(|_| {
+                let floor = self.job.floor_flag().unwrap_or(1);
+                for p in self.options().problems(floor) {
+                    eprintln!("  - {p}");
+                }
+            })
+    }
+
+    fn options(&self) -> ValidateOptions {
+        let mut options = ValidateOptions::default();
+        options.repair = self.repair;
+        options.delete_extra = self.delete_extra;
+        options.report = self.report.clone();
+        options.max_keys = self.max_keys;
+        options.ttl_tolerance = Duration::from_secs(self.ttl_tolerance_seconds);
+        options
     }
 }
 
@@ -53,12 +72,7 @@ pub(crate) async fn run(args: ValidateArgs, config: MigratorConfig) -> ExitCode 
         }
         ExitCode::from(EXIT_BAD_CONFIG)
     };
-    let mut options = ValidateOptions::default();
-    options.repair = args.repair;
-    options.delete_extra = args.delete_extra;
-    options.report = args.report;
-    options.max_keys = args.max_keys;
-    options.ttl_tolerance = Duration::from_secs(args.ttl_tolerance_seconds);
+    let options = args.options();
     let problems = options.problems(config.floor_timestamp);
     if !problems.is_empty() {
         return bad(problems);

@@ -189,6 +189,23 @@ fn bad_arguments_exit_64_listing_every_problem() {
         "{err}"
     );
     assert!(err.contains("--delete-extra needs --repair"), "{err}");
+    // With a valid job, the floor timestamp --delete-extra needs is checked too.
+    let out = Command::new(FERRY)
+        .args([
+            "validate",
+            "--origin",
+            "127.0.93.1:9042",
+            "--target",
+            "127.0.93.2:9042",
+            "--tables",
+            "ks.t",
+            "--repair",
+            "--delete-extra",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("--delete-extra needs --floor-timestamp"),
         "{err}"
