@@ -9,6 +9,9 @@
 //! job at a time, and the process stays up until Ctrl-C / SIGTERM, which cancels a running job
 //! at its next checkpoint. Without `--serve`, the API is served only when `--admin ADDR` (or
 //! `admin.listen`) is given, so several one-shot runs on one machine do not fight over a port.
+// The flags' doc comments are `--help` text, where `[key]` names the config key a flag
+// overrides; they are not rustdoc links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
