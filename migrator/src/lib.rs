@@ -8,8 +8,10 @@
 //!     SCHEMA      read system_schema on origin, create keyspace / UDTs / table on target
 //!                 or list every difference; DDL appended to <job dir>/schema.cql
 //!     BACKFILL    plan ranges (size estimates or fixed, stored) ─► scan_parallelism range
-//!                 workers ─► pages ─► rows split into (writetime, TTL) groups ─► writes
-//!                 (bounded in flight, rows/s and bytes/s limits, retries) ─► checkpoint
+//!                 workers ─► pages (the next read while earlier ones are written) ─► rows
+//!                 split into (writetime, TTL) groups ─► writes, rows without lists in
+//!                 unlogged batches (bounded in flight, rows/s and bytes/s limits,
+//!                 retries) ─► checkpoint once a page and all before it are acknowledged
 //!     VALIDATING  the checkpoint log on disk covers every range
 //!     DONE / FAILED(reason)
 //! ```
@@ -24,9 +26,9 @@
 //! - [`checkpoint`]: the append-only, fsynced resume log.
 //! - [`cells`]: the timestamp-fidelity rules: a scanned row → groups of cells by (writetime,
 //!   TTL), list elements, row marker.
-//! - [`writer`]: statements on target (cached prepared statements, retries), the list
-//!   read-compare-append rule, counters.
-//! - `scan`: one range's paged scan, split-and-retry, checkpoints.
+//! - [`writer`]: statements on target (prepared once and cached by shape, unlogged batches,
+//!   retries), the list read-compare-append rule, counters.
+//! - `scan`: one range's pipelined, paged scan, batching, split-and-retry, checkpoints.
 //! - `table`: one table's phases.
 //! - [`throttle`]: token buckets, the in-flight bound, retryable errors.
 //! - [`error`]: one error enum per operation.
