@@ -182,7 +182,8 @@ pub struct JobSpec {
     /// Token ranges of one table scanned at the same time.
     pub scan_parallelism: usize,
     pub ranges: RangeCount,
-    /// Row writes in flight on target at once, over all tables.
+    /// Write requests in flight on target at once, over all tables: one row's writes, or a
+    /// batch of rows without lists (at most 10 partitions and 4 KiB, see [`crate::writer`]).
     pub concurrency: usize,
     /// Rows per scan page.
     pub page_size: i32,

@@ -8,8 +8,10 @@
 //!     SCHEMA      read system_schema on origin, create keyspace / UDTs / table on target
 //!                 or list every difference; DDL appended to <job dir>/schema.cql
 //!     BACKFILL    plan ranges (size estimates or fixed, stored) ─► scan_parallelism range
-//!                 workers ─► pages ─► rows split into (writetime, TTL) groups ─► writes
-//!                 (bounded in flight, rows/s and bytes/s limits, retries) ─► checkpoint
+//!                 workers ─► pages (the next read while earlier ones are written) ─► rows
+//!                 split into (writetime, TTL) groups ─► writes, rows without lists in
+//!                 unlogged batches (bounded in flight, rows/s and bytes/s limits,
+//!                 retries) ─► checkpoint once a page and all before it are acknowledged
 //!     VALIDATING  the checkpoint log on disk covers every range
 //!     DONE / FAILED(reason) / CANCELLED (Cancel: stops after the current page's checkpoint)
 //!
@@ -33,10 +35,10 @@
 //! - [`checkpoint`]: the append-only, fsynced resume log.
 //! - [`cells`]: the timestamp-fidelity rules: a scanned row → groups of cells by (writetime,
 //!   TTL), list elements, row marker.
-//! - [`writer`]: statements on target (cached prepared statements, retries), the list
-//!   read-compare-append rule, counters.
-//! - `scan`: one range's paged scan, split-and-retry, checkpoints; the scan row layout and
-//!   statements the validator shares.
+//! - [`writer`]: statements on target (prepared once and cached by shape, unlogged batches,
+//!   retries), the list read-compare-append rule, counters.
+//! - `scan`: one range's pipelined, paged scan, batching, split-and-retry, checkpoints; the
+//!   scan row layout and statements the validator shares.
 //! - [`compare`]: validation's pure part: scan order of rows, the difference rules per cell.
 //! - [`validate`](mod@validate): `ferry validate`: both clusters' scans merged per range, re-check, report
 //!   (counts, JSONL keys), repair with the backfill's writer.

@@ -1,21 +1,25 @@
 //! Scanning: one token range of origin, page by page, with
 //! `SELECT key, c, writetime(c), ttl(c) …, token(pk) FROM t WHERE token(pk) > ? AND token(pk) <= ?`
-//! (never `ALLOW FILTERING`), each page's rows written to target before the next page, and a
-//! checkpoint after every page.
+//! (never `ALLOW FILTERING`), pipelined: the next page is read while the rows of up to
+//! [`PIPELINE_PAGES`] pages are written, and a page is checkpointed once it and every page
+//! before it are acknowledged.
 //!
 //! ```text
 //!  range (start, end] ──► sub-ranges (a stack, in token order)
-//!      page ─► rows ─► admit (rows/s, bytes/s, write slot) ─► write tasks ─► all acked
-//!           ─► checkpoint "at R <last token>" (fsync) ─► next page
-//!      page or write fails (retryable) ─► backoff ─► rest of the sub-range split in two,
-//!           rescanned from the last checkpoint ─► after `retries` failures in a row: the
-//!           range fails, named, with the token it stopped at
+//!      fetch page n+1 (a task) ─┐
+//!      page n ─► rows ─► admit (rows/s, bytes/s, write slot) ─► write tasks of page n
+//!      oldest pages whose writes are all acked ─► checkpoint "at R <last token>" (fsync)
+//!      (more than PIPELINE_PAGES pages in flight: wait for the oldest first)
+//!      page or write fails (retryable) ─► every write in flight ends ─► backoff ─► rest of
+//!           the sub-range split in two, rescanned from the last checkpoint ─► after
+//!           `retries` failures in a row: the range fails, named, with the token it stopped at
 //!  all sub-ranges ─► checkpoint "done R"
 //! ```
 //!
 //! Routing: token-range scans carry no partition key, so the driver cannot route them to a
 //! replica; they go to the load-balancing policy's choice (the local DC when set).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -36,7 +40,14 @@ use crate::plan::TokenRange;
 use crate::progress::{Event, Observer, TableName};
 use crate::schema::{ColumnDef, Shape, TableDef, qualified, quote};
 use crate::throttle::{Limits, is_retryable};
-use crate::writer::{TableWriter, WriteError, rows_of};
+use crate::writer::{
+    BatchRow, MAX_BATCH_BYTES, MAX_BATCH_PARTITIONS, TableWriter, WriteError, rows_of,
+};
+
+/// Pages of one range whose writes may be in flight at once, besides the page being read.
+/// Without overlap, target idled during every scan round trip and every page's last writes;
+/// the bound keeps memory at `PIPELINE_PAGES + 1` pages per range worker.
+pub(crate) const PIPELINE_PAGES: usize = 3;
 
 /// Everything the range workers of one table share.
 pub(crate) struct TableScan {
@@ -129,12 +140,86 @@ impl From<WriteError> for PageFailure {
     }
 }
 
-/// A page that was read and written.
-struct Page {
+/// A page read from origin, its rows not yet dispatched.
+struct Fetched {
+    rows: Vec<Vec<Option<CqlValue>>>,
+    /// When origin answered: remaining TTLs count from here.
+    read_at: Instant,
+    /// How long origin took to answer.
+    read: Duration,
+    next: Option<PagingState>,
+}
+
+/// A page whose rows are being written.
+struct InFlight {
+    writes: JoinSet<Result<(), WriteError>>,
     rows: u64,
     bytes: u64,
+    /// Token of the page's last row (`None`: no rows).
     last_token: Option<i64>,
-    next: Option<PagingState>,
+    /// Whether pages follow in the sub-range (the last one needs no checkpoint of its own).
+    more: bool,
+    /// The page's read from origin, and when it ended (its write time counts from there).
+    read: Duration,
+    read_at: Instant,
+}
+
+/// Consecutive rows of a page collected into one batch, bounded by
+/// [`MAX_BATCH_PARTITIONS`] and [`MAX_BATCH_BYTES`].
+#[derive(Debug, Default)]
+struct Batching {
+    rows: Vec<BatchRow>,
+    partitions: usize,
+    bytes: u64,
+}
+
+impl Batching {
+    /// Whether a row of `bytes` (of a partition not yet in the batch when `new_partition`)
+    /// must go in the next batch instead.
+    fn full(&self, new_partition: bool, bytes: u64) -> bool {
+        !self.rows.is_empty()
+            && ((new_partition && self.partitions >= MAX_BATCH_PARTITIONS)
+                || self.bytes + bytes > MAX_BATCH_BYTES)
+    }
+
+    fn push(&mut self, row: BatchRow, new_partition: bool, bytes: u64) {
+        if new_partition || self.rows.is_empty() {
+            self.partitions += 1;
+        }
+        self.bytes += bytes;
+        self.rows.push(row);
+    }
+}
+
+/// Reads one page of `range` (a task of its own, so it overlaps the writes of earlier pages).
+async fn fetch(
+    origin: Arc<Session>,
+    select: PreparedStatement,
+    range: TokenRange,
+    paging: PagingState,
+) -> Result<Fetched, PageFailure> {
+    let started = Instant::now();
+    let (result, paging) = origin
+        .execute_single_page(&select, (range.start, range.end), paging)
+        .await
+        .map_err(|e| PageFailure {
+            retryable: is_retryable(&e),
+            error: format!("scan of ({}, {}]: {e}", range.start, range.end),
+        })?;
+    let read_at = Instant::now();
+    let rows = rows_of(result).map_err(|e| PageFailure {
+        retryable: false,
+        error: format!("scan result: {e}"),
+    })?;
+    Ok(Fetched {
+        rows,
+        read_at,
+        read: read_at.duration_since(started),
+        next: match paging {
+            PagingStateResponse::HasMorePages { state } => Some(state),
+            PagingStateResponse::NoMorePages => None,
+        },
+    })
 }
 
 impl TableScan {
@@ -152,73 +237,54 @@ impl TableScan {
             end: range.end,
         }];
         let mut failures = 0u32;
-        'subranges: while let Some(cur) = pending.pop() {
-            let mut paging = PagingState::start();
+        while let Some(cur) = pending.pop() {
             // Where to rescan from after a failure: everything up to here is checkpointed.
             let mut restart = cur.start;
-            let mut last_pk: Option<Vec<CqlValue>> = None;
-            loop {
-                match self.page(cur, paging.clone(), &mut last_pk).await {
-                    Ok(page) => {
-                        failures = 0;
-                        self.rows.fetch_add(page.rows, Ordering::Relaxed);
-                        self.bytes.fetch_add(page.bytes, Ordering::Relaxed);
-                        self.observer.event(&Event::Written {
-                            table: self.name.clone(),
-                            rows: page.rows,
-                            bytes: page.bytes,
-                        });
-                        let Some(next) = page.next else { break };
-                        if let Some(t) = page.last_token {
-                            self.log.resume_point(index, t).await?;
-                            restart = t.saturating_sub(1).max(cur.start);
-                        }
-                        if self.cancel.is_cancelled() {
-                            return Err(RangeError::Cancelled { range: index });
-                        }
-                        paging = next;
-                    }
-                    Err(f) if !f.retryable => {
-                        return Err(RangeError::Fatal {
+            let attempt = self
+                .copy_subrange(index, cur, &mut restart, &mut failures)
+                .await?;
+            match attempt {
+                Ok(()) => {}
+                Err(f) if !f.retryable => {
+                    return Err(RangeError::Fatal {
+                        range: index,
+                        start: range.start,
+                        end: range.end,
+                        error: f.error,
+                    });
+                }
+                Err(f) => {
+                    failures += 1;
+                    if failures > self.spec.retries {
+                        return Err(RangeError::Exhausted {
                             range: index,
                             start: range.start,
                             end: range.end,
-                            error: f.error,
+                            position: restart,
+                            attempts: failures,
+                            last_error: f.error,
                         });
                     }
-                    Err(f) => {
-                        failures += 1;
-                        if failures > self.spec.retries {
-                            return Err(RangeError::Exhausted {
-                                range: index,
-                                start: range.start,
-                                end: range.end,
-                                position: restart,
-                                attempts: failures,
-                                last_error: f.error,
-                            });
+                    self.observer.event(&Event::Retry {
+                        table: self.name.clone(),
+                        range: index,
+                        attempt: failures,
+                        error: f.error,
+                    });
+                    tokio::time::sleep(self.spec.backoff(failures)).await;
+                    // A smaller span is a shorter scan: split what is left.
+                    let rest = TokenRange {
+                        start: restart,
+                        end: cur.end,
+                    };
+                    match rest.halves() {
+                        Some((a, b)) => {
+                            pending.push(b);
+                            pending.push(a);
                         }
-                        self.observer.event(&Event::Retry {
-                            table: self.name.clone(),
-                            range: index,
-                            attempt: failures,
-                            error: f.error,
-                        });
-                        tokio::time::sleep(self.spec.backoff(failures)).await;
-                        // A smaller span is a shorter scan: split what is left.
-                        let rest = TokenRange {
-                            start: restart,
-                            end: cur.end,
-                        };
-                        match rest.halves() {
-                            Some((a, b)) => {
-                                pending.push(b);
-                                pending.push(a);
-                            }
-                            None => pending.push(rest),
-                        }
-                        continue 'subranges;
+                        None => pending.push(rest),
                     }
+                    continue;
                 }
             }
             if !pending.is_empty() {
@@ -236,52 +302,137 @@ impl TableScan {
         Ok(())
     }
 
-    /// Reads one page of `range` and writes its rows; returns once target acknowledged all.
-    async fn page(
+    /// Copies one sub-range, pipelined (module docs). The outer error is a checkpoint that
+    /// could not be written; the inner one a page that failed, after every write in flight
+    /// ended, with `restart` at the last checkpoint.
+    async fn copy_subrange(
         &self,
-        range: TokenRange,
-        paging: PagingState,
+        index: u32,
+        cur: TokenRange,
+        restart: &mut i64,
+        failures: &mut u32,
+    ) -> Result<Result<(), PageFailure>, RangeError> {
+        let mut last_pk: Option<Vec<CqlValue>> = None;
+        let mut window: VecDeque<InFlight> = VecDeque::with_capacity(PIPELINE_PAGES + 1);
+        // At most one read in flight; the set aborts it when the attempt ends early.
+        let mut reading: JoinSet<Result<Fetched, PageFailure>> = JoinSet::new();
+        reading.spawn(fetch(
+            self.origin.clone(),
+            self.select.clone(),
+            cur,
+            PagingState::start(),
+        ));
+        let mut failure = None;
+        while let Some(read) = reading.join_next().await {
+            let page = match read {
+                Ok(Ok(page)) => page,
+                Ok(Err(f)) => {
+                    failure = Some(f);
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(PageFailure {
+                        retryable: false,
+                        error: format!("scan task ended abnormally: {e}"),
+                    });
+                    break;
+                }
+            };
+            if let Some(next) = &page.next {
+                reading.spawn(fetch(
+                    self.origin.clone(),
+                    self.select.clone(),
+                    cur,
+                    next.clone(),
+                ));
+            }
+            if let Err(f) = self.dispatch(page, &mut window, &mut last_pk).await {
+                failure = Some(f);
+                break;
+            }
+            if let Err(f) = self
+                .settle(index, cur, &mut window, PIPELINE_PAGES, restart, failures)
+                .await?
+            {
+                failure = Some(f);
+                break;
+            }
+            if self.cancel.is_cancelled() {
+                reading.abort_all();
+                // Checkpoint what is written, so a rerun starts right after it.
+                let settled = self
+                    .settle(index, cur, &mut window, 0, restart, failures)
+                    .await?;
+                if settled.is_err() {
+                    for page in &mut window {
+                        while page.writes.join_next().await.is_some() {}
+                    }
+                }
+                return Err(RangeError::Cancelled { range: index });
+            }
+        }
+        if failure.is_none()
+            && let Err(f) = self
+                .settle(index, cur, &mut window, 0, restart, failures)
+                .await?
+        {
+            failure = Some(f);
+        }
+        let Some(f) = failure else {
+            return Ok(Ok(()));
+        };
+        reading.abort_all();
+        // The retry must not race this attempt's writes (a list's read-compare-append would
+        // see half of them): every write in flight ends first.
+        for page in &mut window {
+            while page.writes.join_next().await.is_some() {}
+        }
+        Ok(Err(f))
+    }
+
+    /// Starts the writes of `page`'s rows as a new entry at the back of `window`; returns
+    /// once every row has a write slot (the rate limits and the in-flight bound admitted it).
+    async fn dispatch(
+        &self,
+        page: Fetched,
+        window: &mut VecDeque<InFlight>,
         last_pk: &mut Option<Vec<CqlValue>>,
-    ) -> Result<Page, PageFailure> {
-        let started = Instant::now();
-        let fetched = self
-            .origin
-            .execute_single_page(&self.select, (range.start, range.end), paging)
-            .await;
-        let (result, paging) = fetched.map_err(|e| PageFailure {
-            retryable: is_retryable(&e),
-            error: format!("scan of ({}, {}]: {e}", range.start, range.end),
-        })?;
-        let read_at = Instant::now();
-        let rows = rows_of(result).map_err(|e| PageFailure {
-            retryable: false,
-            error: format!("scan result: {e}"),
-        })?;
-        let table = self.writer.table();
-        let values: Vec<&ColumnDef> = self.value_ids.iter().map(|&i| &table.columns[i]).collect();
-        let mut tasks: JoinSet<Result<(), WriteError>> = JoinSet::new();
-        let mut page = Page {
+    ) -> Result<(), PageFailure> {
+        window.push_back(InFlight {
+            writes: JoinSet::new(),
             rows: 0,
             bytes: 0,
             last_token: None,
-            next: match paging {
-                PagingStateResponse::HasMorePages { state } => Some(state),
-                PagingStateResponse::NoMorePages => None,
-            },
+            more: page.next.is_some(),
+            read: page.read,
+            read_at: page.read_at,
+        });
+        let Some(out) = window.back_mut() else {
+            return Ok(());
         };
+        let table = self.writer.table();
+        let values: Vec<&ColumnDef> = self.value_ids.iter().map(|&i| &table.columns[i]).collect();
         let mut throttled = Duration::ZERO;
         let mut failure: Option<PageFailure> = None;
-        for row in rows {
-            let scanned = self.layout.split(row).map_err(|e| PageFailure {
-                retryable: false,
-                error: e,
-            })?;
+        // Rows without lists, in scan order, until the batch is full.
+        let mut batch = Batching::default();
+        for row in page.rows {
+            let scanned = match self.layout.split(row) {
+                Ok(s) => s,
+                Err(e) => {
+                    failure = Some(PageFailure {
+                        retryable: false,
+                        error: e,
+                    });
+                    break;
+                }
+            };
             let first_of_partition = last_pk.as_ref() != Some(&scanned.pk);
             if first_of_partition {
                 *last_pk = Some(scanned.pk.clone());
             }
-            page.last_token = Some(scanned.token);
-            page.rows += 1;
+            out.last_token = Some(scanned.token);
+            out.rows += 1;
             let writer = self.writer.clone();
             if self.counters {
                 let counters: Vec<(usize, Option<i64>)> = self
@@ -290,10 +441,10 @@ impl TableScan {
                     .zip(&scanned.counters)
                     .map(|(&id, v)| (id, *v))
                     .collect();
-                page.bytes += 8 * counters.len() as u64;
+                out.bytes += 8 * counters.len() as u64;
                 let (permit, waited) = self.limits.admit(8 * counters.len() as u64).await;
                 throttled += waited;
-                tasks.spawn(async move {
+                out.writes.spawn(async move {
                     let _permit = permit;
                     writer
                         .write_counters(
@@ -311,22 +462,41 @@ impl TableScan {
                     &self.value_ids,
                     &scanned.cells,
                     scanned.has_row,
-                    read_at.elapsed(),
+                    page.read_at.elapsed(),
                     self.spec.floor_timestamp,
                 );
                 let key_bytes: u64 = scanned.pk.iter().chain(&scanned.ck).map(value_size).sum();
-                page.bytes += writes.bytes + key_bytes;
-                let (permit, waited) = self.limits.admit(writes.bytes + key_bytes).await;
-                throttled += waited;
-                tasks.spawn(async move {
-                    let _permit = permit;
-                    writer
-                        .write_row(&scanned.pk, &scanned.ck, &writes, first_of_partition)
-                        .await
-                });
+                let bytes = writes.bytes + key_bytes;
+                out.bytes += bytes;
+                throttled += self.limits.throttle(1, bytes).await;
+                if TableWriter::batchable(&writes) {
+                    let new_partition = batch.rows.last().is_none_or(|r| r.pk != scanned.pk);
+                    if batch.full(new_partition, bytes) {
+                        self.spawn_batch(&mut out.writes, std::mem::take(&mut batch))
+                            .await;
+                    }
+                    batch.push(
+                        BatchRow {
+                            pk: scanned.pk,
+                            ck: scanned.ck,
+                            writes,
+                            statics: first_of_partition,
+                        },
+                        new_partition,
+                        bytes,
+                    );
+                } else {
+                    let permit = self.limits.slot().await;
+                    out.writes.spawn(async move {
+                        let _permit = permit;
+                        writer
+                            .write_row(&scanned.pk, &scanned.ck, &writes, first_of_partition)
+                            .await
+                    });
+                }
             }
             // Collect finished writes as we go, so a failure stops the page early.
-            while let Some(done) = tasks.try_join_next() {
+            while let Some(done) = out.writes.try_join_next() {
                 if let Some(f) = joined(done) {
                     failure.get_or_insert(f);
                 }
@@ -335,10 +505,8 @@ impl TableScan {
                 break;
             }
         }
-        while let Some(done) = tasks.join_next().await {
-            if let Some(f) = joined(done) {
-                failure.get_or_insert(f);
-            }
+        if failure.is_none() && !batch.rows.is_empty() {
+            self.spawn_batch(&mut out.writes, batch).await;
         }
         if !throttled.is_zero() {
             self.observer.event(&Event::Throttled {
@@ -347,17 +515,85 @@ impl TableScan {
         }
         match failure {
             Some(f) => Err(f),
-            None => {
-                self.observer.event(&Event::Page {
-                    table: self.name.clone(),
-                    rows: page.rows,
-                    bytes: page.bytes,
-                    read: read_at.duration_since(started),
-                    write: read_at.elapsed(),
-                });
-                Ok(page)
+            None => Ok(()),
+        }
+    }
+
+    /// Starts writing `batch` once a write slot is free.
+    async fn spawn_batch(&self, writes: &mut JoinSet<Result<(), WriteError>>, batch: Batching) {
+        let permit = self.limits.slot().await;
+        let writer = self.writer.clone();
+        writes.spawn(async move {
+            let _permit = permit;
+            writer.write_batch(&batch.rows).await
+        });
+    }
+
+    /// Retires the oldest pages of `window` whose writes all succeeded, waiting for them while
+    /// more than `keep` pages are in flight, and checkpoints the newest retired one. The outer
+    /// error is the checkpoint's; the inner one a failed write.
+    async fn settle(
+        &self,
+        index: u32,
+        cur: TokenRange,
+        window: &mut VecDeque<InFlight>,
+        keep: usize,
+        restart: &mut i64,
+        failures: &mut u32,
+    ) -> Result<Result<(), PageFailure>, RangeError> {
+        let mut newest = None;
+        let mut failure = None;
+        'pages: while !window.is_empty() {
+            let wait = window.len() > keep;
+            let Some(front) = window.front_mut() else {
+                break;
+            };
+            loop {
+                let done = if wait {
+                    front.writes.join_next().await
+                } else {
+                    front.writes.try_join_next()
+                };
+                let Some(done) = done else { break };
+                if let Some(f) = joined(done) {
+                    failure = Some(f);
+                    break 'pages;
+                }
+            }
+            if !front.writes.is_empty() {
+                break;
+            }
+            let Some(page) = window.pop_front() else {
+                break;
+            };
+            *failures = 0;
+            self.rows.fetch_add(page.rows, Ordering::Relaxed);
+            self.bytes.fetch_add(page.bytes, Ordering::Relaxed);
+            self.observer.event(&Event::Written {
+                table: self.name.clone(),
+                rows: page.rows,
+                bytes: page.bytes,
+            });
+            // Retired when noticed, so under pipelining `write` may include a little of the
+            // next page's dispatch.
+            self.observer.event(&Event::Page {
+                table: self.name.clone(),
+                rows: page.rows,
+                bytes: page.bytes,
+                read: page.read,
+                write: page.read_at.elapsed(),
+            });
+            if page.more {
+                newest = page.last_token.or(newest);
             }
         }
+        // One fsync for every page retired here; also before reporting a failure, so the
+        // retry starts after what is already written.
+        if let Some(t) = newest {
+            self.log.resume_point(index, t).await?;
+            *restart = t.saturating_sub(1).max(cur.start);
+        }
+        Ok(failure.map_or(Ok(()), Err))
     }
 }
 

@@ -53,7 +53,7 @@ impl TokenBucket {
 pub struct Limits {
     pub rows: Option<Arc<TokenBucket>>,
     pub bytes: Option<Arc<TokenBucket>>,
-    /// One permit per row write in flight.
+    /// One permit per write request in flight (one row's writes, or a batch of rows).
     pub in_flight: Arc<Semaphore>,
 }
 
@@ -69,21 +69,31 @@ impl Limits {
     /// Waits for the rate limits to allow one row of `bytes`, then for a write slot.
     /// Returns the slot and how long the rate limits held the row back.
     pub async fn admit(&self, bytes: u64) -> (OwnedSemaphorePermit, Duration) {
+        let waited = self.throttle(1, bytes).await;
+        (self.slot().await, waited)
+    }
+
+    /// Waits for the rate limits to allow `rows` rows of `bytes` in all; returns how long.
+    pub async fn throttle(&self, rows: u64, bytes: u64) -> Duration {
         let mut waited = Duration::ZERO;
         if let Some(r) = &self.rows {
-            waited += r.take(1).await;
+            waited += r.take(rows).await;
         }
         if let Some(b) = &self.bytes {
             waited += b.take(bytes).await;
         }
+        waited
+    }
+
+    /// Waits for a write slot: one per request in flight (a row's writes, or a batch).
+    pub async fn slot(&self) -> OwnedSemaphorePermit {
         // The semaphore is never closed, so acquiring cannot fail; a closed one would mean
         // shutdown, where proceeding without a slot for the last rows is harmless.
-        let permit = loop {
+        loop {
             if let Ok(p) = self.in_flight.clone().acquire_owned().await {
                 break p;
             }
-        };
-        (permit, waited)
+        }
     }
 }
 

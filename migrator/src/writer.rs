@@ -1,6 +1,13 @@
-//! Writes one scanned row to target: builds the statement of each group (cached prepared
-//! statements, one per column-set shape), runs it with retries, and applies the list and
-//! counter rules.
+//! Writes scanned rows to target: builds the statement of each group (prepared once, cached
+//! by shape), runs it with retries, and applies the list and counter rules.
+//!
+//! **Batches**: a row's groups go in one request (a single-partition unlogged batch), and the
+//! scan collects consecutive rows without lists into unlogged batches of at most
+//! [`MAX_BATCH_PARTITIONS`] partitions and [`MAX_BATCH_BYTES`]. Every statement keeps its own
+//! `USING TIMESTAMP … AND TTL …` (the batch sets none), so a batch changes how many requests
+//! target serves, not what it stores; unlogged, because the writes are idempotent and need no
+//! atomicity. Per row, ten-row batches cost the target sim less than half the CPU of single-row
+//! INSERTs (migrator/BENCHMARKS.md): the per-request work is shared.
 //!
 //! **Lists** (not idempotent: each append gets a fresh timeuuid key, and even a whole-list
 //! overwrite at the same timestamp duplicates on a rerun): before writing a row's list, the
@@ -17,13 +24,14 @@
 //! `origin − target` to each, so a rerun adds nothing more.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use scylla::client::session::Session;
 use scylla::errors::ExecutionError;
+use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{Counter, CqlValue};
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 
 use crate::cells::{Group, ListAppend, Marker, Piece, RowWrites, list_runs, missing_list_elements};
 use crate::job::JobSpec;
@@ -54,14 +62,38 @@ impl WriteError {
     }
 }
 
-/// Prepared statements by CQL text, at most `capacity`, oldest dropped first (a table with
-/// many writetime combinations has many shapes; the common ones come back and are
-/// re-prepared cheaply).
+/// Prepared statements by [`StatementKey`], at most `capacity`, oldest dropped first (a table
+/// with many writetime combinations has many shapes; the common ones come back and are
+/// prepared again). Each entry is prepared once: writes that miss together wait for the one
+/// PREPARE instead of each sending their own.
 #[derive(Debug)]
 struct StatementCache {
     capacity: usize,
-    map: HashMap<String, Arc<PreparedStatement>>,
-    order: VecDeque<String>,
+    map: HashMap<StatementKey, Arc<OnceCell<Arc<PreparedStatement>>>>,
+    order: VecDeque<StatementKey>,
+}
+
+/// What identifies a statement without building its text: a group's statement is looked up
+/// for every row, so its key is a few numbers, and the text is built only to prepare it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum StatementKey {
+    /// A group's `UPDATE`, or with `insert` its `INSERT` form.
+    Group {
+        scope: Scope,
+        insert: bool,
+        pieces: Vec<(usize, PieceKind)>,
+    },
+    /// Any other statement (list reads and appends, counters), by its text.
+    Text(String),
+}
+
+/// The part of a [`Piece`] its statement text depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum PieceKind {
+    Cell,
+    /// `c = c + ?` (sets and maps).
+    Add,
+    Field(String),
 }
 
 /// Writes the rows of one table.
@@ -75,7 +107,7 @@ pub struct TableWriter {
 }
 
 /// Where a statement applies: the whole key, or the partition (static columns).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Scope {
     Row,
     Partition,
@@ -102,7 +134,8 @@ impl TableWriter {
 
     /// Writes one row. `pk` / `ck` are its key values (`ck` empty for tables without
     /// clustering); `statics` says whether this row is the first of its partition in the scan
-    /// (static cells are written once per partition).
+    /// (static cells are written once per partition). The row's groups go in one request
+    /// (a single-partition batch when there are several), then its lists.
     pub async fn write_row(
         &self,
         pk: &[CqlValue],
@@ -110,25 +143,13 @@ impl TableWriter {
         writes: &RowWrites,
         statics: bool,
     ) -> Result<(), WriteError> {
+        let mut statements = Vec::new();
+        self.row_statements(pk, ck, writes, statics, &mut statements);
+        self.send(statements).await?;
         if statics {
-            for g in &writes.statics {
-                self.write_group(Scope::Partition, pk, ck, g, false).await?;
-            }
             for l in &writes.static_lists {
                 self.write_list(Scope::Partition, pk, ck, l).await?;
             }
-        }
-        for (i, g) in writes.regular.iter().enumerate() {
-            let insert = writes.marker == Some(Marker::InGroup(i));
-            self.write_group(Scope::Row, pk, ck, g, insert).await?;
-        }
-        if let Some(Marker::KeyOnly { writetime, ttl }) = writes.marker {
-            let g = Group {
-                writetime,
-                ttl,
-                pieces: Vec::new(),
-            };
-            self.write_group(Scope::Row, pk, ck, &g, true).await?;
         }
         for l in &writes.lists {
             self.write_list(Scope::Row, pk, ck, l).await?;
@@ -136,30 +157,96 @@ impl TableWriter {
         Ok(())
     }
 
-    /// `UPDATE … USING TIMESTAMP ? AND TTL ? SET … WHERE key`, or with `insert` the `INSERT`
-    /// form that also writes the row marker (only single-cell pieces).
-    async fn write_group(
+    /// Whether a row's writes can share a batch with other rows' (see [`Self::write_batch`]):
+    /// lists cannot, their rule reads target first.
+    pub fn batchable(writes: &RowWrites) -> bool {
+        writes.lists.is_empty() && writes.static_lists.is_empty()
+    }
+
+    /// Writes rows without lists (see [`Self::batchable`]) in one unlogged batch: every
+    /// statement keeps its own `USING TIMESTAMP … AND TTL …`, so batching changes how many
+    /// requests target serves, not what it stores. The caller bounds the batch (see
+    /// [`MAX_BATCH_PARTITIONS`], [`MAX_BATCH_BYTES`]).
+    pub async fn write_batch(&self, rows: &[BatchRow]) -> Result<(), WriteError> {
+        let mut statements = Vec::new();
+        for r in rows {
+            self.row_statements(&r.pk, &r.ck, &r.writes, r.statics, &mut statements);
+        }
+        self.send(statements).await
+    }
+
+    /// The group statements of one row: static groups (with `statics`), regular groups, the
+    /// row marker.
+    fn row_statements(
         &self,
-        scope: Scope,
         pk: &[CqlValue],
         ck: &[CqlValue],
-        g: &Group,
-        insert: bool,
-    ) -> Result<(), WriteError> {
-        let cols = &self.table.columns;
-        let mut values: Vec<CqlValue> = Vec::with_capacity(g.pieces.len() + pk.len() + 4);
-        let cql = if insert {
-            let mut names: Vec<String> = self.key_columns(scope).map(|c| quote(&c.name)).collect();
-            values.extend(pk.iter().cloned());
-            values.extend(ck.iter().cloned());
-            for p in &g.pieces {
-                if let Piece::Cell { column, value } = p {
-                    names.push(quote(&cols[*column].name));
-                    values.push(value.clone());
-                }
+        writes: &RowWrites,
+        statics: bool,
+        out: &mut Vec<(StatementKey, Vec<CqlValue>)>,
+    ) {
+        if statics {
+            for g in &writes.statics {
+                out.push(group_statement(Scope::Partition, pk, ck, g, false));
             }
-            values.push(CqlValue::BigInt(g.writetime));
-            values.push(CqlValue::Int(g.ttl));
+        }
+        for (i, g) in writes.regular.iter().enumerate() {
+            let insert = writes.marker == Some(Marker::InGroup(i));
+            out.push(group_statement(Scope::Row, pk, ck, g, insert));
+        }
+        if let Some(Marker::KeyOnly { writetime, ttl }) = writes.marker {
+            let g = Group {
+                writetime,
+                ttl,
+                pieces: Vec::new(),
+            };
+            out.push(group_statement(Scope::Row, pk, ck, &g, true));
+        }
+    }
+
+    /// Runs `statements`: one alone, several as an unlogged batch.
+    async fn send(
+        &self,
+        mut statements: Vec<(StatementKey, Vec<CqlValue>)>,
+    ) -> Result<(), WriteError> {
+        if statements.len() <= 1 {
+            return match statements.pop() {
+                Some((key, values)) => self.execute_key(key, values).await.map(drop),
+                None => Ok(()),
+            };
+        }
+        let values: Vec<&Vec<CqlValue>> = statements.iter().map(|(_, v)| v).collect();
+        let what = || {
+            let first = match &statements[0].0 {
+                StatementKey::Group {
+                    scope,
+                    insert,
+                    pieces,
+                } => self.group_cql(*scope, *insert, pieces),
+                StatementKey::Text(t) => t.clone(),
+            };
+            format!(
+                "BATCH of {} statements, the first {first:?}",
+                statements.len()
+            )
+        };
+        self.with_retries(what, || async {
+            let mut batch = Batch::new(BatchType::Unlogged);
+            for (key, _) in &statements {
+                batch.append_statement(PreparedStatement::clone(&*self.prepared(key).await?));
+            }
+            self.session.batch(&batch, &values).await
+        })
+        .await
+        .map(drop)
+    }
+
+    /// The text of a [`StatementKey::Group`]; its markers in the order `write_group` binds.
+    fn group_cql(&self, scope: Scope, insert: bool, pieces: &[(usize, PieceKind)]) -> String {
+        let cols = &self.table.columns;
+        if insert {
+            let mut names: Vec<String> = self.key_columns(scope).map(|c| quote(&c.name)).collect();
+            names.extend(pieces.iter().map(|(column, _)| quote(&cols[*column].name)));
             let marks = vec!["?"; names.len()].join(", ");
             format!(
                 "INSERT INTO {} ({}) VALUES ({marks}) USING TIMESTAMP ? AND TTL ?",
@@ -167,45 +254,24 @@ impl TableWriter {
                 names.join(", ")
             )
         } else {
-            values.push(CqlValue::BigInt(g.writetime));
-            values.push(CqlValue::Int(g.ttl));
-            let sets: Vec<String> = g
-                .pieces
+            let sets: Vec<String> = pieces
                 .iter()
-                .map(|p| {
-                    let c = quote(&cols[p.column()].name);
-                    match p {
-                        Piece::Cell { value, .. } => {
-                            values.push(value.clone());
-                            format!("{c} = ?")
-                        }
-                        Piece::SetAdd { elements, .. } => {
-                            values.push(CqlValue::Set(elements.clone()));
-                            format!("{c} = {c} + ?")
-                        }
-                        Piece::MapPut { entries, .. } => {
-                            values.push(CqlValue::Map(entries.clone()));
-                            format!("{c} = {c} + ?")
-                        }
-                        Piece::Field { field, value, .. } => {
-                            values.push(value.clone());
-                            format!("{c}.{} = ?", quote(field))
-                        }
+                .map(|(column, kind)| {
+                    let c = quote(&cols[*column].name);
+                    match kind {
+                        PieceKind::Cell => format!("{c} = ?"),
+                        PieceKind::Add => format!("{c} = {c} + ?"),
+                        PieceKind::Field(field) => format!("{c}.{} = ?", quote(field)),
                     }
                 })
                 .collect();
-            values.extend(pk.iter().cloned());
-            if scope == Scope::Row {
-                values.extend(ck.iter().cloned());
-            }
             format!(
                 "UPDATE {} USING TIMESTAMP ? AND TTL ? SET {} WHERE {}",
                 qualified(&self.table.name),
                 sets.join(", "),
                 self.key_condition(scope)
             )
-        };
-        self.execute(&cql, values).await.map(drop)
+        }
     }
 
     /// The list rule (module docs): read target's elements, append the missing ones.
@@ -395,25 +461,42 @@ impl TableWriter {
         v
     }
 
-    async fn prepared(&self, cql: &str) -> Result<Arc<PreparedStatement>, ExecutionError> {
-        if let Some(p) = self.cache.lock().await.map.get(cql) {
-            return Ok(p.clone());
-        }
-        let p = Arc::new(self.session.prepare(cql).await?);
-        let mut cache = self.cache.lock().await;
-        if !cache.map.contains_key(cql) {
-            while cache.map.len() >= cache.capacity {
-                match cache.order.pop_front() {
-                    Some(old) => {
-                        cache.map.remove(&old);
+    /// The prepared statement of `key`, prepared once (see [`StatementCache`]).
+    async fn prepared(&self, key: &StatementKey) -> Result<Arc<PreparedStatement>, ExecutionError> {
+        let cell = {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            match cache.map.get(key) {
+                Some(cell) => cell.clone(),
+                None => {
+                    while cache.map.len() >= cache.capacity {
+                        match cache.order.pop_front() {
+                            Some(old) => {
+                                cache.map.remove(&old);
+                            }
+                            None => break,
+                        }
                     }
-                    None => break,
+                    let cell = Arc::new(OnceCell::new());
+                    cache.map.insert(key.clone(), cell.clone());
+                    cache.order.push_back(key.clone());
+                    cell
                 }
             }
-            cache.map.insert(cql.to_owned(), p.clone());
-            cache.order.push_back(cql.to_owned());
-        }
-        Ok(p)
+        };
+        let prepared = cell
+            .get_or_try_init(|| async {
+                let cql = match key {
+                    StatementKey::Group {
+                        scope,
+                        insert,
+                        pieces,
+                    } => self.group_cql(*scope, *insert, pieces),
+                    StatementKey::Text(cql) => cql.clone(),
+                };
+                self.session.prepare(cql).await.map(Arc::new)
+            })
+            .await?;
+        Ok(prepared.clone())
     }
 
     /// Runs `cql` with retries on retryable errors; returns the rows (empty for writes).
@@ -422,42 +505,140 @@ impl TableWriter {
         cql: &str,
         values: Vec<CqlValue>,
     ) -> Result<Vec<Vec<Option<CqlValue>>>, WriteError> {
+        self.execute_key(StatementKey::Text(cql.to_owned()), values)
+            .await
+    }
+
+    /// Runs the statement of `key` with retries on retryable errors; returns the rows (empty
+    /// for writes).
+    async fn execute_key(
+        &self,
+        key: StatementKey,
+        values: Vec<CqlValue>,
+    ) -> Result<Vec<Vec<Option<CqlValue>>>, WriteError> {
+        let cql = || match &key {
+            StatementKey::Group {
+                scope,
+                insert,
+                pieces,
+            } => self.group_cql(*scope, *insert, pieces),
+            StatementKey::Text(t) => t.clone(),
+        };
+        let r = self
+            .with_retries(cql, || async {
+                let p = self.prepared(&key).await?;
+                self.session.execute_unpaged(&p, &values).await
+            })
+            .await?;
+        if !r.is_rows() {
+            return Ok(Vec::new());
+        }
+        rows_of(r).map_err(|e| WriteError::Fatal {
+            cql: cql(),
+            error: e,
+        })
+    }
+
+    /// Runs `op` until it succeeds, fails with an error retrying cannot fix, or fails
+    /// `retries + 1` times; `what` names it in errors.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        what: impl Fn() -> String,
+        mut op: F,
+    ) -> Result<T, WriteError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ExecutionError>>,
+    {
         let mut attempt = 0;
         loop {
-            let result = match self.prepared(cql).await {
-                Ok(p) => self.session.execute_unpaged(&p, &values).await,
-                Err(e) => Err(e),
-            };
-            let error = match result {
-                Ok(r) => {
-                    if !r.is_rows() {
-                        return Ok(Vec::new());
-                    }
-                    return rows_of(r).map_err(|e| WriteError::Fatal {
-                        cql: cql.to_owned(),
-                        error: e,
-                    });
-                }
+            let error = match op().await {
+                Ok(r) => return Ok(r),
                 Err(e) => e,
             };
             attempt += 1;
             if !is_retryable(&error) {
                 return Err(WriteError::Fatal {
-                    cql: cql.to_owned(),
+                    cql: what(),
                     error: error.to_string(),
                 });
             }
             if attempt > self.retries {
                 return Err(WriteError::Exhausted {
-                    cql: cql.to_owned(),
+                    cql: what(),
                     attempts: attempt,
                     error: error.to_string(),
                 });
             }
-            tracing::debug!(%cql, attempt, %error, "write failed, retrying");
+            tracing::debug!(statement = %what(), attempt, %error, "write failed, retrying");
             tokio::time::sleep(self.spec.backoff(attempt)).await;
         }
     }
+}
+
+/// A group's statement and its values: `UPDATE … USING TIMESTAMP ? AND TTL ? SET … WHERE key`,
+/// or with `insert` the `INSERT` form that also writes the row marker (only single-cell
+/// pieces). The values follow the markers of [`TableWriter::group_cql`].
+fn group_statement(
+    scope: Scope,
+    pk: &[CqlValue],
+    ck: &[CqlValue],
+    g: &Group,
+    insert: bool,
+) -> (StatementKey, Vec<CqlValue>) {
+    let mut values: Vec<CqlValue> = Vec::with_capacity(g.pieces.len() + pk.len() + ck.len() + 2);
+    let timestamps = [CqlValue::BigInt(g.writetime), CqlValue::Int(g.ttl)];
+    let key_values = pk.iter().chain(if scope == Scope::Row { ck } else { &[] });
+    if insert {
+        values.extend(key_values.cloned());
+        values.extend(g.pieces.iter().filter_map(|p| match p {
+            Piece::Cell { value, .. } => Some(value.clone()),
+            _ => None,
+        }));
+        values.extend(timestamps);
+    } else {
+        values.extend(timestamps);
+        values.extend(g.pieces.iter().map(|p| match p {
+            Piece::Cell { value, .. } | Piece::Field { value, .. } => value.clone(),
+            Piece::SetAdd { elements, .. } => CqlValue::Set(elements.clone()),
+            Piece::MapPut { entries, .. } => CqlValue::Map(entries.clone()),
+        }));
+        values.extend(key_values.cloned());
+    }
+    let key = StatementKey::Group {
+        scope,
+        insert,
+        pieces: g
+            .pieces
+            .iter()
+            .filter(|p| !insert || matches!(p, Piece::Cell { .. }))
+            .map(|p| {
+                let kind = match p {
+                    Piece::Cell { .. } => PieceKind::Cell,
+                    Piece::SetAdd { .. } | Piece::MapPut { .. } => PieceKind::Add,
+                    Piece::Field { field, .. } => PieceKind::Field(field.clone()),
+                };
+                (p.column(), kind)
+            })
+            .collect(),
+    };
+    (key, values)
+}
+
+/// Most partitions in one batch: Cassandra logs a warning for unlogged batches across more
+/// (`unlogged_batch_across_partitions_warn_threshold`, default 10).
+pub const MAX_BATCH_PARTITIONS: usize = 10;
+/// Most cell bytes in one batch: under Cassandra's `batch_size_warn_threshold` (5 KiB).
+pub const MAX_BATCH_BYTES: u64 = 4 * 1024;
+
+/// One row of [`TableWriter::write_batch`].
+#[derive(Debug)]
+pub struct BatchRow {
+    pub pk: Vec<CqlValue>,
+    pub ck: Vec<CqlValue>,
+    pub writes: RowWrites,
+    /// Whether the partition's static cells go along (first row of its partition).
+    pub statics: bool,
 }
 
 /// The rows of a result as dynamic values.

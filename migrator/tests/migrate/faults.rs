@@ -3,9 +3,12 @@
 use std::time::Duration;
 
 use ferry_cql::protocol::{Consistency, Opcode};
+use ferry_cql::response::error::WriteType;
 use ferry_migrator::{Event, Phase, RangeCount};
-use ferry_sim::server::faults::read_timeout;
+use ferry_sim::server::faults::{read_timeout, write_timeout};
 use ferry_sim::server::{FaultAction, RequestMatcher};
+
+use scylla::client::session::Session;
 
 use crate::harness::{assert_same_cells, env};
 
@@ -78,4 +81,69 @@ async fn a_range_that_keeps_failing_fails_the_table_by_name() {
     assert!(reason.contains("failed 3 times in a row"), "{reason}");
     assert!(report.tables[0].ranges_done < 4);
     env.stop().await;
+}
+
+/// Pages are written while the next ones are read, several at once: a failed batch must not
+/// let a later page's checkpoint claim rows before it.
+#[tokio::test]
+async fn a_failed_batch_is_never_checkpointed_past() {
+    let env = env(89).await;
+    setup(&env).await;
+    env.target.node(0).faults().add_times(
+        RequestMatcher::any().opcode(Opcode::Batch),
+        FaultAction::Error(write_timeout(
+            Consistency::LocalQuorum,
+            1,
+            WriteType::UnloggedBatch,
+        )),
+        Some(1),
+    );
+    let mut spec = env.spec(&["flt.t"]);
+    spec.ranges = RangeCount::Fixed(1);
+    spec.scan_parallelism = 1;
+    spec.page_size = 4;
+    // No retry: the first failed batch fails the table.
+    spec.retries = 0;
+    let (report, _) = env.run(spec.clone()).await;
+    assert!(
+        matches!(report.tables[0].phase, Phase::Failed(_)),
+        "{report:?}"
+    );
+    // Every row the log says is written (token below its last resume point) is on target.
+    let log = std::fs::read_to_string(env.job_dir.join("flt.t.progress")).unwrap();
+    assert!(!log.contains("done"), "{log}");
+    let resume = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("at 0 "))
+        .map(|t| t.parse::<i64>().unwrap())
+        .max()
+        .unwrap_or(i64::MIN);
+    let on_target: Vec<i32> = rows(&env.t).await.into_iter().map(|(_, k)| k).collect();
+    for (token, k) in rows(&env.o).await {
+        if token < resume {
+            assert!(
+                on_target.contains(&k),
+                "key {k} (token {token}) checkpointed but missing"
+            );
+        }
+    }
+    // The rerun continues from the log and ends identical.
+    spec.retries = 5;
+    let (report, _) = env.run(spec).await;
+    assert_eq!(report.tables[0].phase, Phase::Done, "{report:?}");
+    assert_same_cells(&env, "flt", "t");
+    env.stop().await;
+}
+
+/// (token, key) of every row of `flt.t`.
+async fn rows(s: &Session) -> Vec<(i64, i32)> {
+    s.query_unpaged("SELECT token(k), k FROM flt.t", &[])
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap()
+        .rows::<(i64, i32)>()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
