@@ -176,8 +176,11 @@ struct Outcome {
     addresses: Vec<(&'static str, String)>,
 }
 
-fn phase(n: u32, text: &str) {
-    println!("\n[{n}/8] {text}");
+/// A line above the live bars on a terminal, on stdout otherwise.
+macro_rules! say {
+    ($live:expr, $($arg:tt)*) => {
+        $live.say(format!($($arg)*))
+    };
 }
 
 async fn session(what: &'static str, addr: SocketAddr) -> Result<Session, DemoError> {
@@ -216,10 +219,8 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
          the migrator; every component in this process, listening on {} (free ports)",
         args.bind
     );
-    phase(
-        1,
-        "starting the origin and target clusters (ferry sim, one node each)",
-    );
+    // Nothing draws yet: plain lines.
+    println!("\n[1/8] starting the origin and target clusters (ferry sim, one node each)");
     let origin = match sim("origin", args.bind).await {
         Ok(c) => c,
         Err(e) => return fail(&e),
@@ -308,6 +309,17 @@ impl LiveLine {
         !self.multi.is_hidden()
     }
 
+    /// Prints above the bars (printing around them would tear them).
+    fn say(&self, line: String) {
+        if !self.on() || self.multi.println(&line).is_err() {
+            println!("{line}");
+        }
+    }
+
+    fn phase(&self, n: u32, text: &str) {
+        self.say(format!("\n[{n}/8] {text}"));
+    }
+
     /// Starts refreshing the workload's numbers four times a second.
     fn follow(&mut self, counts: Arc<workload::Counts>) {
         if !self.on() {
@@ -345,6 +357,9 @@ impl LiveLine {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
+        // The finished bars stay on screen as drawn; hidden, they are not drawn again below
+        // the report.
+        self.multi.set_draw_target(ProgressDrawTarget::hidden());
     }
 }
 
@@ -364,6 +379,7 @@ fn workload_line(live: &LiveLine, w: &Workload) {
 
 async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, DemoError> {
     let mut out = Outcome::default();
+    let mut live = LiveLine::new();
     let origin_addr = comps.origin.addresses()[0];
     let target_addr = comps.target.addresses()[0];
     out.addresses
@@ -373,7 +389,7 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
 
     // [2] The application's schema on both clusters, its history on origin.
     let sizes = Sizes::of(args.rows);
-    phase(
+    live.phase(
         2,
         &format!(
             "creating keyspace {} on origin and target; loading {} historical rows on origin",
@@ -384,14 +400,14 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
     let on_origin = Arc::new(session("origin", origin_addr).await?);
     sample::create_schema(&on_origin).await?;
     sample::create_schema(&session("target", target_addr).await?).await?;
-    println!(
+    say!(
+        live,
         "      tables: {} (set and map, compound partition key with clustering order, TTLs, \
          lists, counters)",
         sample::TABLES.join(", ")
     );
     let loaded = Arc::new(AtomicU64::new(0));
     let load_started = Instant::now();
-    let live = LiveLine::new();
     let load_bar = live.on().then(|| {
         let bar = live.multi.add(ProgressBar::new(sizes.total()));
         bar.set_style(
@@ -419,7 +435,8 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
     }
     out.historical_rows = sizes.total();
     out.load_rate = sample::rate(sizes.total(), load_started.elapsed());
-    println!(
+    say!(
+        live,
         "      loaded {} rows in {:.1}s ({:.0} rows/s), writetimes a day ago, sessions with a \
          TTL of 7 days",
         sizes.total(),
@@ -428,7 +445,7 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
     );
 
     // [3] The proxy.
-    phase(
+    live.phase(
         3,
         "starting the proxy in front of both (ferry proxy): primary origin, reads dual-async",
     );
@@ -447,8 +464,12 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
     let proxy_addr = proxy.local_addr();
     let admin = AdminClient::new(proxy.admin_addr(), None);
     let update_addr = proxy.update_addr();
-    println!("      CQL     {proxy_addr}   (applications and cqlsh connect here)");
-    println!(
+    say!(
+        live,
+        "      CQL     {proxy_addr}   (applications and cqlsh connect here)"
+    );
+    say!(
+        live,
         "      admin   http://{}   (/status, /metrics, /primary, /read-mode)",
         proxy.admin_addr()
     );
@@ -456,13 +477,16 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
     out.addresses
         .push(("proxy admin", format!("http://{}", proxy.admin_addr())));
     if let Some(u) = update_addr {
-        println!("      update  {u}   (the Update channel migrators dial)");
+        say!(
+            live,
+            "      update  {u}   (the Update channel migrators dial)"
+        );
         out.addresses.push(("proxy Update channel", u.to_string()));
     }
     comps.proxy = Some(proxy);
 
     // [4] The application, through the proxy.
-    phase(
+    live.phase(
         4,
         &format!(
             "starting the workload through the proxy ({} ops/s: inserts, updates, deletes, \
@@ -475,14 +499,13 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
     let work = Workload::start(through_proxy, sizes, args.rate)
         .await
         .map_err(|e| DemoError::Workload(e.to_string()))?;
-    let mut live = live;
     live.follow(work.counts.clone());
     tokio::time::sleep(args.duration).await;
     workload_line(&live, &work);
     comps.workload = Some(work);
 
     // [5] The backfill.
-    phase(
+    live.phase(
         5,
         "migrating (ferry migrate): every cell copied with its writetime and TTL, counters by \
          difference",
@@ -520,7 +543,8 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
             addr: migrator_listen,
             reason: e.to_string(),
         })?;
-    println!(
+    say!(
+        live,
         "      migrator admin http://{}   (GET /jobs; ferry status --migrator {})",
         server.addr(),
         server.addr()
@@ -539,7 +563,8 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
     };
     out.copy_secs = copy_started.elapsed().as_secs_f64();
     for t in &report.tables {
-        println!(
+        say!(
+            live,
             "      {:<28} {:<10} {:>4}/{:<4} ranges {:>9} rows",
             t.table.to_string(),
             t.phase.to_string(),
@@ -554,7 +579,8 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
         .iter()
         .filter(|t| t.phase != Phase::Done)
         .count();
-    println!(
+    say!(
+        live,
         "      copied {} rows in {:.1}s ({:.0} rows/s) while the workload ran",
         out.rows_copied,
         out.copy_secs,
@@ -564,7 +590,7 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
     let at_backfill = dual_reads(&admin).await?;
 
     // [6] Validation with the workload still running.
-    phase(
+    live.phase(
         6,
         "validating (ferry validate) while the workload runs: every cell's value, writetime and \
          TTL on both clusters",
@@ -588,20 +614,20 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
             line.push_str(&format!("; INCOMPLETE: {e}"));
             out.incomplete_tables += 1;
         }
-        println!("{line}");
+        say!(live, "{line}");
         out.keys_compared += t.rows;
         out.differences += t.remaining;
     }
     workload_line(&live, comps.workload.as_ref().ok_or_else(no_workload)?);
 
     // [7] Cutover, through the same code as `ferry cutover`.
-    phase(
+    live.phase(
         7,
         "cutover (ferry cutover --primary target): reads now served by target; origin keeps \
          getting every write, ready as the way back",
     );
     let admins = [admin.addr];
-    let say = |l: String| println!("      {l}");
+    let say = |l: String| live.say(format!("      {l}"));
     switch_all(&admins, None, &Switch::primary(true, false), say)
         .await
         .map_err(|errors| DemoError::Cutover(joined(&errors)))?;
@@ -618,7 +644,8 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
         after.origin_reads.saturating_sub(before.origin_reads),
         after.target_reads.saturating_sub(before.target_reads),
     );
-    println!(
+    say!(
+        live,
         "      reads in the {:.1}s after the cutover (proxy metric ferry_proxy_requests_total): \
          target {}, origin {}",
         args.duration.as_secs_f64(),
@@ -627,7 +654,7 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
     );
 
     // [8] The end.
-    phase(8, "stopping the workload");
+    live.phase(8, "stopping the workload");
     live.stop();
     let work = comps.workload.take().ok_or_else(no_workload)?;
     let first_errors = work

@@ -305,7 +305,7 @@ pub(crate) fn render(
                     let _ = writeln!(
                         out,
                         "migrator {addr}: job {} {}: {}/{} tables, {}/{} ranges ({}%), {} rows, \
-                         {} errors",
+                         {} errors and warnings",
                         s(&j, "id"),
                         s(&j, "state"),
                         n(&j, "tables_completed"),
