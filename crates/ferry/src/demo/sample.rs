@@ -275,7 +275,7 @@ pub(crate) async fn load(
     Ok(())
 }
 
-/// How long loading took, for the report.
+/// Rows per second, for the report.
 pub(crate) fn rate(rows: u64, took: Duration) -> f64 {
     let secs = took.as_secs_f64();
     if secs > 0.0 { rows as f64 / secs } else { 0.0 }
