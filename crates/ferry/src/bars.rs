@@ -46,7 +46,11 @@ fn rate(rows: u64, since: Instant) -> String {
 
 impl Bars {
     pub(crate) fn new() -> Self {
-        let multi = MultiProgress::new();
+        Self::with(MultiProgress::new())
+    }
+
+    /// Bars drawn with `multi`'s others (`ferry demo` keeps its workload line below them).
+    pub(crate) fn with(multi: MultiProgress) -> Self {
         let overall = multi.add(ProgressBar::new(0).with_style(style()));
         overall.set_prefix("all tables");
         Self {

@@ -14,8 +14,12 @@ use ferry_sim::server::{Cluster, ClusterConfig, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+mod admin_client;
 mod bars;
+mod cutover;
+mod demo;
 mod migrate;
+mod status;
 mod validate;
 
 /// jemalloc: the sim keeps millions of small long-lived values; glibc malloc fragments them
@@ -50,6 +54,14 @@ enum Command {
     /// Compare origin and target cell by cell (value, writetime, TTL) and list the differing
     /// keys; with --repair, rewrite origin's cells on target.
     Validate(Box<validate::ValidateArgs>),
+    /// One screen over the proxies' and the migrator's admin APIs: primary, read mode,
+    /// per-table migration, mismatches, repairs.
+    Status(status::StatusArgs),
+    /// Switch the primary or the read mode on every proxy instance, or on none.
+    Cutover(cutover::CutoverArgs),
+    /// A whole live migration on this machine: two sim clusters, the proxy, a workload,
+    /// migrate, validate, cutover, report.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +146,15 @@ fn main() -> ExitCode {
             init_logging("info", false);
             None
         }
+        // Operator commands print their own lines; logs only for warnings.
+        Command::Status(_) | Command::Cutover(_) => {
+            init_logging("warn", false);
+            None
+        }
+        Command::Demo(args) => {
+            init_logging(args.log_level(), false);
+            None
+        }
         Command::Migrate(args) => {
             let config = match args.load() {
                 Ok(c) => c,
@@ -177,6 +198,9 @@ fn main() -> ExitCode {
             Some(config) => runtime.block_on(validate::run(*args, config)),
             None => ExitCode::FAILURE,
         },
+        (Command::Status(args), _) => runtime.block_on(status::run(args)),
+        (Command::Cutover(args), _) => runtime.block_on(cutover::run(args)),
+        (Command::Demo(args), _) => runtime.block_on(demo::run(args)),
     }
 }
 

@@ -1,0 +1,385 @@
+//! `ferry status` and `ferry cutover` as an operator runs them, against real proxies in front of
+//! two sims; the migrator's reports come from a fake migrator speaking the Update channel.
+//! Addresses 127.0.151.x – 127.0.155.x.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test by panicking"
+)]
+
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_proxy::Proxy;
+use ferry_proxy::config::{ContactPoint, ProxyConfig, UpdateConfig};
+use ferry_proxy::settings::{ClusterId, ReadMode};
+use ferry_service::value::Secret;
+use ferry_sim::exec::Executor;
+use ferry_sim::server::{Cluster, ClusterConfig};
+use ferry_update::{Channel, ChannelConfig, Event, Message, Role, TableName};
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+/// Long enough for anything on loopback; only a hang reaches it.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Env {
+    origin: Cluster<Executor>,
+    target: Cluster<Executor>,
+    proxies: Vec<Proxy>,
+}
+
+async fn sim(ip: &str) -> Cluster<Executor> {
+    let config = ClusterConfig {
+        listen: format!("{ip}:0").parse().unwrap(),
+        ..ClusterConfig::default()
+    };
+    Cluster::start(config, Arc::new(Executor::default()))
+        .await
+        .unwrap()
+}
+
+/// Origin on 127.0.`net`.1, target on .2, proxy instance i on .(3 + i); `token[i]` is that
+/// instance's admin bearer token.
+async fn env(net: u8, tokens: &[Option<&str>]) -> Env {
+    let origin = sim(&format!("127.0.{net}.1")).await;
+    let target = sim(&format!("127.0.{net}.2")).await;
+    let mut proxies = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let ip = format!("127.0.{net}.{}", 3 + i);
+        let mut config = ProxyConfig::default();
+        config.listen = format!("{ip}:0").parse().unwrap();
+        config.admin.listen = format!("{ip}:0").parse().unwrap();
+        config.admin.bearer_token = token.map(Secret::new);
+        config.origin.contact_points = vec![ContactPoint::from(origin.addresses()[0])];
+        config.target.contact_points = vec![ContactPoint::from(target.addresses()[0])];
+        let mut update = UpdateConfig::default();
+        update.listen = format!("{ip}:0").parse().unwrap();
+        config.update = Some(update);
+        proxies.push(Proxy::start(config).await.unwrap());
+    }
+    Env {
+        origin,
+        target,
+        proxies,
+    }
+}
+
+impl Env {
+    fn admin(&self, i: usize) -> String {
+        self.proxies[i].admin_addr().to_string()
+    }
+
+    fn primaries(&self) -> Vec<ClusterId> {
+        self.proxies.iter().map(|p| p.live().primary()).collect()
+    }
+
+    async fn stop(self) {
+        for p in self.proxies {
+            p.shutdown().await;
+        }
+        self.origin.shutdown().await;
+        self.target.shutdown().await;
+    }
+}
+
+/// Runs `ferry ARGS` off the async threads (the proxies answer meanwhile).
+async fn ferry(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || Command::new(FERRY).args(&args).output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A migrator that reports `messages` to the proxy at `update` and waits for their acks.
+async fn report(update: SocketAddr, messages: Vec<Message>) -> Channel {
+    let (channel, mut events) = Channel::dial(
+        ChannelConfig::new(Role::Migrator, "test-migrator"),
+        update.to_string(),
+        None,
+    )
+    .unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match events.recv().await {
+                Some(Event::Connected(_)) => break,
+                Some(_) => {}
+                None => panic!("the channel closed before connecting"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    for m in messages {
+        channel.send(m).unwrap();
+    }
+    tokio::time::timeout(PATIENCE, channel.flushed())
+        .await
+        .unwrap();
+    assert_eq!(
+        channel.status().nacked_total,
+        0,
+        "the proxy refused a report"
+    );
+    // Events keep flowing to nobody; the channel only needs to stay open.
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    channel
+}
+
+fn table(name: &str) -> TableName {
+    TableName::new("shop", name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_every_field_and_names_an_unreachable_instance() {
+    let env = env(151, &[None]).await;
+    env.proxies[0].live().set_read_mode(ReadMode::DualAsync);
+    let update = env.proxies[0].update_addr().unwrap();
+    let _migrator = report(
+        update,
+        vec![
+            Message::JobStarted {
+                job: "job-1".into(),
+                tables: vec![table("orders"), table("carts")],
+            },
+            Message::TableStarted {
+                table: table("orders"),
+            },
+            Message::TableProgress {
+                table: table("orders"),
+                ranges_done: 3,
+                ranges_total: 12,
+                rows: 4242,
+            },
+        ],
+    )
+    .await;
+
+    let out = ferry(args(&["status", "--proxy", &env.admin(0)])).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for expected in [
+        "primary origin",
+        "read mode dual-async",
+        "client connections",
+        "dual reads: 0 compared, 0 mismatches",
+        "repairs: 0 pending",
+        "migrator test-migrator",
+        "migration job job-1: 2 tables, running",
+        "shop.orders",
+        "backfilling",
+        "3/12  25%",
+        "4242",
+        "shop.carts",
+        "pending",
+        "cutover to target refused until validated: 2 table(s)",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
+    }
+
+    let json = ferry(args(&["status", "--json", "--proxy", &env.admin(0)])).await;
+    assert!(json.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        v["proxies"][0]["status"]["migration"]["tables"]["shop.orders"]["rows"],
+        4242
+    );
+
+    // A second instance that does not answer: its line says so, the exit code too.
+    let out = ferry(args(&[
+        "status",
+        "--proxy",
+        &env.admin(0),
+        "--proxy",
+        "127.0.151.9:1",
+        "--migrator",
+        "127.0.151.9:2",
+    ]))
+    .await;
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("primary origin"), "{stdout}");
+    assert!(
+        stdout.contains("proxy 127.0.151.9:1: UNREACHABLE: cannot connect"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("migrator 127.0.151.9:2: UNREACHABLE"),
+        "{stdout}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutover_switches_refuses_while_unvalidated_and_force_overrides() {
+    let env = env(152, &[None]).await;
+    let admin = env.admin(0);
+    // No migrator has reported: nothing to wait for.
+    let out = ferry(args(&["cutover", "--proxy", &admin, "--primary", "target"])).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("primary target (was origin)"), "{stdout}");
+    assert_eq!(env.primaries(), [ClusterId::Target]);
+    // The way back is never refused.
+    let out = ferry(args(&["cutover", "--proxy", &admin, "--primary", "origin"])).await;
+    assert!(out.status.success());
+    assert_eq!(env.primaries(), [ClusterId::Origin]);
+    let out = ferry(args(&[
+        "cutover",
+        "--proxy",
+        &admin,
+        "--read-mode",
+        "dual-async",
+    ]))
+    .await;
+    assert!(out.status.success());
+    assert_eq!(env.proxies[0].live().read_mode(), ReadMode::DualAsync);
+
+    // A job the proxy knows is not validated yet.
+    let update = env.proxies[0].update_addr().unwrap();
+    let _migrator = report(
+        update,
+        vec![Message::JobStarted {
+            job: "job-2".into(),
+            tables: vec![table("orders")],
+        }],
+    )
+    .await;
+    let out = ferry(args(&["cutover", "--proxy", &admin, "--primary", "target"])).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("not validated") && stderr.contains("shop.orders"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing switched"), "{stderr}");
+    assert_eq!(env.primaries(), [ClusterId::Origin]);
+
+    let out = ferry(args(&[
+        "cutover",
+        "--proxy",
+        &admin,
+        "--primary",
+        "target",
+        "--force",
+    ]))
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(env.primaries(), [ClusterId::Target]);
+
+    // Neither or both of --primary / --read-mode is a usage error.
+    let out = ferry(args(&["cutover", "--proxy", &admin])).await;
+    assert_eq!(out.status.code(), Some(64));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutover_switches_every_instance_or_none() {
+    let env = env(153, &[None, None, None]).await;
+    let all = |extra: &[&str]| {
+        let mut a = vec!["cutover".to_owned()];
+        for i in 0..3 {
+            a.push("--proxy".into());
+            a.push(env.admin(i));
+        }
+        a.extend(extra.iter().map(|s| (*s).to_owned()));
+        a
+    };
+    let out = ferry(all(&["--primary", "target"])).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("on all 3 instance(s)"), "{stdout}");
+    assert_eq!(env.primaries(), [ClusterId::Target; 3]);
+    let out = ferry(all(&["--primary", "origin"])).await;
+    assert!(out.status.success());
+    assert_eq!(env.primaries(), [ClusterId::Origin; 3]);
+
+    // Only the last instance heard of an unvalidated table: none switches.
+    let update = env.proxies[2].update_addr().unwrap();
+    let _migrator = report(
+        update,
+        vec![Message::JobStarted {
+            job: "job-3".into(),
+            tables: vec![table("carts")],
+        }],
+    )
+    .await;
+    let out = ferry(all(&["--primary", "target"])).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&env.admin(2)), "{stderr}");
+    assert_eq!(env.primaries(), [ClusterId::Origin; 3]);
+
+    // An unreachable instance: none switches either.
+    let mut with_dead = all(&["--primary", "target", "--force"]);
+    with_dead.extend(args(&["--proxy", "127.0.153.9:1"]));
+    let out = ferry(with_dead).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("127.0.153.9:1"), "{stderr}");
+    assert_eq!(env.primaries(), [ClusterId::Origin; 3]);
+
+    let out = ferry(all(&["--primary", "target", "--force"])).await;
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(env.primaries(), [ClusterId::Target; 3]);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_switch_rolls_back_the_instances_already_switched() {
+    // The second instance wants a token the first does not: reading works on both (GETs need
+    // none), the second PUT is refused after the first one succeeded.
+    let env = env(154, &[None, Some("s3cret")]).await;
+    let out = ferry(args(&[
+        "cutover",
+        "--proxy",
+        &env.admin(0),
+        "--proxy",
+        &env.admin(1),
+        "--primary",
+        "target",
+        "--token",
+        "wrong",
+    ]))
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("primary target (was origin)"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{}: rolled back to origin", env.admin(0))),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("HTTP 401") && stderr.contains("rolled back"),
+        "{stderr}"
+    );
+    assert_eq!(env.primaries(), [ClusterId::Origin; 2]);
+
+    let out = ferry(args(&[
+        "cutover",
+        "--proxy",
+        &env.admin(0),
+        "--proxy",
+        &env.admin(1),
+        "--primary",
+        "target",
+        "--token",
+        "s3cret",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(env.primaries(), [ClusterId::Target; 2]);
+    env.stop().await;
+}
