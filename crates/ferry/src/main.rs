@@ -308,6 +308,7 @@ async fn sim(args: SimArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let stop = wait_for_signal();
     for (i, addr) in cluster.addresses().iter().enumerate() {
         println!("ferry sim: node {i} listening on {addr}");
     }
@@ -330,7 +331,7 @@ async fn sim(args: SimArgs) -> ExitCode {
          stops it",
         if auth { "on" } else { "off" }
     );
-    wait_for_signal().await;
+    stop.await;
     println!("ferry sim: stopping");
     let _ = stop_admin.send(());
     if let Some(admin) = admin
@@ -343,25 +344,33 @@ async fn sim(args: SimArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Returns on Ctrl-C or SIGTERM (how Kubernetes and most supervisors stop a process).
-pub(crate) async fn wait_for_signal() {
+/// Completes on Ctrl-C or SIGTERM (how Kubernetes and most supervisors stop a process). The
+/// handlers are installed when this is called, not when the future is first polled, so a
+/// signal that arrives right after a "listening" line is not lost.
+pub(crate) fn wait_for_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
