@@ -13,7 +13,8 @@
 //! `prometheus` and `promtool` come from the Debian package `prometheus` (`bash .ci/setup`
 //! installs it); without them these tests fail and say so.
 //!
-//! Nets: 127.0.160.1–5 (sims, proxy, migrator, Prometheus).
+//! Nets: 127.0.160.1–5 (sims, proxy, migrator, Prometheus), on ports no default service uses (a
+//! `prometheus` package started by systemd listens on every address's 9090).
 
 #![allow(
     clippy::unwrap_used,
@@ -47,10 +48,10 @@ const DASHBOARDS: [&str; 2] = [
 const ALERTS: &str = "deploy/prometheus/alerts.yml";
 const DATASOURCES: &str = "grafana/provisioning/datasources/prometheus.yaml";
 
-const PROXY_CQL: &str = "127.0.160.3:9042";
-const PROXY_ADMIN: &str = "127.0.160.3:14001";
-const MIGRATOR_ADMIN: &str = "127.0.160.4:14101";
-const PROMETHEUS: &str = "127.0.160.5:9090";
+const PROXY_CQL: &str = "127.0.160.3:19042";
+const PROXY_ADMIN: &str = "127.0.160.3:19401";
+const MIGRATOR_ADMIN: &str = "127.0.160.4:19501";
+const PROMETHEUS: &str = "127.0.160.5:19090";
 
 /// Grafana's own variables, replaced by the values a dashboard would use.
 const GRAFANA_VARIABLES: [(&str, &str); 4] = [
