@@ -96,6 +96,18 @@ const PROGRESS: Def = def(
      planned yet count as nothing done).",
 );
 
+const TABLE_RANGES: Def = def(
+    "ferry_migrator_table_ranges",
+    &["table"],
+    "Token ranges the current job planned for the table.",
+);
+const TABLE_RANGES_DONE: Def = def(
+    "ferry_migrator_table_ranges_done",
+    &["table"],
+    "Token ranges of the table done in the current job, checkpointed ones of a resumed job \
+     included.",
+);
+
 /// Every metric, in exposition order.
 pub const DEFINITIONS: &[&Def] = &[
     &ROWS_READ,
@@ -110,6 +122,8 @@ pub const DEFINITIONS: &[&Def] = &[
     &WRITE_LATENCY,
     &TABLE_PHASE,
     &PROGRESS,
+    &TABLE_RANGES,
+    &TABLE_RANGES_DONE,
 ];
 
 /// Latency buckets: a page takes milliseconds to seconds.
@@ -132,6 +146,9 @@ pub struct Metrics {
     write_latency: Histogram,
     phase: GaugeVec,
     progress: Gauge,
+    /// Per-table progress, so a dashboard shows each table's share done.
+    table_ranges: GaugeVec,
+    table_ranges_done: GaugeVec,
     /// Label per table (bounded) and the current job's (done, total) ranges per table.
     tables: Mutex<Tables>,
 }
@@ -160,6 +177,12 @@ fn counter_vec(r: &Registry, d: &Def) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(d.name, d.help), d.labels)
         .unwrap_or_else(|e| unreachable!("metric {} is well-formed: {e}", d.name));
     register(r, c)
+}
+
+fn gauge_vec(r: &Registry, d: &Def) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(d.name, d.help), d.labels)
+        .unwrap_or_else(|e| unreachable!("metric {} is well-formed: {e}", d.name));
+    register(r, g)
 }
 
 fn histogram(r: &Registry, d: &Def) -> Histogram {
@@ -203,6 +226,8 @@ impl Metrics {
             write_latency: histogram(&r, &WRITE_LATENCY),
             phase: register(&r, phase),
             progress: register(&r, progress),
+            table_ranges: gauge_vec(&r, &TABLE_RANGES),
+            table_ranges_done: gauge_vec(&r, &TABLE_RANGES_DONE),
             registry: r,
             tables: Mutex::new(Tables::default()),
         }
@@ -289,6 +314,13 @@ impl Observer for Metrics {
                 total,
                 already_done,
             } => {
+                let label = self.label(table);
+                self.table_ranges
+                    .with_label_values(&[label.as_str()])
+                    .set(f64::from(*total));
+                self.table_ranges_done
+                    .with_label_values(&[label.as_str()])
+                    .set(f64::from(*already_done));
                 let mut t = self.tables();
                 t.ranges
                     .insert(table.clone(), (u64::from(*already_done), u64::from(*total)));
@@ -323,6 +355,9 @@ impl Observer for Metrics {
             Event::RangeDone { table, .. } => {
                 let label = self.label(table);
                 self.ranges_done.with_label_values(&[label.as_str()]).inc();
+                self.table_ranges_done
+                    .with_label_values(&[label.as_str()])
+                    .inc();
                 let mut t = self.tables();
                 if let Some((done, _)) = t.ranges.get_mut(table) {
                     *done += 1;
@@ -400,6 +435,12 @@ mod tests {
             text.contains("ferry_migrator_job_progress_ratio 0.5"),
             "{text}"
         );
+        for line in [
+            "ferry_migrator_table_ranges{table=\"ks.t\"} 4",
+            "ferry_migrator_table_ranges_done{table=\"ks.t\"} 2",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
         assert!(
             text.contains("ferry_migrator_table_phase{table=\"ks.t\"} 5"),
             "{text}"

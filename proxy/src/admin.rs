@@ -116,6 +116,8 @@ pub(crate) struct Admin {
     addresses: [String; 2],
     /// The primary before the proxy started, for `/metrics` during start-up.
     primary_at_start: ClusterId,
+    /// The read mode before the proxy started, for `/metrics` during start-up.
+    read_mode_at_start: ReadMode,
     /// Set once both clusters answered and the proxy listens.
     ctx: OnceLock<Arc<Context>>,
 }
@@ -137,6 +139,7 @@ impl Admin {
             health,
             addresses,
             primary_at_start: config.primary,
+            read_mode_at_start: config.read_mode,
             ctx: OnceLock::new(),
         }
     }
@@ -234,6 +237,7 @@ impl Admin {
                 repairs_pending: ctx.repairs.pending(),
                 ready,
                 primary: ctx.live.primary(),
+                read_mode: ctx.live.read_mode(),
             },
             None => Snapshot {
                 prepared_entries: 0,
@@ -241,6 +245,7 @@ impl Admin {
                 repairs_pending: 0,
                 ready,
                 primary: self.primary_at_start,
+                read_mode: self.read_mode_at_start,
             },
         };
         let text = self

@@ -34,7 +34,7 @@ use prometheus::{
 
 use crate::completion::plain_body;
 use crate::error::{BackendError, RequestKind};
-use crate::settings::ClusterId;
+use crate::settings::{ClusterId, ReadMode};
 use crate::tls::HandshakeFailure;
 
 /// Distinct `table` label values per metric; more tables share [`OTHER_TABLE`]. Prometheus
@@ -235,8 +235,16 @@ const MIGRATOR_CONNECTED: Def = def(
     "1 while a migrator is connected over the Update channel, else 0.",
 );
 
+// Dashboards show the read mode next to the primary; it changes live through PUT /read-mode.
+const READ_MODE: Def = def(
+    "ferry_proxy_read_mode",
+    Gauge,
+    &["mode"],
+    "1 for the current read mode (primary-only or dual-async), else 0.",
+);
+
 /// Every metric the proxy exports.
-pub(crate) const DEFINITIONS: [&Def; 24] = [
+pub(crate) const DEFINITIONS: [&Def; 25] = [
     &REQUESTS,
     &FAILURES,
     &FAILED_WRITES,
@@ -261,6 +269,7 @@ pub(crate) const DEFINITIONS: [&Def; 24] = [
     &MIGRATION_RANGES_DONE,
     &MIGRATION_RANGES_TOTAL,
     &MIGRATOR_CONNECTED,
+    &READ_MODE,
 ];
 
 /// Latency buckets (seconds): from 100 µs (a proxied read on a local network) to 10 s (the
@@ -533,6 +542,7 @@ pub(crate) struct Snapshot {
     pub repairs_pending: u64,
     pub ready: [bool; 2],
     pub primary: ClusterId,
+    pub read_mode: ReadMode,
 }
 
 /// The proxy's registry and every handle into it.
@@ -552,6 +562,8 @@ pub(crate) struct Metrics {
     target_write_failures: IntCounterVec,
     repairs_pending: IntGauge,
     migration: MigrationFamilies,
+    /// By [`ReadMode::ALL`] order; set at scrape time.
+    read_mode: [IntGauge; 2],
     /// Scrapes set gauges and catch counters up from their sources: one at a time, so two
     /// concurrent scrapes cannot add the same delta twice.
     scrape: Mutex<()>,
@@ -682,8 +694,16 @@ impl Metrics {
                 tls_failures.get_metric_with_label_values(&[f.label()]),
             )
         });
+        let read_modes = b.gauges(&READ_MODE)?;
+        let [m0, m1] = ReadMode::ALL.map(|m| {
+            child(
+                &READ_MODE,
+                read_modes.get_metric_with_label_values(&[m.name()]),
+            )
+        });
         Ok(Self {
             clusters,
+            read_mode: [m0?, m1?],
             failed_writes: [
                 failed_on("origin")?,
                 failed_on("target")?,
@@ -781,6 +801,9 @@ impl Metrics {
             c.ready.set(i64::from(snapshot.ready[id.index()]));
             c.primary.set(i64::from(snapshot.primary == id));
         }
+        for (mode, gauge) in ReadMode::ALL.iter().zip(&self.read_mode) {
+            gauge.set(i64::from(snapshot.read_mode == *mode));
+        }
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(out)
@@ -845,6 +868,7 @@ mod tests {
             repairs_pending: 1,
             ready: [true, false],
             primary: ClusterId::Target,
+            read_mode: ReadMode::DualAsync,
         }
     }
 

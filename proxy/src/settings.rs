@@ -77,6 +77,9 @@ pub enum ReadMode {
 }
 
 impl ReadMode {
+    /// Every mode, in the order of the `ferry_proxy_read_mode` gauges.
+    pub const ALL: [ReadMode; 2] = [Self::PrimaryOnly, Self::DualAsync];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::PrimaryOnly => "primary-only",
