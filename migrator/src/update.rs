@@ -16,7 +16,7 @@
 //! ```
 //!
 //! # Layout
-//! - [`Link`]: the channels, [`Link::reporter`], [`Link::validated`], [`Link::attach`],
+//! - [`Link`]: the channels, [`Link::reporter`], [`Link::answer`], [`Link::validated`],
 //!   [`Link::finish`].
 //! - `Reporter`: the [`Observer`] turning the job's events into messages.
 //! - `Responder`: the requests, answered with `Ack` / `Nack{reason}`.
@@ -120,6 +120,8 @@ type Request = (Arc<str>, Delivery);
 /// The channels to the configured proxies, and what answers their requests.
 pub struct Link {
     channels: Mutex<Vec<(Arc<str>, Channel)>>,
+    /// The proxies' requests until [`Link::answer`] starts answering them.
+    requests: Mutex<Option<mpsc::Receiver<Request>>>,
     responder: Arc<Responder>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -133,9 +135,9 @@ impl std::fmt::Debug for Link {
 
 impl Link {
     /// One channel per `config.update.proxies` (none configured: `None`), dialing until
-    /// [`Link::finish`]; requests are answered from now on (re-migrations once
-    /// [`Link::attach`] gave the jobs). `serve`: a re-migration with no job running starts
-    /// one. `observer` hears of repairs (metrics, logs). Needs a Tokio runtime.
+    /// [`Link::finish`]; requests wait for [`Link::answer`]. `serve`: a re-migration with no
+    /// job running starts one. `observer` hears of repairs (metrics, logs). Needs a Tokio
+    /// runtime.
     pub fn start(
         config: &MigratorConfig,
         serve: bool,
@@ -169,11 +171,11 @@ impl Link {
             repairer: Arc::new(Repairer::new(config.job_spec(), observer)),
             repairs: Arc::new(Semaphore::new(MAX_REPAIRS_IN_FLIGHT)),
         });
-        let task = tokio::spawn(responder.clone().run(rx));
         Ok(Some(Arc::new(Self {
             channels: Mutex::new(channels),
+            requests: Mutex::new(Some(rx)),
             responder,
-            task: Mutex::new(Some(task)),
+            task: Mutex::new(None),
         })))
     }
 
@@ -200,9 +202,22 @@ impl Link {
         })
     }
 
-    /// Re-migrations go to these jobs (the running one, or a new one with `serve`).
-    pub fn attach(&self, jobs: Arc<Jobs>) {
-        let _ = self.responder.jobs.set(jobs);
+    /// Starts answering the proxies' requests; re-migrations go to `jobs` (the running one,
+    /// or a new one with `serve`), and are refused without. Once; later calls do nothing.
+    pub fn answer(&self, jobs: Option<Arc<Jobs>>) {
+        let Some(rx) = self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        if let Some(jobs) = jobs {
+            let _ = self.responder.jobs.set(jobs);
+        }
+        let task = tokio::spawn(self.responder.clone().run(rx));
+        *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
     }
 
     /// `ferry validate`'s results: `TableValidated` for every table compared completely
@@ -247,6 +262,10 @@ impl Link {
         for (_, c) in channels {
             c.close().await;
         }
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
             t.abort();
         }

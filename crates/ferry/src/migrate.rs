@@ -305,7 +305,7 @@ pub(crate) async fn run(args: MigrateArgs, config: MigratorConfig) -> ExitCode {
     };
     let jobs = Arc::new(Jobs::new(metrics.clone(), display));
     if let Some(link) = &link {
-        link.attach(jobs.clone());
+        link.answer(Some(jobs.clone()));
     }
     let listen = match (args.serve(), config.admin.listen) {
         (_, Some(addr)) => Some(addr),

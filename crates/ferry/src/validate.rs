@@ -87,6 +87,9 @@ pub(crate) async fn run(args: ValidateArgs, config: MigratorConfig) -> ExitCode 
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    if let Some(link) = &link {
+        link.answer(None);
+    }
     let outcome = ferry_migrator::validate(spec, options, Arc::new(LogObserver)).await;
     if let (Some(link), Ok(report)) = (&link, &outcome) {
         link.validated(report);
