@@ -28,6 +28,10 @@
 //!   HTTP endpoints ([`api::Api`]).
 //! - [`metrics`]: every `ferry_migrator_…` metric, updated as an [`Observer`].
 //! - [`Cancel`] (`cancel`): the stop flag range workers look at after each checkpoint.
+//! - [`control`]: [`JobControl`], the running job's table queue (reorder, re-migrate from a
+//!   fresh checkpoint), which [`run_controlled`] takes tables from.
+//! - [`update`]: the Update channel to the proxies: reports, and their re-migrate, reorder
+//!   and repair requests carried out.
 //! - [`progress`]: the [`Observer`] trait and its [`Event`]s (what progress bars, metrics and
 //!   the HTTP API listen to), and [`LogObserver`].
 //! - [`schema`]: origin's schema from `system_schema`, DDL for target, compatibility check.
@@ -101,7 +105,8 @@ pub use validate::{Counts, TableValidation, ValidateOptions, ValidationReport, v
 /// How long connecting to a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The outcome of a job: one report per selected table, in job order.
+/// The outcome of a job: one report per table run, in the order they started (a table
+/// re-migrated while the job ran appears once per run; tables cancelled before starting last).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct JobReport {
