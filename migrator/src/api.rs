@@ -39,7 +39,7 @@ use crate::config::MigratorConfig;
 use crate::job::{JobSpec, Phase};
 use crate::metrics::Metrics;
 use crate::progress::{Event, Fanout, Observer, TableName};
-use crate::{Cancel, JobReport};
+use crate::{Cancel, JobControl, JobReport};
 
 /// Finished jobs kept for `GET /jobs`; older ones are forgotten.
 pub const MAX_KEPT_JOBS: usize = 100;
@@ -108,6 +108,8 @@ struct Status {
 struct Tracker {
     id: String,
     cancel: Cancel,
+    /// The job's table queue, open to the proxies' requests.
+    control: Arc<JobControl>,
     status: Mutex<Status>,
     /// Flips to true when the job ended; [`Jobs::wait`] waits on it.
     finished: watch::Sender<Option<Result<JobReport, String>>>,
@@ -331,8 +333,27 @@ impl Jobs {
             .map(|t| t.id.clone())
     }
 
+    /// The running job's table queue.
+    pub fn running_control(&self) -> Option<Arc<JobControl>> {
+        self.lock()
+            .jobs
+            .iter()
+            .find(|t| !t.lock().state.finished())
+            .map(|t| t.control.clone())
+    }
+
     /// Starts `spec` in the background; its id.
     pub fn start(&self, spec: JobSpec) -> Result<String, JobsError> {
+        self.start_controlled(spec, Arc::new(JobControl::new()))
+    }
+
+    /// [`Jobs::start`] with `control` as the job's table queue (e.g. one whose tables start
+    /// from fresh checkpoints, [`JobControl::fresh`]).
+    pub fn start_controlled(
+        &self,
+        spec: JobSpec,
+        control: Arc<JobControl>,
+    ) -> Result<String, JobsError> {
         let mut st = self.lock();
         if let Some(t) = st.jobs.iter().find(|t| !t.lock().state.finished()) {
             return Err(JobsError::Busy(t.id.clone()));
@@ -342,6 +363,7 @@ impl Jobs {
         let tracker = Arc::new(Tracker {
             id: st.next_id.to_string(),
             cancel: Cancel::new(),
+            control,
             status: Mutex::new(Status {
                 state: State::Running,
                 tables: Vec::new(),
@@ -366,9 +388,14 @@ impl Jobs {
         let id = tracker.id.clone();
         tracing::info!(job = %id, "job started");
         tokio::spawn(async move {
-            let outcome = crate::run_until(spec, observer, tracker.cancel.clone())
-                .await
-                .map_err(|e| e.to_string());
+            let outcome = crate::run_controlled(
+                spec,
+                observer,
+                tracker.cancel.clone(),
+                tracker.control.clone(),
+            )
+            .await
+            .map_err(|e| e.to_string());
             tracker.end(outcome);
             tracing::info!(job = %tracker.id, state = tracker.lock().state.name(), "job ended");
         });

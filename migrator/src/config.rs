@@ -5,7 +5,8 @@
 //! keys as JSON, over the service's config ([`MigratorConfig::with_job`]).
 //!
 //! # Layout
-//! - **Types**: [`MigratorConfig`], [`ClusterSettings`], [`AdminSettings`], [`LogFormat`].
+//! - **Types**: [`MigratorConfig`], [`ClusterSettings`], [`AdminSettings`], [`LogFormat`],
+//!   [`UpdateSettings`] (the Update channel to proxies, keys `update.*`).
 //! - **Keys**: one table (`KEYS`), each key with its parser; the job's keys first, then the
 //!   service's (`admin.*`, `log.*`), which a posted job may not set. The key reference with
 //!   defaults is `deploy/config/migrator.yaml` (a test loads it).
@@ -72,6 +73,27 @@ pub struct AdminSettings {
     pub bearer_token: Option<Secret>,
 }
 
+/// The Update channel: the proxies this migrator reports to and takes requests from
+/// (see [`crate::update`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct UpdateSettings {
+    /// `host:port` of each proxy's Update listener (port 14100 when left out); empty (the
+    /// default) means no channel. Key `update.proxies`, env `FERRY_MIGRATOR_UPDATE_PROXIES`
+    /// (comma-separated), flag `--update-proxy` (repeatable).
+    pub proxies: Vec<String>,
+    /// TLS to the proxies; absent means plain TCP. Keys `update.tls.ca_path` (required with
+    /// TLS), `cert_path` + `key_path` (when the proxy asks for client certificates),
+    /// `server_name` (default: the host dialed).
+    pub tls: Option<ferry_update::ClientTlsFiles>,
+}
+
+/// The Update port DESIGN.md gives proxies, used when `update.proxies` names a host only.
+pub const DEFAULT_UPDATE_PORT: u16 = 14100;
+
+/// Proxies the migrator keeps a channel to: each is a connection and a queue.
+pub const MAX_UPDATE_PROXIES: usize = 64;
+
 /// How progress and logs are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -113,6 +135,7 @@ pub struct MigratorConfig {
     pub admin: AdminSettings,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
+    pub update: UpdateSettings,
 }
 
 impl Default for MigratorConfig {
@@ -146,6 +169,7 @@ impl Default for MigratorConfig {
             },
             log_level: LogLevel::Info,
             log_format: LogFormat::Auto,
+            update: UpdateSettings::default(),
         }
     }
 }
@@ -303,6 +327,7 @@ impl MigratorConfig {
             );
         }
         out.duration("retry_backoff", self.retry_backoff, false);
+        self.update.check(out);
         if let Err(e) = self.job_spec().validate() {
             // The core's rules, worded with the core's names; the contact point problems are
             // already listed above under their keys, and the tables are a job's (a server's
@@ -314,6 +339,67 @@ impl MigratorConfig {
             }
         }
     }
+}
+
+impl UpdateSettings {
+    fn check(&self, out: &mut Problems) {
+        if self.proxies.len() > MAX_UPDATE_PROXIES {
+            out.add(
+                "update.proxies",
+                format!(
+                    "{} proxies; at most {MAX_UPDATE_PROXIES}",
+                    self.proxies.len()
+                ),
+            );
+        }
+        for (i, p) in self.proxies.iter().enumerate() {
+            if self.proxies[..i].contains(p) {
+                out.add("update.proxies", format!("{p} is listed twice"));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            if tls.ca_path.as_os_str().is_empty() {
+                out.add(
+                    "update.tls.ca_path",
+                    "is required when update.tls is set".into(),
+                );
+            }
+            if tls.cert_path.is_some() != tls.key_path.is_some() {
+                out.add(
+                    "update.tls",
+                    "cert_path and key_path go together (a client certificate and its key)".into(),
+                );
+            }
+            if self.proxies.is_empty() {
+                out.add(
+                    "update.tls",
+                    "is set but update.proxies is empty (no channel to secure)".into(),
+                );
+            }
+        }
+    }
+}
+
+fn update_tls(d: &mut MigratorConfig) -> &mut ferry_update::ClientTlsFiles {
+    d.update
+        .tls
+        .get_or_insert_with(|| ferry_update::ClientTlsFiles::new(PathBuf::new()))
+}
+
+fn proxies(v: &Raw) -> Result<Vec<String>, String> {
+    v.list()
+        .into_iter()
+        .map(|s| {
+            contact_point(s).map(|(host, port)| {
+                let port = port.unwrap_or(DEFAULT_UPDATE_PORT);
+                if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                }
+            })
+        })
+        .collect()
 }
 
 fn optional_text(v: &Raw) -> Result<Option<String>, String> {
@@ -529,9 +615,32 @@ const SERVICE_KEYS: [(&str, Apply<MigratorConfig>); 4] = [
     }),
 ];
 
+const UPDATE_KEYS: [(&str, Apply<MigratorConfig>); 5] = [
+    ("update.proxies", |d, v| {
+        d.update.proxies = proxies(v)?;
+        Ok(())
+    }),
+    ("update.tls.ca_path", |d, v| {
+        update_tls(d).ca_path = PathBuf::from(v.text()?);
+        Ok(())
+    }),
+    ("update.tls.cert_path", |d, v| {
+        update_tls(d).cert_path = v.optional()?.map(PathBuf::from);
+        Ok(())
+    }),
+    ("update.tls.key_path", |d, v| {
+        update_tls(d).key_path = v.optional()?.map(PathBuf::from);
+        Ok(())
+    }),
+    ("update.tls.server_name", |d, v| {
+        update_tls(d).server_name = optional_text(v)?;
+        Ok(())
+    }),
+];
+
 /// Every key: the job's first, then the service's, so [`JOB_SETTINGS`] is a prefix.
-static KEYS: [(&str, Apply<MigratorConfig>); 36] = {
-    let mut all = [SERVICE_KEYS[0]; 36];
+static KEYS: [(&str, Apply<MigratorConfig>); 41] = {
+    let mut all = [SERVICE_KEYS[0]; 41];
     let mut i = 0;
     while i < 8 {
         all[i] = ORIGIN_KEYS[i];
@@ -548,6 +657,11 @@ static KEYS: [(&str, Apply<MigratorConfig>); 36] = {
         all[32 + k] = SERVICE_KEYS[k];
         k += 1;
     }
+    let mut u = 0;
+    while u < 5 {
+        all[36 + u] = UPDATE_KEYS[u];
+        u += 1;
+    }
     all
 };
 
@@ -558,6 +672,8 @@ const SECTIONS: &[&str] = &[
     "target.tls",
     "admin",
     "log",
+    "update",
+    "update.tls",
 ];
 
 static SERVICE_SETTINGS: Settings<MigratorConfig> = Settings {
@@ -648,6 +764,70 @@ mod tests {
         ] {
             assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
         }
+    }
+
+    #[test]
+    fn update_proxies_come_from_file_env_and_flags_with_their_problems() {
+        let base = "origin: {contact_points: [o]}\ntarget: {contact_points: [t]}\n";
+        let c = MigratorConfig::load(Some(EXAMPLE), NO_ENV, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.update.proxies, ["10.0.2.1:14100", "10.0.2.2:14100"]);
+        let tls = c.update.tls.unwrap_or_else(|| panic!("tls"));
+        assert_eq!(tls.ca_path, PathBuf::from("/etc/ferry/update-ca.pem"));
+        assert_eq!(tls.cert_path, None);
+        let c = MigratorConfig::load(
+            Some(base),
+            [("FERRY_MIGRATOR_UPDATE_PROXIES", "p1,p2:9")],
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.update.proxies, ["p1:14100", "p2:9"]);
+        assert_eq!(c.update.tls, None);
+        let c = MigratorConfig::load(
+            Some(base),
+            [("FERRY_MIGRATOR_UPDATE_PROXIES", "p1")],
+            &[("update.proxies", "q:1,[::1]".into(), "--update-proxy")],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.update.proxies, ["q:1", "[::1]:14100"]);
+        assert!(
+            MigratorConfig::load(Some(base), NO_ENV, &[])
+                .is_ok_and(|c| c.update.proxies.is_empty())
+        );
+
+        let yaml =
+            format!("{base}update: {{proxies: [a, 'a:14100', 'b:x'], tls: {{cert_path: /c}}}}\n");
+        let e = MigratorConfig::load(Some(&yaml), NO_ENV, &[])
+            .err()
+            .map(problems)
+            .unwrap_or_default();
+        for expected in [
+            "update.proxies (line 3)",
+            "update.tls.ca_path: is required when update.tls is set",
+        ] {
+            assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
+        }
+        let yaml = format!(
+            "{base}update: {{proxies: [a, 'a:14100'], tls: {{ca_path: /ca, key_path: /k}}}}\n"
+        );
+        let e = MigratorConfig::load(Some(&yaml), NO_ENV, &[])
+            .err()
+            .map(problems)
+            .unwrap_or_default();
+        for expected in [
+            "update.proxies: a:14100 is listed twice",
+            "update.tls: cert_path and key_path go together",
+        ] {
+            assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
+        }
+        let yaml = format!("{base}update: {{tls: {{ca_path: /ca}}}}\n");
+        let e = MigratorConfig::load(Some(&yaml), NO_ENV, &[])
+            .err()
+            .map(problems)
+            .unwrap_or_default();
+        assert!(
+            e.contains("update.tls: is set but update.proxies is empty"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -28,6 +28,10 @@
 //!   HTTP endpoints ([`api::Api`]).
 //! - [`metrics`]: every `ferry_migrator_…` metric, updated as an [`Observer`].
 //! - [`Cancel`] (`cancel`): the stop flag range workers look at after each checkpoint.
+//! - [`control`]: [`JobControl`], the running job's table queue (reorder, re-migrate from a
+//!   fresh checkpoint), which [`run_controlled`] takes tables from.
+//! - [`update`]: the Update channel to the proxies: reports, and their re-migrate, reorder
+//!   and repair requests carried out.
 //! - [`progress`]: the [`Observer`] trait and its [`Event`]s (what progress bars, metrics and
 //!   the HTTP API listen to), and [`LogObserver`].
 //! - [`schema`]: origin's schema from `system_schema`, DDL for target, compatibility check.
@@ -66,6 +70,7 @@ pub mod cells;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod job;
 pub mod metrics;
@@ -75,6 +80,7 @@ mod scan;
 pub mod schema;
 mod table;
 pub mod throttle;
+pub mod update;
 pub mod validate;
 pub mod writer;
 
@@ -85,11 +91,11 @@ use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::policies::load_balancing::DefaultPolicy;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 pub use cancel::Cancel;
 pub use compare::DiffKind;
+pub use control::{ControlError, JobControl};
 pub use error::{JobError, TableError};
 pub use job::{ClusterSpec, CountersMode, JobSpec, Phase, RangeCount, TableSelector};
 pub use progress::{Event, LogObserver, Observer, TableName};
@@ -99,7 +105,8 @@ pub use validate::{Counts, TableValidation, ValidateOptions, ValidationReport, v
 /// How long connecting to a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The outcome of a job: one report per selected table, in job order.
+/// The outcome of a job: one report per table run, in the order they started (a table
+/// re-migrated while the job ran appears once per run; tables cancelled before starting last).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct JobReport {
@@ -127,12 +134,25 @@ pub async fn run_until(
     observer: Arc<dyn Observer>,
     cancel: Cancel,
 ) -> Result<JobReport, JobError> {
+    run_controlled(spec, observer, cancel, Arc::new(JobControl::new())).await
+}
+
+/// [`run_until`], with the table queue open to `control` while the job runs: tables not
+/// started yet can be reordered, and a selected table re-migrated from a fresh checkpoint
+/// (the report then has one entry per run of it, in start order).
+pub async fn run_controlled(
+    spec: JobSpec,
+    observer: Arc<dyn Observer>,
+    cancel: Cancel,
+    control: Arc<JobControl>,
+) -> Result<JobReport, JobError> {
     spec.validate()?;
     std::fs::create_dir_all(&spec.job_dir)
         .map_err(|e| error::JobFileError::new("cannot create job directory", &spec.job_dir, e))?;
     let origin = Arc::new(connect("origin", &spec.origin).await?);
     let target = Arc::new(connect("target", &spec.target).await?);
     let tables = select_tables(&origin, &spec).await?;
+    control.plan(&tables);
     observer.event(&Event::JobPlanned {
         tables: tables.clone(),
     });
@@ -149,35 +169,54 @@ pub async fn run_until(
         cancel,
         schema_file: tokio::sync::Mutex::new(()),
     });
-    let slots = Arc::new(Semaphore::new(job.spec.table_parallelism));
     let mut running = JoinSet::new();
-    for (i, t) in tables.iter().enumerate() {
-        let job = job.clone();
-        let slots = slots.clone();
-        let t = t.clone();
-        running.spawn(async move {
-            // Tables start in job order; the semaphore only limits how many run at once.
-            let _slot = slots.acquire_owned().await;
-            if job.cancel.is_cancelled() {
+    let mut reports: Vec<Option<TableReport>> = Vec::new();
+    let mut names: Vec<TableName> = Vec::new();
+    loop {
+        // Tables start in queue order, at most table_parallelism at once.
+        let mut last = control::Next::Wait;
+        while running.len() < job.spec.table_parallelism && !job.cancel.is_cancelled() {
+            match control.next() {
+                control::Next::Run(q) => {
+                    let i = reports.len();
+                    reports.push(None);
+                    names.push(q.table.clone());
+                    let job = job.clone();
+                    running.spawn(async move { (i, table::migrate(job, q.table, q.fresh).await) });
+                }
+                other => {
+                    last = other;
+                    break;
+                }
+            }
+        }
+        if job.cancel.is_cancelled() {
+            for t in control.drain() {
                 job.observer.event(&Event::Phase {
                     table: t.clone(),
                     phase: Phase::Cancelled,
                 });
-                return (i, TableReport::cancelled(t));
+                reports.push(Some(TableReport::cancelled(t.clone())));
+                names.push(t);
             }
-            (i, table::migrate(job, t).await)
-        });
-    }
-    let mut reports: Vec<Option<TableReport>> = vec![None; tables.len()];
-    while let Some(done) = running.join_next().await {
-        match done {
-            Ok((i, r)) => reports[i] = Some(r),
-            Err(e) => tracing::error!(error = %e, "table task ended abnormally"),
+        }
+        if last == control::Next::Done {
+            break;
+        }
+        match running.join_next().await {
+            Some(Ok((i, r))) => {
+                control.finished(&r.table);
+                reports[i] = Some(r);
+            }
+            // The table stays "running" in the control, so it does not start again.
+            Some(Err(e)) => tracing::error!(error = %e, "table task ended abnormally"),
+            // Nothing runs and nothing may start (cancelled).
+            None => break,
         }
     }
-    let tables = reports
+    let tables: Vec<TableReport> = reports
         .into_iter()
-        .zip(tables)
+        .zip(names)
         .map(|(r, t)| {
             r.unwrap_or_else(|| TableReport {
                 table: t,
@@ -190,6 +229,11 @@ pub async fn run_until(
             })
         })
         .collect();
+    let done = tables.iter().filter(|t| t.phase == Phase::Done).count();
+    job.observer.event(&Event::JobFinished {
+        tables_done: u32::try_from(done).unwrap_or(u32::MAX),
+        tables_failed: u32::try_from(tables.len() - done).unwrap_or(u32::MAX),
+    });
     Ok(JobReport { tables })
 }
 

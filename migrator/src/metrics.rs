@@ -83,6 +83,13 @@ const WRITE_LATENCY: Def = def(
     "Time from a page's arrival until target acknowledged all its rows (throttle waits \
      included).",
 );
+const REPAIRS: Def = def(
+    "ferry_migrator_repairs_total",
+    &["result"],
+    "Partitions the proxies asked to repair (writes that failed on target under best-effort), \
+     by result: repaired (origin's cells rewritten on target), failed (an error; the proxy is \
+     told), refused (a table the migrator cannot repair, e.g. a counter table).",
+);
 const TABLE_PHASE: Def = def(
     "ferry_migrator_table_phase",
     &["table"],
@@ -117,6 +124,7 @@ pub const DEFINITIONS: &[&Def] = &[
     &RANGES_DONE,
     &RANGES_FAILED,
     &RETRIES,
+    &REPAIRS,
     &THROTTLED,
     &READ_LATENCY,
     &WRITE_LATENCY,
@@ -141,6 +149,7 @@ pub struct Metrics {
     ranges_done: IntCounterVec,
     ranges_failed: IntCounterVec,
     retries: IntCounterVec,
+    repairs: IntCounterVec,
     throttled: Counter,
     read_latency: Histogram,
     write_latency: Histogram,
@@ -221,6 +230,7 @@ impl Metrics {
             ranges_done: counter_vec(&r, &RANGES_DONE),
             ranges_failed: counter_vec(&r, &RANGES_FAILED),
             retries: counter_vec(&r, &RETRIES),
+            repairs: counter_vec(&r, &REPAIRS),
             throttled: register(&r, throttled),
             read_latency: histogram(&r, &READ_LATENCY),
             write_latency: histogram(&r, &WRITE_LATENCY),
@@ -369,6 +379,22 @@ impl Observer for Metrics {
                 self.retries.with_label_values(&[label.as_str()]).inc();
             }
             Event::Throttled { micros } => self.throttled.inc_by(*micros as f64 / 1e6),
+            Event::PartitionsRepaired {
+                repaired,
+                failed,
+                refused,
+                ..
+            } => {
+                for (result, n) in [
+                    ("repaired", repaired),
+                    ("failed", failed),
+                    ("refused", refused),
+                ] {
+                    if *n > 0 {
+                        self.repairs.with_label_values(&[result]).inc_by(*n);
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -415,6 +441,12 @@ mod tests {
             error: "x".into(),
         });
         m.event(&Event::Throttled { micros: 1_500_000 });
+        m.event(&Event::PartitionsRepaired {
+            table: t.clone(),
+            repaired: 2,
+            failed: 0,
+            refused: 1,
+        });
         m.event(&Event::Phase {
             table: t,
             phase: Phase::Failed("x".into()),

@@ -37,6 +37,11 @@ pub enum Event {
     JobPlanned { tables: Vec<TableName> },
     /// A table entered a phase.
     Phase { table: TableName, phase: Phase },
+    /// The job ended: runs of tables that ended DONE and those that did not.
+    JobFinished {
+        tables_done: u32,
+        tables_failed: u32,
+    },
     /// A table's ranges: how many exist and how many a previous run already finished.
     RangesPlanned {
         table: TableName,
@@ -87,6 +92,14 @@ pub enum Event {
         key: String,
         deleted: bool,
     },
+    /// A proxy's repair request for partitions of a table was carried out: partitions
+    /// rewritten from origin, failed, or refused (a table the migrator cannot repair).
+    PartitionsRepaired {
+        table: TableName,
+        repaired: u64,
+        failed: u64,
+        refused: u64,
+    },
 }
 
 /// Receives events. Called from the migration tasks: it must be quick and must not block
@@ -106,6 +119,10 @@ impl Observer for LogObserver {
                 let names: Vec<String> = tables.iter().map(ToString::to_string).collect();
                 tracing::info!(tables = %names.join(","), count = tables.len(), "job planned");
             }
+            Event::JobFinished {
+                tables_done,
+                tables_failed,
+            } => tracing::info!(tables_done, tables_failed, "job finished"),
             Event::Phase { table, phase } => {
                 if let Phase::Failed(reason) = phase {
                     tracing::error!(%table, %reason, "table failed");
@@ -139,6 +156,18 @@ impl Observer for LogObserver {
                 key,
                 deleted,
             } => tracing::info!(%table, %key, deleted, "repaired"),
+            Event::PartitionsRepaired {
+                table,
+                repaired,
+                failed,
+                refused,
+            } => {
+                if *failed > 0 || *refused > 0 {
+                    tracing::warn!(%table, repaired, failed, refused, "partition repair requested by a proxy");
+                } else {
+                    tracing::info!(%table, repaired, "partitions repaired for a proxy");
+                }
+            }
         }
     }
 }

@@ -71,8 +71,9 @@ impl std::fmt::Debug for JobContext {
     }
 }
 
-/// Migrates `table`; never panics on cluster errors, they end as `Phase::Failed`.
-pub(crate) async fn migrate(job: Arc<JobContext>, table: TableName) -> TableReport {
+/// Migrates `table`; never panics on cluster errors, they end as `Phase::Failed`. `fresh`:
+/// a re-migration, which forgets the table's checkpoints and copies every range again.
+pub(crate) async fn migrate(job: Arc<JobContext>, table: TableName, fresh: bool) -> TableReport {
     let mut report = TableReport {
         table: table.clone(),
         phase: Phase::Schema,
@@ -82,7 +83,7 @@ pub(crate) async fn migrate(job: Arc<JobContext>, table: TableName) -> TableRepo
         bytes: 0,
         ddl: Vec::new(),
     };
-    let result = run(&job, &table, &mut report).await;
+    let result = run(&job, &table, fresh, &mut report).await;
     report.phase = match result {
         Ok(()) => Phase::Done,
         Err(TableError::Range(crate::error::RangeError::Cancelled { .. })) => Phase::Cancelled,
@@ -98,6 +99,7 @@ pub(crate) async fn migrate(job: Arc<JobContext>, table: TableName) -> TableRepo
 async fn run(
     job: &Arc<JobContext>,
     table: &TableName,
+    fresh: bool,
     report: &mut TableReport,
 ) -> Result<(), TableError> {
     let phase = |p: Phase| {
@@ -149,6 +151,14 @@ async fn run(
         plan::load_or_store(&plan_path, || plan::split_ring(n))?
     };
     let log_path = dir.join(format!("{base}.progress"));
+    if fresh {
+        // The plan stays (the same ranges); only which of them are copied is forgotten.
+        match std::fs::remove_file(&log_path) {
+            Ok(()) => tracing::info!(%table, "re-migration: checkpoints cleared"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(JobFileError::new("cannot remove", &log_path, e).into()),
+        }
+    }
     let (log, progress) = CheckpointLog::open(&log_path)?;
     let total = u32::try_from(ranges.len()).unwrap_or(u32::MAX);
     report.ranges_total = total;

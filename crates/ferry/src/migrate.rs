@@ -22,6 +22,7 @@ use clap::Args;
 use ferry_migrator::api::{Api, Jobs};
 use ferry_migrator::config::{LogFormat, MigratorConfig};
 use ferry_migrator::metrics::Metrics;
+use ferry_migrator::progress::Fanout;
 use ferry_migrator::{LogObserver, Observer, Phase};
 use ferry_service::http::AdminServer;
 
@@ -128,6 +129,10 @@ pub(crate) struct JobArgs {
     /// Same as --log-format json.
     #[arg(long, hide = true)]
     log_json: bool,
+    /// A proxy's Update address HOST[:PORT] to report to and take requests from
+    /// (repeatable; replaces the list) [update.proxies].
+    #[arg(long, value_name = "ADDR")]
+    update_proxy: Vec<String>,
 }
 
 impl JobArgs {
@@ -211,6 +216,13 @@ impl JobArgs {
         if !self.replication.is_empty() {
             out.push(("replication", self.replication.join(";"), "--replication"));
         }
+        if !self.update_proxy.is_empty() {
+            out.push((
+                "update.proxies",
+                self.update_proxy.join(","),
+                "--update-proxy",
+            ));
+        }
         out
     }
 
@@ -273,7 +285,28 @@ pub(crate) async fn run(args: MigrateArgs, config: MigratorConfig) -> ExitCode {
     } else {
         Arc::new(LogObserver)
     };
+    let link = match ferry_migrator::update::Link::start(
+        &config,
+        args.serve(),
+        Arc::new(Fanout(vec![metrics.clone(), Arc::new(LogObserver)])),
+    ) {
+        Ok(link) => link,
+        Err(e) => {
+            eprintln!("ferry migrate: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let display: Arc<dyn Observer> = match &link {
+        Some(link) => Arc::new(Fanout(vec![
+            display,
+            link.reporter(config.job_dir.display().to_string()),
+        ])),
+        None => display,
+    };
     let jobs = Arc::new(Jobs::new(metrics.clone(), display));
+    if let Some(link) = &link {
+        link.answer(Some(jobs.clone()));
+    }
     let listen = match (args.serve(), config.admin.listen) {
         (_, Some(addr)) => Some(addr),
         (true, None) => Some(ferry_migrator::config::DEFAULT_ADMIN_LISTEN),
@@ -305,6 +338,13 @@ pub(crate) async fn run(args: MigrateArgs, config: MigratorConfig) -> ExitCode {
     } else {
         one_job(&jobs, &config).await
     };
+    if let Some(link) = link {
+        link.finish(
+            ferry_migrator::update::REPAIR_GRACE,
+            ferry_migrator::update::FLUSH_GRACE,
+        )
+        .await;
+    }
     if let Some(s) = server {
         s.stop().await;
     }

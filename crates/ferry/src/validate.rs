@@ -78,7 +78,30 @@ pub(crate) async fn run(args: ValidateArgs, config: MigratorConfig) -> ExitCode 
         return bad(problems);
     }
     let spec = config.job_spec();
-    let report = match ferry_migrator::validate(spec, options, Arc::new(LogObserver)).await {
+    // The proxies hear each table's result (their cutover check waits for it); repairs they
+    // ask for meanwhile are carried out here too.
+    let link = match ferry_migrator::update::Link::start(&config, false, Arc::new(LogObserver)) {
+        Ok(link) => link,
+        Err(e) => {
+            eprintln!("ferry validate: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    if let Some(link) = &link {
+        link.answer(None);
+    }
+    let outcome = ferry_migrator::validate(spec, options, Arc::new(LogObserver)).await;
+    if let (Some(link), Ok(report)) = (&link, &outcome) {
+        link.validated(report);
+    }
+    if let Some(link) = link {
+        link.finish(
+            ferry_migrator::update::REPAIR_GRACE,
+            ferry_migrator::update::FLUSH_GRACE,
+        )
+        .await;
+    }
+    let report = match outcome {
         Ok(r) => r,
         Err(JobError::Invalid(e)) => return bad(e.problems),
         Err(e) => {

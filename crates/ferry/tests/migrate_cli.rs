@@ -178,6 +178,10 @@ fn bad_arguments_exit_64_listing_every_problem() {
             "0",
             "--replication",
             "ks",
+            "--update-proxy",
+            "p:1",
+            "--update-proxy",
+            "p:notaport",
         ])
         .output()
         .unwrap();
@@ -190,6 +194,35 @@ fn bad_arguments_exit_64_listing_every_problem() {
     );
     assert!(
         err.contains("replication (from --replication): \"ks\": expected KS="),
+        "{err}"
+    );
+    assert!(
+        err.contains("update.proxies (from --update-proxy)"),
+        "{err}"
+    );
+    // TLS files for the Update channel that cannot be read: a configuration problem too.
+    let out = Command::new(FERRY)
+        .args([
+            "validate",
+            "--origin",
+            "127.0.79.1:9042",
+            "--target",
+            "127.0.79.2:9042",
+            "--tables",
+            "ks",
+            "--update-proxy",
+            "127.0.79.3",
+        ])
+        .env(
+            "FERRY_MIGRATOR_UPDATE_TLS_CA_PATH",
+            "/nonexistent/update-ca.pem",
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("update.tls") && err.contains("/nonexistent/update-ca.pem"),
         "{err}"
     );
     // A flag clap itself rejects is a usage error too.

@@ -1,0 +1,831 @@
+//! The migrator's end of the Update channel (`ferry_update`): one channel per configured
+//! proxy, the job's events reported to every proxy, and the proxies' requests carried out.
+//!
+//! ```text
+//!  Link::start(update.proxies) ─► Channel::dial per proxy (reconnects, queues while away)
+//!  job events ─► Reporter ─► JobStarted, TableStarted, TableProgress (≤ 4/s per table),
+//!                            TableBackfilled, TableFailed, JobFinished ─► every proxy
+//!  ferry validate ─► Link::validated ─► TableValidated per compared table ─► every proxy
+//!  each proxy's Events ─► requests (bounded) ─► Responder:
+//!     Remigrate{t}        ─► running job: JobControl::remigrate (appended, fresh checkpoint)
+//!                            no job, --serve: a new job for t, fresh ─► ack
+//!                            no job otherwise, t not in the job ─► nack(reason)
+//!     ReorderTables{ts}   ─► running job: JobControl::reorder ─► ack (no job: ack, logged)
+//!     RepairPartitions    ─► (≤ MAX_REPAIRS_IN_FLIGHT at once) Repairer: origin's rows of
+//!                            each partition rewritten on target ─► ack, or nack(reason)
+//! ```
+//!
+//! # Layout
+//! - [`Link`]: the channels, [`Link::reporter`], [`Link::answer`], [`Link::validated`],
+//!   [`Link::finish`].
+//! - `Reporter`: the [`Observer`] turning the job's events into messages.
+//! - `Responder`: the requests, answered with `Ack` / `Nack{reason}`.
+//! - [`Repairer`] and [`RepairError`]: partitions read from origin and written on target.
+//!
+//! # Decisions
+//! - **Re-migration** copies the table again from a fresh checkpoint (its plan kept), after
+//!   its current run if it is running: safe, because every backfilled cell keeps its origin
+//!   writetime and TTL, so nothing newer on target is overwritten. Only a table the running
+//!   job selected is accepted; with `--serve` and no job running, a job for that one table
+//!   starts. A one-shot `ferry migrate` (or `ferry validate`) with no job to add it to
+//!   refuses with the reason: the proxy logs the `Nack` and the operator runs the table
+//!   again.
+//! - **Repair** reuses the backfill's pieces: the scan's outputs (`writetime`, `ttl` of each
+//!   cell) for one partition, the same split into (writetime, TTL) groups and the same
+//!   writer (lists by their rule). It needs no running job (its own sessions, opened on the
+//!   first request). What it cannot do: a write that failed on target was a *delete* leaves
+//!   target's old cells, since origin returns no tombstones to copy — `ferry validate
+//!   --repair --delete-extra` finds those. Counter tables are refused (a counter cell cannot
+//!   be written again; `ferry validate --repair --counters` applies differences).
+//! - **Answers**: a request is acknowledged once carried out (a repair: every partition
+//!   rewritten), refused with the reason otherwise. The channel delivers a proxy's next
+//!   message after the answer, so at most [`MAX_REPAIRS_IN_FLIGHT`] repairs (one per proxy
+//!   at most) run at once, each partition in turn.
+//! - **Never blocking the job**: reports are queued without waiting; a full queue
+//!   ([`ferry_update::SendError::QueueFull`]) is logged and the message dropped (progress
+//!   is superseded by later progress anyway).
+//! - **Exit** ([`Link::finish`]): repairs in progress get [`REPAIR_GRACE`], queued reports
+//!   [`FLUSH_GRACE`] to be answered; requests arriving later wait in the proxy's queue for
+//!   the next migrator. A request that reaches a migrator already exiting is refused with
+//!   that reason.
+//! - **Peer name** [`CHANNEL_NAME`] for every migrator process: the proxy talks to one
+//!   migrator at a time and the same name replaces an older connection, so a `ferry
+//!   validate` run beside a `ferry migrate --serve` takes turns with it instead of being
+//!   refused until it exits.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use ferry_update::{
+    Channel, ChannelConfig, ClientTls, Delivery, Event as ChannelEvent, Events, Message,
+    PartitionKey, Role, SendError,
+};
+use scylla::client::session::Session;
+use scylla::response::{PagingState, PagingStateResponse};
+use scylla::statement::unprepared::Statement;
+use tokio::sync::{OnceCell, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::api::Jobs;
+use crate::config::MigratorConfig;
+use crate::control::{ControlError, JobControl};
+use crate::job::{JobSpec, TableSelector};
+use crate::progress::{Event, Observer, TableName};
+use crate::validate::ValidationReport;
+use crate::writer::TableWriter;
+
+/// How this migrator names itself to the proxies.
+pub const CHANNEL_NAME: &str = "ferry-migrator";
+/// At most this often a table's progress is reported (the channel also coalesces).
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+/// Repair requests carried out at once.
+pub const MAX_REPAIRS_IN_FLIGHT: usize = 4;
+/// How long an exiting migrator waits for repairs in progress.
+pub const REPAIR_GRACE: Duration = Duration::from_secs(5);
+/// How long an exiting migrator waits for its reports to be answered.
+pub const FLUSH_GRACE: Duration = Duration::from_secs(5);
+/// Requests received and not yet taken by the responder; a full buffer pauses reading.
+const REQUESTS_CAPACITY: usize = 64;
+/// Rows per page when reading a partition to repair.
+const REPAIR_PAGE_SIZE: i32 = 1000;
+/// Longest literal accepted in a partition key (a frame is at most 1 MiB anyway).
+const MAX_LITERAL: usize = 64 * 1024;
+
+/// Why the channels could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateError {
+    #[error("update.tls: {0}")]
+    Tls(#[from] ferry_update::TlsError),
+    #[error("cannot start the Update channel to {proxy}: {source}")]
+    Start {
+        proxy: String,
+        source: ferry_update::StartError,
+    },
+}
+
+fn wire(t: &TableName) -> ferry_update::TableName {
+    ferry_update::TableName::new(&t.keyspace, &t.table)
+}
+
+fn local(t: &ferry_update::TableName) -> TableName {
+    TableName::new(&t.keyspace, &t.table)
+}
+
+/// A request from one proxy.
+type Request = (Arc<str>, Delivery);
+
+/// The channels to the configured proxies, and what answers their requests.
+pub struct Link {
+    channels: Mutex<Vec<(Arc<str>, Channel)>>,
+    /// The proxies' requests until [`Link::answer`] starts answering them.
+    requests: Mutex<Option<mpsc::Receiver<Request>>>,
+    responder: Arc<Responder>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.channels.lock().map_or(0, |c| c.len());
+        write!(f, "Link({n} proxies)")
+    }
+}
+
+impl Link {
+    /// One channel per `config.update.proxies` (none configured: `None`), dialing until
+    /// [`Link::finish`]; requests wait for [`Link::answer`]. `serve`: a re-migration with no
+    /// job running starts one. `observer` hears of repairs (metrics, logs). Needs a Tokio
+    /// runtime.
+    pub fn start(
+        config: &MigratorConfig,
+        serve: bool,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Option<Arc<Self>>, UpdateError> {
+        let settings = &config.update;
+        if settings.proxies.is_empty() {
+            return Ok(None);
+        }
+        let tls = settings.tls.as_ref().map(ClientTls::load).transpose()?;
+        let (tx, rx) = mpsc::channel(REQUESTS_CAPACITY);
+        let mut channels = Vec::new();
+        for addr in &settings.proxies {
+            let config = ChannelConfig::new(Role::Migrator, CHANNEL_NAME);
+            let (channel, events) =
+                Channel::dial(config, addr.clone(), tls.clone()).map_err(|source| {
+                    UpdateError::Start {
+                        proxy: addr.clone(),
+                        source,
+                    }
+                })?;
+            let addr: Arc<str> = Arc::from(addr.as_str());
+            tokio::spawn(forward(addr.clone(), events, tx.clone()));
+            channels.push((addr, channel));
+        }
+        tracing::info!(proxies = %settings.proxies.join(","), "Update channel dialing");
+        let responder = Arc::new(Responder {
+            jobs: OnceLock::new(),
+            base: config.clone(),
+            serve,
+            repairer: Arc::new(Repairer::new(config.job_spec(), observer)),
+            repairs: Arc::new(Semaphore::new(MAX_REPAIRS_IN_FLIGHT)),
+        });
+        Ok(Some(Arc::new(Self {
+            channels: Mutex::new(channels),
+            requests: Mutex::new(Some(rx)),
+            responder,
+            task: Mutex::new(None),
+        })))
+    }
+
+    /// Sends to every proxy; never waits (a full queue is logged).
+    pub fn send(&self, message: &Message) {
+        let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        for (addr, channel) in channels.iter() {
+            match channel.send(message.clone()) {
+                Ok(_) => {}
+                Err(e @ SendError::QueueFull { .. }) => {
+                    tracing::warn!(proxy = %addr, error = %e, "Update queue full; message dropped");
+                }
+                Err(e) => tracing::warn!(proxy = %addr, error = %e, "Update message not sent"),
+            }
+        }
+    }
+
+    /// The observer that reports a job's events to the proxies; `job` names the job.
+    pub fn reporter(self: &Arc<Self>, job: impl Into<String>) -> Arc<dyn Observer> {
+        Arc::new(Reporter {
+            link: self.clone(),
+            job: job.into(),
+            tables: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Starts answering the proxies' requests; re-migrations go to `jobs` (the running one,
+    /// or a new one with `serve`), and are refused without. Once; later calls do nothing.
+    pub fn answer(&self, jobs: Option<Arc<Jobs>>) {
+        let Some(rx) = self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        if let Some(jobs) = jobs {
+            let _ = self.responder.jobs.set(jobs);
+        }
+        let task = tokio::spawn(self.responder.clone().run(rx));
+        *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+    }
+
+    /// `ferry validate`'s results: `TableValidated` for every table compared completely
+    /// (mismatches: the keys still different at the end).
+    pub fn validated(&self, report: &ValidationReport) {
+        for t in &report.tables {
+            if let Some(e) = &t.error {
+                tracing::info!(table = %t.table, error = %e, "not reported as validated: incomplete");
+                continue;
+            }
+            self.send(&Message::TableValidated {
+                table: wire(&t.table),
+                rows_checked: t.rows,
+                mismatches: t.remaining,
+            });
+        }
+    }
+
+    /// Before exiting: repairs in progress get `repair_grace`, queued messages
+    /// `flush_grace` to be answered; then the channels close (requests not received yet
+    /// stay queued on the proxies for the next migrator).
+    pub async fn finish(&self, repair_grace: Duration, flush_grace: Duration) {
+        let all = u32::try_from(MAX_REPAIRS_IN_FLIGHT).unwrap_or(u32::MAX);
+        match tokio::time::timeout(repair_grace, self.responder.repairs.acquire_many(all)).await {
+            Ok(_) => {}
+            Err(_) => tracing::warn!(
+                waited = ?repair_grace,
+                "repairs still in progress at exit; the proxies send them again to the next migrator"
+            ),
+        }
+        let channels: Vec<(Arc<str>, Channel)> =
+            std::mem::take(&mut *self.channels.lock().unwrap_or_else(|p| p.into_inner()));
+        let flushed = tokio::time::timeout(flush_grace, async {
+            for (_, c) in &channels {
+                c.flushed().await;
+            }
+        })
+        .await;
+        if flushed.is_err() {
+            tracing::warn!(waited = ?flush_grace, "Update messages not answered at exit (a proxy is unreachable)");
+        }
+        for (_, c) in channels {
+            c.close().await;
+        }
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            t.abort();
+        }
+    }
+}
+
+/// Logs one proxy's connection changes and hands its requests to the responder.
+async fn forward(addr: Arc<str>, mut events: Events, tx: mpsc::Sender<Request>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            ChannelEvent::Connected(peer) => {
+                tracing::info!(proxy = %addr, %peer, "Update channel connected")
+            }
+            ChannelEvent::Disconnected { reason, .. } => {
+                tracing::info!(proxy = %addr, %reason, "Update channel disconnected");
+            }
+            ChannelEvent::Refused { reason, by_peer } => {
+                tracing::warn!(proxy = %addr, %reason, by_peer, "Update channel refused");
+            }
+            ChannelEvent::Nacked {
+                message, reason, ..
+            } => {
+                tracing::warn!(proxy = %addr, kind = message.kind(), %reason, "a proxy refused a report")
+            }
+            ChannelEvent::Message(d) => {
+                if let Err(mpsc::error::SendError((_, d))) = tx.send((addr.clone(), d)).await {
+                    d.nack("the migrator is exiting");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Progress of one table as last counted.
+#[derive(Debug, Default)]
+struct Tally {
+    done: u32,
+    total: u32,
+    rows: u64,
+    sent: Option<Instant>,
+}
+
+/// Turns the job's events into reports to every proxy.
+struct Reporter {
+    link: Arc<Link>,
+    job: String,
+    tables: Mutex<HashMap<TableName, Tally>>,
+}
+
+impl Reporter {
+    /// Progress, unless the table's last was sent less than [`PROGRESS_INTERVAL`] ago
+    /// (`force`: a planned table's first).
+    fn progress(&self, table: &TableName, force: bool, f: impl FnOnce(&mut Tally)) {
+        let message = {
+            let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+            let tally = tables.entry(table.clone()).or_default();
+            f(tally);
+            let now = Instant::now();
+            if !force && tally.sent.is_some_and(|s| now - s < PROGRESS_INTERVAL) {
+                return;
+            }
+            tally.sent = Some(now);
+            Message::TableProgress {
+                table: wire(table),
+                ranges_done: tally.done,
+                ranges_total: tally.total,
+                rows: tally.rows,
+            }
+        };
+        self.link.send(&message);
+    }
+}
+
+impl Observer for Reporter {
+    fn event(&self, event: &Event) {
+        use crate::job::Phase;
+        let message = match event {
+            Event::JobPlanned { tables } => Message::JobStarted {
+                job: self.job.clone(),
+                tables: tables.iter().map(wire).collect(),
+            },
+            Event::Phase { table, phase } => match phase {
+                Phase::Schema => {
+                    self.tables
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(table.clone(), Tally::default());
+                    Message::TableStarted { table: wire(table) }
+                }
+                Phase::Done => {
+                    let rows = self
+                        .tables
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(table)
+                        .map_or(0, |t| t.rows);
+                    self.progress(table, true, |_| {});
+                    Message::TableBackfilled {
+                        table: wire(table),
+                        rows,
+                    }
+                }
+                Phase::Failed(reason) => Message::TableFailed {
+                    table: wire(table),
+                    reason: reason.clone(),
+                },
+                Phase::Cancelled => Message::TableFailed {
+                    table: wire(table),
+                    reason: "cancelled; a rerun of the job resumes it".to_owned(),
+                },
+                _ => return,
+            },
+            Event::RangesPlanned {
+                table,
+                total,
+                already_done,
+            } => {
+                self.progress(table, true, |t| {
+                    t.total = *total;
+                    t.done = *already_done;
+                });
+                return;
+            }
+            Event::Written { table, rows, .. } => {
+                self.progress(table, false, |t| t.rows += rows);
+                return;
+            }
+            Event::RangeDone { table, .. } => {
+                self.progress(table, false, |t| t.done += 1);
+                return;
+            }
+            Event::JobFinished {
+                tables_done,
+                tables_failed,
+            } => Message::JobFinished {
+                job: self.job.clone(),
+                tables_done: *tables_done,
+                tables_failed: *tables_failed,
+            },
+            _ => return,
+        };
+        self.link.send(&message);
+    }
+}
+
+/// Answers the proxies' requests.
+struct Responder {
+    jobs: OnceLock<Arc<Jobs>>,
+    /// The process's configuration: a job started for a re-migration is this with one table.
+    base: MigratorConfig,
+    serve: bool,
+    repairer: Arc<Repairer>,
+    repairs: Arc<Semaphore>,
+}
+
+impl Responder {
+    async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Request>) {
+        while let Some((proxy, delivery)) = rx.recv().await {
+            self.handle(&proxy, delivery).await;
+        }
+    }
+
+    async fn handle(&self, proxy: &str, d: Delivery) {
+        match d.message().clone() {
+            Message::Remigrate { table, reason } => {
+                let table = local(&table);
+                match self.remigrate(&table) {
+                    Ok(how) => {
+                        tracing::info!(%proxy, %table, %reason, "re-migration {how}");
+                        d.ack();
+                    }
+                    Err(why) => {
+                        tracing::warn!(%proxy, %table, %reason, %why, "re-migration refused");
+                        d.nack(why);
+                    }
+                }
+            }
+            Message::ReorderTables { remaining } => {
+                let remaining: Vec<TableName> = remaining.iter().map(local).collect();
+                match self.jobs.get().and_then(|j| j.running_control()) {
+                    Some(c) => {
+                        let named = c.reorder(&remaining);
+                        tracing::info!(%proxy, named, order = ?c.pending(), "tables reordered");
+                    }
+                    None => {
+                        tracing::info!(%proxy, "reorder asked with no job running; nothing to do")
+                    }
+                }
+                d.ack();
+            }
+            Message::RepairPartitions { table, partitions } => {
+                let Ok(permit) = self.repairs.clone().acquire_owned().await else {
+                    d.nack("the migrator is exiting");
+                    return;
+                };
+                let repairer = self.repairer.clone();
+                let proxy = proxy.to_owned();
+                tokio::spawn(async move {
+                    let table = local(&table);
+                    match repairer.repair(&table, &partitions).await {
+                        Ok(n) => {
+                            tracing::info!(%proxy, %table, partitions = n, "repair done");
+                            d.ack();
+                        }
+                        Err(e) => {
+                            tracing::warn!(%proxy, %table, error = %e, "repair failed");
+                            d.nack(e.to_string());
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+            other => d.nack(format!(
+                "{} is not a request a migrator takes",
+                other.kind()
+            )),
+        }
+    }
+
+    /// Queues a re-migration; how, or why not.
+    fn remigrate(&self, table: &TableName) -> Result<&'static str, String> {
+        let Some(jobs) = self.jobs.get() else {
+            return Err("this process runs no migration jobs (ferry validate)".to_owned());
+        };
+        if let Some(control) = jobs.running_control() {
+            match control.remigrate(table) {
+                Ok(()) => return Ok("queued in the running job"),
+                // The job is ending: a new one takes it, as if none ran.
+                Err(ControlError::Finished { .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        if !self.serve {
+            return Err(format!(
+                "no job running in this one-shot ferry migrate; run `ferry migrate --tables \
+                 {table}` (or keep `ferry migrate --serve` running)"
+            ));
+        }
+        let mut config = self.base.clone();
+        config.tables = vec![TableSelector::Table {
+            keyspace: table.keyspace.clone(),
+            table: table.table.clone(),
+        }];
+        config.exclude.clear();
+        let control = Arc::new(JobControl::fresh(vec![table.clone()]));
+        jobs.start_controlled(config.job_spec(), control)
+            .map(|id| {
+                tracing::info!(job = %id, %table, "job started for a re-migration");
+                "started as a new job"
+            })
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Why a repair request failed; the proxy gets this as the `Nack` reason.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepairError {
+    #[error("cannot connect for repairs: {0}")]
+    Connect(String),
+    #[error("cannot repair {table}: {error}")]
+    Schema { table: TableName, error: String },
+    #[error(
+        "{table} is a counter table: its cells cannot be written again; run `ferry validate \
+         --repair --counters`"
+    )]
+    Counters { table: TableName },
+    #[error("{failed} of {total} partitions of {table} not repaired; first: {first}")]
+    Partitions {
+        table: TableName,
+        failed: u64,
+        total: u64,
+        first: String,
+    },
+}
+
+/// Rewrites partitions of origin on target with their writetime and TTL.
+pub struct Repairer {
+    spec: JobSpec,
+    sessions: OnceCell<(Arc<Session>, Arc<Session>)>,
+    observer: Arc<dyn Observer>,
+}
+
+impl std::fmt::Debug for Repairer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Repairer")
+    }
+}
+
+impl Repairer {
+    /// Connects on the first repair, to the clusters `spec` names; reports each request to
+    /// `observer` ([`Event::PartitionsRepaired`]).
+    pub fn new(spec: JobSpec, observer: Arc<dyn Observer>) -> Self {
+        Self {
+            spec,
+            sessions: OnceCell::new(),
+            observer,
+        }
+    }
+
+    /// Repairs `keys` of `table`, each partition in turn; how many were repaired (all of
+    /// them, or an error naming the first failure).
+    pub async fn repair(
+        &self,
+        table: &TableName,
+        keys: &[PartitionKey],
+    ) -> Result<u64, RepairError> {
+        let total = keys.len() as u64;
+        let report = |repaired, failed, refused| {
+            self.observer.event(&Event::PartitionsRepaired {
+                table: table.clone(),
+                repaired,
+                failed,
+                refused,
+            });
+        };
+        let (origin, target) = match self
+            .sessions
+            .get_or_try_init(|| async {
+                let o = crate::connect("origin", &self.spec.origin).await?;
+                let t = crate::connect("target", &self.spec.target).await?;
+                Ok::<_, crate::JobError>((Arc::new(o), Arc::new(t)))
+            })
+            .await
+        {
+            Ok(s) => s.clone(),
+            Err(e) => {
+                report(0, total, 0);
+                return Err(RepairError::Connect(e.to_string()));
+            }
+        };
+        let def = match crate::schema::compatible_tables(&origin, &target, table).await {
+            Ok(d) => d,
+            Err(e) => {
+                report(0, 0, total);
+                return Err(RepairError::Schema {
+                    table: table.clone(),
+                    error: e.to_string(),
+                });
+            }
+        };
+        if def.is_counter() {
+            report(0, 0, total);
+            return Err(RepairError::Counters {
+                table: table.clone(),
+            });
+        }
+        let value_ids: Vec<usize> = def
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                matches!(
+                    c.kind,
+                    crate::schema::ColumnKind::Static | crate::schema::ColumnKind::Regular
+                )
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let layout = crate::scan::RowLayout {
+            pk_len: def.partition_key().count(),
+            ck_len: def.clustering().count(),
+            values: value_ids.len(),
+            counters: false,
+        };
+        let writer = TableWriter::new(target, def, &self.spec);
+        let part = Partition {
+            origin: &origin,
+            writer: &writer,
+            layout,
+            value_ids: &value_ids,
+            floor: self.spec.floor_timestamp,
+        };
+        let (mut repaired, mut failed, mut refused) = (0u64, 0u64, 0u64);
+        let mut first = None;
+        for key in keys {
+            let outcome = match key_problem(key, layout.pk_len) {
+                Some(p) => {
+                    refused += 1;
+                    Err(p)
+                }
+                None => part.copy(key).await.inspect_err(|_| failed += 1),
+            };
+            match outcome {
+                Ok(()) => repaired += 1,
+                Err(e) => {
+                    tracing::warn!(%table, %key, error = %e, "partition not repaired");
+                    first.get_or_insert_with(|| format!("{key}: {e}"));
+                }
+            }
+        }
+        report(repaired, failed, refused);
+        match first {
+            None => Ok(repaired),
+            Some(first) => Err(RepairError::Partitions {
+                table: table.clone(),
+                failed: failed + refused,
+                total,
+                first,
+            }),
+        }
+    }
+}
+
+/// One table's pieces for copying partitions.
+struct Partition<'a> {
+    origin: &'a Session,
+    writer: &'a TableWriter,
+    layout: crate::scan::RowLayout,
+    value_ids: &'a [usize],
+    floor: i64,
+}
+
+impl Partition<'_> {
+    /// Every row of the partition `key` on origin, written on target as the backfill writes
+    /// it. A partition origin no longer has writes nothing.
+    async fn copy(&self, key: &PartitionKey) -> Result<(), String> {
+        let def = self.writer.table();
+        let columns: Vec<&crate::schema::ColumnDef> =
+            self.value_ids.iter().map(|&i| &def.columns[i]).collect();
+        let cql = crate::scan::partition_cql(def, &key.components);
+        let statement = Statement::new(cql.clone()).with_page_size(REPAIR_PAGE_SIZE);
+        let mut paging = PagingState::start();
+        let mut first_row = true;
+        loop {
+            let (result, next) = self
+                .origin
+                .query_single_page(statement.clone(), (), paging)
+                .await
+                .map_err(|e| format!("{cql}: {e}"))?;
+            let read_at = Instant::now();
+            for row in crate::writer::rows_of(result)? {
+                let scanned = self.layout.split(row)?;
+                let writes = crate::cells::row_writes(
+                    &columns,
+                    self.value_ids,
+                    &scanned.cells,
+                    scanned.has_row,
+                    read_at.elapsed(),
+                    self.floor,
+                );
+                self.writer
+                    .write_row(&scanned.pk, &scanned.ck, &writes, first_row)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                first_row = false;
+            }
+            match next {
+                PagingStateResponse::HasMorePages { state } => paging = state,
+                PagingStateResponse::NoMorePages => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Why `key` cannot be a partition key of a table with `pk_len` key columns, if so.
+fn key_problem(key: &PartitionKey, pk_len: usize) -> Option<String> {
+    if key.components.len() != pk_len {
+        return Some(format!(
+            "{} key components, the table's partition key has {pk_len} columns",
+            key.components.len()
+        ));
+    }
+    key.components
+        .iter()
+        .find(|c| !single_literal(c))
+        .map(|c| format!("{c:?} is not a single CQL literal"))
+}
+
+/// Whether `s` is one CQL literal (string, number, uuid, blob, boolean, collection or tuple
+/// of those) and nothing else: it goes into a `WHERE` clause as text, so a request must not
+/// be able to add clauses (`ALLOW FILTERING`, `AND …`) or a second statement.
+fn single_literal(s: &str) -> bool {
+    if s.trim().is_empty() || s.len() > MAX_LITERAL {
+        return false;
+    }
+    let mut quoted = false;
+    let mut word = String::new();
+    let mut chars = s.chars().peekable();
+    let word_ok = |w: &str| {
+        // Bare words: true/false/null/NaN/Infinity, or hex digits (uuids, blobs, numbers).
+        w.is_empty()
+            || ["true", "false", "null", "nan", "infinity"]
+                .contains(&w.to_ascii_lowercase().as_str())
+            || w.chars()
+                .all(|c| c.is_ascii_hexdigit() || c == 'x' || c == 'X' || c == 'e' || c == 'E')
+    };
+    while let Some(c) = chars.next() {
+        if quoted {
+            if c == '\'' {
+                if chars.peek() == Some(&'\'') {
+                    chars.next();
+                } else {
+                    quoted = false;
+                }
+            }
+            continue;
+        }
+        match c {
+            '\'' => {
+                if !word_ok(&word) {
+                    return false;
+                }
+                word.clear();
+                quoted = true;
+            }
+            c if c.is_ascii_alphabetic() => word.push(c),
+            c if c.is_ascii_digit() => {}
+            '-' | '+' | '.' | ':' | ',' | ' ' | '{' | '}' | '[' | ']' | '(' | ')' => {
+                if !word_ok(&word) {
+                    return false;
+                }
+                word.clear();
+            }
+            _ => return false,
+        }
+    }
+    !quoted && word_ok(&word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_are_single_values() {
+        for ok in [
+            "'abc'",
+            "'it''s; AND x = 1'",
+            "42",
+            "-1.5e10",
+            "0x00ff",
+            "true",
+            "NaN",
+            "6f1e3b9e-1d2c-4c8e-9a3b-0e6f2b1c9d7e",
+            "{'a': 1, 'b': 2}",
+            "[1, 2]",
+            "(1, 'x')",
+            "'2024-01-01'",
+        ] {
+            assert!(single_literal(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "1 ALLOW FILTERING",
+            "1 AND v = 2",
+            "1; DROP TABLE ks.t",
+            "'unterminated",
+            "1 -- comment",
+            "k",
+            "1 OR 1",
+            "token(k)",
+        ] {
+            assert!(!single_literal(bad), "{bad}");
+        }
+        assert_eq!(
+            key_problem(&PartitionKey::new(["1"]), 2).as_deref(),
+            Some("1 key components, the table's partition key has 2 columns")
+        );
+        assert_eq!(key_problem(&PartitionKey::new(["1", "'a'"]), 2), None);
+    }
+}
