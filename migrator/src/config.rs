@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use ferry_service::loader::{Apply, Loader, Settings};
 use ferry_service::problem::{ConfigErrors, Problems, Source};
+use ferry_service::tls::{ClusterTlsConfig, cluster_client_config};
 use ferry_service::value::{
     LogLevel, Secret, boolean, contact_point, duration, log_level, socket_addr, whole,
 };
@@ -44,9 +45,10 @@ pub struct ClusterSettings {
     pub local_dc: Option<String>,
     /// Per-request limit in the driver (a scan page, a write). Default `12s`.
     pub request_timeout: Duration,
-    /// `<cluster>.tls.ca_path` / `cert_path` / `key_path`, when written. The migrator's driver
-    /// is built without TLS, so validation refuses them (instead of connecting in plain text).
-    pub tls_keys: Vec<&'static str>,
+    /// TLS to the cluster; `None` (default) is plain TCP. Section `<cluster>.tls`, the proxy's
+    /// keys and meaning; any key written in it turns TLS on. Its files are read and checked by
+    /// validation.
+    pub tls: Option<ClusterTlsConfig>,
 }
 
 impl Default for ClusterSettings {
@@ -57,7 +59,7 @@ impl Default for ClusterSettings {
             password: None,
             local_dc: None,
             request_timeout: Duration::from_secs(12),
-            tls_keys: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -253,6 +255,7 @@ impl MigratorConfig {
             let mut spec = ClusterSpec::new(c.contact_points.clone());
             spec.local_dc = c.local_dc.clone();
             spec.request_timeout = c.request_timeout;
+            spec.tls = c.tls.clone();
             if let (Some(u), Some(p)) = (&c.username, &c.password) {
                 spec.credentials = Some((u.clone(), p.expose().to_owned()));
             }
@@ -305,14 +308,11 @@ impl MigratorConfig {
                 _ => {}
             }
             out.duration(&format!("{name}.request_timeout"), c.request_timeout, false);
-            for key in &c.tls_keys {
-                out.add(
-                    &format!("{name}.{key}"),
-                    "TLS to clusters is not available in ferry migrate yet (its driver is built \
-                     without TLS); remove the tls keys or reach the cluster through a TLS \
-                     tunnel"
-                        .into(),
-                );
+            // The files are loaded here, so a bad one stops the start (exit 64) naming its key.
+            if let Some(tls) = &c.tls
+                && let Err(e) = cluster_client_config(&format!("{name}.tls"), tls)
+            {
+                out.add(&e.key, e.problem.to_string());
             }
         }
         if self
@@ -480,27 +480,43 @@ macro_rules! cluster_keys {
                 Ok(())
             }),
             (concat!($cluster, ".tls.ca_path"), |d, v| {
-                tls_key(&mut d.$c, "tls.ca_path", v)
+                tls_path(v, |p| tls(&mut d.$c).ca_path = p)
             }),
             (concat!($cluster, ".tls.cert_path"), |d, v| {
-                tls_key(&mut d.$c, "tls.cert_path", v)
+                tls_path(v, |p| tls(&mut d.$c).cert_path = p)
             }),
             (concat!($cluster, ".tls.key_path"), |d, v| {
-                tls_key(&mut d.$c, "tls.key_path", v)
+                tls_path(v, |p| tls(&mut d.$c).key_path = p)
+            }),
+            (concat!($cluster, ".tls.server_name"), |d, v| {
+                if let Some(name) = v.optional()? {
+                    tls(&mut d.$c).server_name = Some(name.to_owned());
+                }
+                Ok(())
+            }),
+            (concat!($cluster, ".tls.verify_hostname"), |d, v| {
+                tls(&mut d.$c).verify_hostname = boolean(v.text()?)?;
+                Ok(())
             }),
         ]
     };
 }
 
-fn tls_key(c: &mut ClusterSettings, key: &'static str, v: &Raw) -> Result<(), String> {
-    if v.optional()?.is_some() && !c.tls_keys.contains(&key) {
-        c.tls_keys.push(key);
+/// The cluster's TLS section, turned on by the first key written in it.
+fn tls(c: &mut ClusterSettings) -> &mut ClusterTlsConfig {
+    c.tls.get_or_insert_with(ClusterTlsConfig::default)
+}
+
+/// A TLS file key: a path turns TLS on; null (or empty) leaves the section as it is.
+fn tls_path(v: &Raw, set: impl FnOnce(Option<PathBuf>)) -> Result<(), String> {
+    if let Some(path) = v.optional()? {
+        set(Some(PathBuf::from(path)));
     }
     Ok(())
 }
 
-const ORIGIN_KEYS: [(&str, Apply<MigratorConfig>); 8] = cluster_keys!(origin, "origin");
-const TARGET_KEYS: [(&str, Apply<MigratorConfig>); 8] = cluster_keys!(target, "target");
+const ORIGIN_KEYS: [(&str, Apply<MigratorConfig>); 10] = cluster_keys!(origin, "origin");
+const TARGET_KEYS: [(&str, Apply<MigratorConfig>); 10] = cluster_keys!(target, "target");
 
 const JOB_KEYS: [(&str, Apply<MigratorConfig>); 16] = [
     ("tables", |d, v| {
@@ -639,27 +655,27 @@ const UPDATE_KEYS: [(&str, Apply<MigratorConfig>); 5] = [
 ];
 
 /// Every key: the job's first, then the service's, so [`JOB_SETTINGS`] is a prefix.
-static KEYS: [(&str, Apply<MigratorConfig>); 41] = {
-    let mut all = [SERVICE_KEYS[0]; 41];
+static KEYS: [(&str, Apply<MigratorConfig>); 45] = {
+    let mut all = [SERVICE_KEYS[0]; 45];
     let mut i = 0;
-    while i < 8 {
+    while i < 10 {
         all[i] = ORIGIN_KEYS[i];
-        all[8 + i] = TARGET_KEYS[i];
+        all[10 + i] = TARGET_KEYS[i];
         i += 1;
     }
     let mut j = 0;
     while j < 16 {
-        all[16 + j] = JOB_KEYS[j];
+        all[20 + j] = JOB_KEYS[j];
         j += 1;
     }
     let mut k = 0;
     while k < 4 {
-        all[32 + k] = SERVICE_KEYS[k];
+        all[36 + k] = SERVICE_KEYS[k];
         k += 1;
     }
     let mut u = 0;
     while u < 5 {
-        all[36 + u] = UPDATE_KEYS[u];
+        all[40 + u] = UPDATE_KEYS[u];
         u += 1;
     }
     all
@@ -687,7 +703,7 @@ static JOB_SETTINGS: Settings<MigratorConfig> = Settings {
     service: "job",
     env_prefix: ENV_PREFIX,
     sections: &["origin", "target", "origin.tls", "target.tls"],
-    keys: KEYS.split_at(32).0,
+    keys: KEYS.split_at(36).0,
 };
 
 #[cfg(test)]
@@ -757,7 +773,7 @@ mod tests {
             "range (line 3): unknown setting (did you mean ranges?)",
             "tables (line 4): table selector \"a b\"",
             "target.contact_points: at least one contact point is required",
-            "target.tls.ca_path: TLS to clusters is not available",
+            "target.tls.ca_path: cannot read /x: ",
             "log.format (line 6): \"fancy\" is not one of auto, text, json",
             "retries (from FERRY_MIGRATOR_RETRIES): \"many\" is not a whole number",
             "job: concurrency must be 1..=4096 (got 0)",
@@ -852,6 +868,43 @@ mod tests {
             .map(problems)
             .unwrap_or_default();
         assert!(e.contains("admin (line 1): unknown setting"), "{e}");
+    }
+
+    #[test]
+    fn tls_keys_turn_tls_on_and_reach_the_job() {
+        let yaml = "origin: {contact_points: [a]}\n\
+                    target: {contact_points: [b], tls: {verify_hostname: false}}\n\
+                    tables: [ks]\n";
+        let c = MigratorConfig::load(
+            Some(yaml),
+            [("FERRY_MIGRATOR_TARGET_TLS_SERVER_NAME", "db.example")],
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.origin.tls, None);
+        let spec = c.job_spec();
+        let tls = spec.target.tls.unwrap_or_default();
+        assert!(!tls.verify_hostname);
+        assert_eq!(tls.server_name.as_deref(), Some("db.example"));
+        assert_eq!(tls.ca_path, None);
+
+        let e = MigratorConfig::load(
+            Some(yaml),
+            [
+                ("FERRY_MIGRATOR_ORIGIN_TLS_CA_PATH", "/nonexistent/ca.pem"),
+                ("FERRY_MIGRATOR_TARGET_TLS_CERT_PATH", "/nonexistent/c.pem"),
+            ],
+            &[],
+        )
+        .err()
+        .map(problems)
+        .unwrap_or_default();
+        for expected in [
+            "origin.tls.ca_path: cannot read /nonexistent/ca.pem",
+            "target.tls.key_path: is required: target.tls.cert_path is set",
+        ] {
+            assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
+        }
     }
 
     #[test]

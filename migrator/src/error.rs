@@ -137,6 +137,11 @@ pub enum JobError {
         contact_points: String,
         error: String,
     },
+    #[error("TLS to {cluster} cannot be set up: {error}")]
+    Tls {
+        cluster: &'static str,
+        error: String,
+    },
     #[error("selecting tables on origin: {0}")]
     Select(SchemaError),
     #[error("no table on origin matches the selection ({0})")]

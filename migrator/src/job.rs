@@ -6,6 +6,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ferry_service::tls::ClusterTlsConfig;
+
 /// How to reach one cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -19,6 +21,9 @@ pub struct ClusterSpec {
     /// The driver's client-side limit per request; a scan page or write past it counts as a
     /// timeout and is retried.
     pub request_timeout: Duration,
+    /// TLS to every node; `None` is plain TCP. Node certificates are checked against each node's
+    /// IP address (the driver dials the addresses nodes advertise) unless `server_name` is set.
+    pub tls: Option<ClusterTlsConfig>,
 }
 
 impl ClusterSpec {
@@ -29,6 +34,7 @@ impl ClusterSpec {
             credentials: None,
             local_dc: None,
             request_timeout: Duration::from_secs(12),
+            tls: None,
         }
     }
 }

@@ -60,6 +60,10 @@
 //!   VALIDATING phase, which only checks that every range was copied: a full comparison
 //!   reads both clusters again, so the operator runs it when it tells something (after the
 //!   backfill, again before cutover) and with `repair` when it finds differences.
+//! - **TLS to clusters** is the driver's rustls support with ferry-service's client config (the
+//!   proxy's keys and rules, the ring provider): the driver dials the addresses nodes advertise
+//!   and passes the IP to the handshake, so a node's certificate must name its IP unless
+//!   `server_name` (checked instead) or `verify_hostname: false` is set. No SNI is sent.
 //! - **Resume** restarts a partially written range at the token of its last checkpointed
 //!   partition (inclusive): writes are idempotent (lists by their rule), so redoing that
 //!   partition changes nothing.
@@ -255,6 +259,14 @@ pub async fn connect(name: &'static str, spec: &ClusterSpec) -> Result<Session, 
         .default_execution_profile_handle(profile.into_handle());
     if let Some((user, password)) = &spec.credentials {
         builder = builder.user(user, password);
+    }
+    if let Some(tls) = &spec.tls {
+        let config = ferry_service::tls::cluster_client_config(&format!("{name}.tls"), tls)
+            .map_err(|e| JobError::Tls {
+                cluster: name,
+                error: e.to_string(),
+            })?;
+        builder = builder.tls_context(Some(Arc::new(config)));
     }
     builder.build().await.map_err(|e| JobError::Connect {
         cluster: name,

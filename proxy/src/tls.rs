@@ -2,14 +2,15 @@
 //! once at start; the handshake with each client; the handshake with each cluster node.
 //!
 //! # Layout
-//! - [`TlsError`]: a TLS file or setting that cannot be used, naming its config key and path.
+//! - [`TlsError`] (ferry-service's): a TLS file or setting that cannot be used, naming its config
+//!   key and path.
 //! - `ServerTls`: the client listener's side (config section `tls`): certificate chain, key,
 //!   optional client-certificate verification, and the handshake with its timeout. Failures are
 //!   classified (`HandshakeFailure`) for the metric's bounded `reason` label.
-//! - `ClusterTls`: one cluster's side (`origin.tls` / `target.tls`): trusted roots (the file or
-//!   the system's), optional client certificate, and the name checked against the node's
-//!   certificate (`server_name`, else the contact point's host).
-//! - **PEM loading**: `certificates`, `private_key`, `roots`: every problem names the file.
+//! - `ClusterTls`: one cluster's side (`origin.tls` / `target.tls`): the rustls config from
+//!   [`ferry_service::tls::cluster_client_config`] (shared with the migrator: trusted roots, the
+//!   client certificate, the name rule) and the name sent to the node (`server_name`, else the
+//!   contact point's host). PEM loading is ferry-service's too.
 //!
 //! ```text
 //!  start ─► ServerTls::load(tls), ClusterTls::load(origin.tls / target.tls) ─► TlsError = no start
@@ -22,24 +23,20 @@
 
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use ferry_service::tls::{
+    ClusterTlsConfig, TlsProblem, certificates, cluster_client_config, key_error, private_key,
+    provider, roots,
+};
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::client::WebPkiServerVerifier;
-use tokio_rustls::rustls::client::danger::{
-    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-};
-use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{
-    self, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig,
-    SignatureScheme,
-};
+use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+pub use ferry_service::tls::TlsError;
 
 use crate::config::{ClientTlsConfig, ServerTlsConfig};
 use crate::frame::Stream;
@@ -49,67 +46,6 @@ use crate::settings::ClusterId;
 /// then, so a silent client must not keep it; 10 s is far above a handshake's few round trips
 /// on any real network.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A TLS file or setting the proxy cannot use. `key` is the config key that names the file
-/// (`tls.cert_path`, `origin.tls.ca_path`, …).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TlsError {
-    #[error("{key}: cannot read {}: {source}", path.display())]
-    Read {
-        key: String,
-        path: PathBuf,
-        source: io::Error,
-    },
-    #[error("{key}: {} is not valid PEM: {reason}", path.display())]
-    Pem {
-        key: String,
-        path: PathBuf,
-        reason: String,
-    },
-    #[error("{key}: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display())]
-    NoCertificate { key: String, path: PathBuf },
-    #[error(
-        "{key}: {} holds no PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC)",
-        path.display()
-    )]
-    NoKey { key: String, path: PathBuf },
-    #[error(
-        "{key}: certificate {index} of {count} in {} is not a usable CA certificate: {reason}",
-        path.display()
-    )]
-    BadCa {
-        key: String,
-        path: PathBuf,
-        index: usize,
-        count: usize,
-        reason: String,
-    },
-    #[error(
-        "{key}: the private key {} does not belong to the certificate {}: {reason}",
-        key_path.display(),
-        cert_path.display()
-    )]
-    KeyMismatch {
-        key: String,
-        cert_path: PathBuf,
-        key_path: PathBuf,
-        reason: String,
-    },
-    #[error(
-        "{cluster}.tls.ca_path is unset and no system CA certificates were found ({reason}); \
-         set {cluster}.tls.ca_path"
-    )]
-    NoSystemRoots { cluster: ClusterId, reason: String },
-    #[error("{cluster}.tls.server_name: {name:?} is not a DNS name or IP address")]
-    ServerName { cluster: ClusterId, name: String },
-    #[error("{key}: {reason}")]
-    Setup { key: String, reason: String },
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(ring::default_provider())
-}
 
 // ---------------------------------------------------------------------------------------------
 // Client listener
@@ -188,7 +124,7 @@ impl ServerTls {
         };
         let server = builder
             .with_single_cert(certs, key)
-            .map_err(|e| key_error("tls", &config.cert_path, &config.key_path, e))?;
+            .map_err(|e| key_error("tls.key_path", &config.cert_path, &config.key_path, e))?;
         Ok(Self {
             acceptor: TlsAcceptor::from(Arc::new(server)),
         })
@@ -233,46 +169,18 @@ impl fmt::Debug for ClusterTls {
 impl ClusterTls {
     /// Reads and checks every file of `<cluster>.tls`.
     pub(crate) fn load(cluster: ClusterId, config: &ClientTlsConfig) -> Result<Self, TlsError> {
-        let key = |leaf: &str| format!("{cluster}.tls.{leaf}");
-        let roots = match &config.ca_path {
-            Some(ca) => roots(&key("ca_path"), ca)?,
-            None => system_roots(cluster)?,
-        };
-        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build()
-            .map_err(|e| setup(&key("ca_path"), e))?;
-        let builder = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| setup(&format!("{cluster}.tls"), e))?;
-        let builder = if config.verify_hostname {
-            builder.with_webpki_verifier(verifier)
-        } else {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(verifier)))
-        };
-        let client = match (&config.cert_path, &config.key_path) {
-            (Some(cert_path), Some(key_path)) => {
-                let certs = certificates(&key("cert_path"), cert_path)?;
-                let private = private_key(&key("key_path"), key_path)?;
-                builder
-                    .with_client_auth_cert(certs, private)
-                    .map_err(|e| key_error(&format!("{cluster}.tls"), cert_path, key_path, e))?
-            }
-            // Validation requires both or neither.
-            _ => builder.with_no_client_auth(),
-        };
-        let server_name = match &config.server_name {
-            Some(name) => {
-                Some(
-                    ServerName::try_from(name.clone()).map_err(|_| TlsError::ServerName {
-                        cluster,
-                        name: name.clone(),
-                    })?,
-                )
-            }
-            None => None,
-        };
+        let mut shared = ClusterTlsConfig::default();
+        shared.ca_path.clone_from(&config.ca_path);
+        shared.cert_path.clone_from(&config.cert_path);
+        shared.key_path.clone_from(&config.key_path);
+        shared.server_name.clone_from(&config.server_name);
+        shared.verify_hostname = config.verify_hostname;
+        let client = cluster_client_config(&format!("{cluster}.tls"), &shared)?;
+        // Parsed by cluster_client_config already; kept for the name sent to the node.
+        let server_name = config
+            .server_name
+            .as_ref()
+            .and_then(|name| ServerName::try_from(name.clone()).ok());
         Ok(Self {
             connector: TlsConnector::from(Arc::new(client)),
             server_name,
@@ -309,162 +217,19 @@ fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
     e.get_ref().and_then(|inner| inner.downcast_ref())
 }
 
-/// Checks the chain against the roots, but not the name (`verify_hostname: false`): for clusters
-/// whose certificates name no host the proxy can use. webpki checks the name last, after the
-/// chain, so a name error means the chain itself was good.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// PEM loading
-// ---------------------------------------------------------------------------------------------
-
-fn read(key: &str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        key: key.to_owned(),
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn pem_error(key: &str, path: &Path, e: rustls_pki_types::pem::Error) -> TlsError {
-    TlsError::Pem {
-        key: key.to_owned(),
-        path: path.to_owned(),
-        reason: e.to_string(),
-    }
-}
-
-/// Every certificate in a PEM file, in order (leaf first for a chain); at least one.
-fn certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(key, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(key, path, e))?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            key: key.to_owned(),
-            path: path.to_owned(),
-        });
-    }
-    Ok(certs)
-}
-
-/// The first private key in a PEM file.
-fn private_key(key: &str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read(key, path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
-        rustls_pki_types::pem::Error::NoItemsFound => TlsError::NoKey {
-            key: key.to_owned(),
-            path: path.to_owned(),
-        },
-        other => pem_error(key, path, other),
-    })
-}
-
-/// A CA bundle: every certificate must be a usable trust anchor, so a damaged bundle is found at
-/// start rather than as a failed handshake later.
-fn roots(key: &str, path: &Path) -> Result<RootCertStore, TlsError> {
-    let certs = certificates(key, path)?;
-    let mut store = RootCertStore::empty();
-    let count = certs.len();
-    for (i, cert) in certs.into_iter().enumerate() {
-        store.add(cert).map_err(|e| TlsError::BadCa {
-            key: key.to_owned(),
-            path: path.to_owned(),
-            index: i + 1,
-            count,
-            reason: e.to_string(),
-        })?;
-    }
-    Ok(store)
-}
-
-/// The operating system's CA bundle; unusable entries are skipped, as browsers do.
-fn system_roots(cluster: ClusterId) -> Result<RootCertStore, TlsError> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut store = RootCertStore::empty();
-    let (added, _) = store.add_parsable_certificates(found.certs);
-    if added == 0 {
-        let reason = if found.errors.is_empty() {
-            "the system bundle is empty".to_owned()
-        } else {
-            found
-                .errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
-        return Err(TlsError::NoSystemRoots { cluster, reason });
-    }
-    Ok(store)
-}
-
 fn setup(key: &str, e: impl fmt::Display) -> TlsError {
-    TlsError::Setup {
-        key: key.to_owned(),
-        reason: e.to_string(),
-    }
-}
-
-fn key_error(section: &str, cert_path: &Path, key_path: &Path, e: rustls::Error) -> TlsError {
-    match e {
-        rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
-            key: format!("{section}.key_path"),
-            cert_path: cert_path.to_owned(),
-            key_path: key_path.to_owned(),
+    TlsError::new(
+        key,
+        TlsProblem::Setup {
             reason: e.to_string(),
         },
-        other => setup(&format!("{section}.key_path"), other),
-    }
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
     use super::*;
 
     /// A directory of test files, removed on drop.
@@ -539,7 +304,7 @@ mod tests {
         let truncated = f.write("truncated.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n");
 
         let e = server(&missing, &key, None).unwrap_err();
-        assert!(matches!(e, TlsError::Read { .. }), "{e}");
+        assert!(matches!(e.problem, TlsProblem::Read { .. }), "{e}");
         assert!(
             e.to_string().starts_with("tls.cert_path: cannot read "),
             "{e}"
@@ -547,18 +312,18 @@ mod tests {
         assert!(e.to_string().contains("missing.pem"), "{e}");
 
         let e = server(&key, &key, None).unwrap_err();
-        assert!(matches!(e, TlsError::NoCertificate { .. }), "{e}");
+        assert!(matches!(e.problem, TlsProblem::NoCertificate { .. }), "{e}");
         assert!(
             e.to_string().contains("a.key holds no PEM certificate"),
             "{e}"
         );
 
         let e = server(&cert, &cert, None).unwrap_err();
-        assert!(matches!(e, TlsError::NoKey { .. }), "{e}");
+        assert!(matches!(e.problem, TlsProblem::NoKey { .. }), "{e}");
         assert!(e.to_string().starts_with("tls.key_path: "), "{e}");
 
         let e = server(&cert, &other_key, None).unwrap_err();
-        assert!(matches!(e, TlsError::KeyMismatch { .. }), "{e}");
+        assert!(matches!(e.problem, TlsProblem::KeyMismatch { .. }), "{e}");
         assert!(
             e.to_string()
                 .contains("b.key does not belong to the certificate"),
@@ -566,11 +331,11 @@ mod tests {
         );
 
         let e = server(&cert, &key, Some(&empty)).unwrap_err();
-        assert!(matches!(e, TlsError::NoCertificate { .. }), "{e}");
+        assert!(matches!(e.problem, TlsProblem::NoCertificate { .. }), "{e}");
         assert!(e.to_string().starts_with("tls.ca_path: "), "{e}");
 
         let e = server(&truncated, &key, None).unwrap_err();
-        assert!(matches!(e, TlsError::Pem { .. }), "{e}");
+        assert!(matches!(e.problem, TlsProblem::Pem { .. }), "{e}");
         assert!(
             e.to_string().contains("truncated.pem is not valid PEM"),
             "{e}"

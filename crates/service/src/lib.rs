@@ -14,10 +14,13 @@
 //!   whose keys are all their own.
 //! - [`http`]: the admin server (accept loop, connection limit, header timeout, graceful stop)
 //!   and response/body/token helpers.
+//! - [`tls`]: TLS towards a cluster (`<cluster>.tls` keys → a rustls client config) and PEM
+//!   loading whose errors name the config key and file.
 
 pub mod http;
 pub mod loader;
 pub mod problem;
+pub mod tls;
 pub mod value;
 pub mod yaml;
 

@@ -14,4 +14,5 @@ mod fidelity;
 mod harness;
 mod resume;
 mod schema;
+mod tls;
 mod validate;
