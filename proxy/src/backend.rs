@@ -279,7 +279,7 @@ impl Backend {
             None => return Err(connect_error("closed during STARTUP".to_owned())),
         };
 
-        let tx = Outbox::new(&io);
+        let tx = Outbox::open(&io);
         if opts.version.uses_segments() && answer.header.opcode != Opcode::Error {
             let framing = Framing::Segments {
                 lz4: opts.compression == Some(Compression::Lz4),

@@ -517,7 +517,7 @@ pub(crate) struct OutboxClosed;
 
 impl Outbox {
     /// An outbox for `io` and the one sender that keeps its writer running.
-    pub(crate) fn new(io: &WriteIo) -> OutSender {
+    pub(crate) fn open(io: &WriteIo) -> OutSender {
         let direct = match io {
             WriteIo::Plain(socket) => Some(socket.clone()),
             WriteIo::Tls(_) => None,
@@ -846,7 +846,7 @@ mod tests {
     async fn a_held_outbox_is_written_by_its_holder_at_release_in_order() {
         let (ours, peer) = pair().await;
         let (_read, write) = ours.split();
-        let tx = Outbox::new(&write);
+        let tx = Outbox::open(&write);
         let writer = tokio::spawn(run_writer(write, tx.outbox().clone()));
         let outbox = tx.outbox().clone();
         {
@@ -875,7 +875,7 @@ mod tests {
     async fn producers_wait_above_the_high_water_mark_until_the_peer_reads() {
         let (ours, peer) = pair().await;
         let (_read, write) = ours.split();
-        let tx = Outbox::new(&write);
+        let tx = Outbox::open(&write);
         let writer = tokio::spawn(run_writer(write, tx.outbox().clone()));
         const BODY: usize = 64 * 1024;
         // The peer reads nothing: the kernel's buffers fill, then the outbox.

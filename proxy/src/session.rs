@@ -66,7 +66,7 @@ const PROTOCOL_ERROR: i32 = 0x000A;
 pub(crate) async fn serve(ctx: Arc<Context>, stream: Stream) {
     let local_addr = stream.local_addr().unwrap_or(ctx.config.listen);
     let (read, write) = stream.split();
-    let tx = Outbox::new(&write);
+    let tx = Outbox::open(&write);
     let writer = tokio::spawn(run_writer(write, tx.outbox().clone()));
     let mut reader = FrameReader::new(read, Direction::Request, MAX_REQUEST_BODY);
     if let Some(session) = handshake(&ctx, &mut reader, &tx, local_addr).await {
