@@ -5,10 +5,13 @@
 //! is the client's and bodies can be forwarded without re-encoding.
 //!
 //! ```text
-//!  send(envelope, completion) ─► slot table: stream id ─► writer task ─► socket
-//!                                   ▲  (one per id)                        │
-//!  sweeper: timeouts, heartbeats ───┤                                      ▼
-//!                                   └──── reader task: response(stream) ─► completion
+//!  send(envelope, completion) ─► slot table: stream id ─► outbox ─► socket (written by the
+//!                                   ▲  (one per id)          session at the end of its batch,
+//!                                   │                         else by the writer task)
+//!  sweeper: timeouts, heartbeats ───┤                                      │
+//!                                   └──── reader task: response(stream) ◄──┘
+//!                                          ─► completion ─► client's outbox (written by this
+//!                                             task at the end of its read batch)
 //! ```
 //!
 //! A stream id whose request timed out stays reserved ("orphaned") until its late answer
@@ -31,12 +34,14 @@ use ferry_cql::envelope::Envelope;
 use ferry_cql::protocol::{Direction, Opcode, ProtocolVersion};
 use ferry_cql::{Compression, wire};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::completion::{Completion, EventRoute};
 use crate::error::BackendError;
-use crate::frame::{FrameReader, Framing, Inbound, Outgoing, run_writer};
+use crate::frame::{
+    FrameReader, Framing, Holding, Inbound, OutSender, Outbox, Outgoing, run_writer,
+};
 use crate::health::Health;
 use crate::metrics::{ClusterMetrics, Metrics};
 use crate::proxy::{Contact, connect_node};
@@ -45,8 +50,6 @@ use crate::tls::ClusterTls;
 
 /// Largest response body accepted from a cluster (Cassandra's own default frame limit).
 const MAX_RESPONSE_BODY: usize = 256 * 1024 * 1024;
-/// Queue between request senders and the writer task; senders wait when it is full.
-const WRITE_QUEUE: usize = 1024;
 /// Stream ids available on a v3+ connection.
 const MAX_STREAMS: usize = 32_768;
 
@@ -75,7 +78,7 @@ pub(crate) struct BackendOptions {
 #[derive(Debug)]
 pub(crate) struct Backend {
     opts: BackendOptions,
-    tx: mpsc::Sender<Outgoing>,
+    tx: OutSender,
     shared: Arc<Shared>,
     tasks: [JoinHandle<()>; 3],
 }
@@ -204,9 +207,10 @@ impl Backend {
         opts: BackendOptions,
         startup_body: Bytes,
         events: EventRoute,
+        answers: Arc<Outbox>,
     ) -> Result<(Self, Envelope), BackendError> {
         let (metrics, health, cluster) = (opts.metrics.clone(), opts.health.clone(), opts.cluster);
-        let connected = Self::open(opts, startup_body, events).await;
+        let connected = Self::open(opts, startup_body, events, answers).await;
         match &connected {
             Ok(_) => {
                 health.answered(cluster);
@@ -224,6 +228,7 @@ impl Backend {
         opts: BackendOptions,
         startup_body: Bytes,
         events: EventRoute,
+        answers: Arc<Outbox>,
     ) -> Result<(Self, Envelope), BackendError> {
         let connect_error = |reason: String| BackendError::Connect {
             cluster: opts.cluster,
@@ -274,14 +279,14 @@ impl Backend {
             None => return Err(connect_error("closed during STARTUP".to_owned())),
         };
 
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let tx = Outbox::open(&io);
         if opts.version.uses_segments() && answer.header.opcode != Opcode::Error {
             let framing = Framing::Segments {
                 lz4: opts.compression == Some(Compression::Lz4),
             };
             reader.set_framing(framing);
-            // Nothing is queued yet, so the switch is the writer's first item.
-            let _ = tx.try_send(Outgoing::Switch(framing));
+            // Nothing is queued yet, so the switch applies to everything sent.
+            let _ = tx.send(Outgoing::Switch(framing)).await;
         }
         let shared = Arc::new(Shared {
             cluster: opts.cluster,
@@ -296,8 +301,9 @@ impl Backend {
         });
         let writer = {
             let shared = shared.clone();
+            let outbox = tx.outbox().clone();
             tokio::spawn(async move {
-                if let Err(e) = run_writer(io, rx).await {
+                if let Err(e) = run_writer(io, outbox).await {
                     shared.close(format!("write failed: {e}")).await;
                 }
             })
@@ -307,7 +313,8 @@ impl Backend {
             let version = opts.version;
             let compression = opts.compression;
             tokio::spawn(async move {
-                let reason = read_loop(&shared, reader, events, version, compression).await;
+                let reason =
+                    read_loop(&shared, reader, events, &answers, version, compression).await;
                 shared.close(reason).await;
             })
         };
@@ -326,6 +333,11 @@ impl Backend {
             },
             answer,
         ))
+    }
+
+    /// Where requests wait for the socket: held by a session through a batch of requests.
+    pub(crate) fn outbox(&self) -> &Outbox {
+        self.tx.outbox()
     }
 
     /// Requests sent and not yet answered (timed-out ones count until their late answer).
@@ -473,11 +485,25 @@ async fn read_loop(
     shared: &Shared,
     mut reader: FrameReader,
     events: EventRoute,
+    answers: &Outbox,
     version: ProtocolVersion,
     compression: Option<Compression>,
 ) -> String {
+    // Answers found in one read are queued for the client together and written at the end of
+    // the batch, from this task (see `Outbox`).
+    let mut batch = None;
     loop {
-        let env = match reader.next().await {
+        let item = match reader.buffered() {
+            Some(item) => Ok(Some(item)),
+            None => {
+                batch = None;
+                reader.next().await
+            }
+        };
+        if batch.is_none() {
+            batch = Some(Holding::hold([answers]));
+        }
+        let env = match item {
             Ok(Some(Inbound::Envelope(env))) => env,
             Ok(Some(Inbound::Malformed { message, fatal, .. })) => {
                 tracing::warn!(cluster = %shared.cluster, addr = %shared.addr, %message, "malformed response");
@@ -511,12 +537,7 @@ async fn read_loop(
 }
 
 /// Fails requests that outlive the timeout and keeps an idle connection alive with OPTIONS.
-async fn sweep(
-    shared: Arc<Shared>,
-    tx: mpsc::Sender<Outgoing>,
-    version: ProtocolVersion,
-    heartbeat: Duration,
-) {
+async fn sweep(shared: Arc<Shared>, tx: OutSender, version: ProtocolVersion, heartbeat: Duration) {
     let tick = (shared.timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -572,7 +593,7 @@ async fn sweep(
 }
 
 /// Sends OPTIONS on an idle connection; its answer is dropped.
-async fn heartbeat_once(shared: &Shared, tx: &mpsc::Sender<Outgoing>, version: ProtocolVersion) {
+async fn heartbeat_once(shared: &Shared, tx: &OutSender, version: ProtocolVersion) {
     let stream = {
         let mut slots = shared.lock();
         let Some(stream) = slots.next_id() else {

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! A completion runs on the backend connection's reader task (or the sweeper, for timeouts), so
-//! it never blocks on anything but the client's bounded write queue.
+//! it never blocks on anything but room in the client's bounded outbox.
 //!
 //! When one cluster answers a dual write's EXECUTE or BATCH with UNPREPARED while the other
 //! applied it, the client must not see the UNPREPARED: its driver would prepare and retry, and
@@ -30,10 +30,10 @@ use ferry_cql::protocol::{Opcode, ProtocolVersion, flags};
 use ferry_cql::response::ResultBody;
 use ferry_cql::response::error::ErrorResponse;
 use ferry_cql::{Compression, message::Response};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::error::{BackendError, RequestKind};
-use crate::frame::Outgoing;
+use crate::frame::{OutSender, Outbox, Outgoing};
 use crate::metrics::{DualReadCounters, DualReadFamilies, Metrics, RequestClass, TableMap};
 use crate::repairs::KeySource;
 use crate::settings::{ClusterId, TargetFailurePolicy};
@@ -41,10 +41,10 @@ use crate::settings::{ClusterId, TargetFailurePolicy};
 /// Largest body the proxy decompresses to look inside (compare, events, errors).
 pub(crate) const MAX_INSPECT_BODY: usize = 256 * 1024 * 1024;
 
-/// The client's side of a session: its writer queue and protocol version.
+/// The client's side of a session: its outbox and protocol version.
 #[derive(Debug, Clone)]
 pub(crate) struct ClientSink {
-    tx: mpsc::Sender<Outgoing>,
+    tx: OutSender,
     version: ProtocolVersion,
     /// v3/v4 body compression the client negotiated; errors the proxy builds itself go out
     /// uncompressed (allowed: the flag is per envelope).
@@ -53,7 +53,7 @@ pub(crate) struct ClientSink {
 
 impl ClientSink {
     pub(crate) fn new(
-        tx: mpsc::Sender<Outgoing>,
+        tx: OutSender,
         version: ProtocolVersion,
         compression: Option<Compression>,
     ) -> Self {
@@ -64,8 +64,13 @@ impl ClientSink {
         }
     }
 
-    pub(crate) fn sender(&self) -> mpsc::Sender<Outgoing> {
+    pub(crate) fn sender(&self) -> OutSender {
         self.tx.clone()
+    }
+
+    /// The client's outbox, for batching.
+    pub(crate) fn outbox(&self) -> &std::sync::Arc<Outbox> {
+        self.tx.outbox()
     }
 
     /// Queues an envelope for the client; a client that is gone is not an error here (its

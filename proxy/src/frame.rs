@@ -1,14 +1,27 @@
 //! Buffered socket I/O in whole envelopes, for both sides of the proxy: [`FrameReader`] turns
-//! bytes into envelopes (bare, or inside v5 segments) and [`run_writer`] is the one writer task
-//! per socket, which packs everything already queued into one write — coalescing many envelopes
-//! per syscall is what keeps the proxy's CPU per request below a plain relay's.
+//! bytes into envelopes (bare, or inside v5 segments); an [`Outbox`] is a socket's output buffer,
+//! which producers encode into and which goes out in one write — coalescing many envelopes per
+//! syscall is what keeps the proxy's CPU per request below a plain relay's.
+//!
+//! # Layout
+//! - [`Stream`], [`ReadIo`], [`WriteIo`]: the socket (plain or TLS) and its halves.
+//! - [`FrameReader`]: envelopes and malformed input; [`FrameReader::buffered`] says where a read
+//!   batch ends.
+//! - [`Outbox`], [`OutSender`], [`Holding`]: the output buffer, its senders, and a batch's hold
+//!   on it; [`run_writer`], the one writer task per socket, writes what a producer could not.
+//!
+//! A request crosses no channel: the session task parses a read's worth of requests, encodes
+//! each into the backend's outbox, and at the end of the batch writes them to the cluster itself;
+//! the backend's reader task does the same with the answers for the client. The writer task
+//! runs only when a socket is full (or is TLS), and producers wait while an outbox holds more
+//! than its high-water mark, so back-pressure reaches the socket being read.
 //!
 //! Bodies are never decompressed here: a v3/v4 body compressed by the client is forwarded as is
 //! to clusters that negotiated the same algorithm (the proxy relays the client's STARTUP), and
 //! only opened when routing needs to look inside ([`crate::route`]).
 //!
 //! Framing changes once per connection, right after the answer to STARTUP (v5 segments). The
-//! owner switches the reader itself and queues [`Outgoing::Switch`] for the writer.
+//! owner switches the reader itself and queues [`Outgoing::Switch`] in the outbox.
 //!
 //! A connection is a [`Stream`]: plain TCP or TLS. [`Stream::split`] gives the reader and the
 //! writer their halves; plain TCP keeps sharing one socket through its `&self` readiness API
@@ -18,7 +31,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes, BytesMut};
 use ferry_cql::envelope::{Envelope, EnvelopeHeader, HEADER_LEN, HeaderError};
@@ -26,18 +39,12 @@ use ferry_cql::protocol::{Direction, ProtocolVersion, RESPONSE_BIT};
 use ferry_cql::segment::{EnvelopeReassembler, SegmentCodec, SegmentError, SegmentWriter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_rustls::TlsStream;
 
 /// Read buffer taken when the socket is readable; grows to the largest envelope seen. An idle
 /// connection holds none (see [`FrameReader::next`]).
 const READ_BUFFER: usize = 16 * 1024;
-/// The writer's buffer at the start of a batch; it grows to the batch and is freed when the
-/// queue is empty, so an idle connection holds none.
-const WRITE_BUFFER: usize = 4 * 1024;
-/// The writer stops batching once this much is encoded, so one huge batch cannot delay the
-/// first envelope in it for long.
-const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
 /// A connection's byte stream, after any TLS handshake.
 #[derive(Debug)]
@@ -215,17 +222,11 @@ impl FrameReader {
     /// happen between reads, so it can sit in a `select!`.
     pub(crate) async fn next(&mut self) -> io::Result<Option<Inbound>> {
         loop {
-            if let Some(item) = self.pending.pop_front() {
+            if let Some(item) = self.buffered() {
                 return Ok(Some(item));
             }
             if self.done {
                 return Ok(None);
-            }
-            if let Some(item) = self.decode() {
-                return Ok(Some(item));
-            }
-            if !self.pending.is_empty() {
-                continue;
             }
             if self.buf.is_empty() {
                 // Nothing partial is kept: give the memory back while waiting, so an idle
@@ -244,6 +245,25 @@ impl FrameReader {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next envelope or error already in the buffer, without touching the socket; `None`
+    /// when the next one needs a read (the end of a read batch).
+    pub(crate) fn buffered(&mut self) -> Option<Inbound> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if self.done {
+                return None;
+            }
+            if let Some(item) = self.decode() {
+                return Some(item);
+            }
+            if self.pending.is_empty() {
+                return None;
             }
         }
     }
@@ -439,34 +459,286 @@ pub(crate) enum Outgoing {
     Switch(Framing),
 }
 
-/// Sends queued items until the queue closes, batching whatever is already queued into one
-/// write. Returns the socket error that stopped it, if any.
-pub(crate) async fn run_writer(
-    mut io: WriteIo,
-    mut rx: mpsc::Receiver<Outgoing>,
-) -> io::Result<()> {
-    let mut framing = Framing::Envelopes;
-    let mut segments = SegmentWriter::new(SegmentCodec::new(false));
+impl Outgoing {
+    /// Bytes it adds to the output (before segment framing).
+    fn encoded_len(&self) -> usize {
+        match self {
+            Self::Envelope(env) => env.encoded_len(),
+            Self::Raw(bytes) => bytes.len(),
+            Self::Switch(_) => 0,
+        }
+    }
+}
+
+/// How much may wait in an [`Outbox`] before producers wait for the writer: the back-pressure
+/// bound (plus the one envelope that crosses it, and the chunk being written).
+const OUTBOX_HIGH_WATER: usize = 512 * 1024;
+
+/// A socket's output: producers encode into one buffer under a lock, and the socket's writer
+/// task is woken only when the buffer goes from empty to non-empty — no channel operation per
+/// envelope. A producer working through a batch of input [`Outbox::hold`]s the outbox, so the
+/// writer is not woken for each envelope; at the end of the batch it writes what the batch
+/// queued itself (plain TCP, when the writer is not mid-write), so under load an envelope costs
+/// no task switch at all. Producers wait while more than [`OUTBOX_HIGH_WATER`] bytes wait.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<OutState>,
+    /// Wakes the writer task: something to write, or the last sender is gone.
+    wake: Notify,
+    /// Wakes producers waiting for room.
+    room: Notify,
+    /// The socket, for writing inline from a producer; `None` for TLS (one rustls state
+    /// machine, driven by the writer task alone).
+    direct: Option<Arc<TcpStream>>,
+}
+
+#[derive(Debug)]
+struct OutState {
+    /// Encoded bytes waiting for the socket (v5: whole segments).
+    buf: BytesMut,
+    framing: Framing,
+    /// v5: envelopes waiting to fill a segment; flushed into `buf` before each write.
+    segments: SegmentWriter,
+    /// Bytes accepted and not yet handed to a write.
+    queued: usize,
+    /// The writer task is writing bytes it took out of `buf`.
+    writing: bool,
+    /// Producers in the middle of a batch, who write (or wake the writer) at its end.
+    holds: usize,
+    /// Live [`OutSender`]s: the writer ends once none is left and everything is written.
+    senders: usize,
+    /// The socket failed: nothing more is accepted.
+    failed: bool,
+}
+
+/// The socket behind an [`Outbox`] failed, or its writer is gone.
+#[derive(Debug)]
+pub(crate) struct OutboxClosed;
+
+impl Outbox {
+    /// An outbox for `io` and the one sender that keeps its writer running.
+    pub(crate) fn open(io: &WriteIo) -> OutSender {
+        let direct = match io {
+            WriteIo::Plain(socket) => Some(socket.clone()),
+            WriteIo::Tls(_) => None,
+        };
+        OutSender(Arc::new(Self {
+            state: Mutex::new(OutState {
+                buf: BytesMut::new(),
+                framing: Framing::Envelopes,
+                segments: SegmentWriter::new(SegmentCodec::new(false)),
+                queued: 0,
+                writing: false,
+                holds: 0,
+                senders: 1,
+                failed: false,
+            }),
+            wake: Notify::new(),
+            room: Notify::new(),
+            direct,
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, OutState> {
+        // Every update leaves the state consistent between statements; keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Encodes `item` into the buffer, waiting while it is above the high-water mark.
+    async fn push(&self, item: Outgoing) -> Result<(), OutboxClosed> {
+        let mut item = Some(item);
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut s = self.lock();
+                if s.failed {
+                    return Err(OutboxClosed);
+                }
+                if s.queued < OUTBOX_HIGH_WATER {
+                    let Some(item) = item.take() else {
+                        return Ok(());
+                    };
+                    let was_empty = s.queued == 0;
+                    let OutState {
+                        buf,
+                        framing,
+                        segments,
+                        queued,
+                        ..
+                    } = &mut *s;
+                    let before = buf.len();
+                    let len = item.encoded_len();
+                    if let Err(e) = encode(item, framing, segments, buf) {
+                        tracing::warn!(error = %e, "dropping an envelope that cannot be framed");
+                    }
+                    // Segments hold envelopes back until the next flush: count them too.
+                    *queued += (buf.len() - before).max(len);
+                    if was_empty && !s.writing && s.holds == 0 {
+                        self.wake.notify_one();
+                    }
+                    return Ok(());
+                }
+                // Full: the writer must run whatever batch holds it back.
+                if !s.writing {
+                    self.wake.notify_one();
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// Starts a batch: the writer is not woken for what is pushed until [`Outbox::release`].
+    pub(crate) fn hold(&self) {
+        self.lock().holds += 1;
+    }
+
+    /// Ends a batch: the last holder writes what is queued — on a plain socket right here, as
+    /// far as the socket takes it without waiting; the rest (and TLS) goes to the writer task.
+    pub(crate) fn release(&self) {
+        let mut s = self.lock();
+        s.holds -= 1;
+        if s.holds > 0 || s.writing || s.queued == 0 || s.failed {
+            return;
+        }
+        if let Some(socket) = &self.direct {
+            let OutState {
+                buf,
+                segments,
+                framing,
+                ..
+            } = &mut *s;
+            if let Framing::Segments { .. } = framing
+                && let Err(e) = segments.flush(buf)
+            {
+                tracing::warn!(error = %e, "dropping envelopes that cannot be framed");
+            }
+            // A non-blocking write under the lock: the writer task is idle, and another
+            // producer waits only for this one syscall.
+            while !buf.is_empty() {
+                match socket.try_write(buf) {
+                    Ok(n) => buf.advance(n),
+                    // Full socket, or an error the writer task will meet and report.
+                    Err(_) => break,
+                }
+            }
+            s.queued = s.buf.len();
+            if s.queued == 0 {
+                // Nothing waits: an idle connection keeps no buffer.
+                s.buf = BytesMut::new();
+                self.room.notify_waiters();
+                return;
+            }
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// A handle that queues for an [`Outbox`]'s socket; the writer ends once every sender is gone
+/// and what they queued is written (as with a channel's senders).
+#[derive(Debug)]
+pub(crate) struct OutSender(Arc<Outbox>);
+
+impl OutSender {
+    /// Queues `item`; waits while the outbox is above its high-water mark.
+    pub(crate) async fn send(&self, item: Outgoing) -> Result<(), OutboxClosed> {
+        self.0.push(item).await
+    }
+
+    /// The outbox, for batching ([`Outbox::hold`]) without keeping the writer alive.
+    pub(crate) fn outbox(&self) -> &Arc<Outbox> {
+        &self.0
+    }
+}
+
+impl Clone for OutSender {
+    fn clone(&self) -> Self {
+        self.0.lock().senders += 1;
+        Self(self.0.clone())
+    }
+}
+
+impl Drop for OutSender {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.senders -= 1;
+        if s.senders == 0 {
+            self.0.wake.notify_one();
+        }
+    }
+}
+
+/// Holds outboxes for a batch of input and releases them when dropped — also when the batch's
+/// future is, so a cancelled batch cannot leave a writer asleep.
+pub(crate) struct Holding<'a, const N: usize>([&'a Outbox; N]);
+
+impl<'a, const N: usize> Holding<'a, N> {
+    pub(crate) fn hold(outboxes: [&'a Outbox; N]) -> Self {
+        for o in outboxes {
+            o.hold();
+        }
+        Self(outboxes)
+    }
+}
+
+impl<const N: usize> Drop for Holding<'_, N> {
+    fn drop(&mut self) {
+        for o in self.0 {
+            o.release();
+        }
+    }
+}
+
+/// Writes what the outbox queues until its last sender is gone and everything is written, or
+/// the socket fails (returned).
+pub(crate) async fn run_writer(mut io: WriteIo, outbox: Arc<Outbox>) -> io::Result<()> {
     let mut out = BytesMut::new();
-    while let Some(first) = rx.recv().await {
-        out.reserve(WRITE_BUFFER);
-        let mut item = Some(first);
-        while let Some(next) = item.take() {
-            if let Err(e) = encode(next, &mut framing, &mut segments, &mut out) {
-                tracing::warn!(error = %e, "dropping an envelope that cannot be framed");
+    loop {
+        let take = {
+            let mut s = outbox.lock();
+            if s.queued == 0 {
+                if s.senders == 0 {
+                    break;
+                }
+                false
+            } else {
+                let OutState {
+                    buf,
+                    segments,
+                    framing,
+                    ..
+                } = &mut *s;
+                if let Framing::Segments { .. } = framing
+                    && let Err(e) = segments.flush(buf)
+                {
+                    tracing::warn!(error = %e, "dropping envelopes that cannot be framed");
+                }
+                std::mem::swap(buf, &mut out);
+                s.queued = 0;
+                s.writing = true;
+                true
             }
-            if out.len() < WRITE_BATCH_BYTES {
-                item = rx.try_recv().ok();
-            }
+        };
+        if !take {
+            outbox.wake.notified().await;
+            continue;
         }
-        if let Framing::Segments { .. } = framing
-            && let Err(e) = segments.flush(&mut out)
-        {
-            tracing::warn!(error = %e, "dropping envelopes that cannot be framed");
-        }
-        io.write_all(&out).await?;
+        let written = io.write_all(&out).await;
         out.clear();
-        if rx.is_empty() {
+        let idle = {
+            let mut s = outbox.lock();
+            s.writing = false;
+            s.failed |= written.is_err();
+            if s.failed {
+                s.buf = BytesMut::new();
+                s.queued = 0;
+            }
+            s.queued == 0
+        };
+        outbox.room.notify_waiters();
+        written?;
+        if idle {
             // About to wait: an idle connection keeps no write buffer.
             out = BytesMut::new();
         }
@@ -526,4 +798,117 @@ pub(crate) fn legacy_error(version: u8, stream: i16, code: i32, message: &str) -
     out.extend_from_slice(&(msg_len as u16).to_be_bytes());
     out.extend_from_slice(&msg[..msg_len]);
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_cql::protocol::Opcode;
+    use tokio::net::TcpListener;
+
+    /// A connected loopback pair: the proxy's end as a [`Stream`], and the peer.
+    async fn pair() -> (Stream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (ours, theirs) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (
+            Stream::Plain(ours.expect("connect")),
+            theirs.expect("accept").0,
+        )
+    }
+
+    fn envelope(stream: i16, body_len: usize) -> Envelope {
+        Envelope::new(
+            ProtocolVersion::V4,
+            Direction::Response,
+            0,
+            stream,
+            Opcode::Result,
+            Bytes::from(vec![7u8; body_len]),
+        )
+    }
+
+    /// Reads `n` envelopes off the peer's socket.
+    async fn read_envelopes(peer: TcpStream, n: usize) -> Vec<Envelope> {
+        let io = Stream::Plain(peer).split().0;
+        let mut reader = FrameReader::new(io, Direction::Response, 1 << 20);
+        let mut got = Vec::new();
+        while got.len() < n {
+            match reader.next().await.expect("read") {
+                Some(Inbound::Envelope(env)) => got.push(env),
+                other => panic!("expected an envelope, got {other:?}"),
+            }
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_held_outbox_is_written_by_its_holder_at_release_in_order() {
+        let (ours, peer) = pair().await;
+        let (_read, write) = ours.split();
+        let tx = Outbox::open(&write);
+        let writer = tokio::spawn(run_writer(write, tx.outbox().clone()));
+        let outbox = tx.outbox().clone();
+        {
+            let _batch = Holding::hold([&*outbox]);
+            for stream in 0..3 {
+                tx.send(Outgoing::Envelope(envelope(stream, 10)))
+                    .await
+                    .expect("send");
+            }
+            let s = outbox.lock();
+            assert!(s.queued > 0 && !s.writing, "held: queued, not written");
+        }
+        assert_eq!(
+            outbox.lock().queued,
+            0,
+            "the release wrote the batch itself"
+        );
+        let got = read_envelopes(peer, 3).await;
+        let streams: Vec<_> = got.iter().map(|e| e.stream()).collect();
+        assert_eq!(streams, [0, 1, 2]);
+        drop(tx);
+        writer.await.expect("writer task").expect("writer");
+    }
+
+    #[tokio::test]
+    async fn producers_wait_above_the_high_water_mark_until_the_peer_reads() {
+        let (ours, peer) = pair().await;
+        let (_read, write) = ours.split();
+        let tx = Outbox::open(&write);
+        let writer = tokio::spawn(run_writer(write, tx.outbox().clone()));
+        const BODY: usize = 64 * 1024;
+        // The peer reads nothing: the kernel's buffers fill, then the outbox.
+        let mut sent = 0;
+        let waiting = loop {
+            assert!(sent < 2000, "no back-pressure after {sent} envelopes");
+            let mut push = Box::pin(tx.send(Outgoing::Envelope(envelope(0, BODY))));
+            let done = tokio::select! {
+                biased;
+                r = &mut push => Some(r),
+                () = std::future::ready(()) => None,
+            };
+            match done {
+                Some(r) => {
+                    r.expect("send");
+                    sent += 1;
+                    // Let the writer run, so the kernel buffers fill first.
+                    tokio::task::yield_now().await;
+                }
+                None => break push,
+            }
+        };
+        let queued = tx.outbox().lock().queued;
+        assert!(
+            (OUTBOX_HIGH_WATER..OUTBOX_HIGH_WATER + BODY + HEADER_LEN + 1).contains(&queued),
+            "{queued} bytes queued when a producer waits"
+        );
+        let reading = tokio::spawn(read_envelopes(peer, sent + 1));
+        waiting
+            .await
+            .expect("the waiting send completes once the peer reads");
+        assert_eq!(reading.await.expect("reader").len(), sent + 1);
+        drop(tx);
+        writer.await.expect("writer task").expect("writer");
+    }
 }

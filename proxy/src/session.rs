@@ -8,8 +8,11 @@
 //!                                                 credentials; the proxy logs into the other
 //!           ─► request loop: QUERY / EXECUTE / BATCH ─► route ─► backend.send(completion)
 //!                            PREPARE, virtual tables ─► a task per request (round trips)
-//!  client ◄─ writer task ◄── completions (stream ids restored) ◄── backend reader tasks
+//!  client ◄─ outbox ◄── completions (stream ids restored) ◄── backend reader tasks
 //! ```
+//!
+//! Requests parsed from one read form a batch: they are queued in the backends' outboxes and
+//! written when the batch ends, by this task (`frame::Outbox`).
 //!
 //! The loop never waits for an answer: requests on one connection run concurrently and their
 //! answers go back in whatever order the clusters produce them.
@@ -33,7 +36,6 @@ use ferry_cql::request::{
 use ferry_cql::response::result::ResultBody;
 use ferry_cql::response::{ErrorKind, ErrorResponse};
 use ferry_cql::statement::classify::{NonDeterministicCall, StatementKind, classify};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::backend::Backend;
@@ -42,7 +44,10 @@ use crate::completion::{
     error_envelope, plain_body,
 };
 use crate::error::{BackendError, RequestKind};
-use crate::frame::{FrameReader, Framing, Inbound, Outgoing, Stream, legacy_error, run_writer};
+use crate::frame::{
+    FrameReader, Framing, Holding, Inbound, OutSender, Outbox, Outgoing, Stream, legacy_error,
+    run_writer,
+};
 use crate::prepared::PreparedEntry;
 use crate::proxy::Context;
 use crate::repairs::{KeyColumns, KeySource};
@@ -54,8 +59,6 @@ use crate::topology::{REAL_LOCAL_QUERY, RealNode};
 /// Largest request body accepted from a client (Cassandra's `native_transport_max_frame_size`
 /// default is 16 MiB; 256 MiB is the protocol's own limit).
 const MAX_REQUEST_BODY: usize = 256 * 1024 * 1024;
-/// Answers queued for one client's socket; completions wait when it is full.
-const CLIENT_QUEUE: usize = 1024;
 /// PROTOCOL_ERROR's code.
 const PROTOCOL_ERROR: i32 = 0x000A;
 
@@ -63,8 +66,8 @@ const PROTOCOL_ERROR: i32 = 0x000A;
 pub(crate) async fn serve(ctx: Arc<Context>, stream: Stream) {
     let local_addr = stream.local_addr().unwrap_or(ctx.config.listen);
     let (read, write) = stream.split();
-    let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
-    let writer = tokio::spawn(run_writer(write, rx));
+    let tx = Outbox::open(&write);
+    let writer = tokio::spawn(run_writer(write, tx.outbox().clone()));
     let mut reader = FrameReader::new(read, Direction::Request, MAX_REQUEST_BODY);
     if let Some(session) = handshake(&ctx, &mut reader, &tx, local_addr).await {
         let session = Arc::new(session);
@@ -92,7 +95,7 @@ struct Session {
 async fn handshake(
     ctx: &Arc<Context>,
     reader: &mut FrameReader,
-    tx: &mpsc::Sender<Outgoing>,
+    tx: &OutSender,
     local_addr: SocketAddr,
 ) -> Option<Session> {
     loop {
@@ -122,7 +125,7 @@ async fn handshake(
 
 /// The next envelope from the client, answering malformed input on the way; `None` when the
 /// connection is done.
-async fn next_envelope(reader: &mut FrameReader, tx: &mpsc::Sender<Outgoing>) -> Option<Envelope> {
+async fn next_envelope(reader: &mut FrameReader, tx: &OutSender) -> Option<Envelope> {
     loop {
         match reader.next().await {
             Ok(Some(Inbound::Envelope(env))) => return Some(env),
@@ -138,7 +141,7 @@ async fn next_envelope(reader: &mut FrameReader, tx: &mpsc::Sender<Outgoing>) ->
 
 /// Answers input that cannot be read with a PROTOCOL_ERROR; returns whether the connection must
 /// close.
-async fn answer_malformed(item: Inbound, tx: &mpsc::Sender<Outgoing>) -> bool {
+async fn answer_malformed(item: Inbound, tx: &OutSender) -> bool {
     let Inbound::Malformed {
         stream,
         version,
@@ -164,7 +167,7 @@ async fn answer_malformed(item: Inbound, tx: &mpsc::Sender<Outgoing>) -> bool {
 async fn startup(
     ctx: &Arc<Context>,
     reader: &mut FrameReader,
-    tx: &mpsc::Sender<Outgoing>,
+    tx: &OutSender,
     env: Envelope,
     local_addr: SocketAddr,
 ) -> Option<Session> {
@@ -211,9 +214,10 @@ async fn startup(
             ClusterId::Target => EventRoute::Drop,
         };
         let body = env.body.clone();
+        let answers = sink.outbox().clone();
         async move {
             match opts {
-                Ok(opts) => Backend::connect(opts, body, events).await,
+                Ok(opts) => Backend::connect(opts, body, events, answers).await,
                 Err(e) => Err(e),
             }
         }
@@ -375,8 +379,19 @@ impl Session {
         let stopping = self.ctx.shutting_down();
         let lost = self.backend_lost();
         tokio::pin!(stopping, lost);
+        // Requests found in one read are queued for the clusters together and written at the
+        // end of the batch, from this task (see `Outbox`).
+        let mut batch = None;
         loop {
-            let item = tokio::select! {
+            let buffered = reader.buffered();
+            if buffered.is_none() {
+                // The end of a read batch: what it queued goes out now, before waiting.
+                batch = None;
+            }
+            let item = if let Some(item) = buffered {
+                Ok(Some(item))
+            } else {
+                tokio::select! {
                 item = reader.next() => item,
                 () = &mut stopping => {
                     let deadline = Instant::now() + self.ctx.config.shutdown_grace;
@@ -392,7 +407,15 @@ impl Session {
                     let reason = format!("the connection to {cluster} was lost, reconnect");
                     return self.drain(reader, &reason, deadline).await;
                 }
+                }
             };
+            if batch.is_none() {
+                batch = Some(Holding::hold([
+                    &**self.sink.outbox(),
+                    self.backend(ClusterId::Origin).outbox(),
+                    self.backend(ClusterId::Target).outbox(),
+                ]));
+            }
             match item {
                 Ok(Some(Inbound::Envelope(env))) => self.handle(env).await,
                 Ok(Some(malformed)) => {
@@ -438,7 +461,7 @@ impl Session {
         }
     }
 
-    fn sink_tx(&self) -> mpsc::Sender<Outgoing> {
+    fn sink_tx(&self) -> OutSender {
         self.sink.sender()
     }
 
@@ -542,7 +565,8 @@ impl Session {
                 .then(|| route::table_name(&info, keyspace.as_deref()))
                 .flatten();
                 let reply = Reply::new(self.sink.clone(), stream, kind);
-                self.read(env.clone(), env, destination, reply, mirror_table, &[])
+                let same = |env: &Envelope| Ok(env.clone());
+                self.read(env, same, destination, reply, mirror_table, &[])
                     .await;
             }
             Destination::Both(write) => {
@@ -618,12 +642,14 @@ impl Session {
     }
 
     /// Sends a read to the primary (or the system-queries cluster), mirrored to the secondary in
-    /// dual-async mode. `origin_env`/`target_env` are the request as each cluster must get it;
+    /// dual-async mode. `origin_env` is the request as origin must get it; `target_env` makes
+    /// target's copy (an EXECUTE with target's prepared id), only when target gets one;
     /// `prepared` the statement an EXECUTE names, prepared again if the secondary forgot it.
+    #[allow(clippy::too_many_arguments, reason = "private, two call sites")]
     async fn read(
         self: &Arc<Self>,
         origin_env: Envelope,
-        target_env: Envelope,
+        target_env: impl FnOnce(&Envelope) -> Result<Envelope, String>,
         destination: Destination,
         reply: Reply,
         mirror_table: Option<Arc<str>>,
@@ -634,17 +660,28 @@ impl Session {
             Destination::System => self.ctx.config.system_queries,
             _ => live.primary(),
         };
-        let mut envs = [Some(origin_env), Some(target_env)];
+        // The backfill check only for reads that would be mirrored: the hot path of
+        // primary-only pays nothing.
+        let mirror_table = mirror_table.filter(|table| {
+            live.read_mode() == ReadMode::DualAsync && self.ctx.migration.mirrors(table)
+        });
+        let target_env = if cluster == ClusterId::Target || mirror_table.is_some() {
+            match target_env(&origin_env) {
+                Ok(env) => Some(env),
+                Err(e) => {
+                    let what = opcode_name(origin_env.header.opcode);
+                    return self.protocol_error(reply.stream, what, e).await;
+                }
+            }
+        } else {
+            None
+        };
+        let mut envs = [Some(origin_env), target_env];
         let Some(env) = envs[cluster.index()].take() else {
             return;
         };
         match mirror_table {
-            // The backfill check only for reads that would be mirrored: the hot path of
-            // primary-only pays nothing.
-            Some(table)
-                if live.read_mode() == ReadMode::DualAsync
-                    && self.ctx.migration.mirrors(&table) =>
-            {
+            Some(table) => {
                 let secondary = cluster.other();
                 let Some(secondary_env) = envs[secondary.index()].take() else {
                     return;
@@ -817,18 +854,15 @@ impl Session {
         } else {
             (env, body)
         };
-        let target_body = rewrite::replace_execute_id(
-            self.version,
-            &body,
-            &target_id,
-            entry.target_result_metadata_id.as_deref(),
-        );
-        let target_env = match target_body
-            .map_err(|e| e.to_string())
-            .and_then(|b| self.rebuild(&env, b))
-        {
-            Ok(e) => e,
-            Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
+        // Target's copy names target's id; a read builds it only when target gets one.
+        let rmid = entry.target_result_metadata_id.clone();
+        let target_copy = {
+            let (body, target_id) = (body.clone(), target_id.clone());
+            move |env: &Envelope| {
+                rewrite::replace_execute_id(self.version, &body, &target_id, rmid.as_deref())
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| self.rebuild(env, b))
+            }
         };
         let mut reply = match entry.destination {
             Destination::Both(write) => Reply::new(
@@ -847,6 +881,10 @@ impl Session {
         reply.unprepared.push((target_id, entry.origin_id.clone()));
         match entry.destination {
             Destination::Both(_) => {
+                let target_env = match target_copy(&env) {
+                    Ok(e) => e,
+                    Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
+                };
                 let table = entry.table.clone();
                 let key = entry.key_columns.clone().map(|columns| KeySource {
                     columns,
@@ -862,7 +900,7 @@ impl Session {
                     .then(|| entry.table.clone())
                     .flatten();
                 let prepared = std::slice::from_ref(&entry);
-                self.read(env, target_env, destination, reply, mirror, prepared)
+                self.read(env, target_copy, destination, reply, mirror, prepared)
                     .await;
             }
         }
