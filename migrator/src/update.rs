@@ -119,7 +119,8 @@ type Request = (Arc<str>, Delivery);
 
 /// The channels to the configured proxies, and what answers their requests.
 pub struct Link {
-    channels: Mutex<Vec<(Arc<str>, Channel)>>,
+    /// Shared so [`Link::flushed`] can wait without holding the lock.
+    channels: Mutex<Vec<(Arc<str>, Arc<Channel>)>>,
     /// The proxies' requests until [`Link::answer`] starts answering them.
     requests: Mutex<Option<mpsc::Receiver<Request>>>,
     responder: Arc<Responder>,
@@ -161,7 +162,7 @@ impl Link {
                 })?;
             let addr: Arc<str> = Arc::from(addr.as_str());
             tokio::spawn(forward(addr.clone(), events, tx.clone()));
-            channels.push((addr, channel));
+            channels.push((addr, Arc::new(channel)));
         }
         tracing::info!(proxies = %settings.proxies.join(","), "Update channel dialing");
         let responder = Arc::new(Responder {
@@ -236,6 +237,21 @@ impl Link {
         }
     }
 
+    /// Returns once every proxy has answered every message sent so far (a cutover check that
+    /// follows [`Link::validated`] waits for this; an unreachable proxy makes it wait).
+    pub async fn flushed(&self) {
+        let channels: Vec<Arc<Channel>> = self
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect();
+        for c in &channels {
+            c.flushed().await;
+        }
+    }
+
     /// Before exiting: repairs in progress get `repair_grace`, queued messages
     /// `flush_grace` to be answered; then the channels close (requests not received yet
     /// stay queued on the proxies for the next migrator).
@@ -248,7 +264,7 @@ impl Link {
                 "repairs still in progress at exit; the proxies send them again to the next migrator"
             ),
         }
-        let channels: Vec<(Arc<str>, Channel)> =
+        let channels: Vec<(Arc<str>, Arc<Channel>)> =
             std::mem::take(&mut *self.channels.lock().unwrap_or_else(|p| p.into_inner()));
         let flushed = tokio::time::timeout(flush_grace, async {
             for (_, c) in &channels {
@@ -260,7 +276,10 @@ impl Link {
             tracing::warn!(waited = ?flush_grace, "Update messages not answered at exit (a proxy is unreachable)");
         }
         for (_, c) in channels {
-            c.close().await;
+            // Shared only while a `flushed` runs; dropping closes the channel too.
+            if let Ok(c) = Arc::try_unwrap(c) {
+                c.close().await;
+            }
         }
         self.requests
             .lock()

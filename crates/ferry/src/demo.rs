@@ -36,6 +36,7 @@ use clap::Args;
 use ferry_migrator::api::{Api, Jobs};
 use ferry_migrator::config::MigratorConfig;
 use ferry_migrator::metrics::Metrics;
+use ferry_migrator::progress::Fanout;
 use ferry_migrator::{LogObserver, Observer, Phase, ValidateOptions};
 use ferry_proxy::Proxy;
 use ferry_proxy::config::{ContactPoint, ProxyConfig, UpdateConfig};
@@ -93,6 +94,8 @@ struct Components {
     target: Cluster<Executor>,
     proxy: Option<Proxy>,
     migrator_api: Option<AdminServer>,
+    /// The migrator's Update channel to the proxy.
+    link: Option<Arc<ferry_migrator::update::Link>>,
     workload: Option<Workload>,
     job_dir: PathBuf,
 }
@@ -104,6 +107,10 @@ impl Components {
         }
         if let Some(api) = self.migrator_api.take() {
             api.stop().await;
+        }
+        if let Some(link) = self.link.take() {
+            link.finish(Duration::from_secs(2), Duration::from_secs(2))
+                .await;
         }
         if let Some(proxy) = self.proxy.take() {
             proxy.shutdown().await;
@@ -239,6 +246,7 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
         target,
         proxy: None,
         migrator_api: None,
+        link: None,
         workload: None,
         job_dir: std::env::temp_dir().join(format!("ferry-demo-{}", std::process::id())),
     };
@@ -520,13 +528,12 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
         ("job_dir", comps.job_dir.display().to_string(), "demo"),
         ("admin.listen", migrator_listen.to_string(), "demo"),
     ];
-    // ── UPDATE CHANNEL HOOK (the lead connects it at merge) ─────────────────────────────────
-    // The migrator reports its job to the proxy over the Update channel the proxy listens on
-    // (`update_addr`, printed in phase 3). Once the migrator config has `update.proxies`, add
-    // to `flags` above: ("update.proxies", update_addr.to_string(), "demo").
-    // Until then no migrator reports, and the proxy allows the cutover without waiting for
-    // validation (proxy/src/migration.rs).
-    // ────────────────────────────────────────────────────────────────────────────────────────
+    // The migrator reports its job to the proxy over the Update channel: the proxy compares
+    // dual reads only for backfilled tables and allows the cutover once validation reported.
+    let mut flags = flags;
+    if let Some(u) = update_addr {
+        flags.push(("update.proxies", u.to_string(), "demo"));
+    }
     let mconfig = MigratorConfig::load(None, std::iter::empty::<(String, String)>(), &flags)
         .map_err(|e| DemoError::Config(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
@@ -535,7 +542,17 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
     } else {
         Arc::new(LogObserver)
     };
+    let link = ferry_migrator::update::Link::start(&mconfig, false, metrics.clone())
+        .map_err(|e| DemoError::Config(e.to_string()))?;
+    let display: Arc<dyn Observer> = match &link {
+        Some(link) => Arc::new(Fanout(vec![display, link.reporter("ferry demo")])),
+        None => display,
+    };
     let jobs = Arc::new(Jobs::new(metrics.clone(), display));
+    if let Some(link) = &link {
+        link.answer(Some(jobs.clone()));
+    }
+    comps.link = link;
     let api = Arc::new(Api::new(jobs.clone(), metrics, mconfig.clone()));
     let server = AdminServer::start(migrator_listen, api)
         .await
@@ -617,6 +634,19 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
         say!(live, "{line}");
         out.keys_compared += t.rows;
         out.differences += t.remaining;
+    }
+    if let Some(link) = &comps.link {
+        // The proxy allows the cutover once it knows every table validated with 0 differences.
+        link.validated(&validation);
+        if tokio::time::timeout(Duration::from_secs(10), link.flushed())
+            .await
+            .is_err()
+        {
+            say!(
+                live,
+                "      the proxy has not acknowledged the validation results yet"
+            );
+        }
     }
     workload_line(&live, comps.workload.as_ref().ok_or_else(no_workload)?);
 
