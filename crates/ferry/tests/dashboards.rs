@@ -50,6 +50,7 @@ const DATASOURCES: &str = "grafana/provisioning/datasources/prometheus.yaml";
 
 const PROXY_CQL: &str = "127.0.160.3:19042";
 const PROXY_ADMIN: &str = "127.0.160.3:19401";
+const PROXY_UPDATE: &str = "127.0.160.3:19410";
 const MIGRATOR_ADMIN: &str = "127.0.160.4:19501";
 const PROMETHEUS: &str = "127.0.160.5:19090";
 
@@ -601,7 +602,8 @@ async fn every_panel_and_alert_query_runs_on_the_binaries_metrics() {
             .env("FERRY_PROXY_ORIGIN_CONTACT_POINTS", &o)
             .env("FERRY_PROXY_TARGET_CONTACT_POINTS", &t)
             .env("FERRY_PROXY_READ_MODE", "dual-async")
-            .env("FERRY_PROXY_TARGET_FAILURE_POLICY", "best-effort"),
+            .env("FERRY_PROXY_TARGET_FAILURE_POLICY", "best-effort")
+            .env("FERRY_PROXY_UPDATE_LISTEN", PROXY_UPDATE),
         &dir.0.join("proxy.log"),
     );
     let _migrator = spawn(
@@ -623,6 +625,8 @@ async fn every_panel_and_alert_query_runs_on_the_binaries_metrics() {
                 "dash.t",
                 "--retries",
                 "1",
+                "--update-proxy",
+                PROXY_UPDATE,
             ])
             .arg("--job-dir")
             .arg(dir.0.join("job")),
