@@ -787,6 +787,12 @@ mod tests {
         let base = "origin: {contact_points: [o]}\ntarget: {contact_points: [t]}\n";
         let c = MigratorConfig::load(Some(EXAMPLE), NO_ENV, &[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.update.proxies, ["10.0.2.1:14100", "10.0.2.2:14100"]);
+        // The example shows TLS commented out, so it runs as shipped.
+        assert_eq!(c.update.tls, None);
+        let with_tls =
+            format!("{base}update: {{proxies: [p], tls: {{ca_path: /etc/ferry/update-ca.pem}}}}\n");
+        let c =
+            MigratorConfig::load(Some(&with_tls), NO_ENV, &[]).unwrap_or_else(|e| panic!("{e}"));
         let tls = c.update.tls.unwrap_or_else(|| panic!("tls"));
         assert_eq!(tls.ca_path, PathBuf::from("/etc/ferry/update-ca.pem"));
         assert_eq!(tls.cert_path, None);

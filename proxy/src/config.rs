@@ -178,38 +178,10 @@ pub struct ContactPoint {
     pub port: Option<u16>,
 }
 
-/// TLS from the proxy to a cluster. zdm-proxy's rule holds: CA only is one-way TLS; CA, cert and
-/// key is mutual TLS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ClientTlsConfig {
-    /// PEM file of CAs that sign the cluster's certificates; unset uses the system's roots.
-    /// Key `tls.ca_path`; zdm `ORIGIN_TLS_SERVER_CA_PATH`.
-    pub ca_path: Option<PathBuf>,
-    /// PEM client certificate for mutual TLS; needs `key_path`. Key `tls.cert_path`; zdm
-    /// `ORIGIN_TLS_CLIENT_CERT_PATH`.
-    pub cert_path: Option<PathBuf>,
-    /// PEM private key of `cert_path`. Key `tls.key_path`; zdm `ORIGIN_TLS_CLIENT_KEY_PATH`.
-    pub key_path: Option<PathBuf>,
-    /// Name checked against the cluster's certificate (and sent as SNI); unset uses each contact
-    /// point's host. Key `tls.server_name`.
-    pub server_name: Option<String>,
-    /// Check that the certificate names the host. Default `true`; turn off only for clusters
-    /// whose certificates name no usable host. Key `tls.verify_hostname`.
-    pub verify_hostname: bool,
-}
-
-impl Default for ClientTlsConfig {
-    fn default() -> Self {
-        Self {
-            ca_path: None,
-            cert_path: None,
-            key_path: None,
-            server_name: None,
-            verify_hostname: true,
-        }
-    }
-}
+/// TLS from the proxy to a cluster (keys `<cluster>.tls.*`; zdm `ORIGIN_TLS_SERVER_CA_PATH`,
+/// `ORIGIN_TLS_CLIENT_CERT_PATH`, `ORIGIN_TLS_CLIENT_KEY_PATH` and the `TARGET_` ones): the
+/// migrator's too, so both read a cluster's TLS section alike.
+pub use ferry_service::tls::ClusterTlsConfig as ClientTlsConfig;
 
 /// TLS on the client-facing listener.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -27,8 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_service::tls::{
-    ClusterTlsConfig, TlsProblem, certificates, cluster_client_config, key_error, private_key,
-    provider, roots,
+    TlsProblem, certificates, cluster_client_config, key_error, private_key, provider, roots,
 };
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -169,13 +168,7 @@ impl fmt::Debug for ClusterTls {
 impl ClusterTls {
     /// Reads and checks every file of `<cluster>.tls`.
     pub(crate) fn load(cluster: ClusterId, config: &ClientTlsConfig) -> Result<Self, TlsError> {
-        let mut shared = ClusterTlsConfig::default();
-        shared.ca_path.clone_from(&config.ca_path);
-        shared.cert_path.clone_from(&config.cert_path);
-        shared.key_path.clone_from(&config.key_path);
-        shared.server_name.clone_from(&config.server_name);
-        shared.verify_hostname = config.verify_hostname;
-        let client = cluster_client_config(&format!("{cluster}.tls"), &shared)?;
+        let client = cluster_client_config(&format!("{cluster}.tls"), config)?;
         // Parsed by cluster_client_config already; kept for the name sent to the node.
         let server_name = config
             .server_name
@@ -281,13 +274,11 @@ mod tests {
         let (cert, key) = f.pair("a");
         server(&cert, &key, None).unwrap();
         server(&cert, &key, Some(&cert)).unwrap();
-        let mut client = ClientTlsConfig {
-            ca_path: Some(cert.clone()),
-            cert_path: Some(cert),
-            key_path: Some(key),
-            server_name: Some("db.example".to_owned()),
-            ..ClientTlsConfig::default()
-        };
+        let mut client = ClientTlsConfig::default();
+        client.ca_path = Some(cert.clone());
+        client.cert_path = Some(cert);
+        client.key_path = Some(key);
+        client.server_name = Some("db.example".to_owned());
         let tls = ClusterTls::load(ClusterId::Target, &client).unwrap();
         assert!(tls.server_name.is_some());
         client.verify_hostname = false;
@@ -341,10 +332,8 @@ mod tests {
             "{e}"
         );
 
-        let mut client = ClientTlsConfig {
-            ca_path: Some(empty),
-            ..ClientTlsConfig::default()
-        };
+        let mut client = ClientTlsConfig::default();
+        client.ca_path = Some(empty);
         let e = ClusterTls::load(ClusterId::Origin, &client).unwrap_err();
         assert!(e.to_string().starts_with("origin.tls.ca_path: "), "{e}");
         client.ca_path = Some(cert.clone());
