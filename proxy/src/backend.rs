@@ -8,11 +8,16 @@
 //!  send(envelope, completion) ─► slot table: stream id ─► outbox ─► socket (written by the
 //!                                   ▲  (one per id)          session at the end of its batch,
 //!                                   │                         else by the writer task)
-//!  sweeper: timeouts, heartbeats ───┤                                      │
 //!                                   └──── reader task: response(stream) ◄──┘
 //!                                          ─► completion ─► client's outbox (written by this
 //!                                             task at the end of its read batch)
+//!                                          between batches: timeouts, heartbeats
 //! ```
+//!
+//! Completions run synchronously on the reader task and queue the client's answers without
+//! waiting ([`Outbox::push_now`]); the reader waits for room in the client's outbox between read
+//! batches instead. One task per connection besides the writer, and no await per answer: less
+//! memory per idle connection and less work per request.
 //!
 //! A stream id whose request timed out stays reserved ("orphaned") until its late answer
 //! arrives, so that answer can never be taken for another request's.
@@ -80,7 +85,7 @@ pub(crate) struct Backend {
     opts: BackendOptions,
     tx: OutSender,
     shared: Arc<Shared>,
-    tasks: [JoinHandle<()>; 3],
+    tasks: [JoinHandle<()>; 2],
 }
 
 #[derive(Debug)]
@@ -304,32 +309,29 @@ impl Backend {
             let outbox = tx.outbox().clone();
             tokio::spawn(async move {
                 if let Err(e) = run_writer(io, outbox).await {
-                    shared.close(format!("write failed: {e}")).await;
+                    shared.close(format!("write failed: {e}"));
                 }
             })
         };
         let reader_task = {
             let shared = shared.clone();
-            let version = opts.version;
-            let compression = opts.compression;
+            let tx = tx.clone();
+            let loop_opts = LoopOptions {
+                version: opts.version,
+                compression: opts.compression,
+                heartbeat: opts.heartbeat_interval,
+            };
             tokio::spawn(async move {
-                let reason =
-                    read_loop(&shared, reader, events, &answers, version, compression).await;
-                shared.close(reason).await;
+                let reason = read_loop(&shared, reader, events, &answers, tx, loop_opts).await;
+                shared.close(reason);
             })
         };
-        let sweeper = tokio::spawn(sweep(
-            shared.clone(),
-            tx.clone(),
-            opts.version,
-            opts.heartbeat_interval,
-        ));
         Ok((
             Self {
                 opts,
                 tx,
                 shared,
-                tasks: [writer, reader_task, sweeper],
+                tasks: [writer, reader_task],
             },
             answer,
         ))
@@ -378,13 +380,13 @@ impl Backend {
         let stream = match allocated {
             Ok(stream) => stream,
             Err((e, completion)) => {
-                return self.shared.finish(completion, Err(e), Duration::ZERO).await;
+                return self.shared.finish(completion, Err(e), Duration::ZERO);
             }
         };
         envelope.set_stream(stream);
         if self.tx.send(Outgoing::Envelope(envelope)).await.is_err() {
             // The writer is gone; close() completes every slot, this one included.
-            self.shared.close("writer stopped".to_owned()).await;
+            self.shared.close("writer stopped".to_owned());
         }
     }
 
@@ -432,7 +434,7 @@ impl Shared {
     }
 
     /// Counts, times and judges one request's outcome, then hands it to its completion.
-    async fn finish(
+    fn finish(
         &self,
         completion: Completion,
         result: Result<Envelope, BackendError>,
@@ -446,11 +448,11 @@ impl Shared {
             self.meter()
                 .completed(class, &result, elapsed, self.compression);
         }
-        completion.complete(result, elapsed).await;
+        completion.complete(result, elapsed);
     }
 
     /// Marks the connection closed and fails every request still waiting on it.
-    async fn close(&self, reason: String) {
+    fn close(&self, reason: String) {
         let closed = BackendError::ConnectionLost {
             cluster: self.cluster,
             addr: self.addr,
@@ -472,32 +474,56 @@ impl Shared {
             reason: reason.into(),
         };
         for completion in pending {
-            self.finish(completion, Err(e.clone()), Duration::ZERO)
-                .await;
+            self.finish(completion, Err(e.clone()), Duration::ZERO);
             self.delivering.fetch_sub(1, Ordering::AcqRel);
         }
         self.closed.send_replace(true);
     }
 }
 
-/// Reads answers and events until the connection ends; returns why it ended.
+/// The connection's one task besides the writer: reads answers and events, and between read
+/// batches fails requests that outlived the timeout and sends heartbeats. Returns why the
+/// connection ended.
 async fn read_loop(
     shared: &Shared,
     mut reader: FrameReader,
     events: EventRoute,
     answers: &Outbox,
-    version: ProtocolVersion,
-    compression: Option<Compression>,
+    tx: OutSender,
+    opts: LoopOptions,
 ) -> String {
+    let LoopOptions {
+        version,
+        compression,
+        heartbeat,
+    } = opts;
+    let tick = (shared.timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut sweep_tick = tokio::time::interval(tick);
+    sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Answers found in one read are queued for the client together and written at the end of
     // the batch, from this task (see `Outbox`).
     let mut batch = None;
+    // One clock reading per read batch: its answers arrived together.
+    let mut now = Instant::now();
     loop {
         let item = match reader.buffered() {
             Some(item) => Ok(Some(item)),
             None => {
                 batch = None;
-                reader.next().await
+                // Answers are queued for the client without waiting (see `Outbox::push_now`):
+                // a client that does not read stops this reader here, between batches.
+                answers.room().await;
+                let item = tokio::select! {
+                    item = reader.next() => item,
+                    _ = sweep_tick.tick() => {
+                        if let Some(reason) = sweep(shared, &tx, version, heartbeat) {
+                            return reason;
+                        }
+                        continue;
+                    }
+                };
+                now = Instant::now();
+                item
             }
         };
         if batch.is_none() {
@@ -517,12 +543,12 @@ async fn read_loop(
         };
         let stream = env.stream();
         if stream < 0 {
-            events.deliver(env, version, compression).await;
+            events.deliver(env, version, compression);
             continue;
         }
         let released = {
             let mut slots = shared.lock();
-            slots.last_activity = Instant::now();
+            slots.last_activity = now;
             let released = slots.release(stream, shared.meter());
             if released.is_some() {
                 shared.delivering.fetch_add(1, Ordering::AcqRel);
@@ -530,70 +556,75 @@ async fn read_loop(
             released
         };
         if let Some((completion, sent)) = released {
-            shared.finish(completion, Ok(env), sent.elapsed()).await;
+            let elapsed = now.saturating_duration_since(sent);
+            shared.finish(completion, Ok(env), elapsed);
             shared.delivering.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
 
-/// Fails requests that outlive the timeout and keeps an idle connection alive with OPTIONS.
-async fn sweep(shared: Arc<Shared>, tx: OutSender, version: ProtocolVersion, heartbeat: Duration) {
-    let tick = (shared.timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let now = Instant::now();
-        let (expired, idle, too_many_orphans) = {
-            let mut slots = shared.lock();
-            if slots.closed.is_some() {
-                return;
-            }
-            let mut expired = Vec::new();
-            if slots.in_flight() > slots.orphaned {
-                for slot in slots.entries.iter_mut() {
-                    if let Slot::Busy { sent, .. } = slot
-                        && now.duration_since(*sent) >= shared.timeout
-                        && let Slot::Busy { completion, .. } =
-                            std::mem::replace(slot, Slot::Orphaned)
-                    {
-                        expired.push(completion);
-                    }
-                }
-                slots.orphaned += expired.len();
-                for _ in &expired {
-                    shared.meter().orphaned();
-                }
-            }
-            let idle =
-                slots.in_flight() == 0 && now.duration_since(slots.last_activity) >= heartbeat;
-            if idle {
-                slots.last_activity = now;
-            }
-            (expired, idle, slots.orphaned * 2 > slots.limit)
-        };
-        for completion in expired {
-            let e = BackendError::Timeout {
-                cluster: shared.cluster,
-                addr: shared.addr,
-                timeout: shared.timeout,
-            };
-            shared.finish(completion, Err(e), shared.timeout).await;
+/// What the reader task needs besides its sockets.
+#[derive(Debug, Clone, Copy)]
+struct LoopOptions {
+    version: ProtocolVersion,
+    compression: Option<Compression>,
+    heartbeat: Duration,
+}
+
+/// Fails requests that outlived the timeout and keeps an idle connection alive with OPTIONS;
+/// `Some(reason)` when the connection must end.
+fn sweep(
+    shared: &Shared,
+    tx: &OutSender,
+    version: ProtocolVersion,
+    heartbeat: Duration,
+) -> Option<String> {
+    let now = Instant::now();
+    let (expired, idle, too_many_orphans) = {
+        let mut slots = shared.lock();
+        if slots.closed.is_some() {
+            return Some("closed".to_owned());
         }
-        if too_many_orphans {
-            shared
-                .close("more than half of the stream ids timed out".to_owned())
-                .await;
-            return;
+        let mut expired = Vec::new();
+        if slots.in_flight() > slots.orphaned {
+            for slot in slots.entries.iter_mut() {
+                if let Slot::Busy { sent, .. } = slot
+                    && now.duration_since(*sent) >= shared.timeout
+                    && let Slot::Busy { completion, .. } = std::mem::replace(slot, Slot::Orphaned)
+                {
+                    expired.push(completion);
+                }
+            }
+            slots.orphaned += expired.len();
+            for _ in &expired {
+                shared.meter().orphaned();
+            }
         }
+        let idle = slots.in_flight() == 0 && now.duration_since(slots.last_activity) >= heartbeat;
         if idle {
-            heartbeat_once(&shared, &tx, version).await;
+            slots.last_activity = now;
         }
+        (expired, idle, slots.orphaned * 2 > slots.limit)
+    };
+    for completion in expired {
+        let e = BackendError::Timeout {
+            cluster: shared.cluster,
+            addr: shared.addr,
+            timeout: shared.timeout,
+        };
+        shared.finish(completion, Err(e), shared.timeout);
     }
+    if too_many_orphans {
+        return Some("more than half of the stream ids timed out".to_owned());
+    }
+    if idle {
+        heartbeat_once(shared, tx, version);
+    }
+    None
 }
 
 /// Sends OPTIONS on an idle connection; its answer is dropped.
-async fn heartbeat_once(shared: &Shared, tx: &OutSender, version: ProtocolVersion) {
+fn heartbeat_once(shared: &Shared, tx: &OutSender, version: ProtocolVersion) {
     let stream = {
         let mut slots = shared.lock();
         let Some(stream) = slots.next_id() else {
@@ -614,7 +645,7 @@ async fn heartbeat_once(shared: &Shared, tx: &OutSender, version: ProtocolVersio
         Opcode::Options,
         Bytes::new(),
     );
-    let _ = tx.send(Outgoing::Envelope(env)).await;
+    let _ = tx.send_now(Outgoing::Envelope(env));
 }
 
 /// A connected socket with TCP keepalive on, so a silently dead peer (a cut cable, a dropped

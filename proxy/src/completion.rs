@@ -35,6 +35,7 @@ use tokio::sync::oneshot;
 use crate::error::{BackendError, RequestKind};
 use crate::frame::{OutSender, Outbox, Outgoing};
 use crate::metrics::{DualReadCounters, DualReadFamilies, Metrics, RequestClass, TableMap};
+use crate::prepared::PreparedEntry;
 use crate::repairs::KeySource;
 use crate::settings::{ClusterId, TargetFailurePolicy};
 
@@ -79,28 +80,40 @@ impl ClientSink {
         let _ = self.tx.send(Outgoing::Envelope(env)).await;
     }
 
+    /// Queues an envelope for the client without waiting for room: for answers completed on a
+    /// backend's reader task, which waits for room between read batches instead.
+    pub(crate) fn send_now(&self, env: Envelope) {
+        let _ = self.tx.send_now(Outgoing::Envelope(env));
+    }
+
     pub(crate) async fn send_outgoing(&self, item: Outgoing) {
         let _ = self.tx.send(item).await;
     }
 
     /// Answers `stream` with a response the proxy builds.
     pub(crate) async fn respond(&self, stream: i16, response: &Response) {
-        match response.to_envelope(self.version, stream, &Default::default()) {
-            Ok(env) => self.send(env).await,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode a response for the client");
-                let fallback = Response::Error(ErrorResponse::server_error(format!(
-                    "ferry proxy: cannot encode the response: {e}"
-                )));
-                if let Ok(env) = fallback.to_envelope(self.version, stream, &Default::default()) {
-                    self.send(env).await;
-                }
-            }
-        }
+        self.send(self.encode(stream, response)).await;
     }
 
     pub(crate) async fn error(&self, stream: i16, error: ErrorResponse) {
         self.respond(stream, &Response::Error(error)).await;
+    }
+
+    /// [`ClientSink::error`] without waiting for room (see [`ClientSink::send_now`]).
+    pub(crate) fn error_now(&self, stream: i16, error: ErrorResponse) {
+        self.send_now(self.encode(stream, &Response::Error(error)));
+    }
+
+    fn encode(&self, stream: i16, response: &Response) -> Envelope {
+        response
+            .to_envelope(self.version, stream, &Default::default())
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot encode a response for the client");
+                let message = format!("ferry proxy: cannot encode the response: {e}");
+                let mut env = error_envelope(self.version, message);
+                env.set_stream(stream);
+                env
+            })
     }
 }
 
@@ -110,9 +123,42 @@ pub(crate) struct Reply {
     pub sink: ClientSink,
     pub stream: i16,
     pub kind: RequestKind,
-    /// (cluster's prepared id, the client's id): an UNPREPARED naming the first is rewritten to
-    /// name the second, so the driver re-prepares the statement it knows.
-    pub unprepared: Vec<(Bytes, Bytes)>,
+    /// The prepared statements the request names: an UNPREPARED naming target's id for one is
+    /// rewritten to name the client's (origin's) id, so the driver re-prepares the statement it
+    /// knows.
+    pub unprepared: Statements,
+}
+
+/// The prepared statements a request names; no allocation for the usual one.
+#[derive(Debug, Default)]
+pub(crate) enum Statements {
+    #[default]
+    None,
+    One(Arc<PreparedEntry>),
+    Many(Vec<Arc<PreparedEntry>>),
+}
+
+impl Statements {
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::None => true,
+            Self::One(_) => false,
+            Self::Many(entries) => entries.is_empty(),
+        }
+    }
+
+    /// The client's id of the statement target knows as `target_id`.
+    fn client_id(&self, target_id: &[u8]) -> Option<&Bytes> {
+        let entries = match self {
+            Self::None => &[][..],
+            Self::One(entry) => std::slice::from_ref(entry),
+            Self::Many(entries) => entries,
+        };
+        entries
+            .iter()
+            .find(|e| e.target_id.as_deref() == Some(target_id))
+            .map(|e| &e.origin_id)
+    }
 }
 
 impl Reply {
@@ -121,12 +167,12 @@ impl Reply {
             sink,
             stream,
             kind,
-            unprepared: Vec::new(),
+            unprepared: Statements::None,
         }
     }
 
     /// Sends a cluster's answer (or the error standing for its failure) to the client.
-    async fn deliver(self, result: Result<Envelope, BackendError>) {
+    fn deliver(self, result: Result<Envelope, BackendError>) {
         match result {
             Ok(mut env) => {
                 if env.header.opcode == Opcode::Error
@@ -136,11 +182,11 @@ impl Reply {
                     env = translated;
                 }
                 env.set_stream(self.stream);
-                self.sink.send(env).await;
+                self.sink.send_now(env);
             }
             Err(e) => {
                 let response = e.to_response(self.kind);
-                self.sink.error(self.stream, response).await;
+                self.sink.error_now(self.stream, response);
             }
         }
     }
@@ -149,7 +195,7 @@ impl Reply {
         let body = plain_body(env, self.sink.compression).ok()?;
         let body = strip_extensions(env, body)?;
         let id = ErrorResponse::peek_unprepared_id(&body).ok()??;
-        let (_, client_id) = self.unprepared.iter().find(|(c, _)| c.as_ref() == id)?;
+        let client_id = self.unprepared.client_id(id)?;
         let response = Response::Error(ErrorResponse::unprepared(client_id.to_vec()));
         response
             .to_envelope(self.sink.version, self.stream, &Default::default())
@@ -167,7 +213,7 @@ pub(crate) enum EventRoute {
 }
 
 impl EventRoute {
-    pub(crate) async fn deliver(
+    pub(crate) fn deliver(
         &self,
         env: Envelope,
         _version: ProtocolVersion,
@@ -183,7 +229,7 @@ impl EventRoute {
             return;
         };
         if crate::backend::event_type(&body) == Some("SCHEMA_CHANGE") {
-            sink.send(env).await;
+            sink.send_now(env);
         }
     }
 }
@@ -218,16 +264,16 @@ impl Completion {
     }
 
     /// Hands the answer over. `elapsed` is the cluster's latency (zero when it never answered).
-    pub(crate) async fn complete(self, result: Result<Envelope, BackendError>, elapsed: Duration) {
+    pub(crate) fn complete(self, result: Result<Envelope, BackendError>, elapsed: Duration) {
         let _ = elapsed;
         match self {
             Self::Reply(tx) => {
                 let _ = tx.send(result);
             }
-            Self::Forward(reply) => reply.deliver(result).await,
+            Self::Forward(reply) => reply.deliver(result),
             Self::ForwardMirrored(reply, mirror, cluster) => {
                 let again = mirror.record(cluster, result.clone());
-                reply.deliver(result).await;
+                reply.deliver(result);
                 if let Some((retry, cluster)) = again {
                     retry.resend(cluster, Self::Mirror(mirror, cluster));
                 }
@@ -238,7 +284,7 @@ impl Completion {
                 }
             }
             Self::Join(join, cluster) => match join.record(cluster, result) {
-                Some(Joined::Decided(reply, result)) => reply.deliver(result).await,
+                Some(Joined::Decided(reply, result)) => reply.deliver(result),
                 Some(Joined::Again(retry, cluster)) => {
                     retry.resend(cluster, Self::Join(join, cluster));
                 }

@@ -31,6 +31,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -473,6 +474,9 @@ impl Outgoing {
 /// How much may wait in an [`Outbox`] before producers wait for the writer: the back-pressure
 /// bound (plus the one envelope that crosses it, and the chunk being written).
 const OUTBOX_HIGH_WATER: usize = 512 * 1024;
+/// Bounds of what an empty outbox reserves for its next batch (see `OutState::batch_hint`).
+const MIN_BATCH_RESERVE: usize = 1024;
+const MAX_BATCH_RESERVE: usize = 64 * 1024;
 
 /// A socket's output: producers encode into one buffer under a lock, and the socket's writer
 /// task is woken only when the buffer goes from empty to non-empty — no channel operation per
@@ -490,6 +494,9 @@ pub(crate) struct Outbox {
     /// The socket, for writing inline from a producer; `None` for TLS (one rustls state
     /// machine, driven by the writer task alone).
     direct: Option<Arc<TcpStream>>,
+    /// Live [`OutSender`]s: the writer ends once none is left and everything is written.
+    /// Outside the lock: every request's reply holds a sender.
+    senders: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -505,10 +512,11 @@ struct OutState {
     writing: bool,
     /// Producers in the middle of a batch, who write (or wake the writer) at its end.
     holds: usize,
-    /// Live [`OutSender`]s: the writer ends once none is left and everything is written.
-    senders: usize,
     /// The socket failed: nothing more is accepted.
     failed: bool,
+    /// Bytes the last batch written from an emptied buffer held (capped): what the next one
+    /// reserves at once.
+    batch_hint: usize,
 }
 
 /// The socket behind an [`Outbox`] failed, or its writer is gone.
@@ -530,9 +538,10 @@ impl Outbox {
                 queued: 0,
                 writing: false,
                 holds: 0,
-                senders: 1,
                 failed: false,
+                batch_hint: MIN_BATCH_RESERVE,
             }),
+            senders: AtomicUsize::new(1),
             wake: Notify::new(),
             room: Notify::new(),
             direct,
@@ -546,41 +555,92 @@ impl Outbox {
 
     /// Encodes `item` into the buffer, waiting while it is above the high-water mark.
     async fn push(&self, item: Outgoing) -> Result<(), OutboxClosed> {
-        let mut item = Some(item);
+        // The fast path takes the lock once and registers no waiter: the outbox is rarely full.
+        let mut item = match self.try_push(item) {
+            Ok(pushed) => return pushed,
+            Err(item) => item,
+        };
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            // Registered before the check, so room made in between is not missed.
+            room.as_mut().enable();
+            item = match self.try_push(item) {
+                Ok(pushed) => return pushed,
+                Err(item) => item,
+            };
+            room.await;
+        }
+    }
+
+    /// Encodes `item` unless the outbox is above its high-water mark (then hands it back, having
+    /// made sure the writer runs).
+    fn try_push(&self, item: Outgoing) -> Result<Result<(), OutboxClosed>, Outgoing> {
+        let mut s = self.lock();
+        if s.failed {
+            return Ok(Err(OutboxClosed));
+        }
+        if s.queued >= OUTBOX_HIGH_WATER {
+            // Full: the writer must run whatever batch holds it back.
+            if !s.writing {
+                self.wake.notify_one();
+            }
+            return Err(item);
+        }
+        self.encode_locked(&mut s, item);
+        Ok(Ok(()))
+    }
+
+    /// Encodes `item` at once, above the high-water mark too. For producers that cannot wait
+    /// per item (answers completed on a backend's reader task): they wait for [`Outbox::room`]
+    /// between read batches instead, so the excess is bounded by one batch.
+    pub(crate) fn push_now(&self, item: Outgoing) -> Result<(), OutboxClosed> {
+        let mut s = self.lock();
+        if s.failed {
+            return Err(OutboxClosed);
+        }
+        self.encode_locked(&mut s, item);
+        Ok(())
+    }
+
+    fn encode_locked(&self, s: &mut OutState, item: Outgoing) {
+        let was_empty = s.queued == 0;
+        let OutState {
+            buf,
+            framing,
+            segments,
+            queued,
+            batch_hint,
+            ..
+        } = s;
+        let len = item.encoded_len();
+        if buf.capacity() == 0 {
+            // One allocation for the whole batch instead of a doubling series of reallocations.
+            buf.reserve(len.max(*batch_hint));
+        }
+        let before = buf.len();
+        if let Err(e) = encode(item, framing, segments, buf) {
+            tracing::warn!(error = %e, "dropping an envelope that cannot be framed");
+        }
+        // Segments hold envelopes back until the next flush: count them too.
+        *queued += (buf.len() - before).max(len);
+        if was_empty && !s.writing && s.holds == 0 {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Waits while the outbox holds more than its high-water mark (returns at once when it is
+    /// below it, or failed).
+    pub(crate) async fn room(&self) {
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
             {
-                let mut s = self.lock();
-                if s.failed {
-                    return Err(OutboxClosed);
+                let s = self.lock();
+                if s.failed || s.queued < OUTBOX_HIGH_WATER {
+                    return;
                 }
-                if s.queued < OUTBOX_HIGH_WATER {
-                    let Some(item) = item.take() else {
-                        return Ok(());
-                    };
-                    let was_empty = s.queued == 0;
-                    let OutState {
-                        buf,
-                        framing,
-                        segments,
-                        queued,
-                        ..
-                    } = &mut *s;
-                    let before = buf.len();
-                    let len = item.encoded_len();
-                    if let Err(e) = encode(item, framing, segments, buf) {
-                        tracing::warn!(error = %e, "dropping an envelope that cannot be framed");
-                    }
-                    // Segments hold envelopes back until the next flush: count them too.
-                    *queued += (buf.len() - before).max(len);
-                    if was_empty && !s.writing && s.holds == 0 {
-                        self.wake.notify_one();
-                    }
-                    return Ok(());
-                }
-                // Full: the writer must run whatever batch holds it back.
                 if !s.writing {
                     self.wake.notify_one();
                 }
@@ -607,6 +667,7 @@ impl Outbox {
                 buf,
                 segments,
                 framing,
+                batch_hint,
                 ..
             } = &mut *s;
             if let Framing::Segments { .. } = framing
@@ -614,6 +675,7 @@ impl Outbox {
             {
                 tracing::warn!(error = %e, "dropping envelopes that cannot be framed");
             }
+            *batch_hint = buf.len().clamp(MIN_BATCH_RESERVE, MAX_BATCH_RESERVE);
             // A non-blocking write under the lock: the writer task is idle, and another
             // producer waits only for this one syscall.
             while !buf.is_empty() {
@@ -646,6 +708,11 @@ impl OutSender {
         self.0.push(item).await
     }
 
+    /// Queues `item` at once, above the high-water mark too (see [`Outbox::push_now`]).
+    pub(crate) fn send_now(&self, item: Outgoing) -> Result<(), OutboxClosed> {
+        self.0.push_now(item)
+    }
+
     /// The outbox, for batching ([`Outbox::hold`]) without keeping the writer alive.
     pub(crate) fn outbox(&self) -> &Arc<Outbox> {
         &self.0
@@ -654,16 +721,15 @@ impl OutSender {
 
 impl Clone for OutSender {
     fn clone(&self) -> Self {
-        self.0.lock().senders += 1;
+        self.0.senders.fetch_add(1, Ordering::Relaxed);
         Self(self.0.clone())
     }
 }
 
 impl Drop for OutSender {
     fn drop(&mut self) {
-        let mut s = self.0.lock();
-        s.senders -= 1;
-        if s.senders == 0 {
+        // AcqRel: the writer that sees zero also sees everything the last sender queued.
+        if self.0.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.wake.notify_one();
         }
     }
@@ -698,7 +764,7 @@ pub(crate) async fn run_writer(mut io: WriteIo, outbox: Arc<Outbox>) -> io::Resu
         let take = {
             let mut s = outbox.lock();
             if s.queued == 0 {
-                if s.senders == 0 {
+                if outbox.senders.load(Ordering::Acquire) == 0 {
                     break;
                 }
                 false

@@ -89,8 +89,59 @@ impl PreparedEntry {
 pub(crate) struct PreparedCache {
     capacity: usize,
     clock: AtomicU64,
-    entries: RwLock<HashMap<Bytes, Arc<PreparedEntry>>>,
+    entries: RwLock<HashMap<Bytes, Arc<PreparedEntry>, IdHashState>>,
     misses: AtomicU64,
+}
+
+/// Hashes prepared ids (digests chosen by the cluster) with a multiply-fold keyed per process:
+/// SipHash cost more than the rest of the lookup on every EXECUTE, and the random key still
+/// keeps a client from choosing statements whose ids collide.
+#[derive(Debug, Clone)]
+struct IdHashState {
+    key: u64,
+}
+
+impl IdHashState {
+    fn new() -> Self {
+        use std::hash::BuildHasher;
+        Self {
+            key: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) | 1,
+        }
+    }
+}
+
+impl std::hash::BuildHasher for IdHashState {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(self.key)
+    }
+}
+
+#[derive(Debug)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0 ^ u64::from_le_bytes(word))
+                .wrapping_mul(MUL)
+                .rotate_left(29);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(MUL).rotate_left(29);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        // The last multiply's high bits are mixed down: hashbrown takes its bucket from the low
+        // bits and its tag from the top seven.
+        let h = self.0.wrapping_mul(self.0 >> 32 | 1) ^ self.0;
+        h ^ (h >> 31)
+    }
 }
 
 impl PreparedCache {
@@ -98,7 +149,7 @@ impl PreparedCache {
         Self {
             capacity: capacity.max(1),
             clock: AtomicU64::new(0),
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(HashMap::with_hasher(IdHashState::new())),
             misses: AtomicU64::new(0),
         }
     }

@@ -40,7 +40,7 @@ use tokio::time::Instant;
 
 use crate::backend::Backend;
 use crate::completion::{
-    AfterSuccess, ClientSink, Completion, EventRoute, Join, Mirror, Reply, Reprepare,
+    AfterSuccess, ClientSink, Completion, EventRoute, Join, Mirror, Reply, Reprepare, Statements,
     error_envelope, plain_body,
 };
 use crate::error::{BackendError, RequestKind};
@@ -843,7 +843,7 @@ impl Session {
             });
             return;
         }
-        let Some(target_id) = entry.target_id.clone() else {
+        let Some(target_id) = entry.target_id.as_ref() else {
             return self.unprepared(stream, id).await;
         };
         let (env, body) = if let Destination::Both(WriteKind::Data { .. }) = entry.destination {
@@ -855,14 +855,11 @@ impl Session {
             (env, body)
         };
         // Target's copy names target's id; a read builds it only when target gets one.
-        let rmid = entry.target_result_metadata_id.clone();
-        let target_copy = {
-            let (body, target_id) = (body.clone(), target_id.clone());
-            move |env: &Envelope| {
-                rewrite::replace_execute_id(self.version, &body, &target_id, rmid.as_deref())
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| self.rebuild(env, b))
-            }
+        let rmid = entry.target_result_metadata_id.as_deref();
+        let target_copy = |env: &Envelope| {
+            rewrite::replace_execute_id(self.version, &body, target_id, rmid)
+                .map_err(|e| e.to_string())
+                .and_then(|b| self.rebuild(env, b))
         };
         let mut reply = match entry.destination {
             Destination::Both(write) => Reply::new(
@@ -878,7 +875,7 @@ impl Session {
                 },
             ),
         };
-        reply.unprepared.push((target_id, entry.origin_id.clone()));
+        reply.unprepared = Statements::One(entry.clone());
         match entry.destination {
             Destination::Both(_) => {
                 let target_env = match target_copy(&env) {
@@ -1032,13 +1029,7 @@ impl Session {
         let target_env = if entries.is_empty() {
             env.clone()
         } else {
-            for entry in &entries {
-                if let Some(target_id) = &entry.target_id {
-                    reply
-                        .unprepared
-                        .push((target_id.clone(), entry.origin_id.clone()));
-                }
-            }
+            reply.unprepared = Statements::Many(entries.clone());
             let target_body = rewrite::replace_batch_ids(self.version, &body, |id| {
                 find(id).and_then(|e| e.target_id.clone())
             });
@@ -1305,13 +1296,11 @@ impl Reprepare for Resend {
         tokio::spawn(async move {
             let Some(session) = self.session.upgrade() else {
                 let gone = "ferry proxy: the client connection closed".to_owned();
-                return then
-                    .complete(Ok(error_envelope(self.version, gone)), Duration::ZERO)
-                    .await;
+                return then.complete(Ok(error_envelope(self.version, gone)), Duration::ZERO);
             };
             match self.again(&session, cluster).await {
                 Ok(env) => session.backend(cluster).send(env, then).await,
-                Err(failed) => then.complete(failed, Duration::ZERO).await,
+                Err(failed) => then.complete(failed, Duration::ZERO),
             }
         });
     }
