@@ -8,15 +8,18 @@
 //!   when dropped.
 //! - `Meter`: per-phase wall time, CPU time of each sim, of this process and of its waited-for
 //!   children (cqlsh and its COPY workers), and the load average before and after.
-//! - phases: `load` (origin, prepared INSERTs with distinct writetimes), `raw_writes` (target,
-//!   prepared INSERT … USING TIMESTAMP, the same concurrency), `migrate` (the library's `run`
-//!   with a fresh job directory), `cqlsh_copy` (COPY TO a CSV file, then COPY FROM it into a
-//!   second table on target); each copy is checked by counting target's rows, and the
-//!   migrator's also by comparing sampled values and writetimes.
+//! - `Shape`: the two tables copied, `bench.kv` (one row per partition) and `bench.ckv`
+//!   (clustered, 100 rows per partition).
+//! - phases: `load` (origin, prepared INSERTs with distinct writetimes), `raw_writes` and
+//!   `raw_batches` (target, prepared INSERT … USING TIMESTAMP, the same concurrency), then per
+//!   table `copies`: `migrate` (the library's `run` with a fresh job directory) and cqlsh (COPY
+//!   TO a CSV file, then COPY FROM it into a second table on target); each copy is checked by
+//!   counting target's rows, and the migrator's also by comparing sampled values and
+//!   writetimes.
 //!
 //! Run: `cargo build --profile bench -p ferry && cargo bench -p ferry-migrator --bench copy
 //! [-- --rows N --concurrency N --scan-parallelism N --page-size N --ranges N --net N
-//! --skip-cqlsh --ferry PATH]`. Not part of `cargo test`.
+//! --skip-cqlsh --skip-clustered --ferry PATH]`. Not part of `cargo test`.
 
 /// The same allocator as the `ferry` binary, which runs `ferry migrate`.
 #[global_allocator]
@@ -55,6 +58,57 @@ const SAMPLES: u64 = 2_000;
 /// Writetime of key 0 at load; key k gets `BASE_WRITETIME + k`, so each row's is distinct.
 const BASE_WRITETIME: i64 = 1_700_000_000_000_000;
 
+/// A table the copy phases run on: `bench.kv` (one row per partition) and `bench.ckv`
+/// (clustered, [`ROWS_PER_PARTITION`] rows per partition), as real tables are.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    table: &'static str,
+    /// Column definitions and primary key, for CREATE TABLE.
+    columns: &'static str,
+    /// The partition key column.
+    pk: &'static str,
+    /// Primary key columns as COPY and INSERT list them.
+    keys: &'static str,
+    /// Rows per partition: row `i` has key `(i / n, i % n)` when clustered, `i` otherwise.
+    rows_per_partition: u64,
+}
+
+/// Rows per partition of the clustered table.
+const ROWS_PER_PARTITION: u64 = 100;
+
+const KV: Shape = Shape {
+    table: "kv",
+    columns: "k int PRIMARY KEY, v text",
+    pk: "k",
+    keys: "k",
+    rows_per_partition: 1,
+};
+
+const CKV: Shape = Shape {
+    table: "ckv",
+    columns: "pk int, ck int, v text, PRIMARY KEY (pk, ck)",
+    pk: "pk",
+    keys: "pk, ck",
+    rows_per_partition: ROWS_PER_PARTITION,
+};
+
+impl Shape {
+    fn clustered(&self) -> bool {
+        self.rows_per_partition > 1
+    }
+
+    /// The key of row `i` (its clustering key 0 when not clustered).
+    fn key(&self, i: u64) -> (i32, i32) {
+        let n = self.rows_per_partition;
+        ((i / n) as i32, (i % n) as i32)
+    }
+
+    /// `?` for each key column.
+    fn key_markers(&self) -> &'static str {
+        if self.clustered() { "?, ?" } else { "?" }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Options {
     rows: u64,
@@ -67,6 +121,8 @@ struct Options {
     /// Origin listens on 127.0.`net`.1, target on .2 (ports picked by the sims).
     net: u8,
     skip_cqlsh: bool,
+    /// Skips the clustered table's load and copies.
+    skip_clustered: bool,
     /// The `ferry` binary; default: next to this bench's directory (`target/release/ferry`).
     ferry: Option<PathBuf>,
 }
@@ -86,6 +142,7 @@ impl Default for Options {
             ranges: None,
             net: 71,
             skip_cqlsh: false,
+            skip_clustered: false,
             ferry: None,
         }
     }
@@ -108,6 +165,7 @@ fn parse_args(args: &[String]) -> Result<Options, BoxError> {
             "--ranges" => o.ranges = Some(value()?.parse()?),
             "--net" => o.net = value()?.parse()?,
             "--skip-cqlsh" => o.skip_cqlsh = true,
+            "--skip-clustered" => o.skip_clustered = true,
             "--ferry" => o.ferry = Some(value()?.into()),
             // cargo bench passes `--bench` (and a filter, when given) to every bench binary.
             _ => {}
@@ -171,9 +229,14 @@ async fn phases(o: &Options, origin: &Sim, target: &Sim) -> Result<(), BoxError>
     let ts = Arc::new(session(target.addr).await?);
     let mut results = Vec::new();
 
+    os.query_unpaged(
+        "CREATE KEYSPACE bench WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+        &[],
+    )
+    .await?;
     let m = Meter::start(origin, target)?;
-    load(&os, o).await?;
-    results.push(m.stop("load origin (prepared INSERT, not a copy)", o.rows)?);
+    load(&os, o, KV).await?;
+    results.push(m.stop("load origin bench.kv (prepared INSERT, not a copy)", o.rows)?);
 
     let m = Meter::start(origin, target)?;
     raw_writes(&ts, o).await?;
@@ -195,47 +258,70 @@ async fn phases(o: &Options, origin: &Sim, target: &Sim) -> Result<(), BoxError>
         o.rows,
     )?);
 
+    copies(o, origin, target, &os, &ts, KV, &mut results).await?;
+    if !o.skip_clustered {
+        let m = Meter::start(origin, target)?;
+        load(&os, o, CKV).await?;
+        results.push(m.stop(
+            "load origin bench.ckv (prepared INSERT, not a copy)",
+            o.rows,
+        )?);
+        copies(o, origin, target, &os, &ts, CKV, &mut results).await?;
+    }
+    print_table(&results);
+    summary(&results);
+    Ok(())
+}
+
+/// The migrator's copy of `shape`'s table, then (unless skipped) cqlsh's, each checked.
+async fn copies(
+    o: &Options,
+    origin: &Sim,
+    target: &Sim,
+    os: &Session,
+    ts: &Session,
+    shape: Shape,
+    results: &mut Vec<PhaseResult>,
+) -> Result<(), BoxError> {
+    let table = format!("bench.{}", shape.table);
     let m = Meter::start(origin, target)?;
-    let bytes = migrate(o, origin, target).await?;
+    let bytes = migrate(o, origin, target, &table).await?;
     let mut copied = m.stop(
         &format!(
-            "ferry-migrator (bench.kv → bench.kv, {} in flight)",
+            "ferry-migrator ({table} → {table}, {} in flight)",
             o.concurrency
         ),
         o.rows,
     )?;
     copied.note = format!("migrator counted {bytes} bytes");
     results.push(copied);
-    check_copy(&os, &ts, "bench.kv", o.rows, true).await?;
-
-    if !o.skip_cqlsh {
-        let dir = std::env::temp_dir().join(format!("ferry-migrator-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let csv = dir.join("kv.csv");
-        let m = Meter::start(origin, target)?;
-        cqlsh(
-            origin.addr,
-            &format!("COPY bench.kv (k, v) TO '{}'", csv.display()),
-        )?;
-        let to = m.stop("cqlsh COPY TO (origin → CSV)", o.rows)?;
-        ts.query_unpaged(
-            "CREATE TABLE bench.kv_cqlsh (k int PRIMARY KEY, v text)",
-            &[],
-        )
-        .await?;
-        let m = Meter::start(origin, target)?;
-        cqlsh(
-            target.addr,
-            &format!("COPY bench.kv_cqlsh (k, v) FROM '{}'", csv.display()),
-        )?;
-        let from = m.stop("cqlsh COPY FROM (CSV → target bench.kv_cqlsh)", o.rows)?;
-        let _ = std::fs::remove_dir_all(&dir);
-        check_copy(&os, &ts, "bench.kv_cqlsh", o.rows, false).await?;
-        let both = to.then(&from, "cqlsh COPY TO + COPY FROM");
-        results.extend([to, from, both]);
+    check_copy(os, ts, shape, &table, o.rows, true).await?;
+    if o.skip_cqlsh {
+        return Ok(());
     }
-    print_table(&results);
-    summary(&results);
+    let dir = std::env::temp_dir().join(format!("ferry-migrator-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let csv = dir.join(format!("{}.csv", shape.table));
+    let columns = format!("{}, v", shape.keys);
+    let m = Meter::start(origin, target)?;
+    cqlsh(
+        origin.addr,
+        &format!("COPY {table} ({columns}) TO '{}'", csv.display()),
+    )?;
+    let to = m.stop(&format!("cqlsh COPY TO ({table} → CSV)"), o.rows)?;
+    let copy = format!("{table}_cqlsh");
+    ts.query_unpaged(format!("CREATE TABLE {copy} ({})", shape.columns), &[])
+        .await?;
+    let m = Meter::start(origin, target)?;
+    cqlsh(
+        target.addr,
+        &format!("COPY {copy} ({columns}) FROM '{}'", csv.display()),
+    )?;
+    let from = m.stop(&format!("cqlsh COPY FROM (CSV → target {copy})"), o.rows)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    check_copy(os, ts, shape, &copy, o.rows, false).await?;
+    let both = to.then(&from, &format!("cqlsh COPY TO + COPY FROM ({table})"));
+    results.extend([to, from, both]);
     Ok(())
 }
 
@@ -253,24 +339,33 @@ fn value_of(k: i32) -> String {
     format!("{k:0>VALUE_LEN$}")
 }
 
-async fn load(s: &Arc<Session>, o: &Options) -> Result<(), BoxError> {
+/// Creates `shape`'s table on origin and writes `o.rows` rows, row `i` with writetime
+/// `BASE_WRITETIME + i`.
+async fn load(s: &Arc<Session>, o: &Options, shape: Shape) -> Result<(), BoxError> {
     s.query_unpaged(
-        "CREATE KEYSPACE bench WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+        format!("CREATE TABLE bench.{} ({})", shape.table, shape.columns),
         &[],
     )
     .await?;
-    s.query_unpaged("CREATE TABLE bench.kv (k int PRIMARY KEY, v text)", &[])
-        .await?;
     let insert = s
-        .prepare("INSERT INTO bench.kv (k, v) VALUES (?, ?) USING TIMESTAMP ?")
+        .prepare(format!(
+            "INSERT INTO bench.{} ({}, v) VALUES ({}, ?) USING TIMESTAMP ?",
+            shape.table,
+            shape.keys,
+            shape.key_markers()
+        ))
         .await?;
     // Loading is not measured against anything: 256 in flight, as the sim's own bench.
     run_ops(s, o.rows, 256, move |s, i| {
         let insert = insert.clone();
         async move {
-            let k = i as i32;
-            s.execute_unpaged(&insert, (k, value_of(k), BASE_WRITETIME + i as i64))
-                .await?;
+            let (pk, ck) = shape.key(i);
+            let (v, t) = (value_of(i as i32), BASE_WRITETIME + i as i64);
+            if shape.clustered() {
+                s.execute_unpaged(&insert, (pk, ck, v, t)).await?;
+            } else {
+                s.execute_unpaged(&insert, (pk, v, t)).await?;
+            }
             Ok(())
         }
     })
@@ -360,15 +455,15 @@ impl Observer for Quiet {
     }
 }
 
-/// Runs the migrator on `bench.kv` with a fresh job directory; returns the bytes it counted.
-async fn migrate(o: &Options, origin: &Sim, target: &Sim) -> Result<u64, BoxError> {
+/// Runs the migrator on `table` with a fresh job directory; returns the bytes it counted.
+async fn migrate(o: &Options, origin: &Sim, target: &Sim, table: &str) -> Result<u64, BoxError> {
     let job_dir =
         std::env::temp_dir().join(format!("ferry-migrator-bench-job-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&job_dir);
     let mut spec = JobSpec::new(
         ClusterSpec::new(vec![origin.addr.to_string()]),
         ClusterSpec::new(vec![target.addr.to_string()]),
-        vec![TableSelector::parse("bench.kv")?],
+        vec![TableSelector::parse(table)?],
     );
     spec.job_dir = job_dir.clone();
     spec.concurrency = o.concurrency;
@@ -401,13 +496,15 @@ async fn migrate(o: &Options, origin: &Sim, target: &Sim) -> Result<u64, BoxErro
 async fn check_copy(
     origin: &Session,
     target: &Session,
+    shape: Shape,
     table: &str,
     rows: u64,
     writetimes: bool,
 ) -> Result<(), BoxError> {
     let mut count = target
         .prepare(format!(
-            "SELECT k FROM {table} WHERE token(k) > ? AND token(k) <= ?"
+            "SELECT {pk} FROM {table} WHERE token({pk}) > ? AND token({pk}) <= ?",
+            pk = shape.pk
         ))
         .await?;
     count.set_page_size(5_000);
@@ -427,25 +524,21 @@ async fn check_copy(
         return Err(format!("target's {table} has {n} rows, origin {rows}").into());
     }
     if writetimes {
-        let read = format!("SELECT v, writetime(v) FROM {table} WHERE k = ?");
+        let read = if shape.clustered() {
+            format!("SELECT v, writetime(v) FROM {table} WHERE pk = ? AND ck = ?")
+        } else {
+            format!("SELECT v, writetime(v) FROM {table} WHERE k = ?")
+        };
         let (ro, rt) = (
             origin.prepare(read.as_str()).await?,
             target.prepare(read.as_str()).await?,
         );
         for i in 0..SAMPLES.min(rows) {
-            let k = (mix(i) % rows) as i32;
-            let o: (String, i64) = origin
-                .execute_unpaged(&ro, (k,))
-                .await?
-                .into_rows_result()?
-                .single_row()?;
-            let t: (String, i64) = target
-                .execute_unpaged(&rt, (k,))
-                .await?
-                .into_rows_result()?
-                .single_row()?;
+            let k = shape.key(mix(i) % rows);
+            let o = read_row(origin, &ro, shape, k).await?;
+            let t = read_row(target, &rt, shape, k).await?;
             if o != t {
-                return Err(format!("key {k}: origin has {o:?}, target {t:?}").into());
+                return Err(format!("key {k:?}: origin has {o:?}, target {t:?}").into());
             }
         }
     }
@@ -461,6 +554,22 @@ async fn check_copy(
         }
     );
     Ok(())
+}
+
+/// The value and writetime of the row with key `k` (its clustering key unused when not
+/// clustered).
+async fn read_row(
+    s: &Session,
+    read: &scylla::statement::prepared::PreparedStatement,
+    shape: Shape,
+    k: (i32, i32),
+) -> Result<(String, i64), BoxError> {
+    let r = if shape.clustered() {
+        s.execute_unpaged(read, k).await?
+    } else {
+        s.execute_unpaged(read, (k.0,)).await?
+    };
+    Ok(r.into_rows_result()?.single_row()?)
 }
 
 /// Runs cqlsh with `statement` against `addr`, fails unless it succeeds.
@@ -736,24 +845,29 @@ fn print_table(results: &[PhaseResult]) {
 
 fn summary(results: &[PhaseResult]) {
     let find = |prefix: &str| results.iter().find(|r| r.what.starts_with(prefix));
-    let (Some(raw), Some(mig)) = (find("raw writes"), find("ferry-migrator")) else {
+    let Some(raw) = find("raw writes") else {
         return;
     };
-    println!();
-    println!(
-        "migrator / raw writes: {:.0}% of the raw (single-row INSERT) write rate (target ≥ 70%)",
-        100.0 * mig.rows_per_sec() / raw.rows_per_sec()
-    );
-    if let Some(b) = find("raw batched") {
+    for table in ["bench.kv", "bench.ckv"] {
+        let Some(mig) = find(&format!("ferry-migrator ({table} ")) else {
+            continue;
+        };
+        println!();
         println!(
-            "migrator / raw batched writes: {:.0}% of the raw batched write rate",
-            100.0 * mig.rows_per_sec() / b.rows_per_sec()
+            "{table}: migrator / raw writes: {:.0}% of the raw (single-row INSERT) write rate (target ≥ 70%)",
+            100.0 * mig.rows_per_sec() / raw.rows_per_sec()
         );
-    }
-    if let Some(cq) = find("cqlsh COPY TO + COPY FROM") {
-        println!(
-            "migrator / cqlsh: {:.1}× cqlsh's rows/s (target ≥ 5×)",
-            mig.rows_per_sec() / cq.rows_per_sec()
-        );
+        if let Some(b) = find("raw batched") {
+            println!(
+                "{table}: migrator / raw batched writes: {:.0}% of the raw batched write rate",
+                100.0 * mig.rows_per_sec() / b.rows_per_sec()
+            );
+        }
+        if let Some(cq) = find(&format!("cqlsh COPY TO + COPY FROM ({table})")) {
+            println!(
+                "{table}: migrator / cqlsh: {:.1}× cqlsh's rows/s (target ≥ 5×)",
+                mig.rows_per_sec() / cq.rows_per_sec()
+            );
+        }
     }
 }

@@ -8,8 +8,10 @@
 //!     SCHEMA      read system_schema on origin, create keyspace / UDTs / table on target
 //!                 or list every difference; DDL appended to <job dir>/schema.cql
 //!     BACKFILL    plan ranges (size estimates or fixed, stored) ─► scan_parallelism range
-//!                 workers ─► pages (the next read while earlier ones are written) ─► rows
-//!                 split into (writetime, TTL) groups ─► writes, rows without lists in
+//!                 workers ─► pages (each sent first to a replica of its first token; the
+//!                 next read while earlier ones are written) ─► rows split into (writetime,
+//!                 TTL) groups (tables of single-cell columns: straight from the scanned
+//!                 bytes, bound as they are) ─► writes, rows without lists in
 //!                 unlogged batches (bounded in flight, rows/s and bytes/s limits,
 //!                 retries) ─► checkpoint once a page and all before it are acknowledged
 //!     VALIDATING  the checkpoint log on disk covers every range
@@ -41,6 +43,7 @@
 //!   TTL), list elements, row marker.
 //! - [`writer`]: statements on target (prepared once and cached by shape, unlogged batches,
 //!   retries), the list read-compare-append rule, counters.
+//! - `route`: scan pages sent first to a replica of their first token.
 //! - `scan`: one range's pipelined, paged scan, batching, split-and-retry, checkpoints; the
 //!   scan row layout and statements the validator shares.
 //! - [`compare`]: validation's pure part: scan order of rows, the difference rules per cell.
@@ -80,6 +83,7 @@ pub mod job;
 pub mod metrics;
 pub mod plan;
 pub mod progress;
+mod route;
 mod scan;
 pub mod schema;
 mod table;

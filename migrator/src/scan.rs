@@ -16,15 +16,17 @@
 //!  all sub-ranges ─► checkpoint "done R"
 //! ```
 //!
-//! Routing: token-range scans carry no partition key, so the driver cannot route them to a
-//! replica; they go to the load-balancing policy's choice (the local DC when set).
+//! Routing: token-range scans carry no partition key, so the driver cannot route them by
+//! itself; each page goes first to a replica of its first token (see `route`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use scylla::client::session::Session;
+use scylla::deserialize::row::ColumnIterator;
 use scylla::response::{PagingState, PagingStateResponse};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
@@ -38,10 +40,12 @@ use crate::error::RangeError;
 use crate::job::JobSpec;
 use crate::plan::TokenRange;
 use crate::progress::{Event, Observer, TableName};
-use crate::schema::{ColumnDef, Shape, TableDef, qualified, quote};
+use crate::route::Router;
+use crate::schema::{ColumnDef, ColumnKind, Shape, TableDef, qualified, quote};
 use crate::throttle::{Limits, is_retryable};
 use crate::writer::{
-    BatchRow, MAX_BATCH_BYTES, MAX_BATCH_PARTITIONS, TableWriter, WriteError, rows_of,
+    BatchRow, MAX_BATCH_BYTES, MAX_BATCH_PARTITIONS, RawStatement, RawValue, TableWriter,
+    WriteError, rows_of,
 };
 
 /// Pages of one range whose writes may be in flight at once, besides the page being read.
@@ -56,11 +60,15 @@ pub(crate) struct TableScan {
     pub writer: Arc<TableWriter>,
     /// The prepared scan, with the job's page size.
     pub select: PreparedStatement,
+    /// Sends each page to a replica of its first token.
+    pub router: Router,
     /// Indexes (into the table's columns) of the value columns, in scan order.
     pub value_ids: Vec<usize>,
     pub layout: RowLayout,
     /// Counter mode: value columns are scanned without writetime/TTL.
     pub counters: bool,
+    /// Pages are read as raw bytes and written without decoding (see [`raw_path`]).
+    pub raw: bool,
     pub spec: JobSpec,
     pub limits: Limits,
     pub observer: Arc<dyn Observer>,
@@ -141,6 +149,22 @@ pub(crate) fn partition_cql(table: &TableDef, key: &[String]) -> String {
     )
 }
 
+/// Whether `table`'s rows take the raw path: pages kept as the bytes origin sent, each row's
+/// cells grouped by (writetime, TTL) straight from them and bound as they are (no `CqlValue`
+/// per cell, no re-encoding). That is the whole per-row work of a table whose value columns
+/// are all regular single-cell columns (the fidelity rules of [`crate::cells`] then reduce to
+/// grouping by writetime and TTL, the oldest group carrying the marker); statics,
+/// collections, user types and counters take the general path. At most 64 columns, so a
+/// group's columns fit a `u64`.
+pub(crate) fn raw_path(table: &TableDef, value_ids: &[usize], counters: bool) -> bool {
+    !counters
+        && table.columns.len() <= 64
+        && value_ids.iter().all(|&i| {
+            let c = &table.columns[i];
+            c.kind == ColumnKind::Regular && c.shape == Shape::Simple
+        })
+}
+
 /// A failed page: whether to retry, and why.
 struct PageFailure {
     retryable: bool,
@@ -156,9 +180,22 @@ impl From<WriteError> for PageFailure {
     }
 }
 
+/// A page's rows.
+enum PageRows {
+    Values(Vec<Vec<Option<CqlValue>>>),
+    /// The raw path ([`raw_path`]): every column of every row, row after row, `width` columns
+    /// each, as slices of the response frame.
+    Raw {
+        width: usize,
+        columns: Vec<Option<Bytes>>,
+    },
+}
+
 /// A page read from origin, its rows not yet dispatched.
 struct Fetched {
-    rows: Vec<Vec<Option<CqlValue>>>,
+    rows: PageRows,
+    /// Token of the page's last row: where the next page starts.
+    last_token: Option<i64>,
     /// When origin answered: remaining TTLs count from here.
     read_at: Instant,
     /// How long origin took to answer.
@@ -181,15 +218,26 @@ struct InFlight {
 }
 
 /// Consecutive rows of a page collected into one batch, bounded by
-/// [`MAX_BATCH_PARTITIONS`] and [`MAX_BATCH_BYTES`].
-#[derive(Debug, Default)]
-struct Batching {
-    rows: Vec<BatchRow>,
+/// [`MAX_BATCH_PARTITIONS`] and [`MAX_BATCH_BYTES`]: [`BatchRow`]s, or on the raw path the
+/// rows' [`RawStatement`]s.
+#[derive(Debug)]
+struct Batching<T> {
+    rows: Vec<T>,
     partitions: usize,
     bytes: u64,
 }
 
-impl Batching {
+impl<T> Default for Batching<T> {
+    fn default() -> Self {
+        Self {
+            rows: Vec::new(),
+            partitions: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl<T> Batching<T> {
     /// Whether a row of `bytes` (of a partition not yet in the batch when `new_partition`)
     /// must go in the next batch instead.
     fn full(&self, new_partition: bool, bytes: u64) -> bool {
@@ -198,7 +246,7 @@ impl Batching {
                 || self.bytes + bytes > MAX_BATCH_BYTES)
     }
 
-    fn push(&mut self, row: BatchRow, new_partition: bool, bytes: u64) {
+    fn push(&mut self, row: T, new_partition: bool, bytes: u64) {
         if new_partition || self.rows.is_empty() {
             self.partitions += 1;
         }
@@ -213,6 +261,7 @@ async fn fetch(
     select: PreparedStatement,
     range: TokenRange,
     paging: PagingState,
+    raw: bool,
 ) -> Result<Fetched, PageFailure> {
     let started = Instant::now();
     let (result, paging) = origin
@@ -223,12 +272,25 @@ async fn fetch(
             error: format!("scan of ({}, {}]: {e}", range.start, range.end),
         })?;
     let read_at = Instant::now();
-    let rows = rows_of(result).map_err(|e| PageFailure {
+    let rows = if raw {
+        raw_rows(result)
+    } else {
+        rows_of(result).map(PageRows::Values)
+    }
+    .map_err(|e| PageFailure {
         retryable: false,
         error: format!("scan result: {e}"),
     })?;
+    let last_token = match &rows {
+        PageRows::Values(rows) => match rows.last().and_then(|r| r.last()) {
+            Some(Some(CqlValue::BigInt(t))) => Some(*t),
+            _ => None,
+        },
+        PageRows::Raw { columns, .. } => columns.last().and_then(|c| be_i64(c.as_deref()?)),
+    };
     Ok(Fetched {
         rows,
+        last_token,
         read_at,
         read: read_at.duration_since(started),
         next: match paging {
@@ -236,6 +298,25 @@ async fn fetch(
             PagingStateResponse::NoMorePages => None,
         },
     })
+}
+
+/// A result's rows as [`PageRows::Raw`]: no value is decoded, each column is a slice of the
+/// response frame.
+fn raw_rows(r: scylla::response::query_result::QueryResult) -> Result<PageRows, String> {
+    let rows = r.into_rows_result().map_err(|e| e.to_string())?;
+    let width = rows.column_specs().len();
+    let mut columns = Vec::with_capacity(rows.rows_num() * width);
+    for row in rows.rows::<ColumnIterator>().map_err(|e| e.to_string())? {
+        for column in row.map_err(|e| e.to_string())? {
+            columns.push(
+                column
+                    .map_err(|e| e.to_string())?
+                    .slice
+                    .map(|s| s.to_bytes()),
+            );
+        }
+    }
+    Ok(PageRows::Raw { width, columns })
 }
 
 impl TableScan {
@@ -334,9 +415,11 @@ impl TableScan {
         let mut reading: JoinSet<Result<Fetched, PageFailure>> = JoinSet::new();
         reading.spawn(fetch(
             self.origin.clone(),
-            self.select.clone(),
+            self.router
+                .statement(&self.select, cur.start.saturating_add(1)),
             cur,
             PagingState::start(),
+            self.raw,
         ));
         let mut failure = None;
         while let Some(read) = reading.join_next().await {
@@ -355,11 +438,13 @@ impl TableScan {
                 }
             };
             if let Some(next) = &page.next {
+                let from = page.last_token.unwrap_or(cur.start.saturating_add(1));
                 reading.spawn(fetch(
                     self.origin.clone(),
-                    self.select.clone(),
+                    self.router.statement(&self.select, from),
                     cur,
                     next.clone(),
+                    self.raw,
                 ));
             }
             if let Err(f) = self.dispatch(page, &mut window, &mut last_pk).await {
@@ -426,13 +511,19 @@ impl TableScan {
         let Some(out) = window.back_mut() else {
             return Ok(());
         };
+        let rows = match page.rows {
+            PageRows::Values(rows) => rows,
+            PageRows::Raw { width, columns } => {
+                return self.dispatch_raw(out, width, &columns, page.read_at).await;
+            }
+        };
         let table = self.writer.table();
         let values: Vec<&ColumnDef> = self.value_ids.iter().map(|&i| &table.columns[i]).collect();
         let mut throttled = Duration::ZERO;
         let mut failure: Option<PageFailure> = None;
         // Rows without lists, in scan order, until the batch is full.
-        let mut batch = Batching::default();
-        for row in page.rows {
+        let mut batch: Batching<BatchRow> = Batching::default();
+        for row in rows {
             let scanned = match self.layout.split(row) {
                 Ok(s) => s,
                 Err(e) => {
@@ -535,8 +626,214 @@ impl TableScan {
         }
     }
 
+    /// [`Self::dispatch`] of a raw page (see [`raw_path`]): per row, the cells grouped by
+    /// (writetime, remaining TTL) into [`RawStatement`]s, as [`crate::cells::row_writes`]
+    /// groups them, and collected into batches the same way.
+    async fn dispatch_raw(
+        &self,
+        out: &mut InFlight,
+        width: usize,
+        columns: &[Option<Bytes>],
+        read_at: Instant,
+    ) -> Result<(), PageFailure> {
+        let layout = self.layout;
+        let pk_len = layout.pk_len;
+        let keys = layout.pk_len + layout.ck_len;
+        let expected = keys + 3 * layout.values + 1;
+        if width != expected || self.value_ids.len() != layout.values {
+            return Err(PageFailure {
+                retryable: false,
+                error: format!("scan row has {width} columns, expected {expected}"),
+            });
+        }
+        let mut throttled = Duration::ZERO;
+        let mut failure: Option<PageFailure> = None;
+        let mut batch: Batching<RawStatement> = Batching::default();
+        // (writetime, TTL, columns) of the row's groups; reused from row to row.
+        let mut groups: Vec<(i64, i32, u64)> = Vec::new();
+        let mut previous: Option<&[Option<Bytes>]> = None;
+        for row in columns.chunks_exact(width) {
+            let (key, rest) = row.split_at(keys);
+            let key_values: Option<Vec<RawValue>> =
+                key.iter().map(|k| k.clone().map(RawValue::Bytes)).collect();
+            let key_values = match key_values {
+                Some(k) => k,
+                // Only a static-only row has null clustering columns, and this path has no
+                // static columns.
+                None => {
+                    failure = Some(PageFailure {
+                        retryable: false,
+                        error: "scan row with a null key column".to_owned(),
+                    });
+                    break;
+                }
+            };
+            let token = match rest.last() {
+                Some(Some(t)) => match <[u8; 8]>::try_from(t.as_ref()) {
+                    Ok(b) => i64::from_be_bytes(b),
+                    Err(_) => {
+                        failure = Some(PageFailure {
+                            retryable: false,
+                            error: format!("token column holds {} bytes", t.len()),
+                        });
+                        break;
+                    }
+                },
+                _ => {
+                    failure = Some(PageFailure {
+                        retryable: false,
+                        error: "token column is null".to_owned(),
+                    });
+                    break;
+                }
+            };
+            out.last_token = Some(token);
+            out.rows += 1;
+            // As row_writes: TTLs lose the whole seconds since the page was read, and a cell
+            // that expired meanwhile is not written.
+            let spent = i32::try_from(read_at.elapsed().as_secs()).unwrap_or(i32::MAX);
+            let mut bytes: u64 = key.iter().flatten().map(|b| b.len() as u64).sum();
+            groups.clear();
+            for (cell, &id) in rest.chunks_exact(3).zip(&self.value_ids) {
+                let [value, writetime, ttl] = cell else {
+                    continue;
+                };
+                let Some(value) = value else { continue };
+                bytes += value.len() as u64;
+                let Some(writetime) = writetime.as_deref().and_then(be_i64) else {
+                    continue;
+                };
+                let ttl = ttl.as_deref().and_then(be_i32).unwrap_or(0);
+                let ttl = if ttl <= 0 {
+                    0
+                } else if ttl > spent {
+                    ttl - spent
+                } else {
+                    continue;
+                };
+                match groups
+                    .iter_mut()
+                    .find(|(w, t, _)| *w == writetime && *t == ttl)
+                {
+                    Some(g) => g.2 |= 1 << id,
+                    None => groups.push((writetime, ttl, 1 << id)),
+                }
+            }
+            // The oldest group first: it carries the row marker (the INSERT form).
+            groups.sort_unstable_by_key(|&(w, t, _)| (w, t));
+            let new_partition =
+                batch.rows.is_empty() || previous.is_none_or(|p| p[..pk_len] != key[..pk_len]);
+            previous = Some(row);
+            out.bytes += bytes;
+            throttled += self.limits.throttle(1, bytes).await;
+            if batch.full(new_partition, bytes) {
+                self.spawn_raw(&mut out.writes, std::mem::take(&mut batch.rows))
+                    .await;
+                batch = Batching::default();
+            }
+            if groups.is_empty() {
+                // Primary key only: a key-only INSERT at the floor timestamp.
+                let mut values = key_values;
+                values.push(RawValue::BigInt(self.spec.floor_timestamp));
+                values.push(RawValue::Int(0));
+                batch.push(
+                    RawStatement {
+                        insert: true,
+                        columns: 0,
+                        values,
+                    },
+                    new_partition,
+                    bytes,
+                );
+            } else {
+                self.push_groups(&mut batch, &groups, rest, &key_values, new_partition, bytes);
+            }
+            // Collect finished writes as we go, so a failure stops the page early.
+            while let Some(done) = out.writes.try_join_next() {
+                if let Some(f) = joined(done) {
+                    failure.get_or_insert(f);
+                }
+            }
+            if failure.is_some() {
+                break;
+            }
+        }
+        if failure.is_none() && !batch.rows.is_empty() {
+            self.spawn_raw(&mut out.writes, batch.rows).await;
+        }
+        if !throttled.is_zero() {
+            self.observer.event(&Event::Throttled {
+                micros: u64::try_from(throttled.as_micros()).unwrap_or(u64::MAX),
+            });
+        }
+        match failure {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds one row's statements to `batch`: a statement per (writetime, TTL) group of
+    /// `groups` (oldest first; the oldest is the `INSERT` that carries the marker), values
+    /// taken from the row's scan columns `rest` (after the key) and its `key`.
+    fn push_groups(
+        &self,
+        batch: &mut Batching<RawStatement>,
+        groups: &[(i64, i32, u64)],
+        rest: &[Option<Bytes>],
+        key: &[RawValue],
+        new_partition: bool,
+        bytes: u64,
+    ) {
+        for (i, &(writetime, ttl, mask)) in groups.iter().enumerate() {
+            let insert = i == 0;
+            let cells = rest
+                .chunks_exact(3)
+                .zip(&self.value_ids)
+                .filter(|(_, id)| mask & (1 << **id) != 0)
+                .filter_map(|(c, _)| c[0].clone().map(RawValue::Bytes));
+            let timestamps = [RawValue::BigInt(writetime), RawValue::Int(ttl)];
+            let mut values = Vec::with_capacity(key.len() + 2 + mask.count_ones() as usize);
+            if insert {
+                values.extend(key.iter().cloned());
+                values.extend(cells);
+                values.extend(timestamps);
+            } else {
+                values.extend(timestamps);
+                values.extend(cells);
+                values.extend(key.iter().cloned());
+            }
+            batch.push(
+                RawStatement {
+                    insert,
+                    columns: mask,
+                    values,
+                },
+                new_partition && insert,
+                if insert { bytes } else { 0 },
+            );
+        }
+    }
+
+    /// Starts writing raw `statements` (one request) once a write slot is free.
+    async fn spawn_raw(
+        &self,
+        writes: &mut JoinSet<Result<(), WriteError>>,
+        statements: Vec<RawStatement>,
+    ) {
+        let permit = self.limits.slot().await;
+        let writer = self.writer.clone();
+        writes.spawn(async move {
+            let _permit = permit;
+            writer.write_raw(statements).await
+        });
+    }
+
     /// Starts writing `batch` once a write slot is free.
-    async fn spawn_batch(&self, writes: &mut JoinSet<Result<(), WriteError>>, batch: Batching) {
+    async fn spawn_batch(
+        &self,
+        writes: &mut JoinSet<Result<(), WriteError>>,
+        batch: Batching<BatchRow>,
+    ) {
         let permit = self.limits.slot().await;
         let writer = self.writer.clone();
         writes.spawn(async move {
@@ -672,6 +969,16 @@ impl RowLayout {
             counters,
         })
     }
+}
+
+/// A big-endian `bigint` (a writetime).
+fn be_i64(b: &[u8]) -> Option<i64> {
+    <[u8; 8]>::try_from(b).ok().map(i64::from_be_bytes)
+}
+
+/// A big-endian `int` (a TTL).
+fn be_i32(b: &[u8]) -> Option<i32> {
+    <[u8; 4]>::try_from(b).ok().map(i32::from_be_bytes)
 }
 
 fn joined(r: Result<Result<(), WriteError>, tokio::task::JoinError>) -> Option<PageFailure> {

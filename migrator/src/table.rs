@@ -189,6 +189,7 @@ async fn run(
         })
         .map(|(i, _)| i)
         .collect();
+    let raw = crate::scan::raw_path(&def, &value_ids, counters);
     let scan = Arc::new(TableScan {
         name: table.clone(),
         origin: job.origin.clone(),
@@ -199,7 +200,14 @@ async fn run(
             counters,
         },
         writer: Arc::new(TableWriter::new(job.target.clone(), def, &job.spec)),
+        router: crate::route::Router::new(
+            job.origin.clone(),
+            &table.keyspace,
+            &table.table,
+            job.spec.origin.local_dc.clone(),
+        ),
         select,
+        raw,
         value_ids,
         counters,
         spec: job.spec.clone(),

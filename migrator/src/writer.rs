@@ -28,6 +28,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use scylla::client::session::Session;
 use scylla::errors::ExecutionError;
+use scylla::frame::response::result::ColumnType;
+use scylla::serialize::SerializationError;
+use scylla::serialize::row::SerializeRow;
+use scylla::serialize::value::SerializeValue;
+use scylla::serialize::writers::{CellWriter, WrittenCellProof};
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{Counter, CqlValue};
@@ -83,6 +88,9 @@ enum StatementKey {
         insert: bool,
         pieces: Vec<(usize, PieceKind)>,
     },
+    /// A row-scope group of single-cell columns (the raw path, [`RawStatement`]): `columns`
+    /// has bit `i` set for column `i` of the table, so the key costs no allocation per row.
+    Cells { insert: bool, columns: u64 },
     /// Any other statement (list reads and appends, counters), by its text.
     Text(String),
 }
@@ -205,29 +213,32 @@ impl TableWriter {
     }
 
     /// Runs `statements`: one alone, several as an unlogged batch.
-    async fn send(
+    async fn send<V: SerializeRow + Sync>(
         &self,
-        mut statements: Vec<(StatementKey, Vec<CqlValue>)>,
+        statements: Vec<(StatementKey, V)>,
     ) -> Result<(), WriteError> {
-        if statements.len() <= 1 {
-            return match statements.pop() {
-                Some((key, values)) => self.execute_key(key, values).await.map(drop),
-                None => Ok(()),
-            };
+        let Some(first) = statements.first() else {
+            return Ok(());
+        };
+        if statements.len() == 1 {
+            let (key, values) = first;
+            return self
+                .with_retries(
+                    || self.key_cql(key),
+                    || async {
+                        let p = self.prepared(key).await?;
+                        self.session.execute_unpaged(&p, values).await
+                    },
+                )
+                .await
+                .map(drop);
         }
-        let values: Vec<&Vec<CqlValue>> = statements.iter().map(|(_, v)| v).collect();
+        let values: Vec<&V> = statements.iter().map(|(_, v)| v).collect();
         let what = || {
-            let first = match &statements[0].0 {
-                StatementKey::Group {
-                    scope,
-                    insert,
-                    pieces,
-                } => self.group_cql(*scope, *insert, pieces),
-                StatementKey::Text(t) => t.clone(),
-            };
             format!(
-                "BATCH of {} statements, the first {first:?}",
-                statements.len()
+                "BATCH of {} statements, the first {:?}",
+                statements.len(),
+                self.key_cql(&first.0)
             )
         };
         self.with_retries(what, || async {
@@ -239,6 +250,43 @@ impl TableWriter {
         })
         .await
         .map(drop)
+    }
+
+    /// Writes the statements of rows scanned as raw bytes (see [`RawStatement`]): one alone,
+    /// several as one unlogged batch, like [`Self::write_batch`].
+    pub(crate) async fn write_raw(&self, statements: Vec<RawStatement>) -> Result<(), WriteError> {
+        let keyed: Vec<(StatementKey, Vec<RawValue>)> = statements
+            .into_iter()
+            .map(|s| {
+                (
+                    StatementKey::Cells {
+                        insert: s.insert,
+                        columns: s.columns,
+                    },
+                    s.values,
+                )
+            })
+            .collect();
+        self.send(keyed).await
+    }
+
+    /// The text of `key`'s statement.
+    fn key_cql(&self, key: &StatementKey) -> String {
+        match key {
+            StatementKey::Group {
+                scope,
+                insert,
+                pieces,
+            } => self.group_cql(*scope, *insert, pieces),
+            StatementKey::Cells { insert, columns } => {
+                let pieces: Vec<(usize, PieceKind)> = (0..64)
+                    .filter(|i| columns & (1 << i) != 0)
+                    .map(|i| (i, PieceKind::Cell))
+                    .collect();
+                self.group_cql(Scope::Row, *insert, &pieces)
+            }
+            StatementKey::Text(t) => t.clone(),
+        }
     }
 
     /// The text of a [`StatementKey::Group`]; its markers in the order `write_group` binds.
@@ -485,15 +533,7 @@ impl TableWriter {
         };
         let prepared = cell
             .get_or_try_init(|| async {
-                let cql = match key {
-                    StatementKey::Group {
-                        scope,
-                        insert,
-                        pieces,
-                    } => self.group_cql(*scope, *insert, pieces),
-                    StatementKey::Text(cql) => cql.clone(),
-                };
-                self.session.prepare(cql).await.map(Arc::new)
+                self.session.prepare(self.key_cql(key)).await.map(Arc::new)
             })
             .await?;
         Ok(prepared.clone())
@@ -516,14 +556,7 @@ impl TableWriter {
         key: StatementKey,
         values: Vec<CqlValue>,
     ) -> Result<Vec<Vec<Option<CqlValue>>>, WriteError> {
-        let cql = || match &key {
-            StatementKey::Group {
-                scope,
-                insert,
-                pieces,
-            } => self.group_cql(*scope, *insert, pieces),
-            StatementKey::Text(t) => t.clone(),
-        };
+        let cql = || self.key_cql(&key);
         let r = self
             .with_retries(cql, || async {
                 let p = self.prepared(&key).await?;
@@ -639,6 +672,47 @@ pub struct BatchRow {
     pub writes: RowWrites,
     /// Whether the partition's static cells go along (first row of its partition).
     pub statics: bool,
+}
+
+/// One statement of a row scanned as raw bytes (the scan's raw path, for tables whose value
+/// columns are all single-cell and regular): a row-scope group of cells, as
+/// [`TableWriter::write_batch`] would write it, with its values bound as the bytes origin
+/// sent. Origin's and target's column types are equal (schema check), so the bytes are what
+/// target expects, and nothing is decoded or re-encoded per cell.
+#[derive(Debug, Clone)]
+pub(crate) struct RawStatement {
+    /// The `INSERT` form (carries the row marker); else `UPDATE`.
+    pub insert: bool,
+    /// Bit `i`: column `i` of the table is a cell of the group.
+    pub columns: u64,
+    /// In the order of [`TableWriter::group_cql`]'s markers.
+    pub values: Vec<RawValue>,
+}
+
+/// A value bound as serialized bytes (see [`RawStatement`]).
+#[derive(Debug, Clone)]
+pub(crate) enum RawValue {
+    /// A cell's, a key column's or a writetime's bytes, as origin sent them.
+    Bytes(bytes::Bytes),
+    /// A `bigint` (a group's writetime, or the floor timestamp).
+    BigInt(i64),
+    /// A computed `int` (the remaining TTL).
+    Int(i32),
+}
+
+impl SerializeValue for RawValue {
+    fn serialize<'b>(
+        &self,
+        _typ: &ColumnType,
+        writer: CellWriter<'b>,
+    ) -> Result<WrittenCellProof<'b>, SerializationError> {
+        match self {
+            Self::Bytes(b) => writer.set_value(b),
+            Self::BigInt(n) => writer.set_value(&n.to_be_bytes()),
+            Self::Int(n) => writer.set_value(&n.to_be_bytes()),
+        }
+        .map_err(SerializationError::new)
+    }
 }
 
 /// The rows of a result as dynamic values.

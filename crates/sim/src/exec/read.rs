@@ -11,7 +11,7 @@ use ferry_cql::types::{ColumnType, CqlValue, encode_value};
 use crate::cql::{Bound, Order, Select, Selection, SelectorExpr, TermContext, term_to_value};
 use crate::schema::{ClusteringOrder, ColumnDef, ColumnKind, TableDef};
 use crate::server::{NodeInfo, RequestContext};
-use crate::store::{PagingState, ReadCommand, Row};
+use crate::store::{ColumnValue, PagingState, ReadCommand, Row};
 
 use super::catalog_view;
 use super::error::ExecError;
@@ -357,14 +357,19 @@ impl Executor {
                 .push_row(cells.iter().map(|c| c.as_deref()))
                 .map_err(|e| ExecError::Server(e.to_string()))?;
         } else {
-            let mut cells: Vec<Option<Vec<u8>>> = Vec::with_capacity(outputs.len());
+            // One buffer for a row's cells, reused: a scan row costs no allocation per cell.
+            let mut buf: Vec<u8> = Vec::new();
+            let mut cells: Vec<Option<std::ops::Range<usize>>> = Vec::with_capacity(outputs.len());
             for row in &result.rows {
+                buf.clear();
                 cells.clear();
                 for (_, o) in &outputs {
-                    cells.push(cell(&def, row, o)?);
+                    let start = buf.len();
+                    let written = cell_into(&def, row, o, &mut buf)?;
+                    cells.push(written.then_some(start..buf.len()));
                 }
                 builder
-                    .push_row(cells.iter().map(|c| c.as_deref()))
+                    .push_row(cells.iter().map(|c| c.clone().map(|r| &buf[r])))
                     .map_err(|e| ExecError::Server(e.to_string()))?;
             }
         }
@@ -376,6 +381,59 @@ fn encoded(ty: &ColumnType, v: &CqlValue) -> Result<Vec<u8>, ExecError> {
     let mut b = Vec::new();
     encode_value(ty, v, &mut b).map_err(|e| ExecError::Server(e.to_string()))?;
     Ok(b)
+}
+
+/// Appends the bytes of one output cell of `row` to `out`; false when it is null. The
+/// single-cell cases write straight into `out`; the rest go through [`cell`].
+fn cell_into(
+    def: &TableDef,
+    row: &Row,
+    out: &Output,
+    buf: &mut Vec<u8>,
+) -> Result<bool, ExecError> {
+    let value = |c: &ColumnDef| row.value(def, &c.name);
+    match out {
+        Output::Token => buf.extend_from_slice(&row.token.to_be_bytes()),
+        Output::Column(c) => match c.kind {
+            ColumnKind::PartitionKey(i) => match row.partition_key.get(i) {
+                Some(b) => buf.extend_from_slice(b),
+                None => return Ok(false),
+            },
+            ColumnKind::Clustering(i) => match row.clustering.as_ref().and_then(|ck| ck.get(i)) {
+                Some(b) => buf.extend_from_slice(b),
+                None => return Ok(false),
+            },
+            _ => match value(c) {
+                Some(ColumnValue::Cell(v)) => buf.extend_from_slice(&v.value),
+                Some(v) => buf.extend_from_slice(&v.serialize(c)),
+                None => return Ok(false),
+            },
+        },
+        Output::WriteTime(c)
+            if !per_element(c) && !matches!(value(c), Some(ColumnValue::Elements(_))) =>
+        {
+            match value(c) {
+                Some(ColumnValue::Cell(v)) => buf.extend_from_slice(&v.writetime.to_be_bytes()),
+                _ => return Ok(false),
+            }
+        }
+        Output::Ttl(c)
+            if !per_element(c) && !matches!(value(c), Some(ColumnValue::Elements(_))) =>
+        {
+            match value(c).and_then(|v| match v {
+                ColumnValue::Cell(v) => v.ttl,
+                ColumnValue::Elements(_) => None,
+            }) {
+                Some(t) => buf.extend_from_slice(&(t as i32).to_be_bytes()),
+                None => return Ok(false),
+            }
+        }
+        other => match cell(def, row, other)? {
+            Some(b) => buf.extend_from_slice(&b),
+            None => return Ok(false),
+        },
+    }
+    Ok(true)
 }
 
 /// The bytes of one output cell of `row`.
