@@ -11,8 +11,10 @@
 //!                            no job, --serve: a new job for t, fresh ─► ack
 //!                            no job otherwise, t not in the job ─► nack(reason)
 //!     ReorderTables{ts}   ─► running job: JobControl::reorder ─► ack (no job: ack, logged)
-//!     RepairPartitions    ─► (≤ MAX_REPAIRS_IN_FLIGHT at once) Repairer: origin's rows of
-//!                            each partition rewritten on target ─► ack, or nack(reason)
+//!     RepairPartitions    ─► (≤ MAX_REPAIRS_IN_FLIGHT at once) Repairer: each key's
+//!                            literals parsed for its columns' types (`key`), bound to a
+//!                            prepared SELECT, origin's rows rewritten on target ─► ack, or
+//!                            nack(reason naming the key and the column)
 //! ```
 //!
 //! # Layout
@@ -32,7 +34,9 @@
 //!   again.
 //! - **Repair** reuses the backfill's pieces: the scan's outputs (`writetime`, `ttl` of each
 //!   cell) for one partition, the same split into (writetime, TTL) groups and the same
-//!   writer (lists by their rule). It needs no running job (its own sessions, opened on the
+//!   writer (lists by their rule). Keys are bound, never spliced into the statement
+//!   ([`crate::key`]): a literal that is not a value of its column's type is refused. It
+//!   needs no running job (its own sessions, opened on the
 //!   first request). What it cannot do: a write that failed on target was a *delete* leaves
 //!   target's old cells, since origin returns no tombstones to copy — `ferry validate
 //!   --repair --delete-extra` finds those. Counter tables are refused (a counter cell cannot
@@ -63,7 +67,7 @@ use ferry_update::{
 };
 use scylla::client::session::Session;
 use scylla::response::{PagingState, PagingStateResponse};
-use scylla::statement::unprepared::Statement;
+use scylla::statement::prepared::PreparedStatement;
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -72,6 +76,7 @@ use crate::api::Jobs;
 use crate::config::MigratorConfig;
 use crate::control::{ControlError, JobControl};
 use crate::job::{JobSpec, TableSelector};
+use crate::key::{Encoded, KeyColumns};
 use crate::progress::{Event, Observer, TableName};
 use crate::validate::ValidationReport;
 use crate::writer::TableWriter;
@@ -90,8 +95,6 @@ pub const FLUSH_GRACE: Duration = Duration::from_secs(5);
 const REQUESTS_CAPACITY: usize = 64;
 /// Rows per page when reading a partition to repair.
 const REPAIR_PAGE_SIZE: i32 = 1000;
-/// Longest literal accepted in a partition key (a frame is at most 1 MiB anyway).
-const MAX_LITERAL: usize = 64 * 1024;
 
 /// Why the channels could not start.
 #[derive(Debug, thiserror::Error)]
@@ -586,6 +589,19 @@ impl Repairer {
         }
     }
 
+    /// Sessions to origin and target, opened on first use.
+    async fn sessions(&self) -> Result<(Arc<Session>, Arc<Session>), RepairError> {
+        self.sessions
+            .get_or_try_init(|| async {
+                let o = crate::connect("origin", &self.spec.origin).await?;
+                let t = crate::connect("target", &self.spec.target).await?;
+                Ok::<_, crate::JobError>((Arc::new(o), Arc::new(t)))
+            })
+            .await
+            .cloned()
+            .map_err(|e| RepairError::Connect(e.to_string()))
+    }
+
     /// Repairs `keys` of `table`, each partition in turn; how many were repaired (all of
     /// them, or an error naming the first failure).
     pub async fn repair(
@@ -602,19 +618,11 @@ impl Repairer {
                 refused,
             });
         };
-        let (origin, target) = match self
-            .sessions
-            .get_or_try_init(|| async {
-                let o = crate::connect("origin", &self.spec.origin).await?;
-                let t = crate::connect("target", &self.spec.target).await?;
-                Ok::<_, crate::JobError>((Arc::new(o), Arc::new(t)))
-            })
-            .await
-        {
-            Ok(s) => s.clone(),
+        let (origin, target) = match self.sessions().await {
+            Ok(s) => s,
             Err(e) => {
                 report(0, total, 0);
-                return Err(RepairError::Connect(e.to_string()));
+                return Err(e);
             }
         };
         let def = match crate::schema::compatible_tables(&origin, &target, table).await {
@@ -651,9 +659,23 @@ impl Repairer {
             values: value_ids.len(),
             counters: false,
         };
+        let cql = crate::scan::partition_cql(&def);
+        let mut statement = match origin.prepare(cql.as_str()).await {
+            Ok(p) => p,
+            Err(e) => {
+                report(0, total, 0);
+                return Err(RepairError::Schema {
+                    table: table.clone(),
+                    error: format!("{cql}: {e}"),
+                });
+            }
+        };
+        statement.set_page_size(REPAIR_PAGE_SIZE);
+        let key_columns = KeyColumns::of(&statement);
         let writer = TableWriter::new(target, def, &self.spec);
         let part = Partition {
             origin: &origin,
+            statement: &statement,
             writer: &writer,
             layout,
             value_ids: &value_ids,
@@ -662,12 +684,12 @@ impl Repairer {
         let (mut repaired, mut failed, mut refused) = (0u64, 0u64, 0u64);
         let mut first = None;
         for key in keys {
-            let outcome = match key_problem(key, layout.pk_len) {
-                Some(p) => {
+            let outcome = match key_columns.bind(&key.components) {
+                Err(e) => {
                     refused += 1;
-                    Err(p)
+                    Err(e.to_string())
                 }
-                None => part.copy(key).await.inspect_err(|_| failed += 1),
+                Ok(values) => part.copy(values).await.inspect_err(|_| failed += 1),
             };
             match outcome {
                 Ok(()) => repaired += 1,
@@ -693,6 +715,8 @@ impl Repairer {
 /// One table's pieces for copying partitions.
 struct Partition<'a> {
     origin: &'a Session,
+    /// [`crate::scan::partition_cql`], prepared on origin.
+    statement: &'a PreparedStatement,
     writer: &'a TableWriter,
     layout: crate::scan::RowLayout,
     value_ids: &'a [usize],
@@ -700,22 +724,20 @@ struct Partition<'a> {
 }
 
 impl Partition<'_> {
-    /// Every row of the partition `key` on origin, written on target as the backfill writes
-    /// it. A partition origin no longer has writes nothing.
-    async fn copy(&self, key: &PartitionKey) -> Result<(), String> {
+    /// Every row of the partition keyed by `key` (bound values) on origin, written on
+    /// target as the backfill writes it. A partition origin no longer has writes nothing.
+    async fn copy(&self, key: Vec<Encoded>) -> Result<(), String> {
         let def = self.writer.table();
         let columns: Vec<&crate::schema::ColumnDef> =
             self.value_ids.iter().map(|&i| &def.columns[i]).collect();
-        let cql = crate::scan::partition_cql(def, &key.components);
-        let statement = Statement::new(cql.clone()).with_page_size(REPAIR_PAGE_SIZE);
         let mut paging = PagingState::start();
         let mut first_row = true;
         loop {
             let (result, next) = self
                 .origin
-                .query_single_page(statement.clone(), (), paging)
+                .execute_single_page(self.statement, &key, paging)
                 .await
-                .map_err(|e| format!("{cql}: {e}"))?;
+                .map_err(|e| format!("{}: {e}", self.statement.get_statement()))?;
             let read_at = Instant::now();
             for row in crate::writer::rows_of(result)? {
                 let scanned = self.layout.split(row)?;
@@ -738,113 +760,5 @@ impl Partition<'_> {
                 PagingStateResponse::NoMorePages => return Ok(()),
             }
         }
-    }
-}
-
-/// Why `key` cannot be a partition key of a table with `pk_len` key columns, if so.
-fn key_problem(key: &PartitionKey, pk_len: usize) -> Option<String> {
-    if key.components.len() != pk_len {
-        return Some(format!(
-            "{} key components, the table's partition key has {pk_len} columns",
-            key.components.len()
-        ));
-    }
-    key.components
-        .iter()
-        .find(|c| !single_literal(c))
-        .map(|c| format!("{c:?} is not a single CQL literal"))
-}
-
-/// Whether `s` is one CQL literal (string, number, uuid, blob, boolean, collection or tuple
-/// of those) and nothing else: it goes into a `WHERE` clause as text, so a request must not
-/// be able to add clauses (`ALLOW FILTERING`, `AND …`) or a second statement.
-fn single_literal(s: &str) -> bool {
-    if s.trim().is_empty() || s.len() > MAX_LITERAL {
-        return false;
-    }
-    let mut quoted = false;
-    let mut word = String::new();
-    let mut chars = s.chars().peekable();
-    let word_ok = |w: &str| {
-        // Bare words: true/false/null/NaN/Infinity, or hex digits (uuids, blobs, numbers).
-        w.is_empty()
-            || ["true", "false", "null", "nan", "infinity"]
-                .contains(&w.to_ascii_lowercase().as_str())
-            || w.chars()
-                .all(|c| c.is_ascii_hexdigit() || c == 'x' || c == 'X' || c == 'e' || c == 'E')
-    };
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '\'' {
-                if chars.peek() == Some(&'\'') {
-                    chars.next();
-                } else {
-                    quoted = false;
-                }
-            }
-            continue;
-        }
-        match c {
-            '\'' => {
-                if !word_ok(&word) {
-                    return false;
-                }
-                word.clear();
-                quoted = true;
-            }
-            c if c.is_ascii_alphabetic() => word.push(c),
-            c if c.is_ascii_digit() => {}
-            '-' | '+' | '.' | ':' | ',' | ' ' | '{' | '}' | '[' | ']' | '(' | ')' => {
-                if !word_ok(&word) {
-                    return false;
-                }
-                word.clear();
-            }
-            _ => return false,
-        }
-    }
-    !quoted && word_ok(&word)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn literals_are_single_values() {
-        for ok in [
-            "'abc'",
-            "'it''s; AND x = 1'",
-            "42",
-            "-1.5e10",
-            "0x00ff",
-            "true",
-            "NaN",
-            "6f1e3b9e-1d2c-4c8e-9a3b-0e6f2b1c9d7e",
-            "{'a': 1, 'b': 2}",
-            "[1, 2]",
-            "(1, 'x')",
-            "'2024-01-01'",
-        ] {
-            assert!(single_literal(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "1 ALLOW FILTERING",
-            "1 AND v = 2",
-            "1; DROP TABLE ks.t",
-            "'unterminated",
-            "1 -- comment",
-            "k",
-            "1 OR 1",
-            "token(k)",
-        ] {
-            assert!(!single_literal(bad), "{bad}");
-        }
-        assert_eq!(
-            key_problem(&PartitionKey::new(["1"]), 2).as_deref(),
-            Some("1 key components, the table's partition key has 2 columns")
-        );
-        assert_eq!(key_problem(&PartitionKey::new(["1", "'a'"]), 2), None);
     }
 }

@@ -12,6 +12,7 @@ mod counters;
 mod faults;
 mod fidelity;
 mod harness;
+mod repair;
 mod resume;
 mod schema;
 mod tls;
