@@ -9,7 +9,8 @@
 //!  each proxy's Events ─► requests (bounded) ─► Responder:
 //!     Remigrate{t}        ─► running job: JobControl::remigrate (appended, fresh checkpoint)
 //!                            no job, --serve: a new job for t, fresh ─► ack
-//!                            no job otherwise, t not in the job ─► nack(reason)
+//!                            no job otherwise, t not in the job ─► nack(not_now, reason)
+//!                            t not on origin ─► nack(never, reason)
 //!     ReorderTables{ts}   ─► running job: JobControl::reorder ─► ack (no job: ack, logged)
 //!     RepairPartitions    ─► (≤ MAX_REPAIRS_IN_FLIGHT at once) Repairer: each key's
 //!                            literals parsed for its columns' types (`key`), bound to a
@@ -30,8 +31,8 @@
 //!   writetime and TTL, so nothing newer on target is overwritten. Only a table the running
 //!   job selected is accepted; with `--serve` and no job running, a job for that one table
 //!   starts. A one-shot `ferry migrate` (or `ferry validate`) with no job to add it to
-//!   refuses with the reason: the proxy logs the `Nack` and the operator runs the table
-//!   again.
+//!   refuses it as "not now" ([`Refusal::NotNow`]): the proxy keeps it for the next
+//!   migrator. A table origin does not have is refused for good ([`Refusal::Never`]).
 //! - **Repair** reuses the backfill's pieces: the scan's outputs (`writetime`, `ttl` of each
 //!   cell) for one partition, the same split into (writetime, TTL) groups and the same
 //!   writer (lists by their rule). Keys are bound, never spliced into the statement
@@ -63,7 +64,7 @@ use std::time::Duration;
 
 use ferry_update::{
     Channel, ChannelConfig, ClientTls, Delivery, Event as ChannelEvent, Events, Message,
-    PartitionKey, Role, SendError,
+    PartitionKey, Refusal, Role, SendError,
 };
 use scylla::client::session::Session;
 use scylla::response::{PagingState, PagingStateResponse};
@@ -314,7 +315,7 @@ async fn forward(addr: Arc<str>, mut events: Events, tx: mpsc::Sender<Request>) 
             }
             ChannelEvent::Message(d) => {
                 if let Err(mpsc::error::SendError((_, d))) = tx.send((addr.clone(), d)).await {
-                    d.nack("the migrator is exiting");
+                    d.refuse("the migrator is exiting", Refusal::NotNow);
                 }
             }
             _ => {}
@@ -455,14 +456,20 @@ impl Responder {
         match d.message().clone() {
             Message::Remigrate { table, reason } => {
                 let table = local(&table);
-                match self.remigrate(&table) {
+                let outcome = match self.repairer.origin_has(&table).await {
+                    Ok(true) => self.remigrate(&table),
+                    Ok(false) => Err((format!("{table} does not exist on origin"), Refusal::Never)),
+                    // Origin unreachable from here: maybe not from the next migrator.
+                    Err(e) => Err((e.to_string(), Refusal::NotNow)),
+                };
+                match outcome {
                     Ok(how) => {
                         tracing::info!(%proxy, %table, %reason, "re-migration {how}");
                         d.ack();
                     }
-                    Err(why) => {
-                        tracing::warn!(%proxy, %table, %reason, %why, "re-migration refused");
-                        d.nack(why);
+                    Err((why, refusal)) => {
+                        tracing::warn!(%proxy, %table, %reason, %why, %refusal, "re-migration refused");
+                        d.refuse(why, refusal);
                     }
                 }
             }
@@ -481,7 +488,7 @@ impl Responder {
             }
             Message::RepairPartitions { table, partitions } => {
                 let Ok(permit) = self.repairs.clone().acquire_owned().await else {
-                    d.nack("the migrator is exiting");
+                    d.refuse("the migrator is exiting", Refusal::NotNow);
                     return;
                 };
                 let repairer = self.repairer.clone();
@@ -495,7 +502,8 @@ impl Responder {
                         }
                         Err(e) => {
                             tracing::warn!(%proxy, %table, error = %e, "repair failed");
-                            d.nack(e.to_string());
+                            let refusal = e.refusal();
+                            d.refuse(e.to_string(), refusal);
                         }
                     }
                     drop(permit);
@@ -508,24 +516,29 @@ impl Responder {
         }
     }
 
-    /// Queues a re-migration; how, or why not.
-    fn remigrate(&self, table: &TableName) -> Result<&'static str, String> {
+    /// Queues a re-migration of `table` (which origin has); how, or why not. Every refusal
+    /// here is [`Refusal::NotNow`]: a `ferry migrate --serve` with no job running takes it.
+    fn remigrate(&self, table: &TableName) -> Result<&'static str, (String, Refusal)> {
+        let not_now = |why: String| (why, Refusal::NotNow);
         let Some(jobs) = self.jobs.get() else {
-            return Err("this process runs no migration jobs (ferry validate)".to_owned());
+            return Err(not_now(
+                "this process runs no migration jobs (ferry validate)".to_owned(),
+            ));
         };
         if let Some(control) = jobs.running_control() {
             match control.remigrate(table) {
                 Ok(()) => return Ok("queued in the running job"),
                 // The job is ending: a new one takes it, as if none ran.
                 Err(ControlError::Finished { .. }) => {}
-                Err(e) => return Err(e.to_string()),
+                // Another job's table: the next job can take it.
+                Err(e) => return Err(not_now(e.to_string())),
             }
         }
         if !self.serve {
-            return Err(format!(
+            return Err(not_now(format!(
                 "no job running in this one-shot ferry migrate; run `ferry migrate --tables \
                  {table}` (or keep `ferry migrate --serve` running)"
-            ));
+            )));
         }
         let mut config = self.base.clone();
         config.tables = vec![TableSelector::Table {
@@ -539,7 +552,7 @@ impl Responder {
                 tracing::info!(job = %id, %table, "job started for a re-migration");
                 "started as a new job"
             })
-            .map_err(|e| e.to_string())
+            .map_err(|e| not_now(e.to_string()))
     }
 }
 
@@ -559,10 +572,28 @@ pub enum RepairError {
     #[error("{failed} of {total} partitions of {table} not repaired; first: {first}")]
     Partitions {
         table: TableName,
+        /// Not repaired, `refused` included.
         failed: u64,
+        /// Of those, keys that are no key of the table (they never will be).
+        refused: u64,
         total: u64,
         first: String,
     },
+}
+
+impl RepairError {
+    /// What the proxy should do with the request: offer it again to a migrator that can
+    /// reach the clusters, or drop it (a counter table, a table target cannot take, keys
+    /// that do not parse for their columns).
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            Self::Connect(_) => Refusal::NotNow,
+            Self::Partitions {
+                failed, refused, ..
+            } if failed > refused => Refusal::NotNow,
+            Self::Schema { .. } | Self::Counters { .. } | Self::Partitions { .. } => Refusal::Never,
+        }
+    }
 }
 
 /// Rewrites partitions of origin on target with their writetime and TTL.
@@ -599,6 +630,15 @@ impl Repairer {
             })
             .await
             .cloned()
+            .map_err(|e| RepairError::Connect(e.to_string()))
+    }
+
+    /// Whether origin has `table`: a re-migration of a table it lacks can never succeed.
+    pub async fn origin_has(&self, table: &TableName) -> Result<bool, RepairError> {
+        let (origin, _) = self.sessions().await?;
+        crate::schema::list_tables(&origin)
+            .await
+            .map(|tables| tables.contains(table))
             .map_err(|e| RepairError::Connect(e.to_string()))
     }
 
@@ -703,6 +743,7 @@ impl Repairer {
         match first {
             None => Ok(repaired),
             Some(first) => Err(RepairError::Partitions {
+                refused,
                 table: table.clone(),
                 failed: failed + refused,
                 total,
