@@ -34,6 +34,8 @@
 //!   fresh checkpoint), which [`run_controlled`] takes tables from.
 //! - [`update`]: the Update channel to the proxies: reports, and their re-migrate, reorder
 //!   and repair requests carried out.
+//! - [`key`]: partition keys sent as CQL literal text (repair requests) parsed for their
+//!   columns' types and bound, never spliced into a statement.
 //! - [`progress`]: the [`Observer`] trait and its [`Event`]s (what progress bars, metrics and
 //!   the HTTP API listen to), and [`LogObserver`].
 //! - [`schema`]: origin's schema from `system_schema`, DDL for target, compatibility check.
@@ -80,6 +82,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod job;
+pub mod key;
 pub mod metrics;
 pub mod plan;
 pub mod progress;

@@ -133,13 +133,12 @@ pub(crate) fn point_cql(table: &TableDef, counters: bool, row: bool) -> String {
     )
 }
 
-/// The same outputs as [`select_cql`] for every row of one partition, its key given as CQL
-/// literals (one per partition-key column, checked by the caller): a proxy's repair request.
-pub(crate) fn partition_cql(table: &TableDef, key: &[String]) -> String {
+/// The same outputs as [`select_cql`] for every row of one partition, its key bound to one
+/// marker per partition-key column in key order: a proxy's repair request.
+pub(crate) fn partition_cql(table: &TableDef) -> String {
     let conds: Vec<String> = table
         .partition_key()
-        .zip(key)
-        .map(|(c, literal)| format!("{} = {literal}", quote(&c.name)))
+        .map(|c| format!("{} = ?", quote(&c.name)))
         .collect();
     format!(
         "SELECT {} FROM {} WHERE {}",

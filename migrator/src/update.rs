@@ -9,10 +9,13 @@
 //!  each proxy's Events ─► requests (bounded) ─► Responder:
 //!     Remigrate{t}        ─► running job: JobControl::remigrate (appended, fresh checkpoint)
 //!                            no job, --serve: a new job for t, fresh ─► ack
-//!                            no job otherwise, t not in the job ─► nack(reason)
+//!                            no job otherwise, t not in the job ─► nack(not_now, reason)
+//!                            t not on origin ─► nack(never, reason)
 //!     ReorderTables{ts}   ─► running job: JobControl::reorder ─► ack (no job: ack, logged)
-//!     RepairPartitions    ─► (≤ MAX_REPAIRS_IN_FLIGHT at once) Repairer: origin's rows of
-//!                            each partition rewritten on target ─► ack, or nack(reason)
+//!     RepairPartitions    ─► (≤ MAX_REPAIRS_IN_FLIGHT at once) Repairer: each key's
+//!                            literals parsed for its columns' types (`key`), bound to a
+//!                            prepared SELECT, origin's rows rewritten on target ─► ack, or
+//!                            nack(reason naming the key and the column)
 //! ```
 //!
 //! # Layout
@@ -28,11 +31,13 @@
 //!   writetime and TTL, so nothing newer on target is overwritten. Only a table the running
 //!   job selected is accepted; with `--serve` and no job running, a job for that one table
 //!   starts. A one-shot `ferry migrate` (or `ferry validate`) with no job to add it to
-//!   refuses with the reason: the proxy logs the `Nack` and the operator runs the table
-//!   again.
+//!   refuses it as "not now" ([`Refusal::NotNow`]): the proxy keeps it for the next
+//!   migrator. A table origin does not have is refused for good ([`Refusal::Never`]).
 //! - **Repair** reuses the backfill's pieces: the scan's outputs (`writetime`, `ttl` of each
 //!   cell) for one partition, the same split into (writetime, TTL) groups and the same
-//!   writer (lists by their rule). It needs no running job (its own sessions, opened on the
+//!   writer (lists by their rule). Keys are bound, never spliced into the statement
+//!   ([`crate::key`]): a literal that is not a value of its column's type is refused. It
+//!   needs no running job (its own sessions, opened on the
 //!   first request). What it cannot do: a write that failed on target was a *delete* leaves
 //!   target's old cells, since origin returns no tombstones to copy — `ferry validate
 //!   --repair --delete-extra` finds those. Counter tables are refused (a counter cell cannot
@@ -59,11 +64,11 @@ use std::time::Duration;
 
 use ferry_update::{
     Channel, ChannelConfig, ClientTls, Delivery, Event as ChannelEvent, Events, Message,
-    PartitionKey, Role, SendError,
+    PartitionKey, Refusal, Role, SendError,
 };
 use scylla::client::session::Session;
 use scylla::response::{PagingState, PagingStateResponse};
-use scylla::statement::unprepared::Statement;
+use scylla::statement::prepared::PreparedStatement;
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -72,6 +77,7 @@ use crate::api::Jobs;
 use crate::config::MigratorConfig;
 use crate::control::{ControlError, JobControl};
 use crate::job::{JobSpec, TableSelector};
+use crate::key::{Encoded, KeyColumns};
 use crate::progress::{Event, Observer, TableName};
 use crate::validate::ValidationReport;
 use crate::writer::TableWriter;
@@ -90,8 +96,6 @@ pub const FLUSH_GRACE: Duration = Duration::from_secs(5);
 const REQUESTS_CAPACITY: usize = 64;
 /// Rows per page when reading a partition to repair.
 const REPAIR_PAGE_SIZE: i32 = 1000;
-/// Longest literal accepted in a partition key (a frame is at most 1 MiB anyway).
-const MAX_LITERAL: usize = 64 * 1024;
 
 /// Why the channels could not start.
 #[derive(Debug, thiserror::Error)]
@@ -311,7 +315,7 @@ async fn forward(addr: Arc<str>, mut events: Events, tx: mpsc::Sender<Request>) 
             }
             ChannelEvent::Message(d) => {
                 if let Err(mpsc::error::SendError((_, d))) = tx.send((addr.clone(), d)).await {
-                    d.nack("the migrator is exiting");
+                    d.refuse("the migrator is exiting", Refusal::NotNow);
                 }
             }
             _ => {}
@@ -452,14 +456,20 @@ impl Responder {
         match d.message().clone() {
             Message::Remigrate { table, reason } => {
                 let table = local(&table);
-                match self.remigrate(&table) {
+                let outcome = match self.repairer.origin_has(&table).await {
+                    Ok(true) => self.remigrate(&table),
+                    Ok(false) => Err((format!("{table} does not exist on origin"), Refusal::Never)),
+                    // Origin unreachable from here: maybe not from the next migrator.
+                    Err(e) => Err((e.to_string(), Refusal::NotNow)),
+                };
+                match outcome {
                     Ok(how) => {
                         tracing::info!(%proxy, %table, %reason, "re-migration {how}");
                         d.ack();
                     }
-                    Err(why) => {
-                        tracing::warn!(%proxy, %table, %reason, %why, "re-migration refused");
-                        d.nack(why);
+                    Err((why, refusal)) => {
+                        tracing::warn!(%proxy, %table, %reason, %why, %refusal, "re-migration refused");
+                        d.refuse(why, refusal);
                     }
                 }
             }
@@ -478,7 +488,7 @@ impl Responder {
             }
             Message::RepairPartitions { table, partitions } => {
                 let Ok(permit) = self.repairs.clone().acquire_owned().await else {
-                    d.nack("the migrator is exiting");
+                    d.refuse("the migrator is exiting", Refusal::NotNow);
                     return;
                 };
                 let repairer = self.repairer.clone();
@@ -492,7 +502,8 @@ impl Responder {
                         }
                         Err(e) => {
                             tracing::warn!(%proxy, %table, error = %e, "repair failed");
-                            d.nack(e.to_string());
+                            let refusal = e.refusal();
+                            d.refuse(e.to_string(), refusal);
                         }
                     }
                     drop(permit);
@@ -505,24 +516,29 @@ impl Responder {
         }
     }
 
-    /// Queues a re-migration; how, or why not.
-    fn remigrate(&self, table: &TableName) -> Result<&'static str, String> {
+    /// Queues a re-migration of `table` (which origin has); how, or why not. Every refusal
+    /// here is [`Refusal::NotNow`]: a `ferry migrate --serve` with no job running takes it.
+    fn remigrate(&self, table: &TableName) -> Result<&'static str, (String, Refusal)> {
+        let not_now = |why: String| (why, Refusal::NotNow);
         let Some(jobs) = self.jobs.get() else {
-            return Err("this process runs no migration jobs (ferry validate)".to_owned());
+            return Err(not_now(
+                "this process runs no migration jobs (ferry validate)".to_owned(),
+            ));
         };
         if let Some(control) = jobs.running_control() {
             match control.remigrate(table) {
                 Ok(()) => return Ok("queued in the running job"),
                 // The job is ending: a new one takes it, as if none ran.
                 Err(ControlError::Finished { .. }) => {}
-                Err(e) => return Err(e.to_string()),
+                // Another job's table: the next job can take it.
+                Err(e) => return Err(not_now(e.to_string())),
             }
         }
         if !self.serve {
-            return Err(format!(
+            return Err(not_now(format!(
                 "no job running in this one-shot ferry migrate; run `ferry migrate --tables \
                  {table}` (or keep `ferry migrate --serve` running)"
-            ));
+            )));
         }
         let mut config = self.base.clone();
         config.tables = vec![TableSelector::Table {
@@ -536,7 +552,7 @@ impl Responder {
                 tracing::info!(job = %id, %table, "job started for a re-migration");
                 "started as a new job"
             })
-            .map_err(|e| e.to_string())
+            .map_err(|e| not_now(e.to_string()))
     }
 }
 
@@ -556,10 +572,28 @@ pub enum RepairError {
     #[error("{failed} of {total} partitions of {table} not repaired; first: {first}")]
     Partitions {
         table: TableName,
+        /// Not repaired, `refused` included.
         failed: u64,
+        /// Of those, keys that are no key of the table (they never will be).
+        refused: u64,
         total: u64,
         first: String,
     },
+}
+
+impl RepairError {
+    /// What the proxy should do with the request: offer it again to a migrator that can
+    /// reach the clusters, or drop it (a counter table, a table target cannot take, keys
+    /// that do not parse for their columns).
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            Self::Connect(_) => Refusal::NotNow,
+            Self::Partitions {
+                failed, refused, ..
+            } if failed > refused => Refusal::NotNow,
+            Self::Schema { .. } | Self::Counters { .. } | Self::Partitions { .. } => Refusal::Never,
+        }
+    }
 }
 
 /// Rewrites partitions of origin on target with their writetime and TTL.
@@ -586,6 +620,28 @@ impl Repairer {
         }
     }
 
+    /// Sessions to origin and target, opened on first use.
+    async fn sessions(&self) -> Result<(Arc<Session>, Arc<Session>), RepairError> {
+        self.sessions
+            .get_or_try_init(|| async {
+                let o = crate::connect("origin", &self.spec.origin).await?;
+                let t = crate::connect("target", &self.spec.target).await?;
+                Ok::<_, crate::JobError>((Arc::new(o), Arc::new(t)))
+            })
+            .await
+            .cloned()
+            .map_err(|e| RepairError::Connect(e.to_string()))
+    }
+
+    /// Whether origin has `table`: a re-migration of a table it lacks can never succeed.
+    pub async fn origin_has(&self, table: &TableName) -> Result<bool, RepairError> {
+        let (origin, _) = self.sessions().await?;
+        crate::schema::list_tables(&origin)
+            .await
+            .map(|tables| tables.contains(table))
+            .map_err(|e| RepairError::Connect(e.to_string()))
+    }
+
     /// Repairs `keys` of `table`, each partition in turn; how many were repaired (all of
     /// them, or an error naming the first failure).
     pub async fn repair(
@@ -602,19 +658,11 @@ impl Repairer {
                 refused,
             });
         };
-        let (origin, target) = match self
-            .sessions
-            .get_or_try_init(|| async {
-                let o = crate::connect("origin", &self.spec.origin).await?;
-                let t = crate::connect("target", &self.spec.target).await?;
-                Ok::<_, crate::JobError>((Arc::new(o), Arc::new(t)))
-            })
-            .await
-        {
-            Ok(s) => s.clone(),
+        let (origin, target) = match self.sessions().await {
+            Ok(s) => s,
             Err(e) => {
                 report(0, total, 0);
-                return Err(RepairError::Connect(e.to_string()));
+                return Err(e);
             }
         };
         let def = match crate::schema::compatible_tables(&origin, &target, table).await {
@@ -651,9 +699,23 @@ impl Repairer {
             values: value_ids.len(),
             counters: false,
         };
+        let cql = crate::scan::partition_cql(&def);
+        let mut statement = match origin.prepare(cql.as_str()).await {
+            Ok(p) => p,
+            Err(e) => {
+                report(0, total, 0);
+                return Err(RepairError::Schema {
+                    table: table.clone(),
+                    error: format!("{cql}: {e}"),
+                });
+            }
+        };
+        statement.set_page_size(REPAIR_PAGE_SIZE);
+        let key_columns = KeyColumns::of(&statement);
         let writer = TableWriter::new(target, def, &self.spec);
         let part = Partition {
             origin: &origin,
+            statement: &statement,
             writer: &writer,
             layout,
             value_ids: &value_ids,
@@ -662,12 +724,12 @@ impl Repairer {
         let (mut repaired, mut failed, mut refused) = (0u64, 0u64, 0u64);
         let mut first = None;
         for key in keys {
-            let outcome = match key_problem(key, layout.pk_len) {
-                Some(p) => {
+            let outcome = match key_columns.bind(&key.components) {
+                Err(e) => {
                     refused += 1;
-                    Err(p)
+                    Err(e.to_string())
                 }
-                None => part.copy(key).await.inspect_err(|_| failed += 1),
+                Ok(values) => part.copy(values).await.inspect_err(|_| failed += 1),
             };
             match outcome {
                 Ok(()) => repaired += 1,
@@ -681,6 +743,7 @@ impl Repairer {
         match first {
             None => Ok(repaired),
             Some(first) => Err(RepairError::Partitions {
+                refused,
                 table: table.clone(),
                 failed: failed + refused,
                 total,
@@ -693,6 +756,8 @@ impl Repairer {
 /// One table's pieces for copying partitions.
 struct Partition<'a> {
     origin: &'a Session,
+    /// [`crate::scan::partition_cql`], prepared on origin.
+    statement: &'a PreparedStatement,
     writer: &'a TableWriter,
     layout: crate::scan::RowLayout,
     value_ids: &'a [usize],
@@ -700,22 +765,20 @@ struct Partition<'a> {
 }
 
 impl Partition<'_> {
-    /// Every row of the partition `key` on origin, written on target as the backfill writes
-    /// it. A partition origin no longer has writes nothing.
-    async fn copy(&self, key: &PartitionKey) -> Result<(), String> {
+    /// Every row of the partition keyed by `key` (bound values) on origin, written on
+    /// target as the backfill writes it. A partition origin no longer has writes nothing.
+    async fn copy(&self, key: Vec<Encoded>) -> Result<(), String> {
         let def = self.writer.table();
         let columns: Vec<&crate::schema::ColumnDef> =
             self.value_ids.iter().map(|&i| &def.columns[i]).collect();
-        let cql = crate::scan::partition_cql(def, &key.components);
-        let statement = Statement::new(cql.clone()).with_page_size(REPAIR_PAGE_SIZE);
         let mut paging = PagingState::start();
         let mut first_row = true;
         loop {
             let (result, next) = self
                 .origin
-                .query_single_page(statement.clone(), (), paging)
+                .execute_single_page(self.statement, &key, paging)
                 .await
-                .map_err(|e| format!("{cql}: {e}"))?;
+                .map_err(|e| format!("{}: {e}", self.statement.get_statement()))?;
             let read_at = Instant::now();
             for row in crate::writer::rows_of(result)? {
                 let scanned = self.layout.split(row)?;
@@ -738,113 +801,5 @@ impl Partition<'_> {
                 PagingStateResponse::NoMorePages => return Ok(()),
             }
         }
-    }
-}
-
-/// Why `key` cannot be a partition key of a table with `pk_len` key columns, if so.
-fn key_problem(key: &PartitionKey, pk_len: usize) -> Option<String> {
-    if key.components.len() != pk_len {
-        return Some(format!(
-            "{} key components, the table's partition key has {pk_len} columns",
-            key.components.len()
-        ));
-    }
-    key.components
-        .iter()
-        .find(|c| !single_literal(c))
-        .map(|c| format!("{c:?} is not a single CQL literal"))
-}
-
-/// Whether `s` is one CQL literal (string, number, uuid, blob, boolean, collection or tuple
-/// of those) and nothing else: it goes into a `WHERE` clause as text, so a request must not
-/// be able to add clauses (`ALLOW FILTERING`, `AND …`) or a second statement.
-fn single_literal(s: &str) -> bool {
-    if s.trim().is_empty() || s.len() > MAX_LITERAL {
-        return false;
-    }
-    let mut quoted = false;
-    let mut word = String::new();
-    let mut chars = s.chars().peekable();
-    let word_ok = |w: &str| {
-        // Bare words: true/false/null/NaN/Infinity, or hex digits (uuids, blobs, numbers).
-        w.is_empty()
-            || ["true", "false", "null", "nan", "infinity"]
-                .contains(&w.to_ascii_lowercase().as_str())
-            || w.chars()
-                .all(|c| c.is_ascii_hexdigit() || c == 'x' || c == 'X' || c == 'e' || c == 'E')
-    };
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '\'' {
-                if chars.peek() == Some(&'\'') {
-                    chars.next();
-                } else {
-                    quoted = false;
-                }
-            }
-            continue;
-        }
-        match c {
-            '\'' => {
-                if !word_ok(&word) {
-                    return false;
-                }
-                word.clear();
-                quoted = true;
-            }
-            c if c.is_ascii_alphabetic() => word.push(c),
-            c if c.is_ascii_digit() => {}
-            '-' | '+' | '.' | ':' | ',' | ' ' | '{' | '}' | '[' | ']' | '(' | ')' => {
-                if !word_ok(&word) {
-                    return false;
-                }
-                word.clear();
-            }
-            _ => return false,
-        }
-    }
-    !quoted && word_ok(&word)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn literals_are_single_values() {
-        for ok in [
-            "'abc'",
-            "'it''s; AND x = 1'",
-            "42",
-            "-1.5e10",
-            "0x00ff",
-            "true",
-            "NaN",
-            "6f1e3b9e-1d2c-4c8e-9a3b-0e6f2b1c9d7e",
-            "{'a': 1, 'b': 2}",
-            "[1, 2]",
-            "(1, 'x')",
-            "'2024-01-01'",
-        ] {
-            assert!(single_literal(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "1 ALLOW FILTERING",
-            "1 AND v = 2",
-            "1; DROP TABLE ks.t",
-            "'unterminated",
-            "1 -- comment",
-            "k",
-            "1 OR 1",
-            "token(k)",
-        ] {
-            assert!(!single_literal(bad), "{bad}");
-        }
-        assert_eq!(
-            key_problem(&PartitionKey::new(["1"]), 2).as_deref(),
-            Some("1 key components, the table's partition key has 2 columns")
-        );
-        assert_eq!(key_problem(&PartitionKey::new(["1", "'a'"]), 2), None);
     }
 }

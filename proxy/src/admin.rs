@@ -462,6 +462,7 @@ fn migration_status(ctx: &Context) -> Value {
             "acked_total": s.channel.acked_total,
             "nacked_total": s.channel.nacked_total,
             "connects_total": s.channel.connects_total,
+            "remigrations_waiting": s.remigrations_waiting,
         })
     });
     let job = ctx.migration.job().map(|j| {

@@ -11,6 +11,8 @@
 //!                        ─► acknowledged (Status::oldest_queued passed their ids)
 //!                           ─► RepairLog::settle: they leave the pending count
 //!  session: ALTER TABLE succeeded ─► UpdateLink::remigrate ─► Remigrate{table}
+//!  Nacked(Remigrate, not_now) ─► waiting (one per table) ─► Connected: sent again
+//!  Nacked(Remigrate, never)   ─► dropped, logged
 //! ```
 //!
 //! Repairs are handed to the channel only while a migrator is connected and the previous round
@@ -18,6 +20,12 @@
 //! of what it had to drop), not in the channel's queue, so a long absence costs no more memory
 //! than the log's bound. A `Nack` (the migrator cannot repair that table) settles the request
 //! too: it is counted in `/status` as refused and logged.
+//!
+//! A re-migration is never lost to a peer that cannot take it: `ferry validate`, or a one-shot
+//! `ferry migrate` whose job has ended, refuses it as "not now" ([`Refusal::NotNow`]); the
+//! request then waits here (listed in `/status`, one per table, a newer reason replacing the
+//! older) and goes to the next migrator that connects, until one takes it. Only a "never"
+//! (origin has no such table) drops it.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -26,8 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_update::{
-    Channel, ChannelConfig, Event, Events, Message, Role, ServerTls, ServerTlsFiles, Status,
-    TableName,
+    Channel, ChannelConfig, Event, Events, Message, Refusal, Role, ServerTls, ServerTlsFiles,
+    Status, TableName,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -41,6 +49,9 @@ use crate::repairs::{RepairLog, TargetWriteFailure, UNKNOWN_TABLE};
 const REPAIR_INTERVAL: Duration = Duration::from_secs(1);
 /// The largest frame of the channel (its default), which repair batches must fit.
 const MAX_FRAME: usize = 1 << 20;
+/// Re-migrations waiting for a migrator that can take them: one per table, so the proxy's
+/// table bound.
+const MAX_WAITING: usize = migration::MAX_TRACKED_TABLES;
 
 /// Why the Update listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +96,8 @@ pub(crate) struct LinkStatus {
     pub unrepairable: u64,
     /// Failures sent and not yet acknowledged.
     pub awaiting_ack: u64,
+    /// Re-migrations refused as "not now", waiting for the next migrator, by table.
+    pub remigrations_waiting: Vec<String>,
 }
 
 /// The running link, shared by the link task and the sessions.
@@ -93,6 +106,8 @@ pub(crate) struct UpdateLink {
     channel: Mutex<Option<Channel>>,
     listen: SocketAddr,
     awaiting: Mutex<VecDeque<Awaiting>>,
+    /// Re-migrations a peer refused as "not now": (table, reason), oldest first.
+    waiting: Mutex<VecDeque<(TableName, String)>>,
     counts: Counts,
 }
 
@@ -123,6 +138,7 @@ impl UpdateLink {
             channel: Mutex::new(Some(channel)),
             listen,
             awaiting: Mutex::default(),
+            waiting: Mutex::default(),
             counts: Counts::default(),
         });
         let task = tokio::spawn(run(
@@ -169,6 +185,40 @@ impl UpdateLink {
         }
     }
 
+    /// Keeps a re-migration a peer could not take, for the next migrator.
+    fn wait_for_migrator(&self, table: TableName, reason: String) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.retain(|(t, _)| *t != table);
+        if waiting.len() >= MAX_WAITING
+            && let Some((dropped, _)) = waiting.pop_front()
+        {
+            tracing::warn!(table = %dropped, "{MAX_WAITING} re-migrations waiting; the oldest is dropped");
+        }
+        waiting.push_back((table, reason));
+    }
+
+    /// Offers the waiting re-migrations to a peer that just connected.
+    fn send_waiting(&self) {
+        let waiting: Vec<(TableName, String)> = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for (table, reason) in waiting {
+            let name = table.to_string();
+            if let Err(e) = self.send(Message::Remigrate {
+                table: table.clone(),
+                reason: reason.clone(),
+            }) {
+                tracing::warn!(table = %name, error = %e, "cannot send a waiting re-migration; kept");
+                self.wait_for_migrator(table, reason);
+            } else {
+                tracing::info!(table = %name, "waiting re-migration sent to the migrator");
+            }
+        }
+    }
+
     pub(crate) fn status(&self) -> LinkStatus {
         let awaiting_ack = self
             .awaiting
@@ -186,6 +236,13 @@ impl UpdateLink {
             refused: get(&self.counts.refused),
             unrepairable: get(&self.counts.unrepairable),
             awaiting_ack,
+            remigrations_waiting: self
+                .waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(t, _)| t.to_string())
+                .collect(),
         }
     }
 
@@ -347,6 +404,7 @@ fn handle(link: &UpdateLink, event: Event, migration: &Migration, gauges: &Migra
         Event::Connected(peer) => {
             gauges.set_connected(true);
             tracing::info!(%peer, "migrator connected over the Update channel");
+            link.send_waiting();
         }
         Event::Disconnected { peer, reason } => {
             gauges.set_connected(false);
@@ -360,12 +418,19 @@ fn handle(link: &UpdateLink, event: Event, migration: &Migration, gauges: &Migra
             id,
             message,
             reason,
-        } => {
-            if matches!(message, Message::RepairPartitions { .. }) {
-                link.counts.refused.fetch_add(1, Ordering::Relaxed);
+            refusal,
+        } => match (message, refusal) {
+            (Message::Remigrate { table, reason: why }, Refusal::NotNow) => {
+                tracing::info!(id, %table, %reason, "the migrator cannot re-migrate the table now; kept for the next migrator");
+                link.wait_for_migrator(table, why);
             }
-            tracing::warn!(id, kind = message.kind(), %reason, "the migrator refused a request");
-        }
+            (message, refusal) => {
+                if matches!(message, Message::RepairPartitions { .. }) {
+                    link.counts.refused.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::warn!(id, kind = message.kind(), %reason, %refusal, "the migrator refused a request; dropped");
+            }
+        },
         _ => {}
     }
 }

@@ -203,6 +203,18 @@ pub(crate) fn render(
                         format!("migrator {} from {}", s(m, "name"), s(m, "addr"))
                     });
                 let _ = writeln!(out, "  update channel: {} ({peer})", s(c, "listen"));
+                let waiting: Vec<&str> = c
+                    .get("remigrations_waiting")
+                    .and_then(Value::as_array)
+                    .map(|w| w.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if !waiting.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "  re-migrations waiting for a migrator that can take them: {}",
+                        waiting.join(", ")
+                    );
+                }
             }
         }
         if let Some(j) = migration.get("job").filter(|j| !j.is_null()) {
@@ -354,7 +366,9 @@ mod tests {
             "dual_reads": {"compared": 10, "mismatches": 1, "secondary_failures": 0,
                 "tables": {"ks.a": {"compared": 10, "mismatches": 1, "secondary_failures": 0}}},
             "repairs": {"pending": 2, "tables": {"ks.a": {"pending": 2, "total": 5}}},
-            "migration": {"update_channel": null, "job": null, "cutover_blockers": ["ks.a"],
+            "migration": {"update_channel": {"listen": "127.0.0.1:14100", "migrator": null,
+                    "remigrations_waiting": ["ks.b", "ks.c"]},
+                "job": null, "cutover_blockers": ["ks.a"],
                 "tables": {"ks.a": {"phase": "backfilling", "ranges_done": 1, "ranges_total": 4,
                     "rows": 77, "mismatches": 0, "reason": null}}},
         });
@@ -373,6 +387,8 @@ mod tests {
             "77",
             "2 pending",
             "refused until validated: 1 table",
+            "update channel: 127.0.0.1:14100 (no migrator connected)",
+            "re-migrations waiting for a migrator that can take them: ks.b, ks.c",
             "proxy 127.0.0.1:9: UNREACHABLE: connection refused",
         ] {
             assert!(screen.contains(expected), "{expected:?} not in\n{screen}");

@@ -25,19 +25,20 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_cql::protocol::Opcode;
 use ferry_sim::exec::Executor;
+use ferry_sim::server::Cluster;
 use ferry_sim::server::faults::{self, FaultAction, RequestMatcher};
-use ferry_sim::server::{Cluster, ClusterConfig};
-use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use yaml_rust2::YamlLoader;
+
+mod common;
+
+use common::{session, sim};
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -504,30 +505,11 @@ async fn eventually<T, F: AsyncFnMut() -> Option<T>>(tries: u32, mut check: F) -
     None
 }
 
-async fn sim(ip: &str) -> Cluster<Executor> {
-    let config = ClusterConfig {
-        nodes: 1,
-        listen: format!("{ip}:0").parse().unwrap(),
-        ..ClusterConfig::default()
-    };
-    Cluster::start(config, Arc::new(Executor::default()))
-        .await
-        .unwrap()
-}
-
-async fn connect(addr: std::net::SocketAddr) -> Session {
-    SessionBuilder::new()
-        .known_node_addr(addr)
-        .build()
-        .await
-        .unwrap()
-}
-
 /// Traffic that gives every metric the dashboards use at least one series: prepared writes and
 /// reads of `dash.t`, a row only origin has (a dual-read mismatch), and `dash.flaky`, whose
 /// target overloads (target write failures recorded for repair, secondary read failures).
 async fn workload(origin: &Cluster<Executor>, target: &Cluster<Executor>) {
-    let proxy = connect(PROXY_CQL.parse().unwrap()).await;
+    let proxy = session(PROXY_CQL.parse().unwrap()).await;
     for ddl in [
         "CREATE KEYSPACE dash WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
         "CREATE TABLE dash.t (k int PRIMARY KEY, v text)",
@@ -553,7 +535,7 @@ async fn workload(origin: &Cluster<Executor>, target: &Cluster<Executor>) {
         proxy.execute_unpaged(&select, (k,)).await.unwrap();
     }
     // Only origin has this row: reading it through the proxy is a mismatch.
-    let direct = connect(origin.addresses()[0]).await;
+    let direct = session(origin.addresses()[0]).await;
     direct
         .query_unpaged("INSERT INTO dash.t (k, v) VALUES (1000, 'origin only')", ())
         .await

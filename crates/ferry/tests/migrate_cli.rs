@@ -7,35 +7,16 @@
 )]
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_sim::exec::Executor;
-use ferry_sim::server::{Cluster, ClusterConfig};
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 use scylla::value::{CqlValue, Row};
 
+mod common;
+
+use common::{session, sim};
+
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
-
-async fn sim(ip: &str) -> Cluster<Executor> {
-    let config = ClusterConfig {
-        nodes: 1,
-        listen: format!("{ip}:0").parse().unwrap(),
-        ..ClusterConfig::default()
-    };
-    Cluster::start(config, Arc::new(Executor::default()))
-        .await
-        .unwrap()
-}
-
-async fn session(c: &Cluster<Executor>) -> Session {
-    SessionBuilder::new()
-        .known_node_addr(c.addresses()[0])
-        .build()
-        .await
-        .unwrap()
-}
 
 /// Every row with each column's value and writetime, sorted.
 async fn contents(s: &Session) -> Vec<String> {
@@ -64,7 +45,7 @@ async fn contents(s: &Session) -> Vec<String> {
 async fn killed_mid_table_and_rerun_ends_identical() {
     let origin = sim("127.0.78.1").await;
     let target = sim("127.0.78.2").await;
-    let o = session(&origin).await;
+    let o = session(origin.addresses()[0]).await;
     for s in [
         "CREATE KEYSPACE cli WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
         "CREATE TABLE cli.t (k int, c int, s int static, v text, l list<int>, PRIMARY KEY (k, c))",
@@ -144,7 +125,7 @@ async fn killed_mid_table_and_rerun_ends_identical() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let t = session(&target).await;
+    let t = session(target.addresses()[0]).await;
     let expected = contents(&o).await;
     let partial = contents(&t).await;
     assert!(

@@ -9,7 +9,6 @@
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_proxy::Proxy;
@@ -17,8 +16,12 @@ use ferry_proxy::config::{ContactPoint, ProxyConfig, UpdateConfig};
 use ferry_proxy::settings::{ClusterId, ReadMode};
 use ferry_service::value::Secret;
 use ferry_sim::exec::Executor;
-use ferry_sim::server::{Cluster, ClusterConfig};
+use ferry_sim::server::Cluster;
 use ferry_update::{Channel, ChannelConfig, Event, Message, Role, TableName};
+
+mod common;
+
+use common::sim;
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 /// Long enough for anything on loopback; only a hang reaches it.
@@ -28,16 +31,6 @@ struct Env {
     origin: Cluster<Executor>,
     target: Cluster<Executor>,
     proxies: Vec<Proxy>,
-}
-
-async fn sim(ip: &str) -> Cluster<Executor> {
-    let config = ClusterConfig {
-        listen: format!("{ip}:0").parse().unwrap(),
-        ..ClusterConfig::default()
-    };
-    Cluster::start(config, Arc::new(Executor::default()))
-        .await
-        .unwrap()
 }
 
 /// Origin on 127.0.`net`.1, target on .2, proxy instance i on .(3 + i); `token[i]` is that

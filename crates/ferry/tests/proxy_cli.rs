@@ -10,7 +10,6 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,8 +17,10 @@ use ferry_cql::ProtocolVersion;
 use ferry_cql::envelope::{BodyExtensions, DEFAULT_MAX_BODY_LEN, Envelope, HEADER_LEN};
 use ferry_cql::message::{Request, Response};
 use ferry_cql::request::Options;
-use ferry_sim::exec::Executor;
-use ferry_sim::server::{Cluster, ClusterConfig};
+
+mod common;
+
+use common::sim;
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
@@ -46,16 +47,6 @@ fn bad_configuration_lists_every_problem_with_exit_64() {
             "{expected} missing from:\n{stderr}"
         );
     }
-}
-
-async fn sim(ip: &str) -> Cluster<Executor> {
-    let config = ClusterConfig {
-        listen: format!("{ip}:0").parse().unwrap(),
-        ..ClusterConfig::default()
-    };
-    Cluster::start(config, Arc::new(Executor::default()))
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,44 +26,18 @@ use ferry_migrator::{LogObserver, Observer, ValidateOptions};
 use ferry_proxy::Proxy;
 use ferry_proxy::config::{ContactPoint, ProxyConfig, UpdateConfig};
 use ferry_proxy::settings::{ReadMode, TargetFailurePolicy};
-use ferry_sim::exec::Executor;
-use ferry_sim::server::{Cluster, ClusterConfig, FaultAction, RequestMatcher, faults};
+use ferry_sim::server::{FaultAction, RequestMatcher, faults};
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
+
+use common::{cql, session, sim};
 
 /// Long enough for anything on loopback; only a hang reaches it.
 const PATIENCE: Duration = Duration::from_secs(60);
 const NET: &str = "127.0.140";
-
-async fn sim(ip: &str) -> Cluster<Executor> {
-    let config = ClusterConfig {
-        nodes: 1,
-        listen: format!("{ip}:0").parse().unwrap(),
-        ..ClusterConfig::default()
-    };
-    Cluster::start(config, Arc::new(Executor::default()))
-        .await
-        .unwrap()
-}
-
-async fn session(addr: SocketAddr) -> Session {
-    SessionBuilder::new()
-        .known_node_addr(addr)
-        .connection_timeout(Duration::from_secs(5))
-        .build()
-        .await
-        .unwrap()
-}
-
-async fn cql(s: &Session, stmts: &[&str]) {
-    for q in stmts {
-        s.query_unpaged(*q, ())
-            .await
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
-    }
-}
 
 /// `GET path` on the proxy's admin API, as JSON.
 async fn get(admin: SocketAddr, path: &str) -> Value {

@@ -7,47 +7,21 @@
 )]
 
 use std::process::{Command, Output};
-use std::sync::Arc;
 
-use ferry_sim::exec::Executor;
-use ferry_sim::server::{Cluster, ClusterConfig};
-use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
+mod common;
+
+use common::{cql, session, sim};
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
-
-async fn sim(ip: &str) -> Cluster<Executor> {
-    let config = ClusterConfig {
-        nodes: 1,
-        listen: format!("{ip}:0").parse().unwrap(),
-        ..ClusterConfig::default()
-    };
-    Cluster::start(config, Arc::new(Executor::default()))
-        .await
-        .unwrap()
-}
-
-async fn session(c: &Cluster<Executor>) -> Session {
-    SessionBuilder::new()
-        .known_node_addr(c.addresses()[0])
-        .build()
-        .await
-        .unwrap()
-}
-
-async fn cql(s: &Session, stmts: &[&str]) {
-    for q in stmts {
-        s.query_unpaged(*q, ())
-            .await
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_codes_and_the_keys_file() {
     let origin = sim("127.0.92.1").await;
     let target = sim("127.0.92.2").await;
-    let (o, t) = (session(&origin).await, session(&target).await);
+    let (o, t) = (
+        session(origin.addresses()[0]).await,
+        session(target.addresses()[0]).await,
+    );
     for s in [&o, &t] {
         cql(
             s,

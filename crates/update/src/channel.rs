@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::message::{Message, Role};
+use crate::message::{Message, Refusal, Role};
 use crate::queue::{Dedupe, Outbox, SendError};
 use crate::session::{self, Ended, Gate};
 use crate::tls::{ClientTls, ServerTls};
@@ -124,13 +124,18 @@ pub enum Event {
     /// A message from the peer. Answer it with [`Delivery::ack`] or [`Delivery::nack`];
     /// dropping it acknowledges it. The next message arrives after the answer.
     Message(Delivery),
-    /// The peer refused a message this end sent; it is not sent again.
+    /// The peer refused a message this end sent; the channel does not send it again. With
+    /// [`Refusal::NotNow`] the application may queue it again for the next peer.
     Nacked {
         id: u64,
         message: Message,
         reason: String,
+        refusal: Refusal,
     },
 }
+
+/// The application's answer to a delivery: `None` acknowledges.
+pub(crate) type Answer = Option<(String, Refusal)>;
 
 /// A message awaiting this end's answer.
 #[derive(Debug)]
@@ -138,16 +143,12 @@ pub struct Delivery {
     peer: Peer,
     id: u64,
     message: Message,
-    /// `None` = acknowledge, `Some(reason)` = refuse.
-    reply: Option<oneshot::Sender<Option<String>>>,
+    /// `None` = acknowledge, `Some(reason, refusal)` = refuse.
+    reply: Option<oneshot::Sender<Answer>>,
 }
 
 impl Delivery {
-    pub(crate) fn new(
-        peer: Peer,
-        id: u64,
-        message: Message,
-    ) -> (Self, oneshot::Receiver<Option<String>>) {
+    pub(crate) fn new(peer: Peer, id: u64, message: Message) -> (Self, oneshot::Receiver<Answer>) {
         let (tx, rx) = oneshot::channel();
         let delivery = Self {
             peer,
@@ -178,11 +179,16 @@ impl Delivery {
         }
     }
 
-    /// Refused (an unknown table, a request this end cannot carry out): the sender forgets it
-    /// and reports the reason.
-    pub fn nack(mut self, reason: impl Into<String>) {
+    /// Refused for good (an unknown table, a request no peer of this role can carry out):
+    /// the sender forgets it and reports the reason. [`Refusal::Never`].
+    pub fn nack(self, reason: impl Into<String>) {
+        self.refuse(reason, Refusal::Never);
+    }
+
+    /// Refused, saying whether another peer (or this one later) could carry it out.
+    pub fn refuse(mut self, reason: impl Into<String>, refusal: Refusal) {
         if let Some(tx) = self.reply.take() {
-            let _ = tx.send(Some(reason.into()));
+            let _ = tx.send(Some((reason.into(), refusal)));
         }
     }
 }

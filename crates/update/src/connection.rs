@@ -106,6 +106,7 @@ mod tests {
             Frame::Nack {
                 id: 2,
                 reason: "x".repeat(300),
+                refusal: crate::message::Refusal::NotNow,
             },
             Frame::Heartbeat,
         ];

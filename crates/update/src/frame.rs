@@ -15,7 +15,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use crate::message::{Message, Role};
+use crate::message::{Message, Refusal, Role};
 
 /// Bytes before each frame's body.
 pub(crate) const LENGTH_PREFIX: usize = 4;
@@ -57,6 +57,9 @@ pub(crate) enum Frame {
     Nack {
         id: u64,
         reason: String,
+        /// Absent (`never`) from older peers, and not written for `never`.
+        #[serde(default, skip_serializing_if = "Refusal::is_never")]
+        refusal: Refusal,
     },
     /// Sent when nothing else was for a while, so a dead peer is noticed.
     Heartbeat,
@@ -185,6 +188,12 @@ mod tests {
         roundtrip(Frame::Nack {
             id: 7,
             reason: "unknown table".into(),
+            refusal: Refusal::Never,
+        });
+        roundtrip(Frame::Nack {
+            id: 8,
+            reason: "no job".into(),
+            refusal: Refusal::NotNow,
         });
         roundtrip(Frame::Heartbeat);
     }

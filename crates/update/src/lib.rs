@@ -6,11 +6,12 @@
 //!  migrator ── Channel::dial(proxy:14100) ──────────────► proxy ── Channel::listen(:14100)
 //!     send(JobStarted, TableProgress, …) ─► queue ─► frames ─► Events: Message(Delivery)
 //!     Events: Message(Delivery) ◄─ frames ◄─ queue ◄─ send(Remigrate, RepairPartitions, …)
-//!             every message answered: Ack / Nack{reason}
+//!             every message answered: Ack / Nack{reason, refusal: never | not_now}
 //! ```
 //!
 //! # Layout
-//! - [`message`]: [`Message`] and its parts ([`TableName`], [`PartitionKey`], [`Role`]).
+//! - [`message`]: [`Message`] and its parts ([`TableName`], [`PartitionKey`], [`Role`]),
+//!   and [`Refusal`], what a `Nack` tells the sender to do.
 //! - `frame`: bytes ⇄ frames — a u32 length, then one JSON object; the frozen hello.
 //! - `connection`: whole frames over TCP or TLS, buffered both ways.
 //! - `queue`: the sender's bounded queue (ids, coalescing, redelivery) and the receiver's
@@ -67,7 +68,7 @@ pub mod tls;
 
 pub use channel::{Channel, ChannelConfig, Delivery, Event, Events, Peer, StartError, Status};
 pub use frame::FrameError;
-pub use message::{Message, PartitionKey, Role, TableName};
+pub use message::{Message, PartitionKey, Refusal, Role, TableName};
 pub use queue::SendError;
 pub use tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles, TlsError};
 

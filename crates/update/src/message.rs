@@ -41,6 +41,44 @@ impl fmt::Display for Role {
     }
 }
 
+/// What the sender of a refused message should do with it, sent with the `Nack`.
+///
+/// Why typed: a request one peer cannot carry out may suit another (a re-migration refused
+/// by `ferry validate` or by a one-shot migrator whose job has ended is work for the next
+/// `ferry migrate --serve`), while one that can never succeed (an unknown table) must not be
+/// offered again and again. On the wire it is the Nack's `refusal` field, absent for
+/// [`Refusal::Never`]: older peers ignore it and keep dropping every refused message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Refusal {
+    /// No peer will carry it out: the sender drops it.
+    #[default]
+    Never,
+    /// This peer cannot now; another one (or this one later) can: the sender may keep it and
+    /// offer it to the next peer that connects.
+    NotNow,
+}
+
+impl Refusal {
+    pub fn is_never(&self) -> bool {
+        *self == Self::Never
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Never => "never",
+            Self::NotNow => "not_now",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A table, as the migrator's job and the proxy's statement classifier name it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TableName {

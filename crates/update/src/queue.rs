@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::frame;
-use crate::message::Message;
+use crate::message::{Message, Refusal};
 
 /// Why [`crate::Channel::send`] did not queue a message. The caller still owns it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -206,7 +206,7 @@ struct Seen {
     instance: u64,
     /// The highest id delivered.
     high: u64,
-    nacks: VecDeque<(u64, String)>,
+    nacks: VecDeque<(u64, String, Refusal)>,
 }
 
 /// What the receiver does with an incoming id.
@@ -215,7 +215,7 @@ pub(crate) enum Verdict {
     /// Not seen: deliver it.
     New,
     /// Already delivered: answer again, with the refusal if it was refused.
-    Duplicate { nack: Option<String> },
+    Duplicate { nack: Option<(String, Refusal)> },
 }
 
 /// The receiver's duplicate filter: the highest delivered id per sender instance.
@@ -255,8 +255,8 @@ impl Dedupe {
             let nack = seen
                 .nacks
                 .iter()
-                .find(|(n, _)| *n == id)
-                .map(|(_, r)| r.clone());
+                .find(|(n, ..)| *n == id)
+                .map(|(_, r, k)| (r.clone(), *k));
             return Verdict::Duplicate { nack };
         }
         seen.high = id;
@@ -264,12 +264,12 @@ impl Dedupe {
     }
 
     /// Remembers that the receiver refused `id`.
-    pub(crate) fn refused(&mut self, instance: u64, id: u64, reason: &str) {
+    pub(crate) fn refused(&mut self, instance: u64, id: u64, reason: &str, refusal: Refusal) {
         let seen = self.seen(instance);
         if seen.nacks.len() == MAX_NACKS {
             seen.nacks.pop_front();
         }
-        seen.nacks.push_back((id, reason.to_owned()));
+        seen.nacks.push_back((id, reason.to_owned(), refusal));
     }
 }
 
@@ -418,12 +418,12 @@ mod tests {
         let mut d = Dedupe::default();
         assert_eq!(d.arrive(7, 1), Verdict::New);
         assert_eq!(d.arrive(7, 2), Verdict::New);
-        d.refused(7, 2, "unknown table");
+        d.refused(7, 2, "unknown table", Refusal::Never);
         assert_eq!(d.arrive(7, 1), Verdict::Duplicate { nack: None });
         assert_eq!(
             d.arrive(7, 2),
             Verdict::Duplicate {
-                nack: Some("unknown table".into())
+                nack: Some(("unknown table".into(), Refusal::Never))
             }
         );
         // Gaps (coalesced or dropped progress) are fine.
@@ -446,14 +446,14 @@ mod tests {
         let mut d = Dedupe::default();
         for id in 1..=(MAX_NACKS as u64 + 10) {
             d.arrive(1, id);
-            d.refused(1, id, "no");
+            d.refused(1, id, "no", Refusal::NotNow);
         }
         assert_eq!(d.senders[0].nacks.len(), MAX_NACKS);
         assert_eq!(d.arrive(1, 1), Verdict::Duplicate { nack: None });
         assert_eq!(
             d.arrive(1, MAX_NACKS as u64 + 10),
             Verdict::Duplicate {
-                nack: Some("no".into())
+                nack: Some(("no".into(), Refusal::NotNow))
             }
         );
     }

@@ -26,9 +26,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::channel::{Counters, Delivery, Event, Peer, Shared};
+use crate::channel::{Answer, Counters, Delivery, Event, Peer, Shared};
 use crate::connection::{Connection, ReadError};
 use crate::frame::{Frame, FrameError, Hello};
+use crate::message::Refusal;
 use crate::queue::Verdict;
 
 /// The listener's admission of one peer at a time.
@@ -460,19 +461,24 @@ where
                 }
                 Ok(())
             }
-            Frame::Nack { id, reason } => {
+            Frame::Nack {
+                id,
+                reason,
+                refusal,
+            } => {
                 let entry = shared.outbox().answered(id);
                 if let Some(entry) = entry {
                     Counters::add(&shared.counters.nacked, 1);
                     self.maybe_emptied();
                     tracing::warn!(
-                        peer = %self.peer, id, kind = entry.message.kind(), %reason,
-                        "Update channel: {} refused {} {id}: {reason}", self.peer, entry.message.kind()
+                        peer = %self.peer, id, kind = entry.message.kind(), %reason, %refusal,
+                        "Update channel: {} refused {} {id} ({refusal}): {reason}", self.peer, entry.message.kind()
                     );
                     self.wait(shared.emit(Event::Nacked {
                         id,
                         message: entry.message,
                         reason,
+                        refusal,
                     }))
                     .await?;
                 }
@@ -495,7 +501,7 @@ where
                         message.sender(),
                         self.peer.role
                     );
-                    return self.refuse(id, reason).await;
+                    return self.refuse(id, reason, Refusal::Never).await;
                 }
                 let (delivery, reply) = Delivery::new(self.peer.clone(), id, message);
                 self.wait(shared.emit(Event::Message(delivery))).await?;
@@ -506,7 +512,7 @@ where
                 self.last_read = Instant::now();
                 match answer {
                     None => self.answer(id, None).await,
-                    Some(reason) => self.refuse(id, reason).await,
+                    Some((reason, refusal)) => self.refuse(id, reason, refusal).await,
                 }
             }
             Frame::Refuse { reason } => Err(End::Lost(format!("the peer refused: {reason}"))),
@@ -523,24 +529,32 @@ where
         match verdict {
             Verdict::Duplicate { nack } => self.answer(id, nack).await,
             Verdict::New => {
-                self.refuse(id, format!("cannot decode the message: {reason}"))
-                    .await
+                self.refuse(
+                    id,
+                    format!("cannot decode the message: {reason}"),
+                    Refusal::Never,
+                )
+                .await
             }
         }
     }
 
-    async fn refuse(&mut self, id: u64, reason: String) -> Result<(), End> {
-        tracing::warn!(peer = %self.peer, id, %reason, "Update channel: refusing message {id}: {reason}");
+    async fn refuse(&mut self, id: u64, reason: String, refusal: Refusal) -> Result<(), End> {
+        tracing::warn!(peer = %self.peer, id, %reason, %refusal, "Update channel: refusing message {id} ({refusal}): {reason}");
         self.shared
             .dedupe()
-            .refused(self.peer.instance, id, &reason);
-        self.answer(id, Some(reason)).await
+            .refused(self.peer.instance, id, &reason, refusal);
+        self.answer(id, Some((reason, refusal))).await
     }
 
-    async fn answer(&mut self, id: u64, nack: Option<String>) -> Result<(), End> {
+    async fn answer(&mut self, id: u64, nack: Answer) -> Result<(), End> {
         let frame = match nack {
             None => Frame::Ack { id },
-            Some(reason) => Frame::Nack { id, reason },
+            Some((reason, refusal)) => Frame::Nack {
+                id,
+                reason,
+                refusal,
+            },
         };
         self.write(&frame).await
     }

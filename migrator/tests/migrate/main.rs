@@ -13,6 +13,7 @@ mod faults;
 mod fidelity;
 mod harness;
 mod raw;
+mod repair;
 mod resume;
 mod schema;
 mod tls;

@@ -1,7 +1,7 @@
 //! The proxy's end of the Update channel, against a fake migrator made from
 //! `ferry_update::Channel::dial`: reported state in `/status` and `/metrics`, dual reads only on
 //! backfilled tables, repair requests for best-effort target failures, re-migration after ALTER
-//! TABLE, and the cutover gate on `PUT /primary`. Addresses 127.0.130–134.x.
+//! TABLE, and the cutover gate on `PUT /primary`. Addresses 127.0.130–134.x and 127.0.190.x.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,7 +11,8 @@ use ferry_proxy::settings::{ReadMode, TargetFailurePolicy};
 use ferry_sim::server::faults;
 use ferry_sim::server::{FaultAction, RequestMatcher};
 use ferry_update::{
-    Channel, ChannelConfig, Delivery, Event, Events, Message, PartitionKey, Role, TableName,
+    Channel, ChannelConfig, Delivery, Event, Events, Message, PartitionKey, Refusal, Role,
+    TableName,
 };
 use scylla::client::session::Session;
 use serde_json::Value;
@@ -431,5 +432,92 @@ async fn switching_to_target_waits_for_validated_tables() {
     assert_eq!(code, 200, "{text}");
     assert_eq!(env.proxy.live().primary().name(), "target");
     m.close().await;
+    env.stop().await;
+}
+
+/// The proxy's `/status` of its Update channel.
+async fn channel_status(admin: SocketAddr) -> Value {
+    status(admin).await["migration"]["update_channel"].clone()
+}
+
+/// Waits until the channel's status satisfies `done`.
+async fn until_channel(admin: SocketAddr, what: &str, done: impl Fn(&Value) -> bool) {
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while !done(&channel_status(admin).await) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        panic!("never {what}: {}", channel_status(admin).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remigration_refused_as_not_now_waits_for_the_next_migrator() {
+    let env = env(190, |_| {}).await;
+    let admin = env.proxy.admin_addr();
+    let client = scylla(env.proxy.local_addr()).await;
+    schema(
+        &client,
+        &[
+            "CREATE TABLE ks.t (k int PRIMARY KEY, v text)",
+            "CREATE TABLE ks.u (k int PRIMARY KEY, v text)",
+        ],
+    )
+    .await;
+    let alter = |t: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_unpaged(format!("ALTER TABLE ks.{t} ADD w int"), &[])
+                .await
+                .unwrap();
+        }
+    };
+    // A peer that cannot take it now (`ferry validate`, a one-shot migrator whose job ended).
+    alter("t").await;
+    let (first, mut events) = migrator(env.proxy.update_addr().unwrap()).await;
+    let d = request(&mut events).await;
+    assert!(matches!(d.message(), Message::Remigrate { table: t, .. } if *t == table("t")));
+    d.refuse(
+        "this process runs no migration jobs (ferry validate)",
+        Refusal::NotNow,
+    );
+    until_channel(admin, "listed as waiting", |c| {
+        c["remigrations_waiting"] == serde_json::json!(["ks.t"])
+    })
+    .await;
+    // One that can never be done is dropped, not kept.
+    alter("u").await;
+    let d = request(&mut events).await;
+    assert!(matches!(d.message(), Message::Remigrate { table: t, .. } if *t == table("u")));
+    d.refuse("ks.u does not exist on origin", Refusal::Never);
+    until_channel(admin, "both refusals counted", |c| c["nacked_total"] == 2).await;
+    assert_eq!(
+        channel_status(admin).await["remigrations_waiting"],
+        serde_json::json!(["ks.t"])
+    );
+    first.close().await;
+    drop(events);
+
+    // The next migrator gets the waiting one, and only it.
+    let (second, mut events) = migrator(env.proxy.update_addr().unwrap()).await;
+    let d = request(&mut events).await;
+    assert_eq!(
+        d.message(),
+        &Message::Remigrate {
+            table: table("t"),
+            reason: "ALTER TABLE through the proxy".into(),
+        }
+    );
+    d.ack();
+    // Nothing else was sent (ks.u would stay unanswered: queued would not reach 0).
+    until_channel(admin, "taken and answered", |c| {
+        c["remigrations_waiting"] == serde_json::json!([]) && c["queued"] == 0
+    })
+    .await;
+    drop(client);
+    second.close().await;
     env.stop().await;
 }

@@ -198,6 +198,24 @@ fn join<T>(
     f.write_str(close)
 }
 
+impl Term {
+    /// Whether the term is a constant: a literal, or a collection, tuple or user type value
+    /// made only of constants — no bind marker, function call, cast or arithmetic.
+    pub fn is_constant(&self) -> bool {
+        match self {
+            Self::Literal(_) | Self::EmptyBraces => true,
+            Self::List(ts) | Self::Set(ts) | Self::Tuple(ts) => ts.iter().all(Self::is_constant),
+            Self::Map(kvs) => kvs.iter().all(|(k, v)| k.is_constant() && v.is_constant()),
+            Self::Udt(fs) => fs.iter().all(|(_, v)| v.is_constant()),
+            Self::Marker { .. }
+            | Self::FunctionCall { .. }
+            | Self::Cast { .. }
+            | Self::Negate(_)
+            | Self::Arithmetic { .. } => false,
+        }
+    }
+}
+
 impl fmt::Display for Term {
     /// The term as Cassandra re-renders it (`Term.Raw.getText()`), which names unaliased
     /// selector columns: `[1, 2]`, `{'a': 1}`, `(1, 'x')`, `now()`, `?`, `:name`.

@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`ast`]: the statement tree ([`Statement`] and everything under it). Names are
 //!   case-folded, terms kept as written.
-//! - `parser`: [`parse`] / [`parse_with_markers`], a recursive-descent parser over
+//! - `parser`: [`parse`] / [`parse_with_markers`] (and [`parse_term`] for one value), a recursive-descent parser over
 //!   `ferry_cql`'s tokenizer following Cassandra's `Parser.g`, with errors worded like
 //!   ANTLR's (`line 1:14 no viable alternative at input 'FORM'`).
 //! - [`term`]: [`term_to_value`] — literals, collections, bound values and native functions
@@ -18,5 +18,7 @@ pub mod term;
 mod type_name;
 
 pub use ast::*;
-pub use parser::{BindMarker, MAX_DEPTH, ParseError, Parsed, parse, parse_with_markers};
+pub use parser::{
+    BindMarker, MAX_DEPTH, ParseError, Parsed, parse, parse_term, parse_with_markers,
+};
 pub use term::{Bound, IdGenerator, IdSource, TermContext, ValueError, term_to_value};

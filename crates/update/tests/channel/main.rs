@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ferry_update::{
     Channel, ChannelConfig, ClientTls, ClientTlsFiles, Delivery, Event, Events, Message,
-    PartitionKey, Peer, Role, SendError, ServerTls, ServerTlsFiles, TableName, TlsError,
+    PartitionKey, Peer, Refusal, Role, SendError, ServerTls, ServerTlsFiles, TableName, TlsError,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -138,11 +138,37 @@ async fn messages_flow_both_ways_and_are_answered() {
             id,
             message,
             reason,
+            refusal,
         } = next_event(&mut pev).await
         {
             assert_eq!(
-                (id, message, reason.as_str()),
-                (repair_id, repair, "ks.t9 is not in this job")
+                (id, message, reason.as_str(), refusal),
+                (
+                    repair_id,
+                    repair,
+                    "ks.t9 is not in this job",
+                    Refusal::Never
+                )
+            );
+            break;
+        }
+    }
+    // "Not now" reaches the sender as such: it may offer the message to the next peer.
+    let remigrate_id = proxy.send(remigrate.clone()).unwrap();
+    next_message(&mut mev)
+        .await
+        .refuse("no job running", Refusal::NotNow);
+    loop {
+        if let Event::Nacked {
+            id,
+            refusal,
+            reason,
+            ..
+        } = next_event(&mut pev).await
+        {
+            assert_eq!(
+                (id, refusal, reason.as_str()),
+                (remigrate_id, Refusal::NotNow, "no job running")
             );
             break;
         }
@@ -160,8 +186,8 @@ async fn messages_flow_both_ways_and_are_answered() {
     );
     let (m, p) = (migrator.status(), proxy.status());
     assert_eq!((m.acked_total, m.nacked_total, m.queued), (4, 0, 0));
-    assert_eq!((p.acked_total, p.nacked_total, p.queued), (1, 1, 0));
-    assert_eq!((p.received_total, m.received_total), (4, 2));
+    assert_eq!((p.acked_total, p.nacked_total, p.queued), (1, 2, 0));
+    assert_eq!((p.received_total, m.received_total), (4, 3));
     assert_eq!((p.duplicates_total, m.duplicates_total), (0, 0));
     migrator.close().await;
     proxy.close().await;
@@ -546,11 +572,22 @@ async fn duplicates_undecodable_and_misdirected_messages() {
         4,
         "ids 2 and 3 never reached the application, 1 only once"
     );
-    d.nack("not now");
+    d.nack("no");
     assert_eq!(
         read_json(&mut s).await.unwrap(),
-        json!({"kind": "nack", "id": 4, "reason": "not now"})
+        json!({"kind": "nack", "id": 4, "reason": "no"})
     );
+    // "Not now" travels as an added field, which older peers ignore; a redelivery is
+    // answered the same way.
+    let not_now = json!({"kind": "nack", "id": 5, "reason": "later", "refusal": "not_now"});
+    let five = json!({"kind": "data", "id": 5, "message": started});
+    write_json(&mut s, &five).await;
+    next_message(&mut pev)
+        .await
+        .refuse("later", Refusal::NotNow);
+    assert_eq!(read_json(&mut s).await.unwrap(), not_now);
+    write_json(&mut s, &five).await;
+    assert_eq!(read_json(&mut s).await.unwrap(), not_now);
 
     // The same ids from a restarted migrator (another instance) are new messages.
     drop(s);

@@ -82,6 +82,16 @@ pub fn parse_with_markers(cql: &str) -> std::result::Result<Parsed, ParseError> 
     Ok(Parsed { statement, markers })
 }
 
+/// Parses one term alone (`'it''s'`, `0x00ff`, `{1: 'a'}`, `(1, 'x')`) with nothing after
+/// it: a value sent as CQL literal text, converted with [`term_to_value`](super::term_to_value)
+/// once its receiver's type is known.
+pub fn parse_term(text: &str) -> std::result::Result<Term, ParseError> {
+    let mut p = Parser::new(text)?;
+    let term = p.term()?;
+    p.expect_end()?;
+    Ok(term)
+}
+
 /// Native type names and their column types (`text` and `varchar` are one type).
 const NATIVE_TYPES: &[(&str, ColumnType)] = &[
     ("ascii", ColumnType::Ascii),

@@ -228,6 +228,26 @@ fn literals_and_collections() {
 }
 
 #[test]
+fn one_term_alone() {
+    assert_eq!(parse_term("'it''s'").unwrap(), string("it's"));
+    assert_eq!(
+        parse_term("(1, 'a')").unwrap(),
+        Term::Tuple(vec![int("1"), string("a")])
+    );
+    assert!(parse_term("{'k': [1, 2]}").unwrap().is_constant());
+    assert!(parse_term("-1").unwrap().is_constant());
+    for not_constant in ["now()", "?", "1 + 2", "(int) 1", "[1, ?]"] {
+        assert!(
+            !parse_term(not_constant).unwrap().is_constant(),
+            "{not_constant}"
+        );
+    }
+    for bad in ["", "1 AND k = 2", "1; DROP TABLE t", "'open", "1 2"] {
+        assert!(parse_term(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn udt_literal_with_keyword_field() {
     let Statement::Insert(i) = ok("INSERT INTO t (a) VALUES ({ttl:1, key: 'x'})") else {
         panic!()
