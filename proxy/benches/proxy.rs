@@ -16,7 +16,7 @@
 //!
 //! Run: `cargo bench -p ferry-proxy --bench proxy [-- --rate N --secs N --concurrency N
 //! --connections N --idle N --only direct,relay,proxy --ops read,write --modes fixed,max
-//! --ferry PATH]`. Not part of `cargo test`.
+//! --ferry PATH --requests N --proxy-prefix 'valgrind --tool=callgrind']`. Not part of `cargo test`.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -46,6 +46,9 @@ const MIDDLE_CPU: &str = "1";
 const LOAD_CPU: &str = "0";
 
 /// A 100-byte value for every write.
+/// The warm-up's requests when phases are counted in requests (`--requests`).
+const WARMUP_REQUESTS: u64 = 2000;
+
 const VALUE: &str = "ferry-proxy-bench-value-0123456789-0123456789-0123456789-0123456789-0123456789-0123456789-012345";
 
 #[derive(Debug, Clone)]
@@ -57,6 +60,11 @@ struct Options {
     rate: u64,
     /// Length of each measured phase.
     secs: u64,
+    /// Requests per measured phase instead of `secs` (and a warm-up of [`WARMUP_REQUESTS`]):
+    /// a fixed amount of work, for instruction counts of a proxy run under a profiler.
+    requests: Option<u64>,
+    /// A command the proxy runs under (`valgrind --tool=callgrind ...`); split on spaces.
+    proxy_prefix: Vec<String>,
     /// Requests in flight (unthrottled), and the most in flight at the fixed rate.
     concurrency: usize,
     /// Driver connections per endpoint.
@@ -79,6 +87,8 @@ impl Default for Options {
             port: 19042,
             rate: 5000,
             secs: 15,
+            requests: None,
+            proxy_prefix: Vec::new(),
             concurrency: 256,
             connections: 2,
             rows: 10_000,
@@ -155,6 +165,10 @@ fn parse_args(args: &[String]) -> Result<Options, BoxError> {
             "--port" => o.port = value()?.parse()?,
             "--rate" => o.rate = value()?.parse()?,
             "--secs" => o.secs = value()?.parse()?,
+            "--requests" => o.requests = Some(value()?.parse()?),
+            "--proxy-prefix" => {
+                o.proxy_prefix = value()?.split_whitespace().map(str::to_owned).collect();
+            }
             "--concurrency" => o.concurrency = value()?.parse()?,
             "--connections" => o.connections = value()?.parse()?,
             "--rows" => o.rows = value()?.parse()?,
@@ -271,7 +285,8 @@ async fn run(o: &Options, ferry: &Path, dir: &Path) -> Result<(), BoxError> {
         for op in o.ops.iter().copied() {
             let stmt = prepare(&session, op).await?;
             // Warm-up: connections, the prepared cache, allocator pools.
-            load(&session, &stmt, op, Mode::Max, o, Duration::from_secs(2)).await?;
+            let warmup = Length::new(Duration::from_secs(2), o.requests.map(|_| WARMUP_REQUESTS));
+            load(&session, &stmt, op, Mode::Max, o, warmup).await?;
             for mode in o.modes.iter().copied() {
                 let phase =
                     run_phase(&session, &stmt, endpoint, op, mode, o, middle, &sims, hz).await?;
@@ -302,6 +317,10 @@ async fn run(o: &Options, ferry: &Path, dir: &Path) -> Result<(), BoxError> {
     println!("load average at end: {}", load_average());
     println!();
     println!("{}", summary(&phases, &idle));
+    if let Some(pid) = proxy_pid {
+        // A clean exit, so a profiler the proxy runs under writes its output.
+        procs.terminate(pid).await;
+    }
     drop(procs);
     Ok(())
 }
@@ -422,6 +441,27 @@ impl Drop for Procs {
 }
 
 impl Procs {
+    /// Sends SIGTERM to `pid` and waits up to a minute for it to exit (the drop kills it
+    /// otherwise).
+    async fn terminate(&mut self, pid: u32) {
+        let Some(child) = self.0.iter_mut().find(|c| c.id() == pid) else {
+            return;
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !sent {
+            return;
+        }
+        for _ in 0..600 {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Starts `program args` pinned to `cpu`, stderr to `log`; returns the pid and its stdout.
     fn spawn(
         &mut self,
@@ -552,7 +592,17 @@ impl Procs {
         )?;
         let log = dir.join("proxy.log");
         let config = config.to_string_lossy().into_owned();
-        let (pid, stdout) = self.spawn(MIDDLE_CPU, ferry, &["proxy", "--config", &config], &log)?;
+        let ferry_path = ferry.to_string_lossy();
+        let mut args: Vec<&str> = o.proxy_prefix.iter().skip(1).map(String::as_str).collect();
+        let program = match o.proxy_prefix.first() {
+            Some(p) => {
+                args.push(&ferry_path);
+                Path::new(p)
+            }
+            None => ferry,
+        };
+        args.extend(["proxy", "--config", &config]);
+        let (pid, stdout) = self.spawn(MIDDLE_CPU, program, &args, &log)?;
         Self::wait_ready(stdout, "ferry proxy: listening on", &log)?;
         println!(
             "ferry proxy: pid {pid} on {} (origin {}, target {}), pinned to CPU {MIDDLE_CPU}",
@@ -663,6 +713,20 @@ fn mix(i: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// How long a load runs: a time, or a number of requests.
+#[derive(Debug, Clone, Copy)]
+struct Length {
+    time: Duration,
+    /// Stop after this many requests instead (the time limit is then a day).
+    requests: Option<u64>,
+}
+
+impl Length {
+    fn new(time: Duration, requests: Option<u64>) -> Self {
+        Self { time, requests }
+    }
+}
+
 /// Runs `op` for `length` in `mode`; returns (requests, wall seconds, latencies in ns).
 async fn load(
     session: &Arc<Session>,
@@ -670,11 +734,16 @@ async fn load(
     op: Op,
     mode: Mode,
     o: &Options,
-    length: Duration,
+    length: Length,
 ) -> Result<(u64, f64, Vec<u64>), BoxError> {
     let next = Arc::new(AtomicU64::new(0));
     let start = tokio::time::Instant::now();
-    let end = start + length;
+    let limit = length.requests.unwrap_or(u64::MAX);
+    let end = start
+        + match length.requests {
+            Some(_) => Duration::from_secs(86_400),
+            None => length.time,
+        };
     let (rows, rate) = (o.rows, o.rate);
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..o.concurrency {
@@ -683,6 +752,9 @@ async fn load(
             let mut lat = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= limit {
+                    return Ok(lat);
+                }
                 if mode == Mode::Fixed {
                     // Request i is due at start + i/rate: paced, not sent as fast as answers
                     // come back.
@@ -805,8 +877,15 @@ async fn run_phase(
         cpu_ticks(sims[0])? + cpu_ticks(sims[1])?,
         cpu_ticks(me)?,
     );
-    let (requests, secs, mut lat) =
-        load(session, stmt, op, mode, o, Duration::from_secs(o.secs)).await?;
+    let (requests, secs, mut lat) = load(
+        session,
+        stmt,
+        op,
+        mode,
+        o,
+        Length::new(Duration::from_secs(o.secs), o.requests),
+    )
+    .await?;
     let (m1, s1, c1) = (
         ticks(middle)?,
         cpu_ticks(sims[0])? + cpu_ticks(sims[1])?,
