@@ -554,22 +554,16 @@ impl Outbox {
     }
 
     /// Encodes `item` into the buffer, waiting while it is above the high-water mark.
-    async fn push(&self, item: Outgoing) -> Result<(), OutboxClosed> {
+    async fn push(&self, mut item: Outgoing) -> Result<(), OutboxClosed> {
         // The fast path takes the lock once and registers no waiter: the outbox is rarely full.
-        let mut item = match self.try_push(item) {
-            Ok(pushed) => return pushed,
-            Err(item) => item,
-        };
+        // `room` checks again after registering its waiter, so room made in between is not
+        // missed; another producer may take it first, hence the loop.
         loop {
-            let room = self.room.notified();
-            tokio::pin!(room);
-            // Registered before the check, so room made in between is not missed.
-            room.as_mut().enable();
             item = match self.try_push(item) {
                 Ok(pushed) => return pushed,
                 Err(item) => item,
             };
-            room.await;
+            self.room().await;
         }
     }
 
