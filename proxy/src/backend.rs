@@ -23,7 +23,9 @@
 //! arrives, so that answer can never be taken for another request's.
 //!
 //! Every completion passes through [`Shared::finish`], which counts the request, times it and
-//! feeds the cluster's health before handing the answer on.
+//! feeds the cluster's health before handing the answer on; answers read in a batch go through
+//! [`Shared::finish_in`], which counts them in the reader's [`BatchMeter`] and adds the batch's
+//! counts to the shared metrics once, before the reader waits again.
 //!
 //! When the connection dies (closed by the node, a read or write error, too many orphans),
 //! every request waiting on it is failed at once and [`Backend::closed`] resolves, so the
@@ -48,7 +50,7 @@ use crate::frame::{
     FrameReader, Framing, Holding, Inbound, OutSender, Outbox, Outgoing, run_writer,
 };
 use crate::health::Health;
-use crate::metrics::{ClusterMetrics, Metrics};
+use crate::metrics::{BatchMeter, ClusterMetrics, Metrics};
 use crate::proxy::{Contact, connect_node};
 use crate::settings::ClusterId;
 use crate::tls::ClusterTls;
@@ -161,12 +163,17 @@ impl Slots {
         Some((self.entries.len() - 1) as i16)
     }
 
-    fn release(&mut self, stream: i16, meter: &ClusterMetrics) -> Option<(Completion, Instant)> {
+    fn release(
+        &mut self,
+        stream: i16,
+        meter: &ClusterMetrics,
+        batch: &mut BatchMeter,
+    ) -> Option<(Completion, Instant)> {
         let slot = self.entries.get_mut(usize::try_from(stream).ok()?)?;
         match std::mem::replace(slot, Slot::Free) {
             Slot::Busy { completion, sent } => {
                 self.free.push(stream);
-                meter.released();
+                meter.released_in(batch);
                 Some((completion, sent))
             }
             Slot::Orphaned => {
@@ -433,6 +440,23 @@ impl Shared {
         self.metrics.cluster(self.cluster)
     }
 
+    /// [`Shared::finish`] for an answer read in a batch: counted and timed in `batch`.
+    fn finish_in(
+        &self,
+        batch: &mut BatchMeter,
+        completion: Completion,
+        env: Envelope,
+        elapsed: Duration,
+    ) {
+        self.health.answered(self.cluster);
+        let result = Ok(env);
+        if let Some(class) = completion.class() {
+            self.meter()
+                .completed_in(batch, class, &result, elapsed, self.compression);
+        }
+        completion.complete(result, elapsed);
+    }
+
     /// Counts, times and judges one request's outcome, then hands it to its completion.
     fn finish(
         &self,
@@ -505,11 +529,13 @@ async fn read_loop(
     let mut batch = None;
     // One clock reading per read batch: its answers arrived together.
     let mut now = Instant::now();
+    let mut meter = shared.meter().batch_meter();
     loop {
         let item = match reader.buffered() {
             Some(item) => Ok(Some(item)),
             None => {
                 batch = None;
+                meter.flush();
                 // Answers are queued for the client without waiting (see `Outbox::push_now`):
                 // a client that does not read stops this reader here, between batches.
                 answers.room().await;
@@ -549,7 +575,7 @@ async fn read_loop(
         let released = {
             let mut slots = shared.lock();
             slots.last_activity = now;
-            let released = slots.release(stream, shared.meter());
+            let released = slots.release(stream, shared.meter(), &mut meter);
             if released.is_some() {
                 shared.delivering.fetch_add(1, Ordering::AcqRel);
             }
@@ -557,7 +583,7 @@ async fn read_loop(
         };
         if let Some((completion, sent)) = released {
             let elapsed = now.saturating_duration_since(sent);
-            shared.finish(completion, Ok(env), elapsed);
+            shared.finish_in(&mut meter, completion, env, elapsed);
             shared.delivering.fetch_sub(1, Ordering::AcqRel);
         }
     }

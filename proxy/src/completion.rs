@@ -139,22 +139,30 @@ pub(crate) enum Statements {
 }
 
 impl Statements {
-    fn is_empty(&self) -> bool {
-        match self {
-            Self::None => true,
-            Self::One(_) => false,
-            Self::Many(entries) => entries.is_empty(),
+    /// `entries` kept without an allocation when there is one.
+    pub(crate) fn from_slice(entries: &[Arc<PreparedEntry>]) -> Self {
+        match entries {
+            [] => Self::None,
+            [one] => Self::One(one.clone()),
+            many => Self::Many(many.to_vec()),
         }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[Arc<PreparedEntry>] {
+        match self {
+            Self::None => &[],
+            Self::One(entry) => std::slice::from_ref(entry),
+            Self::Many(entries) => entries,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
     }
 
     /// The client's id of the statement target knows as `target_id`.
     fn client_id(&self, target_id: &[u8]) -> Option<&Bytes> {
-        let entries = match self {
-            Self::None => &[][..],
-            Self::One(entry) => std::slice::from_ref(entry),
-            Self::Many(entries) => entries,
-        };
-        entries
+        self.as_slice()
             .iter()
             .find(|e| e.target_id.as_deref() == Some(target_id))
             .map(|e| &e.origin_id)

@@ -322,8 +322,10 @@ impl FrameReader {
             self.buf.reserve(total - self.buf.len());
             return None;
         }
-        let mut whole = self.buf.split_to(total);
-        let body = whole.split_off(HEADER_LEN).freeze();
+        // The header is parsed already: skip it, so the body is the only handle split off the
+        // shared read buffer (one reference count increment per envelope, none dropped).
+        self.buf.advance(HEADER_LEN);
+        let body = self.buf.split_to(total - HEADER_LEN).freeze();
         Some(self.check(Envelope { header, body }))
     }
 
@@ -609,8 +611,10 @@ impl Outbox {
         } = s;
         let len = item.encoded_len();
         if buf.capacity() == 0 {
-            // One allocation for the whole batch instead of a doubling series of reallocations.
-            buf.reserve(len.max(*batch_hint));
+            // One allocation for the whole batch instead of a doubling series of reallocations
+            // (each copying what the batch holds so far): twice the last batch, because
+            // batches vary and a batch one byte larger than the last would copy it all.
+            buf.reserve(len.max(*batch_hint * 2));
         }
         let before = buf.len();
         if let Err(e) = encode(item, framing, segments, buf) {

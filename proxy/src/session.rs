@@ -803,7 +803,7 @@ impl Session {
             session: Arc::downgrade(self),
             version: self.version,
             sent: [origin_env.clone(), target_env.clone()],
-            prepared: prepared.to_vec(),
+            prepared: Statements::from_slice(prepared),
         }))
     }
 
@@ -1275,8 +1275,9 @@ struct Resend {
     version: ProtocolVersion,
     /// The request as each cluster got it, by [`ClusterId::index`].
     sent: [Envelope; 2],
-    /// One per prepared statement or BATCH child, so possibly repeated.
-    prepared: Vec<Arc<PreparedEntry>>,
+    /// One per prepared statement or BATCH child, so possibly repeated (built on every write
+    /// that names one: no allocation for the usual single statement).
+    prepared: Statements,
 }
 
 /// A cluster's answer standing for the resent half when preparing again failed.
@@ -1286,7 +1287,7 @@ impl std::fmt::Debug for Resend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Resend")
             .field("opcode", &self.sent[0].header.opcode)
-            .field("statements", &self.prepared.len())
+            .field("statements", &self.prepared.as_slice().len())
             .finish_non_exhaustive()
     }
 }
@@ -1315,11 +1316,9 @@ impl Resend {
         // (target id in the request as sent, target's new id, its v5 result metadata id)
         let mut renamed: Vec<(Bytes, Bytes, Option<Bytes>)> = Vec::new();
         let mut distinct = 0;
-        for (i, entry) in self.prepared.iter().enumerate() {
-            if self.prepared[..i]
-                .iter()
-                .any(|e| e.origin_id == entry.origin_id)
-            {
+        let prepared = self.prepared.as_slice();
+        for (i, entry) in prepared.iter().enumerate() {
+            if prepared[..i].iter().any(|e| e.origin_id == entry.origin_id) {
                 continue;
             }
             distinct += 1;
