@@ -846,16 +846,21 @@ impl Session {
         let Some(target_id) = entry.target_id.as_ref() else {
             return self.unprepared(stream, id).await;
         };
+        let rmid = entry.target_result_metadata_id.as_deref();
+        // A data write's rewrite may build target's copy along with origin's.
+        let mut target_built = None;
         let (env, body) = if let Destination::Both(WriteKind::Data { .. }) = entry.destination {
-            match self.rewrite_execute(&env, &body, entry.plan.as_ref()) {
-                Ok(x) => x,
+            match self.rewrite_execute(&env, &body, entry.plan.as_ref(), (target_id, rmid)) {
+                Ok((env, body, target)) => {
+                    target_built = target;
+                    (env, body)
+                }
                 Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
             }
         } else {
             (env, body)
         };
         // Target's copy names target's id; a read builds it only when target gets one.
-        let rmid = entry.target_result_metadata_id.as_deref();
         let target_copy = |env: &Envelope| {
             rewrite::replace_execute_id(self.version, &body, target_id, rmid)
                 .map_err(|e| e.to_string())
@@ -878,7 +883,7 @@ impl Session {
         reply.unprepared = Statements::One(entry.clone());
         match entry.destination {
             Destination::Both(_) => {
-                let target_env = match target_copy(&env) {
+                let target_env = match target_built.map_or_else(|| target_copy(&env), Ok) {
                     Ok(e) => e,
                     Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
                 };
@@ -905,15 +910,39 @@ impl Session {
 
     /// A data-writing EXECUTE as both clusters must get it: generated values for the markers
     /// the proxy put in place of `now()` and friends, and a client timestamp when it has none.
+    /// Returns origin's request and body, and target's request (naming `target`'s ids: the
+    /// prepared id and v5's result metadata id) when the timestamp was all that changed — the
+    /// usual write, whose two bodies are then built in one go.
     fn rewrite_execute(
         &self,
         env: &Envelope,
         body: &Bytes,
         plan: Option<&FunctionPlan>,
-    ) -> Result<(Envelope, Bytes), String> {
+        target: (&[u8], Option<&[u8]>),
+    ) -> Result<(Envelope, Bytes, Option<Envelope>), String> {
         let mut source = SystemValueSource;
         let mut current = None;
-        if let Some(plan) = plan.filter(|p| !p.is_empty()) {
+        let plan = plan.filter(|p| !p.is_empty());
+        if plan.is_none() && self.ctx.config.inject_timestamps {
+            let (target_id, rmid) = target;
+            let both = rewrite::inject_default_timestamp_both(
+                self.version,
+                body,
+                source.now_micros(),
+                target_id,
+                rmid,
+            )
+            .map_err(|e| e.to_string())?;
+            return match both {
+                Some((origin, target)) => Ok((
+                    self.rebuild(env, origin.clone())?,
+                    origin,
+                    Some(self.rebuild(env, target)?),
+                )),
+                None => Ok((env.clone(), body.clone(), None)),
+            };
+        }
+        if let Some(plan) = plan {
             current = Some(
                 rewrite::insert_generated_values(self.version, body, plan, &mut source)
                     .map_err(|e| e.to_string())?,
@@ -927,8 +956,8 @@ impl Session {
             )?
             .or(current);
         match current {
-            Some(new_body) => Ok((self.rebuild(env, new_body.clone())?, new_body)),
-            None => Ok((env.clone(), body.clone())),
+            Some(new_body) => Ok((self.rebuild(env, new_body.clone())?, new_body, None)),
+            None => Ok((env.clone(), body.clone(), None)),
         }
     }
 

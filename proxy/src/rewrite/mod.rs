@@ -49,7 +49,7 @@ pub use functions::{
 pub use prepared_id::{
     BatchIdError, batch_prepared_ids, execute_id, replace_batch_ids, replace_execute_id,
 };
-pub use timestamp::inject_default_timestamp;
+pub use timestamp::{inject_default_timestamp, inject_default_timestamp_both};
 
 /// A body could not be rewritten.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,6 +9,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use ferry_cql::protocol::{Opcode, ProtocolVersion};
 use ferry_cql::request::params::query_flags::WITH_DEFAULT_TIMESTAMP;
+use ferry_cql::wire;
 
 use super::RewriteError;
 use super::layout::{BatchLayout, ExecuteLayout, Flags, QueryLayout};
@@ -48,17 +49,85 @@ pub fn inject_default_timestamp(
     Ok(Some(splice(body, flags, timestamp_at, timestamp_micros)))
 }
 
+/// A dual write's two EXECUTE bodies at once: origin's is [`inject_default_timestamp`]'s, and
+/// target's is the same naming `target_id` (and v5's `target_result_metadata_id`, when given)
+/// as [`super::replace_execute_id`] would make it. One parse and one buffer for both: the two
+/// steps apart parse the body twice and allocate (and reference-count) two buffers.
+/// `Ok(None)` when the body already carries a timestamp.
+pub fn inject_default_timestamp_both(
+    version: ProtocolVersion,
+    body: &Bytes,
+    timestamp_micros: i64,
+    target_id: &[u8],
+    target_result_metadata_id: Option<&[u8]>,
+) -> Result<Option<(Bytes, Bytes)>, RewriteError> {
+    if target_result_metadata_id.is_some() && version < ProtocolVersion::V5 {
+        return Err(RewriteError::ResultMetadataIdBeforeV5 { version });
+    }
+    let l = ExecuteLayout::read(body, version)
+        .map_err(RewriteError::malformed(Opcode::Execute, version))?;
+    let flags = l.params.flags;
+    if flags.has(WITH_DEFAULT_TIMESTAMP) {
+        return Ok(None);
+    }
+    let ids_end = l.result_metadata_id.as_ref().unwrap_or(&l.id).end;
+    let rmid_len = l.result_metadata_id.as_ref().map_or(0, |r| {
+        2 + target_result_metadata_id.map_or(r.len(), <[u8]>::len)
+    });
+    let origin_len = body.len() + 8;
+    let target_len = origin_len - ids_end + 2 + target_id.len() + rmid_len;
+    let mut out = BytesMut::with_capacity(origin_len + target_len);
+    splice_into(
+        &mut out,
+        body,
+        0,
+        flags,
+        l.params.timestamp_at,
+        timestamp_micros,
+    );
+    let origin = out.split().freeze();
+    let encode = RewriteError::encode(Opcode::Execute);
+    wire::write_short_bytes(&mut out, target_id, "prepared id").map_err(encode)?;
+    if let Some(rmid) = &l.result_metadata_id {
+        let rmid = target_result_metadata_id.unwrap_or(&body[rmid.clone()]);
+        wire::write_short_bytes(&mut out, rmid, "result metadata id")
+            .map_err(RewriteError::encode(Opcode::Execute))?;
+    }
+    splice_into(
+        &mut out,
+        body,
+        ids_end,
+        flags,
+        l.params.timestamp_at,
+        timestamp_micros,
+    );
+    Ok(Some((origin, out.freeze())))
+}
+
 /// `body` with the flag set and the timestamp inserted at `timestamp_at`.
 fn splice(body: &Bytes, flags: Flags, timestamp_at: usize, timestamp_micros: i64) -> Bytes {
+    let mut out = BytesMut::with_capacity(body.len() + 8);
+    splice_into(&mut out, body, 0, flags, timestamp_at, timestamp_micros);
+    out.freeze()
+}
+
+/// Appends `body[from..]` to `out` with the flag set and the timestamp inserted at
+/// `timestamp_at`; `from` is at or before the flags.
+fn splice_into(
+    out: &mut BytesMut,
+    body: &[u8],
+    from: usize,
+    flags: Flags,
+    timestamp_at: usize,
+    timestamp_micros: i64,
+) {
     let (new_flags, flags_len) = flags.encode_with(WITH_DEFAULT_TIMESTAMP);
     let flags_range = flags.range();
-    let mut out = BytesMut::with_capacity(body.len() + 8);
-    out.put_slice(&body[..flags_range.start]);
+    out.put_slice(&body[from..flags_range.start]);
     out.put_slice(&new_flags[..flags_len]);
     out.put_slice(&body[flags_range.end..timestamp_at]);
     out.put_i64(timestamp_micros);
     out.put_slice(&body[timestamp_at..]);
-    out.freeze()
 }
 
 #[cfg(test)]
@@ -171,6 +240,48 @@ mod tests {
                 assert_eq!(out, encode(&with_timestamp(&req, TS), version), "{version}");
             }
         }
+    }
+
+    #[test]
+    fn both_bodies_at_once_equal_the_two_steps_apart() {
+        for version in ProtocolVersion::ALL {
+            let v5 = version >= ProtocolVersion::V5;
+            for req in requests(version) {
+                if req.opcode() != Opcode::Execute {
+                    continue;
+                }
+                let body = encode(&req, version);
+                for rmid in [None, v5.then_some(&[4u8; 5][..])] {
+                    let target_id = [8u8; 20];
+                    let (origin, target) =
+                        inject_default_timestamp_both(version, &body, TS, &target_id, rmid)
+                            .unwrap()
+                            .unwrap();
+                    let expected = inject_default_timestamp(version, Opcode::Execute, &body, TS)
+                        .unwrap()
+                        .unwrap();
+                    assert_eq!(origin, expected, "{version}");
+                    assert_eq!(
+                        target,
+                        super::super::replace_execute_id(version, &expected, &target_id, rmid)
+                            .unwrap(),
+                        "{version} {rmid:?}"
+                    );
+                }
+                let stamped = encode(&with_timestamp(&req, 5), version);
+                assert_eq!(
+                    inject_default_timestamp_both(version, &stamped, TS, &[1], None).unwrap(),
+                    None,
+                    "the client's timestamp wins"
+                );
+            }
+        }
+        let v4 = ProtocolVersion::V4;
+        let body = encode(&requests(v4)[2], v4);
+        assert!(matches!(
+            inject_default_timestamp_both(v4, &body, TS, &[1], Some(&[2])),
+            Err(RewriteError::ResultMetadataIdBeforeV5 { .. })
+        ));
     }
 
     #[test]
