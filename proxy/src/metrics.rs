@@ -29,7 +29,7 @@ use ferry_cql::response::error::ErrorCode;
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder, local::LocalHistogram,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::completion::plain_body;
@@ -398,13 +398,12 @@ impl ClusterMetrics {
             counts: [0; 3],
             inflight: self.inflight.clone(),
             released: 0,
-            duration: self.duration.each_ref().map(Histogram::local),
         }
     }
 
     /// [`ClusterMetrics::completed`] for an answer read in a batch: a success is counted in
-    /// `batch` until [`BatchMeter::flush`]; an ERROR answer goes to the shared metrics at once
-    /// (rare, and labelled).
+    /// `batch` until [`BatchMeter::flush`] and timed at once; an ERROR answer goes to the
+    /// shared metrics at once (rare, and labelled).
     pub(crate) fn completed_in(
         &self,
         batch: &mut BatchMeter,
@@ -417,7 +416,7 @@ impl ClusterMetrics {
             Ok(env) if env.header.opcode != ferry_cql::protocol::Opcode::Error => {
                 let k = class as usize;
                 batch.counts[k] += 1;
-                batch.duration[k].observe(elapsed.as_secs_f64());
+                self.duration[k].observe(elapsed.as_secs_f64());
             }
             _ => self.completed(class, result, elapsed, compression),
         }
@@ -498,9 +497,10 @@ impl ClusterMetrics {
 
 /// One backend reader's counts for the read batch at hand, added to its cluster's shared
 /// metrics when the batch ends ([`BatchMeter::flush`], before the reader waits again; and when
-/// dropped): each shared update is a few atomic operations (a histogram observation four, and a
-/// CAS loop for its sum), and under load a batch holds tens of answers. Between flushes
-/// `/metrics` lags by at most the batch being worked through.
+/// dropped): each shared update is an atomic operation, and under load a batch holds tens of
+/// answers. Between flushes `/metrics` lags by at most the batch being worked through.
+/// Latencies are not batched: the library's local histogram keeps a bucket array per kind on
+/// the heap, about 1 KiB per client connection (two backend readers), busy or idle.
 #[derive(Debug)]
 pub(crate) struct BatchMeter {
     requests: [IntCounter; 3],
@@ -509,8 +509,6 @@ pub(crate) struct BatchMeter {
     inflight: IntGauge,
     /// Stream ids freed and not yet taken off `inflight`.
     released: i64,
-    /// Flushed by the library too when dropped.
-    duration: [LocalHistogram; 3],
 }
 
 impl BatchMeter {
@@ -520,9 +518,6 @@ impl BatchMeter {
             if *n > 0 {
                 counter.inc_by(std::mem::take(n));
             }
-        }
-        for local in &self.duration {
-            local.flush();
         }
         if self.released > 0 {
             self.inflight.sub(std::mem::take(&mut self.released));
@@ -1038,6 +1033,12 @@ mod tests {
         assert!(
             text.contains(&format!("{reads} 1\n")),
             "the ERROR at once: {text}"
+        );
+        assert!(
+            text.contains(
+                "ferry_proxy_request_duration_seconds_count{cluster=\"origin\",kind=\"read\"} 2"
+            ),
+            "answers are timed at once"
         );
         assert!(text.contains("ferry_proxy_inflight_requests{cluster=\"origin\"} 3"));
         batch.flush();
