@@ -413,6 +413,8 @@ impl Admin {
                         "remigrations_requested": s.remigrations_requested,
                         "awaiting_ack": s.awaiting_ack,
                         "refused": s.refused,
+                        "refused_not_now": s.refused_not_now,
+                        "held": s.repairs_held,
                         "unrepairable": s.unrepairable,
                     })
                 }),

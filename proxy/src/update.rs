@@ -8,9 +8,12 @@
 //!     every second, while a migrator is connected and earlier requests are answered:
 //!        RepairLog::take ─► per table: RepairPartitions (keys, split to fit frames)
 //!                                      + Remigrate when some failures have no key
-//!                        ─► acknowledged (Status::oldest_queued passed their ids)
+//!                        ─► acknowledged (Status::oldest_queued passed their ids, and every
+//!                           Nacked event the channel counted is handled)
 //!                           ─► RepairLog::settle: they leave the pending count
 //!  session: ALTER TABLE succeeded ─► UpdateLink::remigrate ─► Remigrate{table}
+//!  Nacked(repair request, not_now) ─► RepairLog::restore (still pending) ─► held until the
+//!                                     next Connected or NOT_NOW_RETRY ─► sent again
 //!  Nacked(Remigrate, not_now) ─► waiting (one per table) ─► Connected: sent again
 //!  Nacked(Remigrate, never)   ─► dropped, logged
 //! ```
@@ -18,8 +21,15 @@
 //! Repairs are handed to the channel only while a migrator is connected and the previous round
 //! is answered: while none is, failures wait in the repair log (bounded there, with the count
 //! of what it had to drop), not in the channel's queue, so a long absence costs no more memory
-//! than the log's bound. A `Nack` (the migrator cannot repair that table) settles the request
-//! too: it is counted in `/status` as refused and logged.
+//! than the log's bound. A `Nack` for good ([`Refusal::Never`]: the migrator can never repair
+//! that table) settles the request too: it is counted in `/status` as refused and logged.
+//!
+//! A repair refused as "not now" ([`Refusal::NotNow`]: the migrator is exiting, or cannot
+//! reach origin) is not lost: its failures go back to the repair log, still pending (`/status`
+//! `repairs.pending`, `ferry_proxy_repairs_pending`, counted in `refused_not_now`), and repairs
+//! are held (`held`) until another migrator connects or [`NOT_NOW_RETRY`] passes, then sent
+//! again. The log's bound applies: its list keeps the newest 10,000 failures with their keys,
+//! and failures pushed out of it are repaired by re-migrating their table.
 //!
 //! A re-migration is never lost to a peer that cannot take it: `ferry validate`, or a one-shot
 //! `ferry migrate` whose job has ended, refuses it as "not now" ([`Refusal::NotNow`]); the
@@ -27,15 +37,15 @@
 //! older) and goes to the next migrator that connects, until one takes it. Only a "never"
 //! (origin has no such table) drops it.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_update::{
-    Channel, ChannelConfig, Event, Events, Message, Refusal, Role, ServerTls, ServerTlsFiles,
-    Status, TableName,
+    Channel, ChannelConfig, Event, Events, Message, PartitionKey, Refusal, Role, ServerTls,
+    ServerTlsFiles, Status, TableName,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -52,6 +62,10 @@ const MAX_FRAME: usize = 1 << 20;
 /// Re-migrations waiting for a migrator that can take them: one per table, so the proxy's
 /// table bound.
 const MAX_WAITING: usize = migration::MAX_TRACKED_TABLES;
+/// After a repair refused as "not now", repairs wait this long for the same migrator (or
+/// until another one connects): a migrator that cannot reach origin, or is exiting, would
+/// refuse them again at once.
+const NOT_NOW_RETRY: Duration = Duration::from_secs(30);
 
 /// Why the Update listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +82,12 @@ pub enum UpdateStartError {
 struct Awaiting {
     id: u64,
     table: Arc<str>,
-    /// Failures it settles once answered (0 for all but a table's last message).
+    /// Failures it settles once acknowledged: those whose key it names (a `Remigrate`: those
+    /// without a key).
     failures: u64,
+    /// Of those, the ones still listed, given back to the repair log if the migrator says
+    /// "not now".
+    listed: Vec<TargetWriteFailure>,
 }
 
 /// Counts for `/status`.
@@ -79,8 +97,11 @@ struct Counts {
     partitions_requested: AtomicU64,
     /// Tables sent for re-migration: failures without a key, and ALTER TABLE.
     remigrations_requested: AtomicU64,
-    /// Repair requests the migrator refused.
+    /// Repair requests the migrator refused for good.
     refused: AtomicU64,
+    /// Repair requests the migrator refused as "not now": their failures went back to the
+    /// repair log, still pending.
+    refused_not_now: AtomicU64,
     /// Failures no request can name: a write over several tables.
     unrepairable: AtomicU64,
 }
@@ -93,6 +114,10 @@ pub(crate) struct LinkStatus {
     pub partitions_requested: u64,
     pub remigrations_requested: u64,
     pub refused: u64,
+    pub refused_not_now: u64,
+    /// Repairs are held after a "not now" until another migrator connects or the retry delay
+    /// passes.
+    pub repairs_held: bool,
     pub unrepairable: u64,
     /// Failures sent and not yet acknowledged.
     pub awaiting_ack: u64,
@@ -108,6 +133,11 @@ pub(crate) struct UpdateLink {
     awaiting: Mutex<VecDeque<Awaiting>>,
     /// Re-migrations a peer refused as "not now": (table, reason), oldest first.
     waiting: Mutex<VecDeque<(TableName, String)>>,
+    /// Repairs are not sent before this (a migrator refused one as "not now").
+    held_until: Mutex<Option<Instant>>,
+    /// `Nacked` events handled, to compare with the channel's `nacked_total`: an answer the
+    /// link has not seen yet must not be settled as an acknowledgement.
+    nacks_handled: AtomicU64,
     counts: Counts,
 }
 
@@ -139,6 +169,8 @@ impl UpdateLink {
             listen,
             awaiting: Mutex::default(),
             waiting: Mutex::default(),
+            held_until: Mutex::default(),
+            nacks_handled: AtomicU64::new(0),
             counts: Counts::default(),
         });
         let task = tokio::spawn(run(
@@ -234,6 +266,8 @@ impl UpdateLink {
             partitions_requested: get(&self.counts.partitions_requested),
             remigrations_requested: get(&self.counts.remigrations_requested),
             refused: get(&self.counts.refused),
+            refused_not_now: get(&self.counts.refused_not_now),
+            repairs_held: self.held(),
             unrepairable: get(&self.counts.unrepairable),
             awaiting_ack,
             remigrations_waiting: self
@@ -251,6 +285,11 @@ impl UpdateLink {
         let Some(status) = self.channel_status() else {
             return;
         };
+        if status.nacked_total > self.nacks_handled.load(Ordering::Relaxed) {
+            // A refusal is on its way as an event: settle once it is handled (next tick), or
+            // a "not now" would be taken for an acknowledgement.
+            return;
+        }
         let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(a) = awaiting.front() {
             if status.oldest_queued.is_some_and(|oldest| a.id >= oldest) {
@@ -261,9 +300,48 @@ impl UpdateLink {
         }
     }
 
+    fn held(&self) -> bool {
+        self.held_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// A repair request the migrator refused as "not now": its failures go back to the repair
+    /// log (still pending; bounded by the log, whose list keeps the newest failures and
+    /// sends a table with more for re-migration), and repairs wait for another migrator or
+    /// [`NOT_NOW_RETRY`]. Returns false when `id` is not a repair request.
+    fn not_now(&self, repairs: &RepairLog, id: u64) -> bool {
+        let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(i) = awaiting.iter().position(|a| a.id == id) else {
+            return false;
+        };
+        let Some(a) = awaiting.remove(i) else {
+            return false;
+        };
+        drop(awaiting);
+        repairs.restore(&a.table, a.failures, a.listed);
+        self.counts.refused_not_now.fetch_add(1, Ordering::Relaxed);
+        *self.held_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + NOT_NOW_RETRY);
+        true
+    }
+
+    /// A migrator connected: held repairs and waiting re-migrations go to it.
+    fn migrator_connected(&self) {
+        self.held_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.send_waiting();
+    }
+
     /// Sends what the repair log holds, once the previous round is answered and a migrator is
-    /// connected.
+    /// connected (and has not just refused repairs as "not now").
     fn send_repairs(&self, repairs: &RepairLog) {
+        if self.held() {
+            return;
+        }
         let connected = self.channel_status().is_some_and(|s| s.peer.is_some());
         let idle = self
             .awaiting
@@ -298,35 +376,79 @@ impl UpdateLink {
             repairs.settle(&table, count);
             return;
         };
+        let (keyed, mut keyless_listed): (Vec<_>, Vec<_>) =
+            failures.into_iter().partition(|f| f.key.is_some());
         let mut keys = Vec::new();
-        for f in &failures {
+        for f in &keyed {
             if let Some(k) = &f.key
                 && !keys.contains(k)
             {
                 keys.push(k.clone());
             }
         }
-        let keyed = failures.iter().filter(|f| f.key.is_some()).count() as u64;
-        let keyless = count - keyed.min(count);
+        let keyless = count - (keyed.len() as u64).min(count);
         let n_keys = keys.len() as u64;
-        let mut messages = Message::repair_batches(&name, keys, MAX_FRAME);
+        // Each message with the failures it settles.
+        let mut keyed = keyed;
+        let mut messages: Vec<(Message, Vec<TargetWriteFailure>)> =
+            Message::repair_batches(&name, keys, MAX_FRAME)
+                .into_iter()
+                .map(|m| {
+                    let listed = match &m {
+                        Message::RepairPartitions { partitions, .. } => {
+                            let named: HashSet<&PartitionKey> = partitions.iter().collect();
+                            let (mine, rest) = std::mem::take(&mut keyed)
+                                .into_iter()
+                                .partition(|f| f.key.as_ref().is_some_and(|k| named.contains(k)));
+                            keyed = rest;
+                            mine
+                        }
+                        _ => Vec::new(),
+                    };
+                    (m, listed)
+                })
+                .collect();
         if keyless > 0 {
-            messages.push(Message::Remigrate {
-                table: name,
-                reason: format!(
-                    "{keyless} target write failures whose partition keys the proxy could not \
-                     record (QUERY text, BATCH, protocol v3, or more than the 10,000 kept)"
-                ),
-            });
+            messages.push((
+                Message::Remigrate {
+                    table: name,
+                    reason: format!(
+                        "{keyless} target write failures whose partition keys the proxy could \
+                         not record (QUERY text, BATCH, protocol v3, or more than the 10,000 kept)"
+                    ),
+                },
+                std::mem::take(&mut keyless_listed),
+            ));
         }
-        let mut ids = Vec::with_capacity(messages.len());
-        for message in messages {
+        let mut sent = Vec::with_capacity(messages.len());
+        let mut left = count;
+        let mut messages = messages.into_iter();
+        while let Some((message, listed)) = messages.next() {
+            let failures = if matches!(message, Message::Remigrate { .. }) {
+                keyless
+            } else {
+                listed.len() as u64
+            };
             match self.send(message) {
-                Ok(id) => ids.push(id),
+                Ok(id) => {
+                    let failures = failures.min(left);
+                    left -= failures;
+                    sent.push(Awaiting {
+                        id,
+                        table: table.clone(),
+                        failures,
+                        listed,
+                    });
+                }
                 Err(e) => {
                     tracing::warn!(%table, error = %e, "cannot send a repair request; kept for later");
                     // Sent parts are repeated next time: a repair is safe to run twice.
-                    repairs.restore(&table, count, failures);
+                    let listed = sent
+                        .into_iter()
+                        .flat_map(|a| a.listed)
+                        .chain(listed)
+                        .chain(messages.flat_map(|(_, l)| l));
+                    repairs.restore(&table, count, listed.collect());
                     return;
                 }
             }
@@ -339,15 +461,14 @@ impl UpdateLink {
                 .remigrations_requested
                 .fetch_add(1, Ordering::Relaxed);
         }
-        let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
-        let last = ids.len().saturating_sub(1);
-        for (i, id) in ids.into_iter().enumerate() {
-            awaiting.push_back(Awaiting {
-                id,
-                table: table.clone(),
-                failures: if i == last { count } else { 0 },
-            });
+        if let Some(last) = sent.last_mut() {
+            // Whatever is not attributed (never, when the counts agree) goes with the last.
+            last.failures += left;
         }
+        self.awaiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(sent);
     }
 
     async fn close(&self) {
@@ -375,7 +496,7 @@ async fn run(
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(event) => handle(&link, event, &migration, &gauges),
+                Some(event) => handle(&link, event, &migration, &repairs, &gauges),
                 None => break,
             },
             _ = tick.tick() => {
@@ -389,7 +510,13 @@ async fn run(
     link.close().await;
 }
 
-fn handle(link: &UpdateLink, event: Event, migration: &Migration, gauges: &MigrationFamilies) {
+fn handle(
+    link: &UpdateLink,
+    event: Event,
+    migration: &Migration,
+    repairs: &RepairLog,
+    gauges: &MigrationFamilies,
+) {
     match event {
         Event::Message(delivery) => match migration.apply(delivery.message()) {
             Ok(()) => {
@@ -404,7 +531,7 @@ fn handle(link: &UpdateLink, event: Event, migration: &Migration, gauges: &Migra
         Event::Connected(peer) => {
             gauges.set_connected(true);
             tracing::info!(%peer, "migrator connected over the Update channel");
-            link.send_waiting();
+            link.migrator_connected();
         }
         Event::Disconnected { peer, reason } => {
             gauges.set_connected(false);
@@ -419,18 +546,25 @@ fn handle(link: &UpdateLink, event: Event, migration: &Migration, gauges: &Migra
             message,
             reason,
             refusal,
-        } => match (message, refusal) {
-            (Message::Remigrate { table, reason: why }, Refusal::NotNow) => {
-                tracing::info!(id, %table, %reason, "the migrator cannot re-migrate the table now; kept for the next migrator");
-                link.wait_for_migrator(table, why);
-            }
-            (message, refusal) => {
-                if matches!(message, Message::RepairPartitions { .. }) {
-                    link.counts.refused.fetch_add(1, Ordering::Relaxed);
+        } => {
+            match (message, refusal) {
+                // A repair's (its keys, or its table when keys are missing): back to the log.
+                (message, Refusal::NotNow) if link.not_now(repairs, id) => {
+                    tracing::info!(id, kind = message.kind(), %reason, "the migrator cannot repair now; kept pending for another migrator or a retry");
                 }
-                tracing::warn!(id, kind = message.kind(), %reason, %refusal, "the migrator refused a request; dropped");
+                (Message::Remigrate { table, reason: why }, Refusal::NotNow) => {
+                    tracing::info!(id, %table, %reason, "the migrator cannot re-migrate the table now; kept for the next migrator");
+                    link.wait_for_migrator(table, why);
+                }
+                (message, refusal) => {
+                    if matches!(message, Message::RepairPartitions { .. }) {
+                        link.counts.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::warn!(id, kind = message.kind(), %reason, %refusal, "the migrator refused a request; dropped");
+                }
             }
-        },
+            link.nacks_handled.fetch_add(1, Ordering::Relaxed);
+        }
         _ => {}
     }
 }

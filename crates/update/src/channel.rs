@@ -257,7 +257,10 @@ pub struct Status {
     /// Data frames written, redeliveries included.
     pub written_total: u64,
     pub acked_total: u64,
-    /// Messages the peer refused.
+    /// Messages the peer refused. Read together with `oldest_queued`: a refused message that
+    /// `oldest_queued` has passed is counted here, and its [`Event::Nacked`] is on its way
+    /// (even if the connection ends), so an application that counts the `Nacked` events it
+    /// handled knows whether every answer below `oldest_queued` it has not seen was an `Ack`.
     pub nacked_total: u64,
     /// Progress messages replaced by a newer one of the same table before being sent.
     pub coalesced_total: u64,
@@ -440,12 +443,14 @@ impl Channel {
     }
 
     pub fn status(&self) -> Status {
-        let (queued, in_flight, oldest_queued) = {
-            let outbox = self.shared.outbox();
-            (outbox.len(), outbox.in_flight(), outbox.oldest())
-        };
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Together: a refusal is counted under the same lock (see `Status::nacked_total`).
+        let (queued, in_flight, oldest_queued, nacked_total) = {
+            let outbox = self.shared.outbox();
+            let nacked = get(&c.nacked);
+            (outbox.len(), outbox.in_flight(), outbox.oldest(), nacked)
+        };
         Status {
             peer: self
                 .shared
@@ -459,7 +464,7 @@ impl Channel {
             queued_total: get(&c.queued),
             written_total: get(&c.written),
             acked_total: get(&c.acked),
-            nacked_total: get(&c.nacked),
+            nacked_total,
             coalesced_total: get(&c.coalesced),
             dropped_total: get(&c.dropped),
             received_total: get(&c.received),

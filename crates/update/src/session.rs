@@ -466,21 +466,34 @@ where
                 reason,
                 refusal,
             } => {
-                let entry = shared.outbox().answered(id);
+                let entry = {
+                    let mut outbox = shared.outbox();
+                    let entry = outbox.answered(id);
+                    // Counted under the outbox's lock: `Status` reads both together, so a
+                    // message `oldest_queued` has passed is in `nacked_total` if refused.
+                    if entry.is_some() {
+                        Counters::add(&shared.counters.nacked, 1);
+                    }
+                    entry
+                };
                 if let Some(entry) = entry {
-                    Counters::add(&shared.counters.nacked, 1);
                     self.maybe_emptied();
                     tracing::warn!(
                         peer = %self.peer, id, kind = entry.message.kind(), %reason, %refusal,
                         "Update channel: {} refused {} {id} ({refusal}): {reason}", self.peer, entry.message.kind()
                     );
-                    self.wait(shared.emit(Event::Nacked {
+                    let mut emit = std::pin::pin!(shared.emit(Event::Nacked {
                         id,
                         message: entry.message,
                         reason,
                         refusal,
-                    }))
-                    .await?;
+                    }));
+                    if let Err(end) = self.wait(emit.as_mut()).await {
+                        // Counted, so handed over even as this connection ends (only a
+                        // closing channel stops it): the application may keep the message.
+                        emit.await;
+                        return Err(end);
+                    }
                 }
                 Ok(())
             }

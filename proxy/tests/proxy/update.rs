@@ -521,3 +521,81 @@ async fn a_remigration_refused_as_not_now_waits_for_the_next_migrator() {
     second.close().await;
     env.stop().await;
 }
+
+/// Waits until `/status` satisfies `done`.
+async fn until_status(admin: SocketAddr, what: &str, done: impl Fn(&Value) -> bool) {
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while !done(&status(admin).await) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        panic!("never {what}: {}", status(admin).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_refused_as_not_now_stays_pending_for_the_next_migrator() {
+    let env = env(200, |c| {
+        c.target_failure_policy = TargetFailurePolicy::BestEffort
+    })
+    .await;
+    let admin = env.proxy.admin_addr();
+    let client = scylla(env.proxy.local_addr()).await;
+    schema(&client, &["CREATE TABLE ks.r (k int PRIMARY KEY, v text)"]).await;
+    let insert = client
+        .prepare("INSERT INTO ks.r (k, v) VALUES (?, ?)")
+        .await
+        .unwrap();
+    env.target.node(0).faults().add(
+        RequestMatcher::any().opcode(Opcode::Execute),
+        FaultAction::Error(faults::overloaded()),
+    );
+    for (k, v) in [(1, "a"), (1, "b"), (2, "c")] {
+        client.execute_unpaged(&insert, (k, v)).await.unwrap();
+    }
+    assert_eq!(env.proxy.repairs().pending(), 3);
+    let expected = Message::RepairPartitions {
+        table: table("r"),
+        partitions: vec![PartitionKey::new(["1"]), PartitionKey::new(["2"])],
+    };
+
+    // A migrator that cannot repair now (exiting, origin out of its reach).
+    let (first, mut events) = migrator(env.proxy.update_addr().unwrap()).await;
+    let d = request(&mut events).await;
+    assert_eq!(d.message(), &expected);
+    d.refuse("the migrator is exiting", Refusal::NotNow);
+    until_status(admin, "counted as refused not now", |s| {
+        s["repairs"]["requests"]["refused_not_now"] == 1
+    })
+    .await;
+    let s = status(admin).await;
+    let requests = &s["repairs"]["requests"];
+    assert_eq!(s["repairs"]["pending"], 3, "{s}");
+    assert_eq!(s["repairs"]["tables"]["ks.r"]["pending"], 3, "{s}");
+    assert_eq!(requests["held"], true, "{s}");
+    assert_eq!(requests["refused"], 0, "{s}");
+    assert_eq!(requests["awaiting_ack"], 0, "{s}");
+    let (_, metrics) = http(admin, "GET", "/metrics", None, "").await;
+    assert!(
+        metrics.contains("ferry_proxy_repairs_pending 3"),
+        "{metrics}"
+    );
+    first.close().await;
+    drop(events);
+
+    // The next migrator gets the same partitions; its acknowledgement settles all three.
+    let (second, mut events) = migrator(env.proxy.update_addr().unwrap()).await;
+    let d = request(&mut events).await;
+    assert_eq!(d.message(), &expected);
+    assert_eq!(status(admin).await["repairs"]["requests"]["held"], false);
+    d.ack();
+    until_status(admin, "settled", |s| s["repairs"]["pending"] == 0).await;
+    let s = status(admin).await;
+    assert_eq!(s["repairs"]["requests"]["partitions_requested"], 4, "{s}");
+    assert_eq!(s["repairs"]["requests"]["refused_not_now"], 1, "{s}");
+    drop(client);
+    second.close().await;
+    env.stop().await;
+}
