@@ -4,7 +4,9 @@
 //! ```text
 //!  Channel::listen(update.listen) ─► Events ─► link task:
 //!     Message(JobStarted, TableProgress, …) ─► Migration::apply ─► ack (or nack with the reason)
-//!     Connected / Disconnected ─► ferry_proxy_migrator_connected
+//!     Message(TableValidated) from a validate peer ─► Migration::apply; anything else from it
+//!        ─► nack (job state is the migrate peer's to report)
+//!     Connected / Disconnected of the migrate peer ─► ferry_proxy_migrator_connected
 //!     every second, while a migrator is connected and earlier requests are answered:
 //!        RepairLog::take ─► per table: RepairPartitions (keys, split to fit frames)
 //!                                      + Remigrate when some failures have no key
@@ -31,6 +33,13 @@
 //! again. The log's bound applies: its list keeps the newest 10,000 failures with their keys,
 //! and failures pushed out of it are repaired by re-migrating their table.
 //!
+//! **Two peers.** `ferry migrate` and `ferry validate` both dial in as migrators; their Hello
+//! names the purpose (`migrate`, or absent from older builds; `validate`). The channel keeps
+//! one connection per purpose, so a validate run never displaces the serving migrator: it only
+//! reports `TableValidated`, while re-migrations and repairs go to the `migrate` peer alone
+//! (the channel's queue is the `migrate` peer's). `/status` shows both (`migrator`,
+//! `validator`).
+//!
 //! A re-migration is never lost to a peer that cannot take it: `ferry validate`, or a one-shot
 //! `ferry migrate` whose job has ended, refuses it as "not now" ([`Refusal::NotNow`]); the
 //! request then waits here (listed in `/status`, one per table, a newer reason replacing the
@@ -44,8 +53,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_update::{
-    Channel, ChannelConfig, Event, Events, Message, PartitionKey, Refusal, Role, ServerTls,
-    ServerTlsFiles, Status, TableName,
+    Channel, ChannelConfig, Event, Events, Message, PartitionKey, Purpose, Refusal, Role,
+    ServerTls, ServerTlsFiles, Status, TableName,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -518,6 +527,19 @@ fn handle(
     gauges: &MigrationFamilies,
 ) {
     match event {
+        Event::Message(delivery)
+            if !delivery.peer().purpose.is_migrate()
+                && !matches!(delivery.message(), Message::TableValidated { .. }) =>
+        {
+            // A validate run reporting a job would overwrite the serving migrator's.
+            let reason = format!(
+                "{} is reported by the migrate peer; a {} peer reports only table_validated",
+                delivery.message().kind(),
+                delivery.peer().purpose
+            );
+            tracing::info!(peer = %delivery.peer(), %reason, "Update: refused");
+            delivery.nack(reason);
+        }
         Event::Message(delivery) => match migration.apply(delivery.message()) {
             Ok(()) => {
                 tracing::debug!(kind = delivery.message().kind(), "Update: applied");
@@ -528,14 +550,19 @@ fn handle(
                 delivery.nack(reason);
             }
         },
-        Event::Connected(peer) => {
+        Event::Connected(peer) if peer.purpose == Purpose::Migrate => {
             gauges.set_connected(true);
             tracing::info!(%peer, "migrator connected over the Update channel");
             link.migrator_connected();
         }
+        Event::Connected(peer) => {
+            tracing::info!(%peer, "{} peer connected over the Update channel", peer.purpose);
+        }
         Event::Disconnected { peer, reason } => {
-            gauges.set_connected(false);
-            tracing::info!(%peer, %reason, "migrator disconnected from the Update channel");
+            if peer.purpose == Purpose::Migrate {
+                gauges.set_connected(false);
+            }
+            tracing::info!(%peer, %reason, "{} peer disconnected from the Update channel", peer.purpose);
         }
         Event::Refused { reason, by_peer } => {
             // A migrator of an incompatible build, or a second one: the operator must act.

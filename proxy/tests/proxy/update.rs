@@ -1,7 +1,8 @@
 //! The proxy's end of the Update channel, against a fake migrator made from
 //! `ferry_update::Channel::dial`: reported state in `/status` and `/metrics`, dual reads only on
 //! backfilled tables, repair requests for best-effort target failures, re-migration after ALTER
-//! TABLE, and the cutover gate on `PUT /primary`. Addresses 127.0.130–134.x and 127.0.190.x.
+//! TABLE, and the cutover gate on `PUT /primary`. Addresses 127.0.130–134.x, 127.0.190.x and
+//! 127.0.200–202.x.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use ferry_proxy::settings::{ReadMode, TargetFailurePolicy};
 use ferry_sim::server::faults;
 use ferry_sim::server::{FaultAction, RequestMatcher};
 use ferry_update::{
-    Channel, ChannelConfig, Delivery, Event, Events, Message, PartitionKey, Refusal, Role,
+    Channel, ChannelConfig, Delivery, Event, Events, Message, PartitionKey, Purpose, Refusal, Role,
     TableName,
 };
 use scylla::client::session::Session;
@@ -35,12 +36,15 @@ async fn env(net: u8, adjust: impl FnOnce(&mut ferry_proxy::config::ProxyConfig)
 
 /// A migrator that only speaks the channel.
 async fn migrator(proxy: SocketAddr) -> (Channel, Events) {
-    let (channel, mut events) = Channel::dial(
-        ChannelConfig::new(Role::Migrator, "fake-migrator"),
-        proxy.to_string(),
-        None,
-    )
-    .unwrap();
+    peer(proxy, Purpose::Migrate).await
+}
+
+/// A fake migrator of `purpose`, connected; every one has the same name, as `ferry migrate`
+/// and `ferry validate` do.
+async fn peer(proxy: SocketAddr, purpose: Purpose) -> (Channel, Events) {
+    let mut config = ChannelConfig::new(Role::Migrator, "fake-migrator");
+    config.purpose = purpose;
+    let (channel, mut events) = Channel::dial(config, proxy.to_string(), None).unwrap();
     loop {
         match tokio::time::timeout(PATIENCE, events.recv()).await.unwrap() {
             Some(Event::Connected(_)) => return (channel, events),
@@ -597,5 +601,97 @@ async fn a_repair_refused_as_not_now_stays_pending_for_the_next_migrator() {
     assert_eq!(s["repairs"]["requests"]["refused_not_now"], 1, "{s}");
     drop(client);
     second.close().await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validate_run_reports_beside_the_migrator_without_displacing_it() {
+    let env = env(202, |_| {}).await;
+    let admin = env.proxy.admin_addr();
+    let client = scylla(env.proxy.local_addr()).await;
+    schema(&client, &["CREATE TABLE ks.t (k int PRIMARY KEY, v text)"]).await;
+    let (m, mut mev) = migrator(env.proxy.update_addr().unwrap()).await;
+    report(
+        &m,
+        [
+            Message::JobStarted {
+                job: "job-1".into(),
+                tables: vec![table("t")],
+            },
+            Message::TableBackfilled {
+                table: table("t"),
+                rows: 5,
+            },
+        ],
+    )
+    .await;
+
+    let (v, _vev) = peer(env.proxy.update_addr().unwrap(), Purpose::Validate).await;
+    until_channel(admin, "showing both peers", |c| {
+        c["migrator"]["name"] == "fake-migrator" && c["validator"]["name"] == "fake-migrator"
+    })
+    .await;
+    // Its results count for the cutover; a job report from it is refused.
+    report(
+        &v,
+        [Message::TableValidated {
+            table: table("t"),
+            rows_checked: 5,
+            mismatches: 0,
+        }],
+    )
+    .await;
+    assert_eq!(
+        status(admin).await["migration"]["tables"]["ks.t"]["phase"],
+        "validated"
+    );
+    v.send(Message::JobStarted {
+        job: "validate".into(),
+        tables: vec![],
+    })
+    .unwrap();
+    tokio::time::timeout(PATIENCE, v.flushed()).await.unwrap();
+    assert_eq!(v.status().nacked_total, 1);
+    assert_eq!(status(admin).await["migration"]["job"]["name"], "job-1");
+
+    // Requests go to the migrator, which was never displaced.
+    client
+        .query_unpaged("ALTER TABLE ks.t ADD w int", &[])
+        .await
+        .unwrap();
+    let d = request(&mut mev).await;
+    assert!(matches!(d.message(), Message::Remigrate { table: t, .. } if *t == table("t")));
+    d.ack();
+    until_channel(admin, "the re-migration answered", |c| c["queued"] == 0).await;
+    assert_eq!(
+        m.status().connects_total,
+        1,
+        "the migrator never reconnected"
+    );
+    assert_eq!(
+        v.status().received_total,
+        0,
+        "nothing was sent to the validate peer"
+    );
+    let (_, metrics) = http(admin, "GET", "/metrics", None, "").await;
+    assert!(
+        metrics.contains("ferry_proxy_migrator_connected 1"),
+        "{metrics}"
+    );
+
+    // The validate run ends; the migrator stays.
+    v.close().await;
+    until_channel(admin, "the validator gone", |c| c["validator"].is_null()).await;
+    assert_eq!(
+        channel_status(admin).await["migrator"]["name"],
+        "fake-migrator"
+    );
+    let (_, metrics) = http(admin, "GET", "/metrics", None, "").await;
+    assert!(
+        metrics.contains("ferry_proxy_migrator_connected 1"),
+        "{metrics}"
+    );
+    drop(client);
+    m.close().await;
     env.stop().await;
 }
