@@ -90,7 +90,21 @@ async fn status(admin: SocketAddr) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-async fn schema(client: &Session, tables: &[&str]) {
+/// Two tables of one row type, for the tests that need a second table.
+const T_AND_U: [&str; 2] = [
+    "CREATE TABLE ks.t (k int PRIMARY KEY, v text)",
+    "CREATE TABLE ks.u (k int PRIMARY KEY, v text)",
+];
+
+/// The proxy of [`env`], a driver session through it, and keyspace `ks` with `tables` (their
+/// CREATE TABLE statements) made through the proxy, so on both clusters.
+async fn env_with_tables(
+    net: u8,
+    adjust: impl FnOnce(&mut ferry_proxy::config::ProxyConfig),
+    tables: &[&str],
+) -> (Env, Session) {
+    let env = env(net, adjust).await;
+    let client = scylla(env.proxy.local_addr()).await;
     client
         .query_unpaged(
             "CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
@@ -101,6 +115,7 @@ async fn schema(client: &Session, tables: &[&str]) {
     for t in tables {
         client.query_unpaged(*t, &[]).await.unwrap();
     }
+    (env, client)
 }
 
 async fn compared(env: &Env, table: &str) -> u64 {
@@ -120,17 +135,8 @@ async fn until_compared(env: &Env, table: &str, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reported_state_shows_and_dual_reads_wait_for_backfill() {
-    let env = env(130, |c| c.read_mode = ReadMode::DualAsync).await;
+    let (env, client) = env_with_tables(130, |c| c.read_mode = ReadMode::DualAsync, &T_AND_U).await;
     let admin = env.proxy.admin_addr();
-    let client = scylla(env.proxy.local_addr()).await;
-    schema(
-        &client,
-        &[
-            "CREATE TABLE ks.t (k int PRIMARY KEY, v text)",
-            "CREATE TABLE ks.u (k int PRIMARY KEY, v text)",
-        ],
-    )
-    .await;
     client
         .query_unpaged("INSERT INTO ks.t (k, v) VALUES (1, 'a')", &[])
         .await
@@ -230,17 +236,13 @@ async fn reported_state_shows_and_dual_reads_wait_for_backfill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn best_effort_target_failures_become_repair_requests() {
-    let env = env(131, |c| {
-        c.target_failure_policy = TargetFailurePolicy::BestEffort
-    })
-    .await;
-    let admin = env.proxy.admin_addr();
-    let client = scylla(env.proxy.local_addr()).await;
-    schema(
-        &client,
+    let (env, client) = env_with_tables(
+        131,
+        |c| c.target_failure_policy = TargetFailurePolicy::BestEffort,
         &["CREATE TABLE ks.p (a text, b int, c int, v text, PRIMARY KEY ((a, b), c))"],
     )
     .await;
+    let admin = env.proxy.admin_addr();
     let insert = client
         .prepare("INSERT INTO ks.p (c, v, b, a) VALUES (?, ?, ?, ?)")
         .await
@@ -321,9 +323,7 @@ async fn best_effort_target_failures_become_repair_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alter_table_through_the_proxy_asks_for_remigration() {
-    let env = env(132, |_| {}).await;
-    let client = scylla(env.proxy.local_addr()).await;
-    schema(&client, &["CREATE TABLE ks.t (k int PRIMARY KEY, v text)"]).await;
+    let (env, client) = env_with_tables(132, |_| {}, &T_AND_U[..1]).await;
     // Before a migrator connects: queued, delivered once it does.
     client
         .query_unpaged("ALTER TABLE ks.t ADD w int", &[])
@@ -459,17 +459,8 @@ async fn until_channel(admin: SocketAddr, what: &str, done: impl Fn(&Value) -> b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remigration_refused_as_not_now_waits_for_the_next_migrator() {
-    let env = env(190, |_| {}).await;
+    let (env, client) = env_with_tables(190, |_| {}, &T_AND_U).await;
     let admin = env.proxy.admin_addr();
-    let client = scylla(env.proxy.local_addr()).await;
-    schema(
-        &client,
-        &[
-            "CREATE TABLE ks.t (k int PRIMARY KEY, v text)",
-            "CREATE TABLE ks.u (k int PRIMARY KEY, v text)",
-        ],
-    )
-    .await;
     let alter = |t: &'static str| {
         let client = &client;
         async move {
@@ -541,13 +532,13 @@ async fn until_status(admin: SocketAddr, what: &str, done: impl Fn(&Value) -> bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repair_refused_as_not_now_stays_pending_for_the_next_migrator() {
-    let env = env(200, |c| {
-        c.target_failure_policy = TargetFailurePolicy::BestEffort
-    })
+    let (env, client) = env_with_tables(
+        200,
+        |c| c.target_failure_policy = TargetFailurePolicy::BestEffort,
+        &["CREATE TABLE ks.r (k int PRIMARY KEY, v text)"],
+    )
     .await;
     let admin = env.proxy.admin_addr();
-    let client = scylla(env.proxy.local_addr()).await;
-    schema(&client, &["CREATE TABLE ks.r (k int PRIMARY KEY, v text)"]).await;
     let insert = client
         .prepare("INSERT INTO ks.r (k, v) VALUES (?, ?)")
         .await
@@ -606,10 +597,8 @@ async fn a_repair_refused_as_not_now_stays_pending_for_the_next_migrator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validate_run_reports_beside_the_migrator_without_displacing_it() {
-    let env = env(202, |_| {}).await;
+    let (env, client) = env_with_tables(202, |_| {}, &T_AND_U[..1]).await;
     let admin = env.proxy.admin_addr();
-    let client = scylla(env.proxy.local_addr()).await;
-    schema(&client, &["CREATE TABLE ks.t (k int PRIMARY KEY, v text)"]).await;
     let (m, mut mev) = migrator(env.proxy.update_addr().unwrap()).await;
     report(
         &m,
