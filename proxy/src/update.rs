@@ -516,7 +516,59 @@ async fn run(
         }
     }
     gauges.set_connected(false);
+    let waiting = link.status().remigrations_waiting;
+    let pending: Vec<(String, u64)> = repairs
+        .tables()
+        .into_iter()
+        .filter(|(_, c)| c.pending > 0)
+        .map(|(t, c)| (t.to_string(), c.pending))
+        .collect();
+    if let Some(lost) = unfinished(&waiting, &pending) {
+        tracing::warn!("{lost}");
+    }
     link.close().await;
+}
+
+/// Tables named in a shutdown warning, at most.
+const MAX_NAMED: usize = 20;
+
+/// What a stopping proxy has not handed to a migrator, which it keeps only in memory (see
+/// docs/architecture.md, "What a proxy restart forgets"); `None` when nothing.
+fn unfinished(waiting: &[String], pending: &[(String, u64)]) -> Option<String> {
+    if waiting.is_empty() && pending.is_empty() {
+        return None;
+    }
+    let names = |all: Vec<String>| {
+        let more = all.len().saturating_sub(MAX_NAMED);
+        let mut text = all
+            .into_iter()
+            .take(MAX_NAMED)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        text
+    };
+    let mut parts = Vec::new();
+    if !waiting.is_empty() {
+        parts.push(format!(
+            "re-migrations waiting for a migrator: {}",
+            names(waiting.to_vec())
+        ));
+    }
+    if !pending.is_empty() {
+        let failures: u64 = pending.iter().map(|(_, n)| n).sum();
+        parts.push(format!(
+            "{failures} target write failures not repaired: {}",
+            names(pending.iter().map(|(t, n)| format!("{t} ({n})")).collect())
+        ));
+    }
+    Some(format!(
+        "stopping with work for the migrator that only this process knew of ({}); run `ferry \
+         validate --repair` on these tables before the cutover",
+        parts.join("; ")
+    ))
 }
 
 fn handle(
@@ -593,5 +645,28 @@ fn handle(
             link.nacks_handled.fetch_add(1, Ordering::Relaxed);
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopping_proxy_names_what_it_forgets() {
+        assert_eq!(unfinished(&[], &[]), None);
+        assert_eq!(
+            unfinished(&["ks.t".into()], &[("ks.u".into(), 3), ("ks.v".into(), 1)]).as_deref(),
+            Some(
+                "stopping with work for the migrator that only this process knew of \
+                 (re-migrations waiting for a migrator: ks.t; 4 target write failures not \
+                 repaired: ks.u (3), ks.v (1)); run `ferry validate --repair` on these tables \
+                 before the cutover"
+            )
+        );
+        let many: Vec<String> = (0..MAX_NAMED + 2).map(|i| format!("ks.t{i}")).collect();
+        let text = unfinished(&many, &[]).unwrap();
+        assert!(text.contains("ks.t19 and 2 more);"), "{text}");
+        assert!(!text.contains("ks.t20"), "{text}");
     }
 }
