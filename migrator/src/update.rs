@@ -53,15 +53,20 @@
 //!   [`FLUSH_GRACE`] to be answered; requests arriving later wait in the proxy's queue for
 //!   the next migrator. A request that reaches a migrator already exiting is refused with
 //!   that reason.
-//! - **Peer name** [`CHANNEL_NAME`] for every migrator process: the proxy talks to one
-//!   migrator at a time and the same name replaces an older connection, so a `ferry
-//!   validate` run beside a `ferry migrate --serve` takes turns with it instead of being
-//!   refused until it exits.
+//! - **Peer name and purpose.** Every migrator process is [`CHANNEL_NAME`]; its Hello names
+//!   its [`Purpose`]: `ferry migrate` is `migrate`, `ferry validate` is `validate`. A proxy
+//!   keeps one connection per purpose, so a validate run connects beside a `ferry migrate
+//!   --serve` without displacing it, and the proxy's requests go to the `migrate` one only.
+//!   An older proxy ignores the purpose and sees one migrator: there the shared name makes
+//!   the two take turns (the newer connection replaces the older) rather than the second
+//!   being refused until the first exits.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+/// What a migrator process tells the proxies it is, for [`Link::start`].
+pub use ferry_update::Purpose;
 use ferry_update::{
     Channel, ChannelConfig, ClientTls, Delivery, Event as ChannelEvent, Events, Message,
     PartitionKey, Refusal, Role, SendError,
@@ -140,11 +145,13 @@ impl std::fmt::Debug for Link {
 
 impl Link {
     /// One channel per `config.update.proxies` (none configured: `None`), dialing until
-    /// [`Link::finish`]; requests wait for [`Link::answer`]. `serve`: a re-migration with no
-    /// job running starts one. `observer` hears of repairs (metrics, logs). Needs a Tokio
-    /// runtime.
+    /// [`Link::finish`]; requests wait for [`Link::answer`]. `purpose`: what this process
+    /// tells the proxies it is (`ferry validate`: [`Purpose::Validate`], which a proxy keeps
+    /// beside its migrator and sends no requests). `serve`: a re-migration with no job
+    /// running starts one. `observer` hears of repairs (metrics, logs). Needs a Tokio runtime.
     pub fn start(
         config: &MigratorConfig,
+        purpose: Purpose,
         serve: bool,
         observer: Arc<dyn Observer>,
     ) -> Result<Option<Arc<Self>>, UpdateError> {
@@ -156,7 +163,8 @@ impl Link {
         let (tx, rx) = mpsc::channel(REQUESTS_CAPACITY);
         let mut channels = Vec::new();
         for addr in &settings.proxies {
-            let config = ChannelConfig::new(Role::Migrator, CHANNEL_NAME);
+            let mut config = ChannelConfig::new(Role::Migrator, CHANNEL_NAME);
+            config.purpose = purpose;
             let (channel, events) =
                 Channel::dial(config, addr.clone(), tls.clone()).map_err(|source| {
                     UpdateError::Start {

@@ -413,6 +413,8 @@ impl Admin {
                         "remigrations_requested": s.remigrations_requested,
                         "awaiting_ack": s.awaiting_ack,
                         "refused": s.refused,
+                        "refused_not_now": s.refused_not_now,
+                        "held": s.repairs_held,
                         "unrepairable": s.unrepairable,
                     })
                 }),
@@ -448,15 +450,21 @@ fn migration_status(ctx: &Context) -> Value {
             (name.to_string(), state)
         })
         .collect();
+    let peer = |p: &ferry_update::Peer| {
+        json!({
+            "name": p.name,
+            "addr": p.addr.to_string(),
+            "protocol_version": p.protocol_version,
+        })
+    };
     let channel = ctx.update.as_ref().map(|u| {
         let s = u.status();
         json!({
             "listen": s.listen.to_string(),
-            "migrator": s.channel.peer.as_ref().map(|p| json!({
-                "name": p.name,
-                "addr": p.addr.to_string(),
-                "protocol_version": p.protocol_version,
-            })),
+            "migrator": s.channel.peer.as_ref().map(peer),
+            "validator": s.channel.other_peers.iter()
+                .find(|p| p.purpose == ferry_update::Purpose::Validate)
+                .map(peer),
             "queued": s.channel.queued,
             "received_total": s.channel.received_total,
             "acked_total": s.channel.acked_total,

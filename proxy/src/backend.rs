@@ -569,7 +569,7 @@ async fn read_loop(
         };
         let stream = env.stream();
         if stream < 0 {
-            events.deliver(env, version, compression);
+            events.deliver(env, compression);
             continue;
         }
         let released = {

@@ -221,12 +221,7 @@ pub(crate) enum EventRoute {
 }
 
 impl EventRoute {
-    pub(crate) fn deliver(
-        &self,
-        env: Envelope,
-        _version: ProtocolVersion,
-        compression: Option<Compression>,
-    ) {
+    pub(crate) fn deliver(&self, env: Envelope, compression: Option<Compression>) {
         let Self::SchemaChanges(sink) = self else {
             return;
         };

@@ -4,13 +4,18 @@
 //! ```text
 //!  Channel::listen(update.listen) ─► Events ─► link task:
 //!     Message(JobStarted, TableProgress, …) ─► Migration::apply ─► ack (or nack with the reason)
-//!     Connected / Disconnected ─► ferry_proxy_migrator_connected
+//!     Message(TableValidated) from a validate peer ─► Migration::apply; anything else from it
+//!        ─► nack (job state is the migrate peer's to report)
+//!     Connected / Disconnected of the migrate peer ─► ferry_proxy_migrator_connected
 //!     every second, while a migrator is connected and earlier requests are answered:
 //!        RepairLog::take ─► per table: RepairPartitions (keys, split to fit frames)
 //!                                      + Remigrate when some failures have no key
-//!                        ─► acknowledged (Status::oldest_queued passed their ids)
+//!                        ─► acknowledged (Status::oldest_queued passed their ids, and every
+//!                           Nacked event the channel counted is handled)
 //!                           ─► RepairLog::settle: they leave the pending count
 //!  session: ALTER TABLE succeeded ─► UpdateLink::remigrate ─► Remigrate{table}
+//!  Nacked(repair request, not_now) ─► RepairLog::restore (still pending) ─► held until the
+//!                                     next Connected or NOT_NOW_RETRY ─► sent again
 //!  Nacked(Remigrate, not_now) ─► waiting (one per table) ─► Connected: sent again
 //!  Nacked(Remigrate, never)   ─► dropped, logged
 //! ```
@@ -18,8 +23,22 @@
 //! Repairs are handed to the channel only while a migrator is connected and the previous round
 //! is answered: while none is, failures wait in the repair log (bounded there, with the count
 //! of what it had to drop), not in the channel's queue, so a long absence costs no more memory
-//! than the log's bound. A `Nack` (the migrator cannot repair that table) settles the request
-//! too: it is counted in `/status` as refused and logged.
+//! than the log's bound. A `Nack` for good ([`Refusal::Never`]: the migrator can never repair
+//! that table) settles the request too: it is counted in `/status` as refused and logged.
+//!
+//! A repair refused as "not now" ([`Refusal::NotNow`]: the migrator is exiting, or cannot
+//! reach origin) is not lost: its failures go back to the repair log, still pending (`/status`
+//! `repairs.pending`, `ferry_proxy_repairs_pending`, counted in `refused_not_now`), and repairs
+//! are held (`held`) until another migrator connects or [`NOT_NOW_RETRY`] passes, then sent
+//! again. The log's bound applies: its list keeps the newest 10,000 failures with their keys,
+//! and failures pushed out of it are repaired by re-migrating their table.
+//!
+//! **Two peers.** `ferry migrate` and `ferry validate` both dial in as migrators; their Hello
+//! names the purpose (`migrate`, or absent from older builds; `validate`). The channel keeps
+//! one connection per purpose, so a validate run never displaces the serving migrator: it only
+//! reports `TableValidated`, while re-migrations and repairs go to the `migrate` peer alone
+//! (the channel's queue is the `migrate` peer's). `/status` shows both (`migrator`,
+//! `validator`).
 //!
 //! A re-migration is never lost to a peer that cannot take it: `ferry validate`, or a one-shot
 //! `ferry migrate` whose job has ended, refuses it as "not now" ([`Refusal::NotNow`]); the
@@ -27,15 +46,15 @@
 //! older) and goes to the next migrator that connects, until one takes it. Only a "never"
 //! (origin has no such table) drops it.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_update::{
-    Channel, ChannelConfig, Event, Events, Message, Refusal, Role, ServerTls, ServerTlsFiles,
-    Status, TableName,
+    Channel, ChannelConfig, Event, Events, Message, PartitionKey, Purpose, Refusal, Role,
+    ServerTls, ServerTlsFiles, Status, TableName,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -52,6 +71,10 @@ const MAX_FRAME: usize = 1 << 20;
 /// Re-migrations waiting for a migrator that can take them: one per table, so the proxy's
 /// table bound.
 const MAX_WAITING: usize = migration::MAX_TRACKED_TABLES;
+/// After a repair refused as "not now", repairs wait this long for the same migrator (or
+/// until another one connects): a migrator that cannot reach origin, or is exiting, would
+/// refuse them again at once.
+const NOT_NOW_RETRY: Duration = Duration::from_secs(30);
 
 /// Why the Update listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +91,12 @@ pub enum UpdateStartError {
 struct Awaiting {
     id: u64,
     table: Arc<str>,
-    /// Failures it settles once answered (0 for all but a table's last message).
+    /// Failures it settles once acknowledged: those whose key it names (a `Remigrate`: those
+    /// without a key).
     failures: u64,
+    /// Of those, the ones still listed, given back to the repair log if the migrator says
+    /// "not now".
+    listed: Vec<TargetWriteFailure>,
 }
 
 /// Counts for `/status`.
@@ -79,8 +106,11 @@ struct Counts {
     partitions_requested: AtomicU64,
     /// Tables sent for re-migration: failures without a key, and ALTER TABLE.
     remigrations_requested: AtomicU64,
-    /// Repair requests the migrator refused.
+    /// Repair requests the migrator refused for good.
     refused: AtomicU64,
+    /// Repair requests the migrator refused as "not now": their failures went back to the
+    /// repair log, still pending.
+    refused_not_now: AtomicU64,
     /// Failures no request can name: a write over several tables.
     unrepairable: AtomicU64,
 }
@@ -93,6 +123,10 @@ pub(crate) struct LinkStatus {
     pub partitions_requested: u64,
     pub remigrations_requested: u64,
     pub refused: u64,
+    pub refused_not_now: u64,
+    /// Repairs are held after a "not now" until another migrator connects or the retry delay
+    /// passes.
+    pub repairs_held: bool,
     pub unrepairable: u64,
     /// Failures sent and not yet acknowledged.
     pub awaiting_ack: u64,
@@ -108,6 +142,11 @@ pub(crate) struct UpdateLink {
     awaiting: Mutex<VecDeque<Awaiting>>,
     /// Re-migrations a peer refused as "not now": (table, reason), oldest first.
     waiting: Mutex<VecDeque<(TableName, String)>>,
+    /// Repairs are not sent before this (a migrator refused one as "not now").
+    held_until: Mutex<Option<Instant>>,
+    /// `Nacked` events handled, to compare with the channel's `nacked_total`: an answer the
+    /// link has not seen yet must not be settled as an acknowledgement.
+    nacks_handled: AtomicU64,
     counts: Counts,
 }
 
@@ -139,6 +178,8 @@ impl UpdateLink {
             listen,
             awaiting: Mutex::default(),
             waiting: Mutex::default(),
+            held_until: Mutex::default(),
+            nacks_handled: AtomicU64::new(0),
             counts: Counts::default(),
         });
         let task = tokio::spawn(run(
@@ -234,6 +275,8 @@ impl UpdateLink {
             partitions_requested: get(&self.counts.partitions_requested),
             remigrations_requested: get(&self.counts.remigrations_requested),
             refused: get(&self.counts.refused),
+            refused_not_now: get(&self.counts.refused_not_now),
+            repairs_held: self.held(),
             unrepairable: get(&self.counts.unrepairable),
             awaiting_ack,
             remigrations_waiting: self
@@ -251,6 +294,11 @@ impl UpdateLink {
         let Some(status) = self.channel_status() else {
             return;
         };
+        if status.nacked_total > self.nacks_handled.load(Ordering::Relaxed) {
+            // A refusal is on its way as an event: settle once it is handled (next tick), or
+            // a "not now" would be taken for an acknowledgement.
+            return;
+        }
         let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(a) = awaiting.front() {
             if status.oldest_queued.is_some_and(|oldest| a.id >= oldest) {
@@ -261,9 +309,48 @@ impl UpdateLink {
         }
     }
 
+    fn held(&self) -> bool {
+        self.held_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// A repair request the migrator refused as "not now": its failures go back to the repair
+    /// log (still pending; bounded by the log, whose list keeps the newest failures and
+    /// sends a table with more for re-migration), and repairs wait for another migrator or
+    /// [`NOT_NOW_RETRY`]. Returns false when `id` is not a repair request.
+    fn not_now(&self, repairs: &RepairLog, id: u64) -> bool {
+        let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(i) = awaiting.iter().position(|a| a.id == id) else {
+            return false;
+        };
+        let Some(a) = awaiting.remove(i) else {
+            return false;
+        };
+        drop(awaiting);
+        repairs.restore(&a.table, a.failures, a.listed);
+        self.counts.refused_not_now.fetch_add(1, Ordering::Relaxed);
+        *self.held_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + NOT_NOW_RETRY);
+        true
+    }
+
+    /// A migrator connected: held repairs and waiting re-migrations go to it.
+    fn migrator_connected(&self) {
+        self.held_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.send_waiting();
+    }
+
     /// Sends what the repair log holds, once the previous round is answered and a migrator is
-    /// connected.
+    /// connected (and has not just refused repairs as "not now").
     fn send_repairs(&self, repairs: &RepairLog) {
+        if self.held() {
+            return;
+        }
         let connected = self.channel_status().is_some_and(|s| s.peer.is_some());
         let idle = self
             .awaiting
@@ -298,35 +385,79 @@ impl UpdateLink {
             repairs.settle(&table, count);
             return;
         };
+        let (keyed, mut keyless_listed): (Vec<_>, Vec<_>) =
+            failures.into_iter().partition(|f| f.key.is_some());
         let mut keys = Vec::new();
-        for f in &failures {
+        for f in &keyed {
             if let Some(k) = &f.key
                 && !keys.contains(k)
             {
                 keys.push(k.clone());
             }
         }
-        let keyed = failures.iter().filter(|f| f.key.is_some()).count() as u64;
-        let keyless = count - keyed.min(count);
+        let keyless = count - (keyed.len() as u64).min(count);
         let n_keys = keys.len() as u64;
-        let mut messages = Message::repair_batches(&name, keys, MAX_FRAME);
+        // Each message with the failures it settles.
+        let mut keyed = keyed;
+        let mut messages: Vec<(Message, Vec<TargetWriteFailure>)> =
+            Message::repair_batches(&name, keys, MAX_FRAME)
+                .into_iter()
+                .map(|m| {
+                    let listed = match &m {
+                        Message::RepairPartitions { partitions, .. } => {
+                            let named: HashSet<&PartitionKey> = partitions.iter().collect();
+                            let (mine, rest) = std::mem::take(&mut keyed)
+                                .into_iter()
+                                .partition(|f| f.key.as_ref().is_some_and(|k| named.contains(k)));
+                            keyed = rest;
+                            mine
+                        }
+                        _ => Vec::new(),
+                    };
+                    (m, listed)
+                })
+                .collect();
         if keyless > 0 {
-            messages.push(Message::Remigrate {
-                table: name,
-                reason: format!(
-                    "{keyless} target write failures whose partition keys the proxy could not \
-                     record (QUERY text, BATCH, protocol v3, or more than the 10,000 kept)"
-                ),
-            });
+            messages.push((
+                Message::Remigrate {
+                    table: name,
+                    reason: format!(
+                        "{keyless} target write failures whose partition keys the proxy could \
+                         not record (QUERY text, BATCH, protocol v3, or more than the 10,000 kept)"
+                    ),
+                },
+                std::mem::take(&mut keyless_listed),
+            ));
         }
-        let mut ids = Vec::with_capacity(messages.len());
-        for message in messages {
+        let mut sent = Vec::with_capacity(messages.len());
+        let mut left = count;
+        let mut messages = messages.into_iter();
+        while let Some((message, listed)) = messages.next() {
+            let failures = if matches!(message, Message::Remigrate { .. }) {
+                keyless
+            } else {
+                listed.len() as u64
+            };
             match self.send(message) {
-                Ok(id) => ids.push(id),
+                Ok(id) => {
+                    let failures = failures.min(left);
+                    left -= failures;
+                    sent.push(Awaiting {
+                        id,
+                        table: table.clone(),
+                        failures,
+                        listed,
+                    });
+                }
                 Err(e) => {
                     tracing::warn!(%table, error = %e, "cannot send a repair request; kept for later");
                     // Sent parts are repeated next time: a repair is safe to run twice.
-                    repairs.restore(&table, count, failures);
+                    let listed = sent
+                        .into_iter()
+                        .flat_map(|a| a.listed)
+                        .chain(listed)
+                        .chain(messages.flat_map(|(_, l)| l));
+                    repairs.restore(&table, count, listed.collect());
                     return;
                 }
             }
@@ -339,15 +470,14 @@ impl UpdateLink {
                 .remigrations_requested
                 .fetch_add(1, Ordering::Relaxed);
         }
-        let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
-        let last = ids.len().saturating_sub(1);
-        for (i, id) in ids.into_iter().enumerate() {
-            awaiting.push_back(Awaiting {
-                id,
-                table: table.clone(),
-                failures: if i == last { count } else { 0 },
-            });
+        if let Some(last) = sent.last_mut() {
+            // Whatever is not attributed (never, when the counts agree) goes with the last.
+            last.failures += left;
         }
+        self.awaiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(sent);
     }
 
     async fn close(&self) {
@@ -375,7 +505,7 @@ async fn run(
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(event) => handle(&link, event, &migration, &gauges),
+                Some(event) => handle(&link, event, &migration, &repairs, &gauges),
                 None => break,
             },
             _ = tick.tick() => {
@@ -386,11 +516,82 @@ async fn run(
         }
     }
     gauges.set_connected(false);
+    let waiting = link.status().remigrations_waiting;
+    let pending: Vec<(String, u64)> = repairs
+        .tables()
+        .into_iter()
+        .filter(|(_, c)| c.pending > 0)
+        .map(|(t, c)| (t.to_string(), c.pending))
+        .collect();
+    if let Some(lost) = unfinished(&waiting, &pending) {
+        tracing::warn!("{lost}");
+    }
     link.close().await;
 }
 
-fn handle(link: &UpdateLink, event: Event, migration: &Migration, gauges: &MigrationFamilies) {
+/// Tables named in a shutdown warning, at most.
+const MAX_NAMED: usize = 20;
+
+/// What a stopping proxy has not handed to a migrator, which it keeps only in memory (see
+/// docs/architecture.md, "What a proxy restart forgets"); `None` when nothing.
+fn unfinished(waiting: &[String], pending: &[(String, u64)]) -> Option<String> {
+    if waiting.is_empty() && pending.is_empty() {
+        return None;
+    }
+    let names = |all: Vec<String>| {
+        let more = all.len().saturating_sub(MAX_NAMED);
+        let mut text = all
+            .into_iter()
+            .take(MAX_NAMED)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        text
+    };
+    let mut parts = Vec::new();
+    if !waiting.is_empty() {
+        parts.push(format!(
+            "re-migrations waiting for a migrator: {}",
+            names(waiting.to_vec())
+        ));
+    }
+    if !pending.is_empty() {
+        let failures: u64 = pending.iter().map(|(_, n)| n).sum();
+        parts.push(format!(
+            "{failures} target write failures not repaired: {}",
+            names(pending.iter().map(|(t, n)| format!("{t} ({n})")).collect())
+        ));
+    }
+    Some(format!(
+        "stopping with work for the migrator that only this process knew of ({}); run `ferry \
+         validate --repair` on these tables before the cutover",
+        parts.join("; ")
+    ))
+}
+
+fn handle(
+    link: &UpdateLink,
+    event: Event,
+    migration: &Migration,
+    repairs: &RepairLog,
+    gauges: &MigrationFamilies,
+) {
     match event {
+        Event::Message(delivery)
+            if !delivery.peer().purpose.is_migrate()
+                && !matches!(delivery.message(), Message::TableValidated { .. }) =>
+        {
+            // A validate run reporting a job would overwrite the serving migrator's.
+            let reason = format!(
+                "{} is reported by the migrate peer; a {} peer reports only table_validated",
+                delivery.message().kind(),
+                delivery.peer().purpose
+            );
+            tracing::info!(peer = %delivery.peer(), %reason, "Update: refused");
+            delivery.nack(reason);
+        }
         Event::Message(delivery) => match migration.apply(delivery.message()) {
             Ok(()) => {
                 tracing::debug!(kind = delivery.message().kind(), "Update: applied");
@@ -401,14 +602,19 @@ fn handle(link: &UpdateLink, event: Event, migration: &Migration, gauges: &Migra
                 delivery.nack(reason);
             }
         },
-        Event::Connected(peer) => {
+        Event::Connected(peer) if peer.purpose == Purpose::Migrate => {
             gauges.set_connected(true);
             tracing::info!(%peer, "migrator connected over the Update channel");
-            link.send_waiting();
+            link.migrator_connected();
+        }
+        Event::Connected(peer) => {
+            tracing::info!(%peer, "{} peer connected over the Update channel", peer.purpose);
         }
         Event::Disconnected { peer, reason } => {
-            gauges.set_connected(false);
-            tracing::info!(%peer, %reason, "migrator disconnected from the Update channel");
+            if peer.purpose == Purpose::Migrate {
+                gauges.set_connected(false);
+            }
+            tracing::info!(%peer, %reason, "{} peer disconnected from the Update channel", peer.purpose);
         }
         Event::Refused { reason, by_peer } => {
             // A migrator of an incompatible build, or a second one: the operator must act.
@@ -419,18 +625,48 @@ fn handle(link: &UpdateLink, event: Event, migration: &Migration, gauges: &Migra
             message,
             reason,
             refusal,
-        } => match (message, refusal) {
-            (Message::Remigrate { table, reason: why }, Refusal::NotNow) => {
-                tracing::info!(id, %table, %reason, "the migrator cannot re-migrate the table now; kept for the next migrator");
-                link.wait_for_migrator(table, why);
-            }
-            (message, refusal) => {
-                if matches!(message, Message::RepairPartitions { .. }) {
-                    link.counts.refused.fetch_add(1, Ordering::Relaxed);
+        } => {
+            match (message, refusal) {
+                // A repair's (its keys, or its table when keys are missing): back to the log.
+                (message, Refusal::NotNow) if link.not_now(repairs, id) => {
+                    tracing::info!(id, kind = message.kind(), %reason, "the migrator cannot repair now; kept pending for another migrator or a retry");
                 }
-                tracing::warn!(id, kind = message.kind(), %reason, %refusal, "the migrator refused a request; dropped");
+                (Message::Remigrate { table, reason: why }, Refusal::NotNow) => {
+                    tracing::info!(id, %table, %reason, "the migrator cannot re-migrate the table now; kept for the next migrator");
+                    link.wait_for_migrator(table, why);
+                }
+                (message, refusal) => {
+                    if matches!(message, Message::RepairPartitions { .. }) {
+                        link.counts.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::warn!(id, kind = message.kind(), %reason, %refusal, "the migrator refused a request; dropped");
+                }
             }
-        },
+            link.nacks_handled.fetch_add(1, Ordering::Relaxed);
+        }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopping_proxy_names_what_it_forgets() {
+        assert_eq!(unfinished(&[], &[]), None);
+        assert_eq!(
+            unfinished(&["ks.t".into()], &[("ks.u".into(), 3), ("ks.v".into(), 1)]).as_deref(),
+            Some(
+                "stopping with work for the migrator that only this process knew of \
+                 (re-migrations waiting for a migrator: ks.t; 4 target write failures not \
+                 repaired: ks.u (3), ks.v (1)); run `ferry validate --repair` on these tables \
+                 before the cutover"
+            )
+        );
+        let many: Vec<String> = (0..MAX_NAMED + 2).map(|i| format!("ks.t{i}")).collect();
+        let text = unfinished(&many, &[]).unwrap();
+        assert!(text.contains("ks.t19 and 2 more);"), "{text}");
+        assert!(!text.contains("ks.t20"), "{text}");
     }
 }

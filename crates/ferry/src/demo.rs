@@ -37,6 +37,7 @@ use ferry_migrator::api::{Api, Jobs};
 use ferry_migrator::config::MigratorConfig;
 use ferry_migrator::metrics::Metrics;
 use ferry_migrator::progress::Fanout;
+use ferry_migrator::update::Purpose;
 use ferry_migrator::{LogObserver, Observer, Phase, ValidateOptions};
 use ferry_proxy::Proxy;
 use ferry_proxy::config::{ContactPoint, ProxyConfig, UpdateConfig};
@@ -542,8 +543,9 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
     } else {
         Arc::new(LogObserver)
     };
-    let link = ferry_migrator::update::Link::start(&mconfig, false, metrics.clone())
-        .map_err(|e| DemoError::Config(e.to_string()))?;
+    let link =
+        ferry_migrator::update::Link::start(&mconfig, Purpose::Migrate, false, metrics.clone())
+            .map_err(|e| DemoError::Config(e.to_string()))?;
     let display: Arc<dyn Observer> = match &link {
         Some(link) => Arc::new(Fanout(vec![display, link.reporter("ferry demo")])),
         None => display,

@@ -23,6 +23,7 @@ use ferry_migrator::api::{Api, Jobs};
 use ferry_migrator::config::{LogFormat, MigratorConfig};
 use ferry_migrator::metrics::Metrics;
 use ferry_migrator::progress::Fanout;
+use ferry_migrator::update::Purpose;
 use ferry_migrator::{LogObserver, Observer, Phase};
 use ferry_service::http::AdminServer;
 
@@ -287,6 +288,7 @@ pub(crate) async fn run(args: MigrateArgs, config: MigratorConfig) -> ExitCode {
     };
     let link = match ferry_migrator::update::Link::start(
         &config,
+        Purpose::Migrate,
         args.serve(),
         Arc::new(Fanout(vec![metrics.clone(), Arc::new(LogObserver)])),
     ) {

@@ -196,12 +196,19 @@ pub(crate) fn render(
                 let _ = writeln!(out, "  update channel: off");
             }
             Some(c) => {
-                let peer = c
+                let mut peer = c
                     .get("migrator")
                     .filter(|m| !m.is_null())
                     .map_or("no migrator connected".to_owned(), |m| {
                         format!("migrator {} from {}", s(m, "name"), s(m, "addr"))
                     });
+                if let Some(v) = c.get("validator").filter(|v| !v.is_null()) {
+                    peer.push_str(&format!(
+                        "; validate run {} from {}",
+                        s(v, "name"),
+                        s(v, "addr")
+                    ));
+                }
                 let _ = writeln!(out, "  update channel: {} ({peer})", s(c, "listen"));
                 let waiting: Vec<&str> = c
                     .get("remigrations_waiting")

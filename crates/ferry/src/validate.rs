@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::Args;
 use ferry_migrator::config::MigratorConfig;
+use ferry_migrator::update::Purpose;
 use ferry_migrator::{DiffKind, JobError, LogObserver, ValidateOptions};
 
 use crate::EXIT_BAD_CONFIG;
@@ -78,9 +79,15 @@ pub(crate) async fn run(args: ValidateArgs, config: MigratorConfig) -> ExitCode 
         return bad(problems);
     }
     let spec = config.job_spec();
-    // The proxies hear each table's result (their cutover check waits for it); repairs they
-    // ask for meanwhile are carried out here too.
-    let link = match ferry_migrator::update::Link::start(&config, false, Arc::new(LogObserver)) {
+    // The proxies hear each table's result (their cutover check waits for it). As a `validate`
+    // peer it connects beside a serving migrator without displacing it, and gets no requests
+    // (an older proxy may still send some: repairs are carried out, re-migrations refused).
+    let link = match ferry_migrator::update::Link::start(
+        &config,
+        Purpose::Validate,
+        false,
+        Arc::new(LogObserver),
+    ) {
         Ok(link) => link,
         Err(e) => {
             eprintln!("ferry validate: {e}");

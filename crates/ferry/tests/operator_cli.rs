@@ -1,6 +1,6 @@
 //! `ferry status` and `ferry cutover` as an operator runs them, against real proxies in front of
 //! two sims; the migrator's reports come from a fake migrator speaking the Update channel.
-//! Addresses 127.0.151.x – 127.0.155.x.
+//! Addresses 127.0.151.x – 127.0.155.x and 127.0.203.x.
 
 #![allow(
     clippy::unwrap_used,
@@ -21,7 +21,7 @@ use ferry_update::{Channel, ChannelConfig, Event, Message, Role, TableName};
 
 mod common;
 
-use common::sim;
+use common::{cql, session, sim};
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 /// Long enough for anything on loopback; only a hang reaches it.
@@ -374,5 +374,90 @@ async fn a_refused_switch_rolls_back_the_instances_already_switched() {
     .await;
     assert!(out.status.success(), "{}", text(&out).1);
     assert_eq!(env.primaries(), [ClusterId::Target; 2]);
+    env.stop().await;
+}
+
+/// `ferry validate` reports to a proxy whose serving migrator stays connected: its results
+/// count for the cutover, and the migrator is never displaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_reports_beside_a_serving_migrator() {
+    let env = env(203, &[None]).await;
+    for cluster in [&env.origin, &env.target] {
+        let s = session(cluster.addresses()[0]).await;
+        cql(
+            &s,
+            &[
+                "CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+                "CREATE TABLE shop.orders (k int PRIMARY KEY, v text)",
+                "INSERT INTO shop.orders (k, v) VALUES (1, 'a') USING TIMESTAMP 100",
+                "INSERT INTO shop.orders (k, v) VALUES (2, 'b') USING TIMESTAMP 100",
+            ],
+        )
+        .await;
+    }
+    let update = env.proxies[0].update_addr().unwrap();
+    let migrator = report(
+        update,
+        vec![
+            Message::JobStarted {
+                job: "job-1".into(),
+                tables: vec![table("orders")],
+            },
+            Message::TableBackfilled {
+                table: table("orders"),
+                rows: 2,
+            },
+        ],
+    )
+    .await;
+
+    let job_dir =
+        std::env::temp_dir().join(format!("ferry-operator-validate-{}", std::process::id()));
+    let out = ferry(args(&[
+        "validate",
+        "--origin",
+        &env.origin.addresses()[0].to_string(),
+        "--target",
+        &env.target.addresses()[0].to_string(),
+        "--tables",
+        "shop",
+        "--job-dir",
+        &job_dir.display().to_string(),
+        "--update-proxy",
+        &update.to_string(),
+    ]))
+    .await;
+    let _ = std::fs::remove_dir_all(&job_dir);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+
+    let json = ferry(args(&["status", "--json", "--proxy", &env.admin(0)])).await;
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let migration = &v["proxies"][0]["status"]["migration"];
+    assert_eq!(
+        migration["tables"]["shop.orders"]["phase"], "validated",
+        "{v}"
+    );
+    assert_eq!(migration["tables"]["shop.orders"]["rows_checked"], 2, "{v}");
+    let channel = &migration["update_channel"];
+    assert_eq!(channel["migrator"]["name"], "test-migrator", "{v}");
+    assert_eq!(
+        channel["connects_total"], 2,
+        "the migrator and the validate run: {v}"
+    );
+    assert_eq!(migrator.status().connects_total, 1, "never displaced");
+    assert!(migrator.status().peer.is_some());
+
+    let out = ferry(args(&[
+        "cutover",
+        "--proxy",
+        &env.admin(0),
+        "--primary",
+        "target",
+    ]))
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    migrator.close().await;
     env.stop().await;
 }

@@ -27,6 +27,7 @@ use ferry_proxy::Proxy;
 use ferry_proxy::config::{ContactPoint, ProxyConfig, UpdateConfig};
 use ferry_proxy::settings::{ReadMode, TargetFailurePolicy};
 use ferry_sim::server::{FaultAction, RequestMatcher, faults};
+use ferry_update::Purpose;
 use scylla::client::session::Session;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,7 +96,9 @@ struct Migrator {
 fn migrator(config: &MigratorConfig) -> Migrator {
     let metrics = Arc::new(Metrics::new());
     let repairs: Arc<dyn Observer> = Arc::new(Fanout(vec![metrics.clone(), Arc::new(LogObserver)]));
-    let link = Link::start(config, true, repairs).unwrap().unwrap();
+    let link = Link::start(config, Purpose::Migrate, true, repairs)
+        .unwrap()
+        .unwrap();
     let reporter = link.reporter("e2e-job");
     let jobs = Arc::new(Jobs::new(
         metrics.clone(),

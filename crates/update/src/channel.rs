@@ -6,13 +6,15 @@
 //!  dial:   loop { TCP connect ─► TLS? ─► session ─► ended ─► backoff with jitter }
 //!            refused (version, role, busy) ─► wait the longest backoff, not a tight loop
 //!  listen: accept ─► task per connection (at most MAX_HANDSHAKING) ─► TLS? ─► session
-//!            one peer at a time: the same peer name reconnecting replaces its old session,
-//!            another name is refused while one is connected
+//!            one peer per purpose (migrate, validate) at a time: the same peer name
+//!            reconnecting replaces its old session, another name is refused while one is
+//!            connected
 //! ```
 //!
-//! The queue and the duplicate filter belong to the channel, not to a connection, so they
-//! survive reconnects; a session holds the queue's lease while it runs so that an old
-//! session's answers can never mix with a new one's.
+//! The queues and the duplicate filter belong to the channel, not to a connection, so they
+//! survive reconnects. Each purpose has its own lane (queue, lease, peer): a session holds its
+//! lane's lease while it runs so that an old session's answers can never mix with a new
+//! one's, and sessions of different purposes run side by side.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -25,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::message::{Message, Refusal, Role};
+use crate::message::{Message, Purpose, Refusal, Role};
 use crate::queue::{Dedupe, Outbox, SendError};
 use crate::session::{self, Ended, Gate};
 use crate::tls::{ClientTls, ServerTls};
@@ -41,6 +43,10 @@ const MAX_HANDSHAKING: usize = 8;
 pub struct ChannelConfig {
     /// Which service this end is; the peer must be the other one.
     pub role: Role,
+    /// A migrator's purpose, sent in its Hello (default `migrate`). A listener keeps one
+    /// connection per purpose; [`Channel::send`] queues for the peer of this purpose (a
+    /// proxy's is `migrate`: its requests are work for `ferry migrate`).
+    pub purpose: Purpose,
     /// This instance's name, shown to the peer (`proxy-1`, `migrator`). A listener refuses a
     /// second peer under another name while one is connected; a peer under the same name
     /// replaces the old connection (the same peer reconnecting).
@@ -75,6 +81,7 @@ impl ChannelConfig {
     pub fn new(role: Role, name: impl Into<String>) -> Self {
         Self {
             role,
+            purpose: Purpose::Migrate,
             name: name.into(),
             max_queued: 10_000,
             max_in_flight: 64,
@@ -96,6 +103,8 @@ impl ChannelConfig {
 pub struct Peer {
     pub name: String,
     pub role: Role,
+    /// The connection's purpose: the migrator end's (see [`ChannelConfig::purpose`]).
+    pub purpose: Purpose,
     /// Random per process start of the peer.
     pub instance: u64,
     /// The version both ends use on this connection.
@@ -105,7 +114,16 @@ pub struct Peer {
 
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} at {}", self.role, self.name, self.addr)
+        match (self.role, self.purpose) {
+            (Role::Migrator, Purpose::Validate) => {
+                write!(
+                    f,
+                    "{} {} ({}) at {}",
+                    self.role, self.name, self.purpose, self.addr
+                )
+            }
+            _ => write!(f, "{} {} at {}", self.role, self.name, self.addr),
+        }
     }
 }
 
@@ -242,9 +260,13 @@ impl Counters {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Status {
-    /// The connected peer, if any.
+    /// The connected peer of this end's purpose (the one [`Channel::send`] queues for), if
+    /// any.
     pub peer: Option<Peer>,
-    /// Messages not yet acknowledged, sent or not.
+    /// Peers connected for another purpose (a proxy's `ferry validate` beside its `ferry
+    /// migrate`); nothing is sent to them.
+    pub other_peers: Vec<Peer>,
+    /// Messages not yet acknowledged, sent or not (this end's purpose).
     pub queued: usize,
     /// Of those, written on the current connection.
     pub in_flight: usize,
@@ -257,7 +279,10 @@ pub struct Status {
     /// Data frames written, redeliveries included.
     pub written_total: u64,
     pub acked_total: u64,
-    /// Messages the peer refused.
+    /// Messages the peer refused. Read together with `oldest_queued`: a refused message that
+    /// `oldest_queued` has passed is counted here, and its [`Event::Nacked`] is on its way
+    /// (even if the connection ends), so an application that counts the `Nacked` events it
+    /// handled knows whether every answer below `oldest_queued` it has not seen was an `Ack`.
     pub nacked_total: u64,
     /// Progress messages replaced by a newer one of the same table before being sent.
     pub coalesced_total: u64,
@@ -273,38 +298,71 @@ pub struct Status {
     pub refusals_total: u64,
 }
 
+/// One purpose's connection state: its queue and its one peer.
+#[derive(Debug)]
+pub(crate) struct Lane {
+    pub(crate) outbox: Mutex<Outbox>,
+    /// Signalled when a message is queued (a stored permit if no session waits).
+    pub(crate) queued: Notify,
+    /// Signalled when the outbox becomes empty.
+    pub(crate) emptied: Notify,
+    /// Held by the running session: an ending session resets the outbox's in-flight mark
+    /// before the next one starts writing.
+    pub(crate) lease: tokio::sync::Mutex<()>,
+    pub(crate) peer: Mutex<Option<Peer>>,
+}
+
+impl Lane {
+    fn new(config: &ChannelConfig) -> Self {
+        Self {
+            outbox: Mutex::new(Outbox::new(config.max_queued, config.max_frame)),
+            queued: Notify::new(),
+            emptied: Notify::new(),
+            lease: tokio::sync::Mutex::new(()),
+            peer: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn set_peer(&self, peer: Option<Peer>) {
+        *self.peer.lock().unwrap_or_else(|p| p.into_inner()) = peer;
+    }
+
+    fn peer(&self) -> Option<Peer> {
+        self.peer.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// State shared by the handle and the connection tasks.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: ChannelConfig,
     /// Random per process start, sent in Hello: the peer's duplicate filter is per instance.
     pub(crate) instance: u64,
-    pub(crate) outbox: Mutex<Outbox>,
-    /// Signalled when a message is queued (a stored permit if no session waits).
-    pub(crate) queued: Notify,
-    /// Signalled when the outbox becomes empty.
-    pub(crate) emptied: Notify,
+    /// One per [`Purpose`], in [`Purpose::ALL`] order. A dialing end uses its own only.
+    lanes: [Lane; Purpose::ALL.len()],
+    /// Keyed by sender instance, so one filter serves every lane.
     pub(crate) dedupe: Mutex<Dedupe>,
-    /// Held by the running session: an ending session resets the outbox's in-flight mark
-    /// before the next one starts writing.
-    pub(crate) lease: tokio::sync::Mutex<()>,
     pub(crate) events: mpsc::Sender<Event>,
-    pub(crate) peer: Mutex<Option<Peer>>,
     pub(crate) counters: Counters,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
 impl Shared {
-    pub(crate) fn outbox(&self) -> MutexGuard<'_, Outbox> {
-        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    pub(crate) fn lane(&self, purpose: Purpose) -> &Lane {
+        &self.lanes[purpose.index()]
+    }
+
+    /// The lane [`Channel::send`] queues on.
+    fn own(&self) -> &Lane {
+        self.lane(self.config.purpose)
     }
 
     pub(crate) fn dedupe(&self) -> MutexGuard<'_, Dedupe> {
         self.dedupe.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn set_peer(&self, peer: Option<Peer>) {
-        *self.peer.lock().unwrap_or_else(|p| p.into_inner()) = peer;
     }
 
     /// Resolves when the channel is closing.
@@ -352,15 +410,11 @@ impl Channel {
         let (events_tx, rx) = mpsc::channel(config.events_capacity);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
-            outbox: Mutex::new(Outbox::new(config.max_queued, config.max_frame)),
+            lanes: Purpose::ALL.map(|_| Lane::new(&config)),
             instance: rand::random(),
             config,
-            queued: Notify::new(),
-            emptied: Notify::new(),
             dedupe: Mutex::default(),
-            lease: tokio::sync::Mutex::new(()),
             events: events_tx,
-            peer: Mutex::new(None),
             counters: Counters::default(),
             shutdown: shutdown_rx,
         });
@@ -430,36 +484,39 @@ impl Channel {
         if *self.shared.shutdown.borrow() {
             return Err(SendError::Closed { kind });
         }
-        let pushed = self.shared.outbox().push(message)?;
+        let lane = self.shared.own();
+        let pushed = lane.outbox().push(message)?;
         let c = &self.shared.counters;
         Counters::add(&c.queued, 1);
         Counters::add(&c.coalesced, u64::from(pushed.coalesced));
         Counters::add(&c.dropped, u64::from(pushed.dropped));
-        self.shared.queued.notify_one();
+        lane.queued.notify_one();
         Ok(pushed.id)
     }
 
     pub fn status(&self) -> Status {
-        let (queued, in_flight, oldest_queued) = {
-            let outbox = self.shared.outbox();
-            (outbox.len(), outbox.in_flight(), outbox.oldest())
-        };
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Together: a refusal is counted under the same lock (see `Status::nacked_total`).
+        let (queued, in_flight, oldest_queued, nacked_total) = {
+            let outbox = self.shared.own().outbox();
+            let nacked = get(&c.nacked);
+            (outbox.len(), outbox.in_flight(), outbox.oldest(), nacked)
+        };
         Status {
-            peer: self
-                .shared
-                .peer
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            peer: self.shared.own().peer(),
+            other_peers: Purpose::ALL
+                .into_iter()
+                .filter(|p| *p != self.shared.config.purpose)
+                .filter_map(|p| self.shared.lane(p).peer())
+                .collect(),
             queued,
             in_flight,
             oldest_queued,
             queued_total: get(&c.queued),
             written_total: get(&c.written),
             acked_total: get(&c.acked),
-            nacked_total: get(&c.nacked),
+            nacked_total,
             coalesced_total: get(&c.coalesced),
             dropped_total: get(&c.dropped),
             received_total: get(&c.received),
@@ -483,8 +540,9 @@ impl Channel {
     /// `JobFinished`. Bound it with a timeout: with no peer it waits for one.
     pub async fn flushed(&self) {
         loop {
-            let emptied = self.shared.emptied.notified();
-            if self.shared.outbox().len() == 0 {
+            let lane = self.shared.own();
+            let emptied = lane.emptied.notified();
+            if lane.outbox().len() == 0 {
                 return;
             }
             emptied.await;
@@ -502,7 +560,7 @@ impl Channel {
 
     fn stop(&self) {
         self.shutdown.send_replace(true);
-        let left = self.shared.outbox().len();
+        let left: usize = self.shared.lanes.iter().map(|l| l.outbox().len()).sum();
         if left > 0 {
             tracing::warn!(
                 queued = left,
@@ -676,16 +734,18 @@ async fn dial_loop(shared: Arc<Shared>, addr: String, tls: Option<ClientTls>) {
     }
 }
 
-/// The listener's one peer at a time.
+/// The listener's one peer per purpose at a time.
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
-    active: Option<Claim>,
+    /// At most one per purpose.
+    active: Vec<Claim>,
     next_generation: u64,
 }
 
 #[derive(Debug)]
 struct Claim {
     generation: u64,
+    purpose: Purpose,
     name: String,
     /// Ends the session holding the slot, when its peer reconnects.
     cancel: Arc<Notify>,
@@ -694,38 +754,40 @@ struct Claim {
 impl Gate for Mutex<Slot> {
     fn claim(&self, shared: &Shared, peer: &Peer) -> Result<(u64, Arc<Notify>), String> {
         let mut slot = self.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(active) = &slot.active {
+        if let Some(i) = slot.active.iter().position(|c| c.purpose == peer.purpose) {
+            let active = &slot.active[i];
             if active.name != peer.name {
                 return Err(format!(
-                    "{} {} already has {} {} connected (one {} per {}; give each instance its \
-                     own name and listener)",
+                    "{} {} already has {} {} connected for {} (one {} per {} and purpose; \
+                     give each instance its own name and listener)",
                     shared.config.role,
                     shared.config.name,
                     peer.role,
                     active.name,
+                    peer.purpose,
                     peer.role,
                     shared.config.role
                 ));
             }
             // The same peer again: its old connection is dead or dying.
             active.cancel.notify_one();
+            slot.active.remove(i);
         }
         slot.next_generation += 1;
         let claim = Claim {
             generation: slot.next_generation,
+            purpose: peer.purpose,
             name: peer.name.clone(),
             cancel: Arc::new(Notify::new()),
         };
         let result = (claim.generation, claim.cancel.clone());
-        slot.active = Some(claim);
+        slot.active.push(claim);
         Ok(result)
     }
 
     fn release(&self, generation: u64) {
         let mut slot = self.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.active.as_ref().map(|c| c.generation) == Some(generation) {
-            slot.active = None;
-        }
+        slot.active.retain(|c| c.generation != generation);
     }
 }
 

@@ -15,7 +15,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use crate::message::{Message, Refusal, Role};
+use crate::message::{Message, Purpose, Refusal, Role};
 
 /// Bytes before each frame's body.
 pub(crate) const LENGTH_PREFIX: usize = 4;
@@ -33,6 +33,10 @@ pub(crate) struct Hello {
     /// Random per process start: message ids count from 1 again after a restart, and the
     /// receiver keeps its duplicate filter per (instance, id).
     pub(crate) instance: u64,
+    /// A migrator's purpose; absent (`migrate`) from older builds and from a proxy. Not a new
+    /// protocol version: an older peer ignores it and sees the migrator it always saw.
+    #[serde(default, skip_serializing_if = "Purpose::is_migrate")]
+    pub(crate) purpose: Purpose,
 }
 
 /// One frame of the channel.
@@ -173,6 +177,7 @@ mod tests {
             role: Role::Migrator,
             name: "m".into(),
             instance: u64::MAX,
+            purpose: Purpose::Validate,
         }));
         roundtrip(Frame::Accept);
         roundtrip(Frame::Refuse {
@@ -207,10 +212,19 @@ mod tests {
             role: Role::Proxy,
             name: "p".into(),
             instance: 9,
+            purpose: Purpose::Migrate,
         });
+        let frozen = r#"{"kind":"hello","protocol_version":2,"min_protocol_version":1,"role":"proxy","name":"p","instance":9}"#;
+        assert_eq!(serde_json::to_string(&hello).unwrap(), frozen);
+        assert_eq!(decode(frozen.as_bytes()).unwrap(), hello, "absent: migrate");
+        // A validate migrator's hello adds one field, which older builds ignore.
+        let Frame::Hello(mut validate) = hello else {
+            unreachable!()
+        };
+        validate.purpose = Purpose::Validate;
         assert_eq!(
-            serde_json::to_string(&hello).unwrap(),
-            r#"{"kind":"hello","protocol_version":2,"min_protocol_version":1,"role":"proxy","name":"p","instance":9}"#
+            serde_json::to_string(&Frame::Hello(validate)).unwrap(),
+            r#"{"kind":"hello","protocol_version":2,"min_protocol_version":1,"role":"proxy","name":"p","instance":9,"purpose":"validate"}"#
         );
         assert_eq!(
             serde_json::to_string(&Frame::Accept).unwrap(),

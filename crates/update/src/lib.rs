@@ -11,7 +11,8 @@
 //!
 //! # Layout
 //! - [`message`]: [`Message`] and its parts ([`TableName`], [`PartitionKey`], [`Role`]),
-//!   and [`Refusal`], what a `Nack` tells the sender to do.
+//!   [`Purpose`] (a migrator's: migrate or validate), and [`Refusal`], what a `Nack` tells
+//!   the sender to do.
 //! - `frame`: bytes ⇄ frames — a u32 length, then one JSON object; the frozen hello.
 //! - `connection`: whole frames over TCP or TLS, buffered both ways.
 //! - `queue`: the sender's bounded queue (ids, coalescing, redelivery) and the receiver's
@@ -27,10 +28,14 @@
 //!   and keeps one channel per configured proxy. Either may start first: the dialer retries
 //!   with exponential backoff (100 ms doubling to 10 s, jittered), and each side works without
 //!   the other meanwhile. The library does not care which role dials.
-//! - **One peer per listener.** A proxy talks to one migrator at a time: the same migrator
-//!   (same name) reconnecting replaces its old connection; another name is refused until the
-//!   first is gone (at most `idle_timeout` after it vanished). Messages the proxy queues are
-//!   for "the migrator", whichever connects.
+//! - **One peer per purpose per listener.** A migrator's `Hello` names its [`Purpose`]
+//!   (`migrate`, the default and what an older build is, or `validate`). A proxy keeps one
+//!   connection of each: `ferry validate` reporting beside `ferry migrate --serve` displaces
+//!   nothing. Within a purpose, the same peer (same name) reconnecting replaces its old
+//!   connection; another name is refused until the first is gone (at most `idle_timeout`
+//!   after it vanished). Each purpose has its own queue; [`Channel::send`] queues for the
+//!   peer of this end's own purpose, so the proxy's requests are for "the `migrate`
+//!   migrator", whichever connects.
 //! - **Encoding: JSON** (serde). The volume is tiny (state changes, progress a few times a
 //!   second, repair batches), so readability wins: frames can be read in a packet capture or a
 //!   log, and `serde_json` is already in the workspace. Versioning is explicit: both ends send
@@ -68,7 +73,7 @@ pub mod tls;
 
 pub use channel::{Channel, ChannelConfig, Delivery, Event, Events, Peer, StartError, Status};
 pub use frame::FrameError;
-pub use message::{Message, PartitionKey, Refusal, Role, TableName};
+pub use message::{Message, PartitionKey, Purpose, Refusal, Role, TableName};
 pub use queue::SendError;
 pub use tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles, TlsError};
 

@@ -41,6 +41,53 @@ impl fmt::Display for Role {
     }
 }
 
+/// What a migrator end is for, sent in its `Hello`.
+///
+/// Why: `ferry validate` and `ferry migrate --serve` both speak the channel as migrators, and a
+/// proxy must not let one displace the other. The listening end keeps one connection per
+/// purpose, and a proxy's requests ([`Message::Remigrate`], [`Message::RepairPartitions`],
+/// [`Message::ReorderTables`]) go only to the `migrate` one. Absent from a `Hello` (older
+/// builds, and every proxy) it is `migrate`, which is what an older migrator is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Purpose {
+    /// `ferry migrate`: reports the job and takes the proxy's requests.
+    #[default]
+    Migrate,
+    /// `ferry validate`: reports validation results only.
+    Validate,
+}
+
+impl Purpose {
+    /// Every purpose, in the order the listening end keeps their connections.
+    pub const ALL: [Self; 2] = [Self::Migrate, Self::Validate];
+
+    pub fn is_migrate(&self) -> bool {
+        *self == Self::Migrate
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Migrate => "migrate",
+            Self::Validate => "validate",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::Migrate => 0,
+            Self::Validate => 1,
+        }
+    }
+}
+
+impl fmt::Display for Purpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the sender of a refused message should do with it, sent with the `Nack`.
 ///
 /// Why typed: a request one peer cannot carry out may suit another (a re-migration refused

@@ -1,10 +1,10 @@
 //! One connection's life: the handshake, then messages both ways until it ends.
 //!
 //! ```text
-//!  handshake   send Hello ─► read Hello ─► check version / role / listener slot
+//!  handshake   send Hello ─► read Hello ─► check version / role / listener slot (per purpose)
 //!                 ├─ not acceptable: send Refuse{reason}, close   (Event::Refused)
 //!                 └─ send Accept ─► read Accept (or the peer's Refuse{reason})
-//!  established take the queue's lease; everything unacknowledged is unsent again
+//!  established take the purpose's lane lease; everything unacknowledged is unsent again
 //!     loop ─┬─ write queued messages while fewer than max_in_flight await answers
 //!           ├─ read: Ack/Nack ─► Outbox::answered  (Nack ─► Event::Nacked)
 //!           │        Data ─► Dedupe::arrive ─┬─ duplicate: answer again, no delivery
@@ -26,10 +26,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::channel::{Answer, Counters, Delivery, Event, Peer, Shared};
+use crate::channel::{Answer, Counters, Delivery, Event, Lane, Peer, Shared};
 use crate::connection::{Connection, ReadError};
 use crate::frame::{Frame, FrameError, Hello};
-use crate::message::Refusal;
+use crate::message::{Refusal, Role};
 use crate::queue::Verdict;
 
 /// The listener's admission of one peer at a time.
@@ -142,9 +142,10 @@ where
         None => (None, None),
     };
 
+    let lane = shared.lane(peer.purpose);
     let end = tokio::select! {
-        lease = shared.lease.lock() => {
-            let mut session = Session::new(shared, conn, peer.clone(), cancel);
+        lease = lane.lease.lock() => {
+            let mut session = Session::new(shared, lane, conn, peer.clone(), cancel);
             let end = session.established().await;
             session.conn.close().await;
             drop(lease);
@@ -200,6 +201,7 @@ where
         role: config.role,
         name: config.name.clone(),
         instance: shared.instance,
+        purpose: config.purpose,
     });
     conn.send(&hello).await.map_err(io)?;
     let theirs = match read(conn, addr).await? {
@@ -227,6 +229,12 @@ where
         let peer = Peer {
             name: theirs.name.clone(),
             role: theirs.role,
+            // The migrator end's says what the connection is for.
+            purpose: if config.role == Role::Migrator {
+                config.purpose
+            } else {
+                theirs.purpose
+            },
             instance: theirs.instance,
             protocol_version: version,
             addr,
@@ -299,6 +307,8 @@ fn kind(frame: &Frame) -> &'static str {
 
 struct Session<'a, S> {
     shared: &'a Shared,
+    /// The peer's purpose's queue.
+    lane: &'a Lane,
     conn: Connection<S>,
     peer: Peer,
     cancel: Option<Arc<Notify>>,
@@ -313,6 +323,7 @@ where
 {
     fn new(
         shared: &'a Shared,
+        lane: &'a Lane,
         conn: Connection<S>,
         peer: Peer,
         cancel: Option<Arc<Notify>>,
@@ -323,6 +334,7 @@ where
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Self {
             shared,
+            lane,
             conn,
             peer,
             cancel,
@@ -333,9 +345,9 @@ where
     }
 
     async fn established(&mut self) -> End {
-        let shared = self.shared;
-        shared.outbox().disconnected();
-        shared.set_peer(Some(self.peer.clone()));
+        let (shared, lane) = (self.shared, self.lane);
+        lane.outbox().disconnected();
+        lane.set_peer(Some(self.peer.clone()));
         Counters::add(&shared.counters.connects, 1);
         tracing::info!(peer = %self.peer, version = self.peer.protocol_version, "Update channel connected to {}", self.peer);
         let end = match self
@@ -345,8 +357,8 @@ where
             Ok(()) => self.exchange().await,
             Err(end) => end,
         };
-        shared.set_peer(None);
-        shared.outbox().disconnected();
+        lane.set_peer(None);
+        lane.outbox().disconnected();
         end
     }
 
@@ -403,7 +415,7 @@ where
             if let Err(end) = self.write_queued().await {
                 return end;
             }
-            let shared = self.shared;
+            let (shared, lane) = (self.shared, self.lane);
             let cancel = self.cancel.clone();
             let step = tokio::select! {
                 r = self.conn.read_frame() => match r {
@@ -418,7 +430,7 @@ where
                     }
                     Err(e) => Err(End::Lost(e.to_string())),
                 },
-                () = shared.queued.notified() => Ok(()),
+                () = lane.queued.notified() => Ok(()),
                 _ = self.ticks.tick() => self.keepalive(true).await,
                 () = shared.closing() => Err(End::Shutdown),
                 () = Self::cancelled(cancel.as_deref()) => Err(End::Replaced),
@@ -433,7 +445,7 @@ where
         let window = self.shared.config.max_in_flight;
         let mut wrote = 0u64;
         {
-            let mut outbox = self.shared.outbox();
+            let mut outbox = self.lane.outbox();
             while let Some((_, frame)) = outbox.next_to_send(window) {
                 self.conn.buffer(&frame);
                 wrote += 1;
@@ -455,7 +467,7 @@ where
         match frame {
             Frame::Heartbeat => Ok(()),
             Frame::Ack { id } => {
-                if shared.outbox().answered(id).is_some() {
+                if self.lane.outbox().answered(id).is_some() {
                     Counters::add(&shared.counters.acked, 1);
                     self.maybe_emptied();
                 }
@@ -466,21 +478,34 @@ where
                 reason,
                 refusal,
             } => {
-                let entry = shared.outbox().answered(id);
+                let entry = {
+                    let mut outbox = self.lane.outbox();
+                    let entry = outbox.answered(id);
+                    // Counted under the outbox's lock: `Status` reads both together, so a
+                    // message `oldest_queued` has passed is in `nacked_total` if refused.
+                    if entry.is_some() {
+                        Counters::add(&shared.counters.nacked, 1);
+                    }
+                    entry
+                };
                 if let Some(entry) = entry {
-                    Counters::add(&shared.counters.nacked, 1);
                     self.maybe_emptied();
                     tracing::warn!(
                         peer = %self.peer, id, kind = entry.message.kind(), %reason, %refusal,
                         "Update channel: {} refused {} {id} ({refusal}): {reason}", self.peer, entry.message.kind()
                     );
-                    self.wait(shared.emit(Event::Nacked {
+                    let mut emit = std::pin::pin!(shared.emit(Event::Nacked {
                         id,
                         message: entry.message,
                         reason,
                         refusal,
-                    }))
-                    .await?;
+                    }));
+                    if let Err(end) = self.wait(emit.as_mut()).await {
+                        // Counted, so handed over even as this connection ends (only a
+                        // closing channel stops it): the application may keep the message.
+                        emit.await;
+                        return Err(end);
+                    }
                 }
                 Ok(())
             }
@@ -560,8 +585,8 @@ where
     }
 
     fn maybe_emptied(&self) {
-        if self.shared.outbox().len() == 0 {
-            self.shared.emptied.notify_waiters();
+        if self.lane.outbox().len() == 0 {
+            self.lane.emptied.notify_waiters();
         }
     }
 }
@@ -578,6 +603,7 @@ mod tests {
             role: Role::Migrator,
             name: "m".into(),
             instance: 1,
+            purpose: Default::default(),
         }
     }
 

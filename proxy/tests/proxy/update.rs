@@ -1,7 +1,8 @@
 //! The proxy's end of the Update channel, against a fake migrator made from
 //! `ferry_update::Channel::dial`: reported state in `/status` and `/metrics`, dual reads only on
 //! backfilled tables, repair requests for best-effort target failures, re-migration after ALTER
-//! TABLE, and the cutover gate on `PUT /primary`. Addresses 127.0.130–134.x and 127.0.190.x.
+//! TABLE, and the cutover gate on `PUT /primary`. Addresses 127.0.130–134.x, 127.0.190.x and
+//! 127.0.200–202.x.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use ferry_proxy::settings::{ReadMode, TargetFailurePolicy};
 use ferry_sim::server::faults;
 use ferry_sim::server::{FaultAction, RequestMatcher};
 use ferry_update::{
-    Channel, ChannelConfig, Delivery, Event, Events, Message, PartitionKey, Refusal, Role,
+    Channel, ChannelConfig, Delivery, Event, Events, Message, PartitionKey, Purpose, Refusal, Role,
     TableName,
 };
 use scylla::client::session::Session;
@@ -35,12 +36,15 @@ async fn env(net: u8, adjust: impl FnOnce(&mut ferry_proxy::config::ProxyConfig)
 
 /// A migrator that only speaks the channel.
 async fn migrator(proxy: SocketAddr) -> (Channel, Events) {
-    let (channel, mut events) = Channel::dial(
-        ChannelConfig::new(Role::Migrator, "fake-migrator"),
-        proxy.to_string(),
-        None,
-    )
-    .unwrap();
+    peer(proxy, Purpose::Migrate).await
+}
+
+/// A fake migrator of `purpose`, connected; every one has the same name, as `ferry migrate`
+/// and `ferry validate` do.
+async fn peer(proxy: SocketAddr, purpose: Purpose) -> (Channel, Events) {
+    let mut config = ChannelConfig::new(Role::Migrator, "fake-migrator");
+    config.purpose = purpose;
+    let (channel, mut events) = Channel::dial(config, proxy.to_string(), None).unwrap();
     loop {
         match tokio::time::timeout(PATIENCE, events.recv()).await.unwrap() {
             Some(Event::Connected(_)) => return (channel, events),
@@ -86,7 +90,21 @@ async fn status(admin: SocketAddr) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-async fn schema(client: &Session, tables: &[&str]) {
+/// Two tables of one row type, for the tests that need a second table.
+const T_AND_U: [&str; 2] = [
+    "CREATE TABLE ks.t (k int PRIMARY KEY, v text)",
+    "CREATE TABLE ks.u (k int PRIMARY KEY, v text)",
+];
+
+/// The proxy of [`env`], a driver session through it, and keyspace `ks` with `tables` (their
+/// CREATE TABLE statements) made through the proxy, so on both clusters.
+async fn env_with_tables(
+    net: u8,
+    adjust: impl FnOnce(&mut ferry_proxy::config::ProxyConfig),
+    tables: &[&str],
+) -> (Env, Session) {
+    let env = env(net, adjust).await;
+    let client = scylla(env.proxy.local_addr()).await;
     client
         .query_unpaged(
             "CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
@@ -97,6 +115,7 @@ async fn schema(client: &Session, tables: &[&str]) {
     for t in tables {
         client.query_unpaged(*t, &[]).await.unwrap();
     }
+    (env, client)
 }
 
 async fn compared(env: &Env, table: &str) -> u64 {
@@ -116,17 +135,8 @@ async fn until_compared(env: &Env, table: &str, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reported_state_shows_and_dual_reads_wait_for_backfill() {
-    let env = env(130, |c| c.read_mode = ReadMode::DualAsync).await;
+    let (env, client) = env_with_tables(130, |c| c.read_mode = ReadMode::DualAsync, &T_AND_U).await;
     let admin = env.proxy.admin_addr();
-    let client = scylla(env.proxy.local_addr()).await;
-    schema(
-        &client,
-        &[
-            "CREATE TABLE ks.t (k int PRIMARY KEY, v text)",
-            "CREATE TABLE ks.u (k int PRIMARY KEY, v text)",
-        ],
-    )
-    .await;
     client
         .query_unpaged("INSERT INTO ks.t (k, v) VALUES (1, 'a')", &[])
         .await
@@ -226,17 +236,13 @@ async fn reported_state_shows_and_dual_reads_wait_for_backfill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn best_effort_target_failures_become_repair_requests() {
-    let env = env(131, |c| {
-        c.target_failure_policy = TargetFailurePolicy::BestEffort
-    })
-    .await;
-    let admin = env.proxy.admin_addr();
-    let client = scylla(env.proxy.local_addr()).await;
-    schema(
-        &client,
+    let (env, client) = env_with_tables(
+        131,
+        |c| c.target_failure_policy = TargetFailurePolicy::BestEffort,
         &["CREATE TABLE ks.p (a text, b int, c int, v text, PRIMARY KEY ((a, b), c))"],
     )
     .await;
+    let admin = env.proxy.admin_addr();
     let insert = client
         .prepare("INSERT INTO ks.p (c, v, b, a) VALUES (?, ?, ?, ?)")
         .await
@@ -317,9 +323,7 @@ async fn best_effort_target_failures_become_repair_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alter_table_through_the_proxy_asks_for_remigration() {
-    let env = env(132, |_| {}).await;
-    let client = scylla(env.proxy.local_addr()).await;
-    schema(&client, &["CREATE TABLE ks.t (k int PRIMARY KEY, v text)"]).await;
+    let (env, client) = env_with_tables(132, |_| {}, &T_AND_U[..1]).await;
     // Before a migrator connects: queued, delivered once it does.
     client
         .query_unpaged("ALTER TABLE ks.t ADD w int", &[])
@@ -455,17 +459,8 @@ async fn until_channel(admin: SocketAddr, what: &str, done: impl Fn(&Value) -> b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remigration_refused_as_not_now_waits_for_the_next_migrator() {
-    let env = env(190, |_| {}).await;
+    let (env, client) = env_with_tables(190, |_| {}, &T_AND_U).await;
     let admin = env.proxy.admin_addr();
-    let client = scylla(env.proxy.local_addr()).await;
-    schema(
-        &client,
-        &[
-            "CREATE TABLE ks.t (k int PRIMARY KEY, v text)",
-            "CREATE TABLE ks.u (k int PRIMARY KEY, v text)",
-        ],
-    )
-    .await;
     let alter = |t: &'static str| {
         let client = &client;
         async move {
@@ -519,5 +514,173 @@ async fn a_remigration_refused_as_not_now_waits_for_the_next_migrator() {
     .await;
     drop(client);
     second.close().await;
+    env.stop().await;
+}
+
+/// Waits until `/status` satisfies `done`.
+async fn until_status(admin: SocketAddr, what: &str, done: impl Fn(&Value) -> bool) {
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while !done(&status(admin).await) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        panic!("never {what}: {}", status(admin).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_refused_as_not_now_stays_pending_for_the_next_migrator() {
+    let (env, client) = env_with_tables(
+        200,
+        |c| c.target_failure_policy = TargetFailurePolicy::BestEffort,
+        &["CREATE TABLE ks.r (k int PRIMARY KEY, v text)"],
+    )
+    .await;
+    let admin = env.proxy.admin_addr();
+    let insert = client
+        .prepare("INSERT INTO ks.r (k, v) VALUES (?, ?)")
+        .await
+        .unwrap();
+    env.target.node(0).faults().add(
+        RequestMatcher::any().opcode(Opcode::Execute),
+        FaultAction::Error(faults::overloaded()),
+    );
+    for (k, v) in [(1, "a"), (1, "b"), (2, "c")] {
+        client.execute_unpaged(&insert, (k, v)).await.unwrap();
+    }
+    assert_eq!(env.proxy.repairs().pending(), 3);
+    let expected = Message::RepairPartitions {
+        table: table("r"),
+        partitions: vec![PartitionKey::new(["1"]), PartitionKey::new(["2"])],
+    };
+
+    // A migrator that cannot repair now (exiting, origin out of its reach).
+    let (first, mut events) = migrator(env.proxy.update_addr().unwrap()).await;
+    let d = request(&mut events).await;
+    assert_eq!(d.message(), &expected);
+    d.refuse("the migrator is exiting", Refusal::NotNow);
+    until_status(admin, "counted as refused not now", |s| {
+        s["repairs"]["requests"]["refused_not_now"] == 1
+    })
+    .await;
+    let s = status(admin).await;
+    let requests = &s["repairs"]["requests"];
+    assert_eq!(s["repairs"]["pending"], 3, "{s}");
+    assert_eq!(s["repairs"]["tables"]["ks.r"]["pending"], 3, "{s}");
+    assert_eq!(requests["held"], true, "{s}");
+    assert_eq!(requests["refused"], 0, "{s}");
+    assert_eq!(requests["awaiting_ack"], 0, "{s}");
+    let (_, metrics) = http(admin, "GET", "/metrics", None, "").await;
+    assert!(
+        metrics.contains("ferry_proxy_repairs_pending 3"),
+        "{metrics}"
+    );
+    first.close().await;
+    drop(events);
+
+    // The next migrator gets the same partitions; its acknowledgement settles all three.
+    let (second, mut events) = migrator(env.proxy.update_addr().unwrap()).await;
+    let d = request(&mut events).await;
+    assert_eq!(d.message(), &expected);
+    assert_eq!(status(admin).await["repairs"]["requests"]["held"], false);
+    d.ack();
+    until_status(admin, "settled", |s| s["repairs"]["pending"] == 0).await;
+    let s = status(admin).await;
+    assert_eq!(s["repairs"]["requests"]["partitions_requested"], 4, "{s}");
+    assert_eq!(s["repairs"]["requests"]["refused_not_now"], 1, "{s}");
+    drop(client);
+    second.close().await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validate_run_reports_beside_the_migrator_without_displacing_it() {
+    let (env, client) = env_with_tables(202, |_| {}, &T_AND_U[..1]).await;
+    let admin = env.proxy.admin_addr();
+    let (m, mut mev) = migrator(env.proxy.update_addr().unwrap()).await;
+    report(
+        &m,
+        [
+            Message::JobStarted {
+                job: "job-1".into(),
+                tables: vec![table("t")],
+            },
+            Message::TableBackfilled {
+                table: table("t"),
+                rows: 5,
+            },
+        ],
+    )
+    .await;
+
+    let (v, _vev) = peer(env.proxy.update_addr().unwrap(), Purpose::Validate).await;
+    until_channel(admin, "showing both peers", |c| {
+        c["migrator"]["name"] == "fake-migrator" && c["validator"]["name"] == "fake-migrator"
+    })
+    .await;
+    // Its results count for the cutover; a job report from it is refused.
+    report(
+        &v,
+        [Message::TableValidated {
+            table: table("t"),
+            rows_checked: 5,
+            mismatches: 0,
+        }],
+    )
+    .await;
+    assert_eq!(
+        status(admin).await["migration"]["tables"]["ks.t"]["phase"],
+        "validated"
+    );
+    v.send(Message::JobStarted {
+        job: "validate".into(),
+        tables: vec![],
+    })
+    .unwrap();
+    tokio::time::timeout(PATIENCE, v.flushed()).await.unwrap();
+    assert_eq!(v.status().nacked_total, 1);
+    assert_eq!(status(admin).await["migration"]["job"]["name"], "job-1");
+
+    // Requests go to the migrator, which was never displaced.
+    client
+        .query_unpaged("ALTER TABLE ks.t ADD w int", &[])
+        .await
+        .unwrap();
+    let d = request(&mut mev).await;
+    assert!(matches!(d.message(), Message::Remigrate { table: t, .. } if *t == table("t")));
+    d.ack();
+    until_channel(admin, "the re-migration answered", |c| c["queued"] == 0).await;
+    assert_eq!(
+        m.status().connects_total,
+        1,
+        "the migrator never reconnected"
+    );
+    assert_eq!(
+        v.status().received_total,
+        0,
+        "nothing was sent to the validate peer"
+    );
+    let (_, metrics) = http(admin, "GET", "/metrics", None, "").await;
+    assert!(
+        metrics.contains("ferry_proxy_migrator_connected 1"),
+        "{metrics}"
+    );
+
+    // The validate run ends; the migrator stays.
+    v.close().await;
+    until_channel(admin, "the validator gone", |c| c["validator"].is_null()).await;
+    assert_eq!(
+        channel_status(admin).await["migrator"]["name"],
+        "fake-migrator"
+    );
+    let (_, metrics) = http(admin, "GET", "/metrics", None, "").await;
+    assert!(
+        metrics.contains("ferry_proxy_migrator_connected 1"),
+        "{metrics}"
+    );
+    drop(client);
+    m.close().await;
     env.stop().await;
 }

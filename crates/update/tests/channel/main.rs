@@ -1,7 +1,8 @@
 //! The Update channel end to end over loopback sockets: delivery both ways with answers,
 //! redelivery across cut connections, duplicates, either side first, version and role
 //! refusals (against hand-written peers too, so the wire format is checked), the bounded
-//! queue, one migrator per proxy, and mutual TLS. Each test has its own 127.0.12x.0/24 net.
+//! queue, one migrator per proxy and purpose, and mutual TLS. Each test has its own
+//! 127.0.12x.0/24 (or 127.0.20x.0/24) net.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
@@ -13,7 +14,8 @@ use std::time::Duration;
 
 use ferry_update::{
     Channel, ChannelConfig, ClientTls, ClientTlsFiles, Delivery, Event, Events, Message,
-    PartitionKey, Peer, Refusal, Role, SendError, ServerTls, ServerTlsFiles, TableName, TlsError,
+    PartitionKey, Peer, Purpose, Refusal, Role, SendError, ServerTls, ServerTlsFiles, TableName,
+    TlsError,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -657,8 +659,8 @@ async fn one_migrator_per_proxy() {
 
     let (m2, mut m2ev) =
         Channel::dial(config(Role::Migrator, "m2"), addr(129, 1).to_string(), None).unwrap();
-    let expected = "proxy proxy-1 already has migrator m1 connected (one migrator per proxy; \
-                    give each instance its own name and listener)";
+    let expected = "proxy proxy-1 already has migrator m1 connected for migrate (one migrator \
+                    per proxy and purpose; give each instance its own name and listener)";
     assert_eq!(refused(&mut m2ev).await, (expected.to_owned(), true));
     assert_eq!(refused(&mut pev).await, (expected.to_owned(), false));
     m2.close().await;
@@ -687,6 +689,94 @@ async fn one_migrator_per_proxy() {
         "the old connection ended before the new one took over"
     );
     assert_eq!(read_json(&mut old).await, None, "the old socket was closed");
+}
+
+/// A `validate` migrator beside the `migrate` one: both stay connected, the proxy's messages
+/// go to the `migrate` one only, and each purpose still admits one peer name.
+#[tokio::test]
+async fn a_validate_peer_connects_beside_the_migrate_one() {
+    let at = addr(201, 1);
+    let (proxy, mut pev) = Channel::listen(config(Role::Proxy, "proxy-1"), at, None)
+        .await
+        .unwrap();
+    // The same name, as `ferry migrate` and `ferry validate` use.
+    let (migrate, mut mev) = Channel::dial(
+        config(Role::Migrator, "ferry-migrator"),
+        at.to_string(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(connected(&mut pev).await.purpose, Purpose::Migrate);
+    let mut v = config(Role::Migrator, "ferry-migrator");
+    v.purpose = Purpose::Validate;
+    let (validate, mut vev) = Channel::dial(v, at.to_string(), None).unwrap();
+    let peer = connected(&mut pev).await;
+    assert_eq!(peer.purpose, Purpose::Validate);
+    assert_eq!(peer.instance, validate.instance());
+    assert!(
+        peer.to_string()
+            .starts_with("migrator ferry-migrator (validate) at ")
+    );
+    assert_eq!(connected(&mut vev).await.purpose, Purpose::Validate);
+
+    let status = proxy.status();
+    assert_eq!(status.peer.map(|p| p.instance), Some(migrate.instance()));
+    assert_eq!(
+        status
+            .other_peers
+            .iter()
+            .map(|p| p.instance)
+            .collect::<Vec<_>>(),
+        vec![validate.instance()]
+    );
+    // Reports from both arrive, each named by its purpose.
+    let validated = Message::TableValidated {
+        table: table(1),
+        rows_checked: 3,
+        mismatches: 0,
+    };
+    validate.send(validated.clone()).unwrap();
+    let d = next_message(&mut pev).await;
+    assert_eq!(
+        (d.peer().purpose, d.message()),
+        (Purpose::Validate, &validated)
+    );
+    d.ack();
+    flushed(&validate).await;
+    // Requests go to the migrate peer.
+    let remigrate = Message::Remigrate {
+        table: table(1),
+        reason: "r".into(),
+    };
+    proxy.send(remigrate.clone()).unwrap();
+    let d = next_message(&mut mev).await;
+    assert_eq!(d.message(), &remigrate);
+    d.ack();
+    flushed(&proxy).await;
+
+    // Another validate run under another name waits for the first to go.
+    let mut other = config(Role::Migrator, "other");
+    other.purpose = Purpose::Validate;
+    let (other, mut oev) = Channel::dial(other, at.to_string(), None).unwrap();
+    let expected = "proxy proxy-1 already has migrator ferry-migrator connected for validate \
+                    (one migrator per proxy and purpose; give each instance its own name and \
+                    listener)";
+    assert_eq!(refused(&mut oev).await, (expected.to_owned(), true));
+    other.close().await;
+    validate.close().await;
+    loop {
+        if let Event::Disconnected { peer, .. } = next_event(&mut pev).await {
+            assert_eq!(peer.purpose, Purpose::Validate);
+            break;
+        }
+    }
+    assert!(proxy.status().other_peers.is_empty());
+    assert_eq!(
+        proxy.status().peer.map(|p| p.instance),
+        Some(migrate.instance()),
+        "the migrate peer was never displaced"
+    );
+    assert_eq!(migrate.status().connects_total, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
