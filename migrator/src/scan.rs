@@ -254,6 +254,27 @@ impl<T> Batching<T> {
     }
 }
 
+/// What a [`Batching`] collects, written as one request: rows of the general path, or
+/// statements of the raw path.
+trait Batched: Sized + Send + 'static {
+    fn write(
+        writer: Arc<TableWriter>,
+        rows: Vec<Self>,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+}
+
+impl Batched for BatchRow {
+    async fn write(writer: Arc<TableWriter>, rows: Vec<Self>) -> Result<(), WriteError> {
+        writer.write_batch(&rows).await
+    }
+}
+
+impl Batched for RawStatement {
+    async fn write(writer: Arc<TableWriter>, rows: Vec<Self>) -> Result<(), WriteError> {
+        writer.write_raw(rows).await
+    }
+}
+
 /// Reads one page of `range` (a task of its own, so it overlaps the writes of earlier pages).
 async fn fetch(
     origin: Arc<Session>,
@@ -578,7 +599,7 @@ impl TableScan {
                 if TableWriter::batchable(&writes) {
                     let new_partition = batch.rows.last().is_none_or(|r| r.pk != scanned.pk);
                     if batch.full(new_partition, bytes) {
-                        self.spawn_batch(&mut out.writes, std::mem::take(&mut batch))
+                        self.spawn_batch(&mut out.writes, std::mem::take(&mut batch).rows)
                             .await;
                     }
                     batch.push(
@@ -602,27 +623,12 @@ impl TableScan {
                 }
             }
             // Collect finished writes as we go, so a failure stops the page early.
-            while let Some(done) = out.writes.try_join_next() {
-                if let Some(f) = joined(done) {
-                    failure.get_or_insert(f);
-                }
-            }
-            if failure.is_some() {
+            if collect_finished(&mut out.writes, &mut failure) {
                 break;
             }
         }
-        if failure.is_none() && !batch.rows.is_empty() {
-            self.spawn_batch(&mut out.writes, batch).await;
-        }
-        if !throttled.is_zero() {
-            self.observer.event(&Event::Throttled {
-                micros: u64::try_from(throttled.as_micros()).unwrap_or(u64::MAX),
-            });
-        }
-        match failure {
-            Some(f) => Err(f),
-            None => Ok(()),
-        }
+        self.finish_page(&mut out.writes, batch, throttled, failure)
+            .await
     }
 
     /// [`Self::dispatch`] of a raw page (see [`raw_path`]): per row, the cells grouped by
@@ -726,9 +732,8 @@ impl TableScan {
             out.bytes += bytes;
             throttled += self.limits.throttle(1, bytes).await;
             if batch.full(new_partition, bytes) {
-                self.spawn_raw(&mut out.writes, std::mem::take(&mut batch.rows))
+                self.spawn_batch(&mut out.writes, std::mem::take(&mut batch).rows)
                     .await;
-                batch = Batching::default();
             }
             if groups.is_empty() {
                 // Primary key only: a key-only INSERT at the floor timestamp.
@@ -748,27 +753,12 @@ impl TableScan {
                 self.push_groups(&mut batch, &groups, rest, &key_values, new_partition, bytes);
             }
             // Collect finished writes as we go, so a failure stops the page early.
-            while let Some(done) = out.writes.try_join_next() {
-                if let Some(f) = joined(done) {
-                    failure.get_or_insert(f);
-                }
-            }
-            if failure.is_some() {
+            if collect_finished(&mut out.writes, &mut failure) {
                 break;
             }
         }
-        if failure.is_none() && !batch.rows.is_empty() {
-            self.spawn_raw(&mut out.writes, batch.rows).await;
-        }
-        if !throttled.is_zero() {
-            self.observer.event(&Event::Throttled {
-                micros: u64::try_from(throttled.as_micros()).unwrap_or(u64::MAX),
-            });
-        }
-        match failure {
-            Some(f) => Err(f),
-            None => Ok(()),
-        }
+        self.finish_page(&mut out.writes, batch, throttled, failure)
+            .await
     }
 
     /// Adds one row's statements to `batch`: a statement per (writetime, TTL) group of
@@ -813,32 +803,38 @@ impl TableScan {
         }
     }
 
-    /// Starts writing raw `statements` (one request) once a write slot is free.
-    async fn spawn_raw(
+    /// Starts writing `rows` (one request) once a write slot is free.
+    async fn spawn_batch<T: Batched>(
         &self,
         writes: &mut JoinSet<Result<(), WriteError>>,
-        statements: Vec<RawStatement>,
+        rows: Vec<T>,
     ) {
         let permit = self.limits.slot().await;
         let writer = self.writer.clone();
         writes.spawn(async move {
             let _permit = permit;
-            writer.write_raw(statements).await
+            T::write(writer, rows).await
         });
     }
 
-    /// Starts writing `batch` once a write slot is free.
-    async fn spawn_batch(
+    /// Ends a page's dispatch: sends the last partial `batch` (unless a write failed) and
+    /// reports the time the rate limits held the page back.
+    async fn finish_page<T: Batched>(
         &self,
         writes: &mut JoinSet<Result<(), WriteError>>,
-        batch: Batching<BatchRow>,
-    ) {
-        let permit = self.limits.slot().await;
-        let writer = self.writer.clone();
-        writes.spawn(async move {
-            let _permit = permit;
-            writer.write_batch(&batch.rows).await
-        });
+        batch: Batching<T>,
+        throttled: Duration,
+        failure: Option<PageFailure>,
+    ) -> Result<(), PageFailure> {
+        if failure.is_none() && !batch.rows.is_empty() {
+            self.spawn_batch(writes, batch.rows).await;
+        }
+        if !throttled.is_zero() {
+            self.observer.event(&Event::Throttled {
+                micros: u64::try_from(throttled.as_micros()).unwrap_or(u64::MAX),
+            });
+        }
+        failure.map_or(Ok(()), Err)
     }
 
     /// Retires the oldest pages of `window` whose writes all succeeded, waiting for them while
@@ -978,6 +974,20 @@ fn be_i64(b: &[u8]) -> Option<i64> {
 /// A big-endian `int` (a TTL).
 fn be_i32(b: &[u8]) -> Option<i32> {
     <[u8; 4]>::try_from(b).ok().map(i32::from_be_bytes)
+}
+
+/// Takes the results of the writes in `writes` that have ended, keeping the first failure in
+/// `failure`; true when there is one (the page must stop).
+fn collect_finished(
+    writes: &mut JoinSet<Result<(), WriteError>>,
+    failure: &mut Option<PageFailure>,
+) -> bool {
+    while let Some(done) = writes.try_join_next() {
+        if let Some(f) = joined(done) {
+            failure.get_or_insert(f);
+        }
+    }
+    failure.is_some()
 }
 
 fn joined(r: Result<Result<(), WriteError>, tokio::task::JoinError>) -> Option<PageFailure> {

@@ -19,6 +19,9 @@
 //!                 sides; keys up to the last compared one are skipped (no double report)
 //! ```
 //!
+//! Each scan page goes first to a replica of its first token, on either cluster, as the
+//! backfill's do (see `route`).
+//!
 //! **Why a merge of two scans** and not "fetch target's partition for each origin
 //! partition": both clusters return a range's rows in the same order, so merging needs one
 //! page per side in memory whatever the partition sizes, finds target-only partitions in the
@@ -61,6 +64,7 @@ use crate::error::{JobError, JobFileError, RangeError, TableError};
 use crate::job::{CountersMode, InvalidJob, JobSpec, Phase, RangeCount};
 use crate::plan::{self, TokenRange};
 use crate::progress::{Event, Observer, TableName};
+use crate::route::Router;
 use crate::scan::{RowLayout, ScannedRow, point_cql, select_cql};
 use crate::schema::{ColumnDef, ColumnKind, TableDef};
 use crate::throttle::{Limits, is_retryable};
@@ -459,6 +463,18 @@ async fn run_table(
         counters,
         scan_origin,
         scan_target,
+        route_origin: Router::new(
+            ctx.origin.clone(),
+            &table.keyspace,
+            &table.table,
+            ctx.spec.origin.local_dc.clone(),
+        ),
+        route_target: Router::new(
+            ctx.target.clone(),
+            &table.keyspace,
+            &table.table,
+            ctx.spec.target.local_dc.clone(),
+        ),
         ctx: ctx.clone(),
         sink: sink.clone(),
         stats: Mutex::new(Stats::default()),
@@ -540,6 +556,9 @@ struct Check {
     counters: bool,
     scan_origin: PreparedStatement,
     scan_target: PreparedStatement,
+    /// Send each page of either scan to a replica of its first token, as the backfill does.
+    route_origin: Router,
+    route_target: Router,
     point_row: String,
     point_partition: String,
     /// Point reads on origin (statement cache and retries of the backfill's writer).
@@ -599,6 +618,8 @@ struct Cursor {
     range: TokenRange,
     /// `None` once the last page was read.
     paging: Option<PagingState>,
+    /// The first token of the next page (the previous page's last row's): where it is routed.
+    from: i64,
     buf: std::collections::VecDeque<ScannedRow>,
 }
 
@@ -607,6 +628,7 @@ impl Cursor {
         Self {
             range,
             paging: Some(PagingState::start()),
+            from: range.start.saturating_add(1),
             buf: std::collections::VecDeque::new(),
         }
     }
@@ -762,12 +784,18 @@ impl Check {
                 return Ok(());
             };
             let (session, select) = if origin {
-                (&self.ctx.origin, &self.scan_origin)
+                (
+                    &self.ctx.origin,
+                    self.route_origin.statement(&self.scan_origin, c.from),
+                )
             } else {
-                (&self.ctx.target, &self.scan_target)
+                (
+                    &self.ctx.target,
+                    self.route_target.statement(&self.scan_target, c.from),
+                )
             };
             let (result, next) = session
-                .execute_single_page(select, (c.range.start, c.range.end), paging)
+                .execute_single_page(&select, (c.range.start, c.range.end), paging)
                 .await
                 .map_err(|e| PageFailure {
                     retryable: is_retryable(&e),
@@ -791,6 +819,7 @@ impl Check {
                     retryable: false,
                     error: e,
                 })?;
+                c.from = r.token;
                 if self.after(&r, last) {
                     c.buf.push_back(r);
                 }

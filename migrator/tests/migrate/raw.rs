@@ -69,11 +69,11 @@ async fn single_cell_tables_keep_writetimes_ttls_and_markers() {
     env.stop().await;
 }
 
-/// Origin with three nodes on 127.0.85.11–13 (one replica per token), target on .2.
-async fn three_node_env() -> Env {
+/// Origin with three nodes on 127.0.`net`.11–13 (one replica per token), target on .2.
+pub(crate) async fn three_node_env(net: u8) -> Env {
     let config = ClusterConfig {
         nodes: 3,
-        listen: "127.0.85.11:0".parse().unwrap(),
+        listen: format!("127.0.{net}.11:0").parse().unwrap(),
         ..ClusterConfig::default()
     };
     let origin = Cluster::start(config, Arc::new(Executor::default()))
@@ -81,7 +81,7 @@ async fn three_node_env() -> Env {
         .unwrap();
     let config = ClusterConfig {
         nodes: 1,
-        listen: "127.0.85.2:0".parse().unwrap(),
+        listen: format!("127.0.{net}.2:0").parse().unwrap(),
         ..ClusterConfig::default()
     };
     let target = Cluster::start(config, Arc::new(Executor::default()))
@@ -90,7 +90,7 @@ async fn three_node_env() -> Env {
     let o = session(origin.addresses()[0]).await;
     let t = session(target.addresses()[0]).await;
     let job_dir =
-        std::env::temp_dir().join(format!("ferry-migrator-test-{}-85", std::process::id()));
+        std::env::temp_dir().join(format!("ferry-migrator-test-{}-{net}", std::process::id()));
     let _ = std::fs::remove_dir_all(&job_dir);
     Env {
         origin,
@@ -102,7 +102,7 @@ async fn three_node_env() -> Env {
 }
 
 /// The node owning `token`: the one with the first vnode token at or after it, wrapping.
-fn owner(c: &Cluster<Executor>, token: i64) -> usize {
+pub(crate) fn owner(c: &Cluster<Executor>, token: i64) -> usize {
     let ring: Vec<(i64, usize)> = {
         let mut r: Vec<(i64, usize)> = c
             .topology()
@@ -122,7 +122,7 @@ fn owner(c: &Cluster<Executor>, token: i64) -> usize {
 
 #[tokio::test]
 async fn scan_pages_go_to_a_replica_of_their_first_token() {
-    let env = three_node_env().await;
+    let env = three_node_env(85).await;
     // A partition whose owner is not the owner of the ring's first token, so the first
     // page and the following ones have different replicas.
     let first = owner(&env.origin, i64::MIN + 1);

@@ -11,7 +11,8 @@ use ferry_cql::types::{ColumnType, CqlValue, encode_value};
 use crate::cql::{Bound, Order, Select, Selection, SelectorExpr, TermContext, term_to_value};
 use crate::schema::{ClusteringOrder, ColumnDef, ColumnKind, TableDef};
 use crate::server::{NodeInfo, RequestContext};
-use crate::store::{ColumnValue, PagingState, ReadCommand, Row};
+use crate::store::read::{CellRef, RowRef};
+use crate::store::{PagingState, ReadCommand, Row};
 
 use super::catalog_view;
 use super::error::ExecError;
@@ -314,16 +315,6 @@ impl Executor {
                         .any(|(_, o)| matches!(o, Output::Column(c) if c.is_static()))),
             filter: restrict::row_filter(&def, &r.filters)?,
         };
-        let result = if r.empty_token_range() {
-            crate::store::ReadResult {
-                rows: Vec::new(),
-                paging_state: None,
-            }
-        } else {
-            self.store
-                .read(&def, &cmd)
-                .map_err(|e| ExecError::invalid(e.to_string()))?
-        };
         let specs: Vec<ColumnSpec> = outputs
             .iter()
             .map(|(n, o)| Self::output_spec(&def, n, o))
@@ -332,48 +323,61 @@ impl Executor {
             let current = result_metadata_id(&specs);
             (client.as_ref() != current).then(|| Bytes::copy_from_slice(&current))
         });
-        let mut metadata = RowsMetadata::new(specs.clone());
-        metadata.paging_state = result.paging_state.as_ref().map(PagingState::encode);
-        // A client with stale metadata gets the new columns even if it asked to skip them.
-        if opts.skip_metadata && changed.is_none() {
-            metadata.columns = None;
-        }
-        metadata.new_metadata_id = changed;
-        let mut builder = RowsBuilder::new(metadata);
-        if aggregate {
-            let count = result.rows.len() as i64;
-            let first = result.rows.first();
-            let cells = outputs
-                .iter()
-                .map(|(_, o)| match o {
-                    Output::Count => Ok(Some(count.to_be_bytes().to_vec())),
-                    other => first
-                        .map(|row| cell(&def, row, other))
-                        .transpose()
-                        .map(Option::flatten),
-                })
-                .collect::<Result<Vec<_>, ExecError>>()?;
-            builder
-                .push_row(cells.iter().map(|c| c.as_deref()))
-                .map_err(|e| ExecError::Server(e.to_string()))?;
-        } else {
-            // One buffer for a row's cells, reused: a scan row costs no allocation per cell.
-            let mut buf: Vec<u8> = Vec::new();
-            let mut cells: Vec<Option<std::ops::Range<usize>>> = Vec::with_capacity(outputs.len());
-            for row in &result.rows {
-                buf.clear();
-                cells.clear();
-                for (_, o) in &outputs {
-                    let start = buf.len();
-                    let written = cell_into(&def, row, o, &mut buf)?;
-                    cells.push(written.then_some(start..buf.len()));
-                }
-                builder
-                    .push_row(cells.iter().map(|c| c.clone().map(|r| &buf[r])))
-                    .map_err(|e| ExecError::Server(e.to_string()))?;
+        // Encodes the page's rows while they are still in the store (no copy of them first).
+        let encode = |rows: &[RowRef<'_>],
+                      paging_state: Option<PagingState>|
+         -> Result<ResultBody, ExecError> {
+            let mut metadata = RowsMetadata::new(specs);
+            metadata.paging_state = paging_state.as_ref().map(PagingState::encode);
+            // A client with stale metadata gets the new columns even if it asked to skip them.
+            if opts.skip_metadata && changed.is_none() {
+                metadata.columns = None;
             }
+            metadata.new_metadata_id = changed;
+            let mut builder = RowsBuilder::new(metadata);
+            if aggregate {
+                let count = rows.len() as i64;
+                let first = rows.first().map(|r| r.to_row());
+                let cells = outputs
+                    .iter()
+                    .map(|(_, o)| match o {
+                        Output::Count => Ok(Some(count.to_be_bytes().to_vec())),
+                        other => first
+                            .as_ref()
+                            .map(|row| cell(&def, row, other))
+                            .transpose()
+                            .map(Option::flatten),
+                    })
+                    .collect::<Result<Vec<_>, ExecError>>()?;
+                builder
+                    .push_row(cells.iter().map(|c| c.as_deref()))
+                    .map_err(|e| ExecError::Server(e.to_string()))?;
+            } else {
+                // One buffer for a row's cells, reused: a scan row costs no allocation per cell.
+                let mut buf: Vec<u8> = Vec::new();
+                let mut cells: Vec<Option<std::ops::Range<usize>>> =
+                    Vec::with_capacity(outputs.len());
+                for row in rows {
+                    buf.clear();
+                    cells.clear();
+                    for (_, o) in &outputs {
+                        let start = buf.len();
+                        let written = cell_into(&def, row, o, &mut buf)?;
+                        cells.push(written.then_some(start..buf.len()));
+                    }
+                    builder
+                        .push_row(cells.iter().map(|c| c.clone().map(|r| &buf[r])))
+                        .map_err(|e| ExecError::Server(e.to_string()))?;
+                }
+            }
+            Ok(ResultBody::Rows(builder.finish()))
+        };
+        if r.empty_token_range() {
+            return encode(&[], None);
         }
-        Ok(ResultBody::Rows(builder.finish()))
+        self.store
+            .read_with(&def, &cmd, encode)
+            .map_err(|e| ExecError::invalid(e.to_string()))?
     }
 }
 
@@ -383,57 +387,70 @@ fn encoded(ty: &ColumnType, v: &CqlValue) -> Result<Vec<u8>, ExecError> {
     Ok(b)
 }
 
-/// Appends the bytes of one output cell of `row` to `out`; false when it is null. The
-/// single-cell cases write straight into `out`; the rest go through [`cell`].
+/// Appends the bytes of one output cell of `row` to `out`; false when it is null. Keys and
+/// single cells are copied straight from the store; the rest go through [`cell`].
 fn cell_into(
     def: &TableDef,
-    row: &Row,
+    row: &RowRef<'_>,
     out: &Output,
     buf: &mut Vec<u8>,
 ) -> Result<bool, ExecError> {
-    let value = |c: &ColumnDef| row.value(def, &c.name);
-    match out {
-        Output::Token => buf.extend_from_slice(&row.token.to_be_bytes()),
+    let bytes = match out {
+        Output::Token => {
+            buf.extend_from_slice(&row.token().to_be_bytes());
+            return Ok(true);
+        }
         Output::Column(c) => match c.kind {
-            ColumnKind::PartitionKey(i) => match row.partition_key.get(i) {
-                Some(b) => buf.extend_from_slice(b),
-                None => return Ok(false),
-            },
-            ColumnKind::Clustering(i) => match row.clustering.as_ref().and_then(|ck| ck.get(i)) {
-                Some(b) => buf.extend_from_slice(b),
-                None => return Ok(false),
-            },
-            _ => match value(c) {
-                Some(ColumnValue::Cell(v)) => buf.extend_from_slice(&v.value),
-                Some(v) => buf.extend_from_slice(&v.serialize(c)),
-                None => return Ok(false),
+            ColumnKind::PartitionKey(i) => row.partition_key(i),
+            ColumnKind::Clustering(i) => row.clustering(i),
+            _ => match row.cell(c) {
+                CellRef::Cell { value, .. } => Some(value),
+                CellRef::Null => None,
+                CellRef::Elements => return owned_cell_into(def, row, out, buf),
             },
         },
-        Output::WriteTime(c)
-            if !per_element(c) && !matches!(value(c), Some(ColumnValue::Elements(_))) =>
-        {
-            match value(c) {
-                Some(ColumnValue::Cell(v)) => buf.extend_from_slice(&v.writetime.to_be_bytes()),
-                _ => return Ok(false),
+        Output::WriteTime(c) if !per_element(c) => match row.cell(c) {
+            CellRef::Cell { writetime, .. } => {
+                buf.extend_from_slice(&writetime.to_be_bytes());
+                return Ok(true);
             }
-        }
-        Output::Ttl(c)
-            if !per_element(c) && !matches!(value(c), Some(ColumnValue::Elements(_))) =>
-        {
-            match value(c).and_then(|v| match v {
-                ColumnValue::Cell(v) => v.ttl,
-                ColumnValue::Elements(_) => None,
-            }) {
-                Some(t) => buf.extend_from_slice(&(t as i32).to_be_bytes()),
-                None => return Ok(false),
-            }
-        }
-        other => match cell(def, row, other)? {
-            Some(b) => buf.extend_from_slice(&b),
-            None => return Ok(false),
+            CellRef::Null => None,
+            CellRef::Elements => return owned_cell_into(def, row, out, buf),
         },
+        Output::Ttl(c) if !per_element(c) => match row.cell(c) {
+            CellRef::Cell { ttl: Some(t), .. } => {
+                buf.extend_from_slice(&(t as i32).to_be_bytes());
+                return Ok(true);
+            }
+            CellRef::Cell { ttl: None, .. } | CellRef::Null => None,
+            CellRef::Elements => return owned_cell_into(def, row, out, buf),
+        },
+        _ => return owned_cell_into(def, row, out, buf),
+    };
+    match bytes {
+        Some(b) => {
+            buf.extend_from_slice(b);
+            Ok(true)
+        }
+        None => Ok(false),
     }
-    Ok(true)
+}
+
+/// [`cell_into`] through a copy of the row: collections, UDTs and their per-element
+/// `writetime()` / `ttl()` lists.
+fn owned_cell_into(
+    def: &TableDef,
+    row: &RowRef<'_>,
+    out: &Output,
+    buf: &mut Vec<u8>,
+) -> Result<bool, ExecError> {
+    match cell(def, &row.to_row(), out)? {
+        Some(b) => {
+            buf.extend_from_slice(&b);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// The bytes of one output cell of `row`.
