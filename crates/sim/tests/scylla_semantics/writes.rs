@@ -105,11 +105,13 @@ async fn last_write_wins_and_tombstones_in_both_arrival_orders() {
 async fn short_ttls_expire() {
     let s = session_in("wr_ttl").await;
     run(&s, "CREATE TABLE t (k int PRIMARY KEY, v text, w text)").await;
-    run(&s, "INSERT INTO t (k, v) VALUES (1, 'gone') USING TTL 1").await;
-    run(&s, "INSERT INTO t (k, v) VALUES (2, 'row stays')").await;
-    run(&s, "UPDATE t USING TTL 1 SET w = 'cell goes' WHERE k = 2").await;
+    // Expiry counts whole seconds from the write's second, so a TTL of 1 can
+    // end a moment after the write; 2 leaves at least a second to see the row.
+    run(&s, "INSERT INTO t (k, v) VALUES (1, 'gone') USING TTL 2").await;
     assert_eq!(value_of(&s, "t", 1).await, Some(Some("gone".into())));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    run(&s, "INSERT INTO t (k, v) VALUES (2, 'row stays')").await;
+    run(&s, "UPDATE t USING TTL 2 SET w = 'cell goes' WHERE k = 2").await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     // The whole row expired (its marker had the TTL too); on k = 2 only w did.
     assert_eq!(value_of(&s, "t", 1).await, None);
     let got: Vec<(Option<String>, Option<String>)> =
