@@ -123,18 +123,7 @@ pub(crate) fn owner(c: &Cluster<Executor>, token: i64) -> usize {
 #[tokio::test]
 async fn scan_pages_go_to_a_replica_of_their_first_token() {
     let env = three_node_env(85).await;
-    // A partition whose owner is not the owner of the ring's first token, so the first
-    // page and the following ones have different replicas.
-    let first = owner(&env.origin, i64::MIN + 1);
-    let (pk, pk_owner) = (0..100)
-        .map(|k: i32| {
-            (
-                k,
-                owner(&env.origin, ferry_sim::murmur3::token(&k.to_be_bytes())),
-            )
-        })
-        .find(|(_, o)| *o != first)
-        .unwrap();
+    let (first, pk, pk_owner) = partition_off_first(&env);
     env.origin_cql(&[
         "CREATE KEYSPACE rt WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
         "CREATE TABLE rt.t (k int, c int, v text, PRIMARY KEY (k, c))",
@@ -147,17 +136,7 @@ async fn scan_pages_go_to_a_replica_of_their_first_token() {
         )])
         .await;
     }
-    // Counts each node's scan requests: a delay of nothing, with a large activation budget.
-    const BUDGET: u64 = 1_000_000;
-    let scans = || {
-        RequestMatcher::any()
-            .opcode(Opcode::Execute)
-            .text_contains("token(\"k\") >")
-    };
-    for node in env.origin.nodes() {
-        node.faults()
-            .add_times(scans(), FaultAction::Delay(Duration::ZERO), Some(BUDGET));
-    }
+    count_scan_pages(&env);
     let mut spec = env.spec(&["rt.t"]);
     spec.ranges = RangeCount::Fixed(1);
     spec.scan_parallelism = 1;
@@ -165,6 +144,31 @@ async fn scan_pages_go_to_a_replica_of_their_first_token() {
     let (report, _) = env.run(spec).await;
     assert_eq!(report.tables[0].phase, Phase::Done, "{report:?}");
     assert_same_cells(&env, "rt", "t");
+    assert_pages_routed(&env, first, pk_owner, "scan pages per node");
+    env.stop().await;
+}
+
+/// A large activation budget for [`count_scan_pages`]'s rules.
+const SCAN_BUDGET: u64 = 1_000_000;
+
+/// Counts each origin node's scan requests: a delay of nothing on every scan page, with a
+/// large activation budget.
+pub(crate) fn count_scan_pages(env: &Env) {
+    for node in env.origin.nodes() {
+        node.faults().add_times(
+            RequestMatcher::any()
+                .opcode(Opcode::Execute)
+                .text_contains("token(\"k\") >"),
+            FaultAction::Delay(Duration::ZERO),
+            Some(SCAN_BUDGET),
+        );
+    }
+}
+
+/// Checks, after [`count_scan_pages`], that a one-range scan of a single 50-row partition
+/// (pages of 10) sent its first page to the owner of the ring's first token (`first`) and
+/// every later page to the partition's owner.
+pub(crate) fn assert_pages_routed(env: &Env, first: usize, pk_owner: usize, what: &str) {
     let served: Vec<u64> = env
         .origin
         .nodes()
@@ -174,19 +178,30 @@ async fn scan_pages_go_to_a_replica_of_their_first_token() {
                 .rules()
                 .first()
                 .and_then(|r| r.remaining)
-                .map_or(BUDGET, |left| BUDGET - left)
+                .map_or(SCAN_BUDGET, |left| SCAN_BUDGET - left)
         })
         .collect();
     let pages: u64 = served.iter().sum();
-    // 50 rows in pages of 10: at least 5 pages; the first starts at the ring's first token,
-    // every later one inside the partition.
-    assert!(pages >= 5, "{served:?}");
-    let mut expected = vec![0; 3];
+    // At least 5 pages; the first starts at the ring's first token, every later one inside
+    // the partition.
+    assert!(pages >= 5, "{what}: {served:?}");
+    let mut expected = vec![0; served.len()];
     expected[first] = 1;
     expected[pk_owner] = pages - 1;
-    assert_eq!(
-        served, expected,
-        "scan pages per node; partition on node {pk_owner}"
-    );
-    env.stop().await;
+    assert_eq!(served, expected, "{what}; partition on node {pk_owner}");
+}
+
+/// An int partition key whose owner is not the owner of the ring's first token, so a scan's
+/// first page and the following ones have different replicas: (first token's owner, key,
+/// key's owner).
+pub(crate) fn partition_off_first(env: &Env) -> (usize, i32, usize) {
+    let first = owner(&env.origin, i64::MIN + 1);
+    let (pk, pk_owner) = (0..100)
+        .map(|k: i32| {
+            let token = ferry_sim::murmur3::token(&k.to_be_bytes());
+            (k, owner(&env.origin, token))
+        })
+        .find(|(_, o)| *o != first)
+        .expect("100 keys on 3 nodes");
+    (first, pk, pk_owner)
 }

@@ -8,7 +8,7 @@ use ferry_migrator::{DiffKind, Phase, ValidateOptions, ValidationReport};
 use ferry_sim::server::{FaultAction, RequestMatcher};
 
 use crate::harness::{Env, Recorder, env};
-use crate::raw::{owner, three_node_env};
+use crate::raw::{assert_pages_routed, count_scan_pages, partition_off_first, three_node_env};
 
 const FLOOR: i64 = 1_000_000;
 
@@ -263,18 +263,7 @@ async fn a_write_between_the_two_scans_is_cleared_by_the_recheck() {
 #[tokio::test]
 async fn scan_pages_go_to_a_replica_of_their_first_token() {
     let env = three_node_env(86).await;
-    // A partition whose owner is not the owner of the ring's first token, so the first page
-    // and the following ones have different replicas.
-    let first = owner(&env.origin, i64::MIN + 1);
-    let (pk, pk_owner) = (0..100)
-        .map(|k: i32| {
-            (
-                k,
-                owner(&env.origin, ferry_sim::murmur3::token(&k.to_be_bytes())),
-            )
-        })
-        .find(|(_, o)| *o != first)
-        .unwrap();
+    let (first, pk, pk_owner) = partition_off_first(&env);
     let schema = [
         "CREATE KEYSPACE vr WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
         "CREATE TABLE vr.t (k int, c int, v text, PRIMARY KEY (k, c))",
@@ -289,17 +278,7 @@ async fn scan_pages_go_to_a_replica_of_their_first_token() {
         env.origin_cql(&[&insert]).await;
         env.target_cql(&[&insert]).await;
     }
-    // Counts each node's scan requests: a delay of nothing, with a large activation budget.
-    const BUDGET: u64 = 1_000_000;
-    for node in env.origin.nodes() {
-        node.faults().add_times(
-            RequestMatcher::any()
-                .opcode(Opcode::Execute)
-                .text_contains("token(\"k\") >"),
-            FaultAction::Delay(Duration::ZERO),
-            Some(BUDGET),
-        );
-    }
+    count_scan_pages(&env);
     let mut spec = env.spec(&["vr.t"]);
     spec.ranges = ferry_migrator::RangeCount::Fixed(1);
     spec.scan_parallelism = 1;
@@ -309,28 +288,6 @@ async fn scan_pages_go_to_a_replica_of_their_first_token() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(report.tables[0].is_clean(), "{report:?}");
-    let served: Vec<u64> = env
-        .origin
-        .nodes()
-        .iter()
-        .map(|n| {
-            n.faults()
-                .rules()
-                .first()
-                .and_then(|r| r.remaining)
-                .map_or(BUDGET, |left| BUDGET - left)
-        })
-        .collect();
-    let pages: u64 = served.iter().sum();
-    // 50 rows in pages of 10: at least 5 pages; the first starts at the ring's first token,
-    // every later one inside the partition.
-    assert!(pages >= 5, "{served:?}");
-    let mut expected = vec![0; 3];
-    expected[first] = 1;
-    expected[pk_owner] = pages - 1;
-    assert_eq!(
-        served, expected,
-        "origin scan pages per node; partition on node {pk_owner}"
-    );
+    assert_pages_routed(&env, first, pk_owner, "origin scan pages per node");
     env.stop().await;
 }
