@@ -655,6 +655,15 @@ async fn every_panel_and_alert_query_runs_on_the_binaries_metrics() {
     })
     .await;
     assert!(ready.is_some(), "the proxy never became ready\n{}", logs());
+    // The migrator process starts beside the proxy; its admin API may come up later.
+    let live = eventually(120, async || {
+        let (s, _) = http("GET", MIGRATOR_ADMIN, "/health/liveness", "")
+            .await
+            .ok()?;
+        (s == 200).then_some(())
+    })
+    .await;
+    assert!(live.is_some(), "the migrator never listened\n{}", logs());
     workload(&origin, &target).await;
 
     // A job over the healthy table and the one whose target overloads (it ends FAILED).
@@ -735,7 +744,7 @@ async fn every_panel_and_alert_query_runs_on_the_binaries_metrics() {
         v.first()?["value"][1].as_str()?.parse().ok()
     };
     let before = scrapes().await.unwrap_or(0.0);
-    let scraped = eventually(40, async || {
+    let scraped = eventually(120, async || {
         (scrapes().await? >= before + 2.0).then_some(())
     })
     .await;
@@ -762,7 +771,7 @@ async fn every_panel_and_alert_query_runs_on_the_binaries_metrics() {
     );
 
     // The rules Prometheus loaded evaluate without errors.
-    let healthy = eventually(40, async || {
+    let healthy = eventually(120, async || {
         let (_, body) = http("GET", PROMETHEUS, "/api/v1/rules", "").await.ok()?;
         let v: Value = serde_json::from_str(&body).ok()?;
         let rules: Vec<Value> = v["data"]["groups"]

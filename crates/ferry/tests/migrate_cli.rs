@@ -102,7 +102,9 @@ async fn killed_mid_table_and_rerun_ends_identical() {
         a
     };
     let mut child = Command::new(FERRY)
-        .args(args(Some("40")))
+        // 10 rows/s: 10 rows at once, then 11 s for the other 110, so the process is still
+        // mid-table when a loaded machine gets to kill it.
+        .args(args(Some("10")))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -365,9 +365,10 @@ async fn stop_start_drop_and_reset() {
 }
 
 /// Polls `GET /nodes` until node `id` has `want` open connections (the accept loop registers
-/// a connection shortly after the client's connect returns).
+/// a connection shortly after the client's connect returns), for at least 30 s: a loaded
+/// machine may take seconds.
 async fn wait_for_connections(h: &Harness, id: usize, want: u64) {
-    for _ in 0..500 {
+    for _ in 0..3000 {
         let nodes = h.ok("GET", "/nodes", "").await;
         if nodes["nodes"][id]["connections"] == want {
             return;

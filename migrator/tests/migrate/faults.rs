@@ -66,13 +66,14 @@ async fn a_range_that_keeps_failing_fails_the_table_by_name() {
     setup(&env).await;
     env.origin.node(0).faults().add(
         scan_matcher().text_contains("token(\"k\") >"),
-        FaultAction::Delay(Duration::from_millis(400)),
+        FaultAction::Delay(Duration::from_secs(10)),
     );
     let mut spec = env.spec(&["flt.t"]);
     spec.ranges = RangeCount::Fixed(4);
     spec.retries = 2;
-    // Every scan takes longer than the client's limit.
-    spec.origin.request_timeout = Duration::from_millis(100);
+    // Every scan takes far longer than the client's limit, which is long enough for the
+    // schema reads and the first range's scans on a loaded machine.
+    spec.origin.request_timeout = Duration::from_secs(2);
     let (report, _) = env.run(spec).await;
     let Phase::Failed(reason) = &report.tables[0].phase else {
         panic!("{report:?}")

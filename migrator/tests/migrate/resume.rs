@@ -41,7 +41,10 @@ async fn stopped_mid_table_and_rerun_ends_identical_without_duplicate_list_eleme
     let mut spec = env.spec(&["res.t"]);
     spec.ranges = ferry_migrator::RangeCount::Fixed(4);
     spec.page_size = 5;
-    spec.max_rows_per_second = Some(100);
+    // 10 rows/s: the bucket's first second (10 rows) goes at once, the other 110 rows take
+    // 11 s, so the job is still mid-table however long a loaded machine takes to notice
+    // the first checkpoints.
+    spec.max_rows_per_second = Some(10);
     let progress = env.job_dir.join("res.t.progress");
     let job = tokio::spawn(ferry_migrator::run(spec.clone(), Arc::new(LogObserver)));
     // Stop once some progress is durable (a rows/s limit keeps the job mid-table).

@@ -221,15 +221,17 @@ async fn a_write_between_the_two_scans_is_cleared_by_the_recheck() {
     // A dual write that reached target first; origin gets it once origin's scan is done.
     let late = "INSERT INTO rc.t (k, v) VALUES (99, 99) USING TIMESTAMP 5000";
     env.target_cql(&[late]).await;
-    // Target's scan is held back, so it runs after the write reached origin too.
+    // Target's scan is held back, so it runs after the write reached origin too: 10 s, far
+    // more than a loaded machine takes for that write, and far less than the client's limit.
     let rule = env.target.node(0).faults().add_times(
         RequestMatcher::any()
             .opcode(Opcode::Execute)
             .text_contains("token(\"k\") >"),
-        FaultAction::Delay(Duration::from_secs(3)),
+        FaultAction::Delay(Duration::from_secs(10)),
         Some(1),
     );
     let mut spec = env.spec(&["rc.t"]);
+    spec.target.request_timeout = Duration::from_secs(60);
     spec.ranges = ferry_migrator::RangeCount::Fixed(1);
     spec.scan_parallelism = 1;
     let rec = std::sync::Arc::new(Recorder::default());

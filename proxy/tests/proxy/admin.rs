@@ -95,9 +95,10 @@ async fn origin_only(env: &Env, k: i32) {
 }
 
 /// Polls `/status` until `done` holds (the secondary's half of a dual read is compared in the
-/// background, after the client already has its answer). Gives up after 200 polls.
+/// background, after the client already has its answer). Gives up after 1500 polls (at least
+/// 30 s: a loaded machine may take seconds).
 async fn status_until(admin: SocketAddr, done: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..200 {
+    for _ in 0..1500 {
         let status = ok_json(admin, "GET", "/status", "").await;
         if done(&status) {
             return status;
@@ -356,7 +357,7 @@ async fn readiness_goes_down_with_a_stopped_node_and_up_after_restart() {
 
     env.target.node(0).start().await.unwrap();
     let mut up = false;
-    for _ in 0..200 {
+    for _ in 0..1200 {
         let (status, _) = json(admin, "GET", "/health/readiness", "").await;
         if status == 200 {
             up = true;

@@ -10,6 +10,8 @@ async fn cqlsh(addr: SocketAddr, statements: &str) -> String {
     let out = tokio::process::Command::new("cqlsh")
         .arg(addr.ip().to_string())
         .arg(addr.port().to_string())
+        // The defaults (5 s to connect, 10 s per request) are short on a loaded machine.
+        .args(["--connect-timeout", "30", "--request-timeout", "30"])
         .args(["-e", statements])
         .output()
         .await

@@ -235,7 +235,13 @@ async fn mutual_tls_refuses_clients_without_a_certificate() {
         "{out:?}"
     );
 
-    let metrics = metrics(&env.proxy).await;
+    let metrics = metrics_until(&env.proxy, |m| {
+        metric(
+            m,
+            "ferry_proxy_client_tls_handshake_failures_total{reason=\"certificate\"}",
+        ) >= 1.0
+    })
+    .await;
     assert!(
         metric(
             &metrics,
@@ -443,15 +449,9 @@ async fn clients_that_do_not_speak_tls_do_not_hurt_others() {
     let mut second = TlsClient::connect(addr, &pki.ca_path()).await;
     assert_eq!(second.options().await, Opcode::Supported);
 
-    let metrics = metrics(&env.proxy).await;
-    assert_eq!(
-        metric(
-            &metrics,
-            "ferry_proxy_client_tls_handshake_failures_total{reason=\"not_tls\"}"
-        ),
-        2.0,
-        "{metrics}"
-    );
+    let not_tls = "ferry_proxy_client_tls_handshake_failures_total{reason=\"not_tls\"}";
+    let metrics = metrics_until(&env.proxy, |m| metric(m, not_tls) >= 2.0).await;
+    assert_eq!(metric(&metrics, not_tls), 2.0, "{metrics}");
     drop(silent);
     env.stop().await;
 }
@@ -516,6 +516,19 @@ async fn metrics(proxy: &Proxy) -> String {
     let mut out = String::new();
     socket.read_to_string(&mut out).await.unwrap();
     out
+}
+
+/// `/metrics` once `done` holds, or after 30 s the last text read: the proxy counts a failed
+/// handshake just after it drops the socket, so a client can see the close first.
+async fn metrics_until(proxy: &Proxy, done: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = metrics(proxy).await;
+        if done(&text) || tokio::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn metric(text: &str, series: &str) -> f64 {

@@ -30,6 +30,8 @@ def connect(addr, version, compression=None, auth=None):
         auth_provider=provider,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=10,
+        # The default 2 s for the control connection's queries is short on a loaded machine.
+        control_connection_timeout=10,
     )
     return cluster, cluster.connect()
 

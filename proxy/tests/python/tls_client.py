@@ -24,6 +24,8 @@ def connect(addr, ssl_context=None):
         ssl_context=ssl_context,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=10,
+        # The default 2 s for the control connection's queries is short on a loaded machine.
+        control_connection_timeout=10,
     )
     return cluster, cluster.connect()
 

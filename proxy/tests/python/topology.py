@@ -19,7 +19,9 @@ def check(cond, what):
 
 def main():
     host, port, expected = sys.argv[1], int(sys.argv[2]), sorted(sys.argv[3].split(","))
-    cluster = Cluster([host], port=port, protocol_version=4, connect_timeout=10)
+    # The default 2 s for the control connection's queries is short on a loaded machine.
+    cluster = Cluster([host], port=port, protocol_version=4, connect_timeout=10,
+                      control_connection_timeout=10)
     session = cluster.connect()
     hosts = cluster.metadata.all_hosts()
     seen = sorted(h.endpoint.address for h in hosts)
@@ -31,7 +33,7 @@ def main():
         state = session.get_pool_state()
         return all(h in state and state[h]["open_count"] > 0 for h in hosts)
 
-    for _ in range(100):
+    for _ in range(300):  # 30 s: a loaded machine may take seconds
         if all(h.is_up for h in hosts) and pools_open():
             break
         time.sleep(0.1)

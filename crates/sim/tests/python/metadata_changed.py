@@ -10,7 +10,10 @@ import sys
 from cassandra.cluster import Cluster
 
 host, port = sys.argv[1], int(sys.argv[2])
-cluster = Cluster([host], port=port, protocol_version=5)
+# The defaults (5 s to connect, 2 s for the control connection's queries) are short on a
+# loaded machine.
+cluster = Cluster([host], port=port, protocol_version=5, connect_timeout=10,
+                  control_connection_timeout=10)
 s = cluster.connect()
 s.execute(
     "CREATE KEYSPACE md_changed WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}"

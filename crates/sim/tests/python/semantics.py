@@ -350,7 +350,10 @@ def main():
     p.add_argument("--auth", default=None)
     p.add_argument("--only", default=None, help="comma-separated check names")
     args = p.parse_args()
-    kwargs = dict(contact_points=[args.host], port=args.port, protocol_version=args.version)
+    # The defaults (5 s to connect, 2 s for the control connection's queries) are short on a
+    # loaded machine.
+    kwargs = dict(contact_points=[args.host], port=args.port, protocol_version=args.version,
+                  connect_timeout=10, control_connection_timeout=10)
     kwargs["compression"] = args.compression or False
     if args.auth:
         user, password = args.auth.split(":", 1)

@@ -2,8 +2,9 @@
 //! topology with Cassandra 5.0's columns (projected to the selected ones, since typed drivers
 //! check column counts), `USE ks` with Set_keyspace, PREPARE with a Prepared result, and any
 //! `CREATE KEYSPACE k …` with a SCHEMA_CHANGE result and event, and any other statement with an
-//! empty result. Statement text containing `slow` is answered after
-//! 300 ms; `panic` panics.
+//! empty result. Statement text containing `slow` is held until the test (or a statement
+//! containing `unblock`) releases it, so tests order answers by construction, not by timers;
+//! `panic` panics.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -22,26 +23,72 @@ use ferry_cql::response::{
 };
 use ferry_cql::types::{ColumnType, CqlValue, encode_value};
 use ferry_sim::server::{Handler, NodeInfo, RequestContext};
+use tokio::sync::watch;
 
-pub(crate) const SLOW: Duration = Duration::from_millis(300);
+/// The longest a `slow` request waits for its release: only a guard against a hung test, so a
+/// server that wrongly waits for it before taking later requests fails instead of hanging.
+pub(crate) const SLOW_LIMIT: Duration = Duration::from_secs(30);
 pub(crate) const SCHEMA_VERSION: [u8; 16] = [
     0x59, 0xad, 0xb2, 0x4e, 0xf3, 0xcd, 0x3e, 0x02, 0x97, 0xf0, 0x5b, 0x39, 0x5f, 0x64, 0x4b, 0x79,
 ];
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TestHandler {
     /// Prepared id → statement text; EXECUTE answers as QUERY of the text would.
     prepared: Mutex<HashMap<Bytes, String>>,
+    /// How many `slow` requests have begun, so a test knows one is in flight.
+    slow_started: watch::Sender<usize>,
+    /// Set once: every `slow` request, held or later, may answer.
+    released: watch::Sender<bool>,
+}
+
+impl Default for TestHandler {
+    fn default() -> Self {
+        Self {
+            prepared: Mutex::default(),
+            slow_started: watch::Sender::new(0),
+            released: watch::Sender::new(false),
+        }
+    }
+}
+
+impl TestHandler {
+    /// Lets every `slow` request answer.
+    pub(crate) fn release_slow(&self) {
+        self.released.send_replace(true);
+    }
+
+    /// Waits until `n` `slow` requests have reached the handler.
+    pub(crate) async fn slow_started(&self, n: usize) {
+        let mut started = self.slow_started.subscribe();
+        tokio::time::timeout(SLOW_LIMIT, started.wait_for(|s| *s >= n))
+            .await
+            .expect("the slow request reached the handler")
+            .unwrap();
+    }
+
+    async fn answer(&self, ctx: &RequestContext, text: &str) -> Response {
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("unblock") {
+            self.release_slow();
+        }
+        if lower.contains("slow") {
+            self.slow_started.send_modify(|n| *n += 1);
+            let mut released = self.released.subscribe();
+            let _ = tokio::time::timeout(SLOW_LIMIT, released.wait_for(|r| *r)).await;
+        }
+        answer(ctx, &lower).await
+    }
 }
 
 impl Handler for TestHandler {
     async fn handle(&self, ctx: &RequestContext, request: Request) -> Response {
         match request {
-            Request::Query(q) => answer(ctx, &q.query).await,
+            Request::Query(q) => self.answer(ctx, &q.query).await,
             Request::Execute(e) => {
                 let text = self.prepared.lock().unwrap().get(&e.id).cloned();
                 match text {
-                    Some(text) => answer(ctx, &text).await,
+                    Some(text) => self.answer(ctx, &text).await,
                     None => Response::Error(ErrorResponse::unprepared(e.id.to_vec())),
                 }
             }
@@ -65,13 +112,10 @@ impl Handler for TestHandler {
     }
 }
 
-async fn answer(ctx: &RequestContext, text: &str) -> Response {
-    let lower = text.to_ascii_lowercase();
+/// The answer to `lower` (the statement text in lower case).
+async fn answer(ctx: &RequestContext, lower: &str) -> Response {
     if lower.contains("panic") {
         panic!("test handler asked to panic");
-    }
-    if lower.contains("slow") {
-        tokio::time::sleep(SLOW).await;
     }
     if let Some(ks) = lower.trim().strip_prefix("use ") {
         return Response::Result(ResultBody::SetKeyspace(
@@ -116,15 +160,15 @@ async fn answer(ctx: &RequestContext, text: &str) -> Response {
             )));
         }
         return project(
-            &lower,
+            lower,
             "system_schema",
             &table,
-            schema_columns(&lower),
+            schema_columns(lower),
             Vec::new(),
         );
     } else {
         return project(
-            &lower,
+            lower,
             "ks",
             "t",
             vec![("a", ColumnType::Varchar, None)],
@@ -138,7 +182,7 @@ async fn answer(ctx: &RequestContext, text: &str) -> Response {
     } else {
         "peers"
     };
-    project(&lower, "system", table, template, rows)
+    project(lower, "system", table, template, rows)
 }
 
 /// Columns for an (empty) `system_schema` result, typed from the selected names.

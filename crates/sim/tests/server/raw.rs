@@ -235,8 +235,9 @@ async fn handler_panic_is_a_server_error_and_requests_overlap() {
     c.send(query("SELECT slow FROM ks.t"), 1).await;
     c.send(query("SELECT panic"), 2).await;
     c.send(query("SELECT fast FROM ks.t"), 3).await;
+    // The slow request is held until released: the two after it are answered meanwhile.
     let mut order = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..2 {
         let (stream, r) = c.recv_response().await;
         if stream == 2 {
             assert!(
@@ -246,11 +247,12 @@ async fn handler_panic_is_a_server_error_and_requests_overlap() {
         }
         order.push(stream);
     }
-    assert_eq!(
-        order.last(),
-        Some(&1),
-        "the slow request answers last: {order:?}"
-    );
+    order.sort_unstable();
+    assert_eq!(order, [2, 3], "answered while the slow request is held");
+    cluster.handler().release_slow();
+    let (stream, r) = c.recv_response().await;
+    assert_eq!(stream, 1);
+    assert!(matches!(r, Response::Result(ResultBody::Rows(_))), "{r:?}");
     cluster.shutdown().await;
 }
 
@@ -295,18 +297,36 @@ async fn injected_errors_delays_and_closes() {
 
 #[tokio::test]
 async fn shutdown_finishes_in_flight_requests_then_answers_the_rest_with_errors() {
-    let cluster = start(config(1)).await;
-    let mut c = Raw::connect(cluster.addresses()[0]).await;
+    // A grace far beyond the test: the held request ends when released, not by the clock.
+    let cluster = start(ClusterConfig {
+        shutdown_grace: Duration::from_secs(60),
+        ..config(1)
+    })
+    .await;
+    let addr = cluster.addresses()[0];
+    let mut c = Raw::connect(addr).await;
     c.startup().await;
     c.send(query("SELECT slow FROM ks.t"), 1).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    cluster.shutdown().await;
+    cluster.handler().slow_started(1).await;
+    // Released only once shutdown has begun (the node refuses new connections).
+    let release = async {
+        for _ in 0..3000 {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                cluster.handler().release_slow();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the node kept accepting during shutdown");
+    };
+    tokio::join!(cluster.shutdown(), release);
     assert!(matches!(
         c.recv_response().await,
         (1, Response::Result(ResultBody::Rows(_)))
     ));
     assert!(c.recv().await.is_none());
 
+    // No grace: the held request (never released) gets an error.
     let cluster = start(ClusterConfig {
         shutdown_grace: Duration::ZERO,
         ..config(1)
@@ -315,7 +335,7 @@ async fn shutdown_finishes_in_flight_requests_then_answers_the_rest_with_errors(
     let mut c = Raw::connect(cluster.addresses()[0]).await;
     c.startup().await;
     c.send(query("SELECT slow FROM ks.t"), 1).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    cluster.handler().slow_started(1).await;
     cluster.shutdown().await;
     let (stream, r) = c.recv_response().await;
     assert_eq!(stream, 1);

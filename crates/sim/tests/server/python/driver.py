@@ -27,8 +27,9 @@ def make_cluster(host, port, opts, **extra):
         reconnection_policy=ConstantReconnectionPolicy(0.2, None),
         status_event_refresh_window=0,
         topology_event_refresh_window=0,
-        connect_timeout=5,
-        control_connection_timeout=5,
+        # Generous for a loaded machine; failures here are refusals, which come at once.
+        connect_timeout=10,
+        control_connection_timeout=10,
     )
     if "protocol" in opts:
         kwargs["protocol_version"] = int(opts["protocol"])
@@ -73,9 +74,13 @@ def connect(host, port, opts):
         futures = [session.execute_async(q) for q in ("SELECT slow FROM ks.t", "SELECT fast FROM ks.t")]
         futures[0].add_callback(lambda _: done.append("slow"))
         futures[1].add_callback(lambda _: done.append("fast"))
-        for f in futures:
-            f.result()
-        wait_for(lambda: len(done) == 2, 5)
+        # The sim holds the slow request until a statement with "unblock" arrives: the fast
+        # one must complete meanwhile, on the same connection, whatever the machine's speed.
+        futures[1].result()
+        wait_for(lambda: len(done) == 1)
+        session.execute("SELECT unblock FROM ks.t")
+        futures[0].result()
+        wait_for(lambda: len(done) == 2)
         out("order", ",".join(done))
         out("connections", sum(p["open_count"] for p in session.get_pool_state().values()))
     cluster.shutdown()
