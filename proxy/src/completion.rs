@@ -42,14 +42,27 @@ use crate::settings::{ClusterId, TargetFailurePolicy};
 /// Largest body the proxy decompresses to look inside (compare, events, errors).
 pub(crate) const MAX_INSPECT_BODY: usize = 256 * 1024 * 1024;
 
-/// The client's side of a session: its outbox and protocol version.
+/// The client's side of a session: its outbox and protocol version. Shared: every request's
+/// [`Reply`] holds one, and cloning an `Arc` is one atomic increment where a sender's clone
+/// is two (its count and its `Arc`).
 #[derive(Debug, Clone)]
-pub(crate) struct ClientSink {
+pub(crate) struct ClientSink(Arc<SinkParts>);
+
+#[derive(Debug)]
+pub(crate) struct SinkParts {
     tx: OutSender,
     version: ProtocolVersion,
     /// v3/v4 body compression the client negotiated; errors the proxy builds itself go out
     /// uncompressed (allowed: the flag is per envelope).
     compression: Option<Compression>,
+}
+
+impl std::ops::Deref for ClientSink {
+    type Target = SinkParts;
+
+    fn deref(&self) -> &SinkParts {
+        &self.0
+    }
 }
 
 impl ClientSink {
@@ -58,11 +71,11 @@ impl ClientSink {
         version: ProtocolVersion,
         compression: Option<Compression>,
     ) -> Self {
-        Self {
+        Self(Arc::new(SinkParts {
             tx,
             version,
             compression,
-        }
+        }))
     }
 
     pub(crate) fn sender(&self) -> OutSender {
@@ -179,8 +192,9 @@ impl Reply {
         }
     }
 
-    /// Sends a cluster's answer (or the error standing for its failure) to the client.
-    fn deliver(self, result: Result<Envelope, BackendError>) {
+    /// Sends a cluster's answer (or the error standing for its failure) to the client; into
+    /// `staged` when it collects for this client's outbox.
+    fn deliver(self, result: Result<Envelope, BackendError>, staged: Option<&mut Staged<'_>>) {
         match result {
             Ok(mut env) => {
                 if env.header.opcode == Opcode::Error
@@ -190,7 +204,12 @@ impl Reply {
                     env = translated;
                 }
                 env.set_stream(self.stream);
-                self.sink.send_now(env);
+                match staged {
+                    Some(staged) if std::ptr::eq(&**self.sink.outbox(), staged.outbox) => {
+                        staged.envelopes.push(env);
+                    }
+                    _ => self.sink.send_now(env),
+                }
             }
             Err(e) => {
                 let response = e.to_response(self.kind);
@@ -268,15 +287,26 @@ impl Completion {
 
     /// Hands the answer over. `elapsed` is the cluster's latency (zero when it never answered).
     pub(crate) fn complete(self, result: Result<Envelope, BackendError>, elapsed: Duration) {
+        self.complete_in(result, elapsed, None);
+    }
+
+    /// [`Completion::complete`] for an answer read in a batch: a client's answer is collected
+    /// in `staged` when that is the client's outbox.
+    pub(crate) fn complete_in(
+        self,
+        result: Result<Envelope, BackendError>,
+        elapsed: Duration,
+        staged: Option<&mut Staged<'_>>,
+    ) {
         let _ = elapsed;
         match self {
             Self::Reply(tx) => {
                 let _ = tx.send(result);
             }
-            Self::Forward(reply) => reply.deliver(result),
+            Self::Forward(reply) => reply.deliver(result, staged),
             Self::ForwardMirrored(reply, mirror, cluster) => {
                 let again = mirror.record(cluster, result.clone());
-                reply.deliver(result);
+                reply.deliver(result, staged);
                 if let Some((retry, cluster)) = again {
                     retry.resend(cluster, Self::Mirror(mirror, cluster));
                 }
@@ -287,7 +317,7 @@ impl Completion {
                 }
             }
             Self::Join(join, cluster) => match join.record(cluster, result) {
-                Some(Joined::Decided(reply, result)) => reply.deliver(result),
+                Some(Joined::Decided(reply, result)) => reply.deliver(result, staged),
                 Some(Joined::Again(retry, cluster)) => {
                     retry.resend(cluster, Self::Join(join, cluster));
                 }
@@ -295,6 +325,30 @@ impl Completion {
             },
             Self::Discard => {}
         }
+    }
+}
+
+/// Answers a backend's reader completed in one read batch for its client, queued in the client's
+/// outbox together at the end of the batch: one lock of the outbox per batch, not per answer.
+#[derive(Debug)]
+pub(crate) struct Staged<'a> {
+    outbox: &'a Outbox,
+    /// Empty at the start; the caller's, so its capacity serves the next batch too.
+    envelopes: &'a mut Vec<Envelope>,
+}
+
+impl<'a> Staged<'a> {
+    pub(crate) fn new(outbox: &'a Outbox, envelopes: &'a mut Vec<Envelope>) -> Self {
+        Self { outbox, envelopes }
+    }
+
+    /// Queues what was collected, without waiting for room (see [`Outbox::push_now`]); a client
+    /// that is gone is not an error here.
+    pub(crate) fn flush(self) {
+        if !self.envelopes.is_empty() {
+            let _ = self.outbox.push_now_all(self.envelopes);
+        }
+        self.envelopes.clear();
     }
 }
 

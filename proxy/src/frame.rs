@@ -599,6 +599,19 @@ impl Outbox {
         Ok(())
     }
 
+    /// [`Outbox::push_now`] for many envelopes, under one lock.
+    /// Takes them out of `envelopes` (which keeps its capacity).
+    pub(crate) fn push_now_all(&self, envelopes: &mut Vec<Envelope>) -> Result<(), OutboxClosed> {
+        let mut s = self.lock();
+        if s.failed {
+            return Err(OutboxClosed);
+        }
+        for env in envelopes.drain(..) {
+            self.encode_locked(&mut s, Outgoing::Envelope(env));
+        }
+        Ok(())
+    }
+
     fn encode_locked(&self, s: &mut OutState, item: Outgoing) {
         let was_empty = s.queued == 0;
         let OutState {
@@ -704,6 +717,12 @@ impl OutSender {
     /// Queues `item`; waits while the outbox is above its high-water mark.
     pub(crate) async fn send(&self, item: Outgoing) -> Result<(), OutboxClosed> {
         self.0.push(item).await
+    }
+
+    /// Queues `item` unless the outbox is above its high-water mark; then hands it back (for
+    /// [`OutSender::send`], which waits for room).
+    pub(crate) fn try_send(&self, item: Outgoing) -> Result<Result<(), OutboxClosed>, Outgoing> {
+        self.0.try_push(item)
     }
 
     /// Queues `item` at once, above the high-water mark too (see [`Outbox::push_now`]).
@@ -842,7 +861,13 @@ fn encode(
             *framing = f;
         }
         Outgoing::Envelope(env) => match *framing {
-            Framing::Envelopes => env.write_to(out),
+            Framing::Envelopes => {
+                // One reserve for header and body, then two plain copies (`BufMut::put_slice`
+                // walks its chunk loop per call).
+                out.reserve(env.encoded_len());
+                out.extend_from_slice(&env.header_bytes());
+                out.extend_from_slice(&env.body);
+            }
             Framing::Segments { .. } => segments.push(&env, out)?,
         },
     }
@@ -928,6 +953,23 @@ mod tests {
             0,
             "the release wrote the batch itself"
         );
+        let got = read_envelopes(peer, 3).await;
+        let streams: Vec<_> = got.iter().map(|e| e.stream()).collect();
+        assert_eq!(streams, [0, 1, 2]);
+        drop(tx);
+        writer.await.expect("writer task").expect("writer");
+    }
+
+    #[tokio::test]
+    async fn a_batch_pushed_at_once_goes_out_whole_and_in_order() {
+        let (ours, peer) = pair().await;
+        let (_read, write) = ours.split();
+        let tx = Outbox::open(&write);
+        let writer = tokio::spawn(run_writer(write, tx.outbox().clone()));
+        let mut batch: Vec<_> = (0..3).map(|stream| envelope(stream, 10)).collect();
+        tx.outbox().push_now_all(&mut batch).expect("open outbox");
+        assert!(batch.is_empty(), "the envelopes were taken out");
+        assert!(batch.capacity() >= 3, "the vector keeps its capacity");
         let got = read_envelopes(peer, 3).await;
         let streams: Vec<_> = got.iter().map(|e| e.stream()).collect();
         assert_eq!(streams, [0, 1, 2]);

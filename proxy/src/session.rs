@@ -705,9 +705,10 @@ impl Session {
                     .await;
             }
             _ => {
-                self.backend(cluster)
-                    .send(env, Completion::Forward(reply))
-                    .await
+                let backend = self.backend(cluster);
+                if let Some(full) = backend.enqueue(env, Completion::Forward(reply)) {
+                    backend.send_full(full).await;
+                }
             }
         }
     }
@@ -753,15 +754,15 @@ impl Session {
             retry,
             after,
         );
-        self.backend(ClusterId::Origin)
-            .send(
-                origin_env,
-                Completion::Join(join.clone(), ClusterId::Origin),
-            )
-            .await;
-        self.backend(ClusterId::Target)
-            .send(target_env, Completion::Join(join, ClusterId::Target))
-            .await;
+        let origin = self.backend(ClusterId::Origin);
+        let origin_half = Completion::Join(join.clone(), ClusterId::Origin);
+        if let Some(full) = origin.enqueue(origin_env, origin_half) {
+            origin.send_full(full).await;
+        }
+        let target = self.backend(ClusterId::Target);
+        if let Some(full) = target.enqueue(target_env, Completion::Join(join, ClusterId::Target)) {
+            target.send_full(full).await;
+        }
     }
 
     /// `env` (a QUERY, EXECUTE or BATCH) at `consistency`; `None` when it is at it already.
