@@ -84,6 +84,11 @@ pub struct UpdateSettings {
     /// default) means no channel. Key `update.proxies`, env `FERRY_MIGRATOR_UPDATE_PROXIES`
     /// (comma-separated), flag `--update-proxy` (repeatable).
     pub proxies: Vec<String>,
+    /// The name this migrator gives the proxies; `None` is [`crate::update::CHANNEL_NAME`].
+    /// A proxy keeps a queue per name, so the workers of one job reporting to the same
+    /// proxies each need their own (`migrator-0`, `migrator-1`); a worker restarted under its
+    /// name gets its queue back. Key `update.name`, env `FERRY_MIGRATOR_UPDATE_NAME`.
+    pub name: Option<String>,
     /// TLS to the proxies; absent means plain TCP. Keys `update.tls.ca_path` (required with
     /// TLS), `cert_path` + `key_path` (when the proxy asks for client certificates),
     /// `server_name` (default: the host dialed).
@@ -95,6 +100,9 @@ pub const DEFAULT_UPDATE_PORT: u16 = 14100;
 
 /// Proxies the migrator keeps a channel to: each is a connection and a queue.
 pub const MAX_UPDATE_PROXIES: usize = 64;
+
+/// The longest `update.name`: it is logged and shown in every proxy's `/status`.
+const MAX_UPDATE_NAME: usize = 128;
 
 /// How progress and logs are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -356,6 +364,16 @@ impl UpdateSettings {
             if self.proxies[..i].contains(p) {
                 out.add("update.proxies", format!("{p} is listed twice"));
             }
+        }
+        if let Some(name) = &self.name
+            && (name.is_empty()
+                || name.len() > MAX_UPDATE_NAME
+                || name.chars().any(char::is_control))
+        {
+            out.add(
+                "update.name",
+                format!("{name:?} must be 1 to {MAX_UPDATE_NAME} bytes without control characters"),
+            );
         }
         if let Some(tls) = &self.tls {
             if tls.ca_path.as_os_str().is_empty() {
@@ -631,9 +649,13 @@ const SERVICE_KEYS: [(&str, Apply<MigratorConfig>); 4] = [
     }),
 ];
 
-const UPDATE_KEYS: [(&str, Apply<MigratorConfig>); 5] = [
+const UPDATE_KEYS: [(&str, Apply<MigratorConfig>); 6] = [
     ("update.proxies", |d, v| {
         d.update.proxies = proxies(v)?;
+        Ok(())
+    }),
+    ("update.name", |d, v| {
+        d.update.name = optional_text(v)?;
         Ok(())
     }),
     ("update.tls.ca_path", |d, v| {
@@ -655,8 +677,8 @@ const UPDATE_KEYS: [(&str, Apply<MigratorConfig>); 5] = [
 ];
 
 /// Every key: the job's first, then the service's, so [`JOB_SETTINGS`] is a prefix.
-static KEYS: [(&str, Apply<MigratorConfig>); 45] = {
-    let mut all = [SERVICE_KEYS[0]; 45];
+static KEYS: [(&str, Apply<MigratorConfig>); 46] = {
+    let mut all = [SERVICE_KEYS[0]; 46];
     let mut i = 0;
     while i < 10 {
         all[i] = ORIGIN_KEYS[i];
@@ -674,7 +696,7 @@ static KEYS: [(&str, Apply<MigratorConfig>); 45] = {
         k += 1;
     }
     let mut u = 0;
-    while u < 5 {
+    while u < 6 {
         all[40 + u] = UPDATE_KEYS[u];
         u += 1;
     }
@@ -789,6 +811,21 @@ mod tests {
         assert_eq!(c.update.proxies, ["10.0.2.1:14100", "10.0.2.2:14100"]);
         // The example shows TLS commented out, so it runs as shipped.
         assert_eq!(c.update.tls, None);
+        assert_eq!(c.update.name, None);
+        let named = format!("{base}update: {{proxies: [p], name: migrator-1}}\n");
+        let c = MigratorConfig::load(Some(&named), NO_ENV, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.update.name.as_deref(), Some("migrator-1"));
+        let env = [("FERRY_MIGRATOR_UPDATE_NAME", "migrator-2")];
+        let c = MigratorConfig::load(Some(&named), env, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.update.name.as_deref(), Some("migrator-2"));
+        let long = format!(
+            "{base}update: {{proxies: [p], name: {}}}\n",
+            "n".repeat(129)
+        );
+        let e = MigratorConfig::load(Some(&long), NO_ENV, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("update.name"), "{e}");
         let with_tls =
             format!("{base}update: {{proxies: [p], tls: {{ca_path: /etc/ferry/update-ca.pem}}}}\n");
         let c =

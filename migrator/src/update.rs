@@ -53,13 +53,14 @@
 //!   [`FLUSH_GRACE`] to be answered; requests arriving later wait in the proxy's queue for
 //!   the next migrator. A request that reaches a migrator already exiting is refused with
 //!   that reason.
-//! - **Peer name and purpose.** Every migrator process is [`CHANNEL_NAME`]; its Hello names
-//!   its [`Purpose`]: `ferry migrate` is `migrate`, `ferry validate` is `validate`. A proxy
-//!   keeps one connection per purpose, so a validate run connects beside a `ferry migrate
-//!   --serve` without displacing it, and the proxy's requests go to the `migrate` one only.
-//!   An older proxy ignores the purpose and sees one migrator: there the shared name makes
-//!   the two take turns (the newer connection replaces the older) rather than the second
-//!   being refused until the first exits.
+//! - **Peer name and purpose.** A migrator process is `update.name`, [`CHANNEL_NAME`] by
+//!   default; its Hello names its [`Purpose`]: `ferry migrate` is `migrate`, `ferry
+//!   validate` is `validate`. A proxy keeps a lane per `migrate` name and one for
+//!   `validate`, so a validate run connects beside `ferry migrate --serve` without
+//!   displacing it, and the workers of one job (each its own `update.name`) report side by
+//!   side; a table's requests go to the worker that reported it. Two workers under one name
+//!   take turns on the proxy (the newer connection replaces the older). An older proxy
+//!   keeps one `migrate` connection: there a second name is refused until the first exits.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -163,7 +164,8 @@ impl Link {
         let (tx, rx) = mpsc::channel(REQUESTS_CAPACITY);
         let mut channels = Vec::new();
         for addr in &settings.proxies {
-            let mut config = ChannelConfig::new(Role::Migrator, CHANNEL_NAME);
+            let name = settings.name.as_deref().unwrap_or(CHANNEL_NAME);
+            let mut config = ChannelConfig::new(Role::Migrator, name);
             config.purpose = purpose;
             let (channel, events) =
                 Channel::dial(config, addr.clone(), tls.clone()).map_err(|source| {

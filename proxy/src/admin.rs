@@ -414,7 +414,7 @@ impl Admin {
                         "awaiting_ack": s.awaiting_ack,
                         "refused": s.refused,
                         "refused_not_now": s.refused_not_now,
-                        "held": s.repairs_held,
+                        "held": !s.repairs_held.is_empty(),
                         "unrepairable": s.unrepairable,
                     })
                 }),
@@ -459,9 +459,29 @@ fn migration_status(ctx: &Context) -> Value {
     };
     let channel = ctx.update.as_ref().map(|u| {
         let s = u.status();
+        // Every worker with a lane: connected, or away with requests kept for its return.
+        let migrators: Vec<Value> = s
+            .channel
+            .lanes
+            .iter()
+            .filter(|l| l.purpose == ferry_update::Purpose::Migrate)
+            .filter_map(|l| {
+                let name = l.name.as_ref()?;
+                Some(json!({
+                    "name": name,
+                    "connected": l.peer.is_some(),
+                    "addr": l.peer.as_ref().map(|p| p.addr.to_string()),
+                    "protocol_version": l.peer.as_ref().map(|p| p.protocol_version),
+                    "queued": l.queued,
+                    "tables": s.tables_by_migrator.get(name).copied().unwrap_or(0),
+                    "repairs_held": s.repairs_held.contains(name),
+                }))
+            })
+            .collect();
         json!({
             "listen": s.listen.to_string(),
             "migrator": s.channel.peer.as_ref().map(peer),
+            "migrators": migrators,
             "validator": s.channel.other_peers.iter()
                 .find(|p| p.purpose == ferry_update::Purpose::Validate)
                 .map(peer),
@@ -473,8 +493,10 @@ fn migration_status(ctx: &Context) -> Value {
             "remigrations_waiting": s.remigrations_waiting,
         })
     });
-    let job = ctx.migration.job().map(|j| {
+    let jobs = ctx.migration.jobs();
+    let job_json = |j: &crate::migration::JobState| {
         json!({
+            "migrator": j.migrator,
             "name": j.name,
             "tables": j.tables,
             "finished": j.finished.is_some(),
@@ -482,11 +504,14 @@ fn migration_status(ctx: &Context) -> Value {
             "tables_failed": j.finished.map(|f| f.1),
             "updated_unix_ms": millis(j.updated),
         })
-    });
+    };
+    // The one most recently reported, as before several workers: `jobs` has them all.
+    let job = jobs.iter().max_by_key(|j| j.updated).map(job_json);
     json!({
         "update_channel": channel,
         "reported": ctx.migration.reported(),
         "job": job,
+        "jobs": jobs.iter().map(job_json).collect::<Vec<_>>(),
         "tables": tables,
         "cutover_blockers": ctx.migration.cutover_blockers(),
     })

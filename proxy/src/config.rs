@@ -289,14 +289,22 @@ pub struct UpdateConfig {
     /// Address migrators connect to. Default `0.0.0.0:14100`. Key `update.listen`, env
     /// `FERRY_PROXY_UPDATE_LISTEN`.
     pub listen: SocketAddr,
+    /// `ferry migrate` workers reporting at once (a job split over several, each with its
+    /// own `update.name`); one more is refused with the reason, which it logs. Default 16,
+    /// at most 256. Key `update.max_migrators`.
+    pub max_migrators: usize,
     /// TLS on the channel; absent (default) means plain TCP. Section `update.tls`.
     pub tls: Option<UpdateTlsConfig>,
 }
+
+/// The most `update.max_migrators` may be: each one is a connection and a queue.
+const MAX_MIGRATORS: usize = 256;
 
 impl Default for UpdateConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 14100),
+            max_migrators: 16,
             tls: None,
         }
     }
@@ -937,6 +945,10 @@ const PROXY_SETTINGS: &[(&str, ProxyApply)] = &[
     }),
     ("update.listen", |d, v| {
         update(d).listen = socket_addr(v.text()?)?;
+        Ok(())
+    }),
+    ("update.max_migrators", |d, v| {
+        update(d).max_migrators = whole(v.text()?)?;
         Ok(())
     }),
     ("update.tls.cert_path", |d, v| {
@@ -1584,6 +1596,15 @@ impl ProxyConfig {
     }
 
     fn check_update(&self, update: &UpdateConfig, out: &mut Problems) {
+        if !(1..=MAX_MIGRATORS).contains(&update.max_migrators) {
+            out.add(
+                "update.max_migrators",
+                format!(
+                    "{} is not between 1 and {MAX_MIGRATORS}",
+                    update.max_migrators
+                ),
+            );
+        }
         let u = update.listen;
         for (other, addr) in [("listen", self.listen), ("admin.listen", self.admin.listen)] {
             let overlap =
@@ -1721,18 +1742,22 @@ mod tests {
         );
         let update = on.update.unwrap();
         assert_eq!(update.listen, "127.0.0.1:14200".parse().unwrap());
+        assert_eq!(update.max_migrators, 16);
         assert!(update.tls.is_none());
+        let two = format!("{CLUSTERS}update:\n  max_migrators: 2\n");
+        assert_eq!(ok(&two, &[]).update.unwrap().max_migrators, 2);
         let yaml = format!("{CLUSTERS}update:\n  listen: 0.0.0.0:14100\n");
         assert_eq!(ok(&yaml, &[]).update, Some(UpdateConfig::default()));
         let off = format!("{CLUSTERS}update:\n");
         assert!(ok(&off, &[]).update.is_none());
         let yaml = format!(
-            "{CLUSTERS}listen: 0.0.0.0:9042\nupdate:\n  listen: 127.0.0.1:9042\n  tls:\n    \
-             client_ca_path: /nonexistent/ca.pem\n"
+            "{CLUSTERS}listen: 0.0.0.0:9042\nupdate:\n  listen: 127.0.0.1:9042\n  \
+             max_migrators: 0\n  tls:\n    client_ca_path: /nonexistent/ca.pem\n"
         );
         let errors = load(&yaml, &[]).unwrap_err().to_string();
         for part in [
             "update.listen: 127.0.0.1:9042 uses the same port as listen (0.0.0.0:9042)",
+            "update.max_migrators: 0 is not between 1 and 256",
             "update.tls.cert_path: is required when update.tls is configured",
             "update.tls.key_path: is required",
             "update.tls.client_ca_path: cannot read /nonexistent/ca.pem",

@@ -3,14 +3,19 @@
 //! to target is safe.
 //!
 //! ```text
-//!  JobStarted{tables} ─► each unknown table: pending
+//!  JobStarted{tables} ─► the sending worker's job; each unknown table: pending
 //!  TableStarted ──────► backfilling (backfilled = false: a re-migration starts over)
 //!  TableProgress ─────► ranges done/total, rows
 //!  TableBackfilled ───► backfilled ──► the table joins the dual-read set
 //!  TableValidated ────► validated (rows checked, mismatches)
 //!  TableFailed ───────► failed (reason); a backfilled table stays in the dual-read set
-//!  JobFinished ───────► the job's totals
+//!  JobFinished ───────► the sending worker's job: its totals
 //! ```
+//!
+//! **Several workers.** A job split over several `ferry migrate` workers reports through
+//! several peers at once: tables are one map whatever worker reports them (so the cutover
+//! gate below covers every table of every worker that reported), and jobs are kept per
+//! worker name (at most [`MAX_JOBS`], the oldest dropped).
 //!
 //! **Dual reads.** Until a migrator first reports, every read is mirrored as before the channel
 //! existed (a proxy without a migrator, or with one that has not connected yet). From the first
@@ -20,7 +25,9 @@
 //! read lock on a small set, per read that would be mirrored.
 //!
 //! **Cutover.** [`Migration::cutover_blockers`] lists the tables not validated with 0
-//! mismatches; nothing when no migrator has reported (nothing is known to wait for).
+//! mismatches, of every worker's job; nothing when no migrator has reported (nothing is known
+//! to wait for). A worker that never connected is unknown here: start every worker before
+//! trusting the gate (`/status` lists the jobs reported).
 //!
 //! Bounded: at most [`MAX_TRACKED_TABLES`] tables; a message naming another table is refused
 //! (the migrator logs the `Nack`). Gauges exist for the first `MAX_TABLES` tables only.
@@ -39,6 +46,9 @@ use crate::metrics::{MAX_TABLES, MigrationFamilies, MigrationGauges};
 pub(crate) const MAX_TRACKED_TABLES: usize = 10_000;
 /// Longest failure reason kept.
 const MAX_REASON: usize = 512;
+/// Jobs kept, one per worker name: the channel admits at most 256 workers at once, and a
+/// worker restarted under a new name leaves its old job behind.
+pub(crate) const MAX_JOBS: usize = 256;
 
 /// Where a table is in its migration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,9 +124,11 @@ impl TableMigration {
     }
 }
 
-/// The job as last reported.
+/// A worker's job as last reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct JobState {
+    /// The worker (its channel name) that reports it.
+    pub migrator: String,
     pub name: String,
     pub tables: usize,
     /// `(tables done, tables failed)` once finished.
@@ -132,7 +144,33 @@ struct Entry {
 #[derive(Default)]
 struct State {
     tables: BTreeMap<Arc<str>, Entry>,
-    job: Option<JobState>,
+    /// By worker name.
+    jobs: BTreeMap<String, JobState>,
+}
+
+impl State {
+    /// `migrator`'s job entry, made (dropping the least recently updated past [`MAX_JOBS`]).
+    fn job(&mut self, migrator: &str, job: &str, now: SystemTime) -> &mut JobState {
+        if !self.jobs.contains_key(migrator) && self.jobs.len() >= MAX_JOBS {
+            let oldest = self
+                .jobs
+                .iter()
+                .min_by_key(|(_, j)| j.updated)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.jobs.remove(&oldest);
+            }
+        }
+        self.jobs
+            .entry(migrator.to_owned())
+            .or_insert_with(|| JobState {
+                migrator: migrator.to_owned(),
+                name: job.to_owned(),
+                tables: 0,
+                finished: None,
+                updated: now,
+            })
+    }
 }
 
 /// The proxy's view of the migration.
@@ -194,19 +232,20 @@ impl Migration {
         self.reported.load(Ordering::Relaxed)
     }
 
-    /// Applies a message from the migrator; `Err` is the reason to refuse it with. Messages the
-    /// proxy sends itself are refused by the channel before they get here.
-    pub(crate) fn apply(&self, message: &Message) -> Result<(), String> {
+    /// Applies a message from the worker named `migrator`; `Err` is the reason to refuse it
+    /// with. Messages the proxy sends itself are refused by the channel before they get here.
+    pub(crate) fn apply(&self, migrator: &str, message: &Message) -> Result<(), String> {
         let now = SystemTime::now();
         let mut state = self.lock();
         let result = match message {
             Message::JobStarted { job, tables } => {
-                state.job = Some(JobState {
+                *state.job(migrator, job, now) = JobState {
+                    migrator: migrator.to_owned(),
                     name: job.clone(),
                     tables: tables.len(),
                     finished: None,
                     updated: now,
-                });
+                };
                 // A rerun keeps what earlier runs reported; a table the job restarts sends
                 // TableStarted.
                 let mut refused = 0;
@@ -272,12 +311,7 @@ impl Migration {
                 tables_done,
                 tables_failed,
             } => {
-                let entry = state.job.get_or_insert_with(|| JobState {
-                    name: job.clone(),
-                    tables: 0,
-                    finished: None,
-                    updated: now,
-                });
+                let entry = state.job(migrator, job, now);
                 entry.name.clone_from(job);
                 entry.finished = Some((*tables_done, *tables_failed));
                 entry.updated = now;
@@ -352,8 +386,9 @@ impl Migration {
             .collect()
     }
 
-    pub(crate) fn job(&self) -> Option<JobState> {
-        self.lock().job.clone()
+    /// Every worker's job, by worker name.
+    pub(crate) fn jobs(&self) -> Vec<JobState> {
+        self.lock().jobs.values().cloned().collect()
     }
 
     /// Why switching the primary to target is not safe yet: one line per table not validated
@@ -422,43 +457,57 @@ mod tests {
         let m = migration();
         assert!(m.mirrors("ks.a") && m.mirrors("other.x"));
         assert!(m.cutover_blockers().is_empty());
-        m.apply(&Message::JobStarted {
-            job: "j".into(),
-            tables: vec![t("a"), t("b")],
-        })
+        m.apply(
+            "w",
+            &Message::JobStarted {
+                job: "j".into(),
+                tables: vec![t("a"), t("b")],
+            },
+        )
         .unwrap();
         assert!(!m.mirrors("ks.a") && !m.mirrors("other.x"));
-        m.apply(&Message::TableStarted { table: t("a") }).unwrap();
-        m.apply(&Message::TableProgress {
-            table: t("a"),
-            ranges_done: 3,
-            ranges_total: 8,
-            rows: 30,
-        })
+        m.apply("w", &Message::TableStarted { table: t("a") })
+            .unwrap();
+        m.apply(
+            "w",
+            &Message::TableProgress {
+                table: t("a"),
+                ranges_done: 3,
+                ranges_total: 8,
+                rows: 30,
+            },
+        )
         .unwrap();
         assert!(!m.mirrors("ks.a"));
         assert_eq!(
             m.cutover_blockers(),
             ["ks.a backfilling (3/8 ranges)", "ks.b pending"]
         );
-        m.apply(&Message::TableBackfilled {
-            table: t("a"),
-            rows: 80,
-        })
+        m.apply(
+            "w",
+            &Message::TableBackfilled {
+                table: t("a"),
+                rows: 80,
+            },
+        )
         .unwrap();
         assert!(m.mirrors("ks.a") && !m.mirrors("ks.b"));
         let a = &m.tables()[0].1;
         assert_eq!((a.phase, a.ranges_done, a.rows), (Phase::Backfilled, 8, 80));
-        m.apply(&Message::TableFailed {
-            table: t("a"),
-            reason: "x".repeat(2000),
-        })
+        m.apply(
+            "w",
+            &Message::TableFailed {
+                table: t("a"),
+                reason: "x".repeat(2000),
+            },
+        )
         .unwrap();
         assert!(
             m.mirrors("ks.a"),
             "a failure after backfill keeps comparisons"
         );
-        m.apply(&Message::TableStarted { table: t("a") }).unwrap();
+        m.apply("w", &Message::TableStarted { table: t("a") })
+            .unwrap();
         assert!(!m.mirrors("ks.a"), "a restarted table is not compared");
     }
 
@@ -466,38 +515,105 @@ mod tests {
     fn cutover_waits_for_clean_validation() {
         let m = migration();
         for (table, mismatches) in [("a", 0), ("b", 2)] {
-            m.apply(&Message::TableBackfilled {
-                table: t(table),
-                rows: 1,
-            })
+            m.apply(
+                "w",
+                &Message::TableBackfilled {
+                    table: t(table),
+                    rows: 1,
+                },
+            )
             .unwrap();
-            m.apply(&Message::TableValidated {
-                table: t(table),
-                rows_checked: 1,
-                mismatches,
-            })
+            m.apply(
+                "w",
+                &Message::TableValidated {
+                    table: t(table),
+                    rows_checked: 1,
+                    mismatches,
+                },
+            )
             .unwrap();
         }
         assert_eq!(m.cutover_blockers(), ["ks.b validated with 2 mismatches"]);
-        m.apply(&Message::TableValidated {
-            table: t("b"),
-            rows_checked: 1,
-            mismatches: 0,
-        })
+        m.apply(
+            "w",
+            &Message::TableValidated {
+                table: t("b"),
+                rows_checked: 1,
+                mismatches: 0,
+            },
+        )
         .unwrap();
         assert!(m.cutover_blockers().is_empty());
-        m.apply(&Message::JobFinished {
-            job: "j".into(),
-            tables_done: 2,
-            tables_failed: 0,
-        })
+        m.apply(
+            "w",
+            &Message::JobFinished {
+                job: "j".into(),
+                tables_done: 2,
+                tables_failed: 0,
+            },
+        )
         .unwrap();
-        assert_eq!(m.job().unwrap().finished, Some((2, 0)));
+        assert_eq!(m.jobs()[0].finished, Some((2, 0)));
         let proxy_message = Message::Remigrate {
             table: t("a"),
             reason: "r".into(),
         };
-        assert!(m.apply(&proxy_message).is_err());
+        assert!(m.apply("w", &proxy_message).is_err());
+    }
+
+    /// Two workers, each with its own tables: one job each, and the cutover waits for every
+    /// table of both, whichever finishes first.
+    #[test]
+    fn the_cutover_waits_for_every_worker() {
+        let m = migration();
+        let started = |tables: &[&str]| Message::JobStarted {
+            job: "shop".into(),
+            tables: tables.iter().map(|n| t(n)).collect(),
+        };
+        m.apply("worker-0", &started(&["a", "b"])).unwrap();
+        m.apply("worker-1", &started(&["c"])).unwrap();
+        let clean = |table: &str| Message::TableValidated {
+            table: t(table),
+            rows_checked: 1,
+            mismatches: 0,
+        };
+        for table in ["a", "b"] {
+            m.apply("worker-0", &clean(table)).unwrap();
+        }
+        m.apply(
+            "worker-0",
+            &Message::JobFinished {
+                job: "shop".into(),
+                tables_done: 2,
+                tables_failed: 0,
+            },
+        )
+        .unwrap();
+        assert_eq!(m.cutover_blockers(), ["ks.c pending"]);
+        let jobs = m.jobs();
+        let of = |i: usize| (jobs[i].migrator.as_str(), jobs[i].tables, jobs[i].finished);
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(of(0), ("worker-0", 2, Some((2, 0))));
+        assert_eq!(of(1), ("worker-1", 1, None));
+        m.apply("worker-1", &clean("c")).unwrap();
+        assert!(m.cutover_blockers().is_empty());
+    }
+
+    #[test]
+    fn jobs_are_bounded() {
+        let m = migration();
+        for i in 0..MAX_JOBS + 2 {
+            m.apply(
+                &format!("w{i}"),
+                &Message::JobFinished {
+                    job: "j".into(),
+                    tables_done: 0,
+                    tables_failed: 0,
+                },
+            )
+            .unwrap();
+        }
+        assert_eq!(m.jobs().len(), MAX_JOBS);
     }
 
     #[test]
@@ -507,10 +623,13 @@ mod tests {
             .map(|i| t(&format!("t{i}")))
             .collect();
         let e = m
-            .apply(&Message::JobStarted {
-                job: "j".into(),
-                tables,
-            })
+            .apply(
+                "w",
+                &Message::JobStarted {
+                    job: "j".into(),
+                    tables,
+                },
+            )
             .unwrap_err();
         assert!(e.contains("3 of the job's 10003"), "{e}");
         assert_eq!(m.tables().len(), MAX_TRACKED_TABLES);

@@ -5,20 +5,35 @@
 //!  Channel::listen(update.listen) ─► Events ─► link task:
 //!     Message(JobStarted, TableProgress, …) ─► Migration::apply ─► ack (or nack with the reason)
 //!     Message(TableValidated) from a validate peer ─► Migration::apply; anything else from it
-//!        ─► nack (job state is the migrate peer's to report)
-//!     Connected / Disconnected of the migrate peer ─► ferry_proxy_migrator_connected
+//!        ─► nack (job state is the migrate peers' to report)
+//!     Message from a migrate peer naming a table ─► owners: table ─► that worker
+//!     Connected / Disconnected of migrate peers ─► ferry_proxy_migrator_connected
 //!     every second, while a migrator is connected and earlier requests are answered:
-//!        RepairLog::take ─► per table: RepairPartitions (keys, split to fit frames)
+//!        RepairLog::take ─► per table, routed (see Routing):
+//!                                      RepairPartitions (keys, split to fit frames)
 //!                                      + Remigrate when some failures have no key
 //!                        ─► acknowledged (Status::oldest_queued passed their ids, and every
 //!                           Nacked event the channel counted is handled)
 //!                           ─► RepairLog::settle: they leave the pending count
-//!  session: ALTER TABLE succeeded ─► UpdateLink::remigrate ─► Remigrate{table}
-//!  Nacked(repair request, not_now) ─► RepairLog::restore (still pending) ─► held until the
-//!                                     next Connected or NOT_NOW_RETRY ─► sent again
+//!  session: ALTER TABLE succeeded ─► UpdateLink::remigrate ─► Remigrate{table}, routed;
+//!                                     no migrator at all ─► waiting
+//!  Nacked(repair request, not_now) ─► RepairLog::restore (still pending) ─► that worker is
+//!                                     held until it connects again or NOT_NOW_RETRY ─► sent
+//!                                     again (to another worker meanwhile)
 //!  Nacked(Remigrate, not_now) ─► waiting (one per table) ─► Connected: sent again
 //!  Nacked(Remigrate, never)   ─► dropped, logged
 //! ```
+//!
+//! **Routing.** Several `ferry migrate` workers may report at once (a job split over an
+//! indexed Job's pods, each with its own name): the channel keeps a lane per worker. A
+//! table's request goes to the worker whose reports named the table (`JobStarted`, a table's
+//! phase or progress): a re-migration even while that worker is away (its lane keeps it for
+//! its return, and hands it back after the channel's `peer_linger`, when it is routed again),
+//! a repair only while it is connected and not held. Otherwise to the connected worker with
+//! the fewest messages waiting (by name on a tie). With none connected, a re-migration
+//! waits here and a repair in the repair log. Progress from every worker merges into one
+//! per-table state ([`Migration`]), whose cutover gate covers every table any worker
+//! reported; `/status` lists each worker and its job.
 //!
 //! Repairs are handed to the channel only while a migrator is connected and the previous round
 //! is answered: while none is, failures wait in the repair log (bounded there, with the count
@@ -29,16 +44,15 @@
 //! A repair refused as "not now" ([`Refusal::NotNow`]: the migrator is exiting, or cannot
 //! reach origin) is not lost: its failures go back to the repair log, still pending (`/status`
 //! `repairs.pending`, `ferry_proxy_repairs_pending`, counted in `refused_not_now`), and repairs
-//! are held (`held`) until another migrator connects or [`NOT_NOW_RETRY`] passes, then sent
-//! again. The log's bound applies: its list keeps the newest 10,000 failures with their keys,
+//! go to that worker (`held`) only once it connects again or [`NOT_NOW_RETRY`] passes;
+//! another worker may take them meanwhile. The log's bound applies: its list keeps the newest 10,000 failures with their keys,
 //! and failures pushed out of it are repaired by re-migrating their table.
 //!
-//! **Two peers.** `ferry migrate` and `ferry validate` both dial in as migrators; their Hello
-//! names the purpose (`migrate`, or absent from older builds; `validate`). The channel keeps
-//! one connection per purpose, so a validate run never displaces the serving migrator: it only
-//! reports `TableValidated`, while re-migrations and repairs go to the `migrate` peer alone
-//! (the channel's queue is the `migrate` peer's). `/status` shows both (`migrator`,
-//! `validator`).
+//! **Migrate and validate peers.** `ferry migrate` and `ferry validate` both dial in as
+//! migrators; their Hello names the purpose (`migrate`, or absent from older builds;
+//! `validate`). The channel keeps the validate run apart, so it never displaces a worker: it
+//! only reports `TableValidated`, while re-migrations and repairs go to `migrate` peers alone.
+//! `/status` shows them (`migrators`, `validator`).
 //!
 //! A re-migration is never lost to a peer that cannot take it: `ferry validate`, or a one-shot
 //! `ferry migrate` whose job has ended, refuses it as "not now" ([`Refusal::NotNow`]); the
@@ -46,7 +60,7 @@
 //! older) and goes to the next migrator that connects, until one takes it. Only a "never"
 //! (origin has no such table) drops it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -90,6 +104,8 @@ pub enum UpdateStartError {
 #[derive(Debug)]
 struct Awaiting {
     id: u64,
+    /// The worker it went to: held if it says "not now".
+    peer: String,
     table: Arc<str>,
     /// Failures it settles once acknowledged: those whose key it names (a `Remigrate`: those
     /// without a key).
@@ -124,14 +140,16 @@ pub(crate) struct LinkStatus {
     pub remigrations_requested: u64,
     pub refused: u64,
     pub refused_not_now: u64,
-    /// Repairs are held after a "not now" until another migrator connects or the retry delay
-    /// passes.
-    pub repairs_held: bool,
+    /// Workers that refused a repair as "not now": none goes to them until they connect
+    /// again or the retry delay passes.
+    pub repairs_held: Vec<String>,
     pub unrepairable: u64,
     /// Failures sent and not yet acknowledged.
     pub awaiting_ack: u64,
     /// Re-migrations refused as "not now", waiting for the next migrator, by table.
     pub remigrations_waiting: Vec<String>,
+    /// Tables per worker name, as their reports named them.
+    pub tables_by_migrator: HashMap<String, usize>,
 }
 
 /// The running link, shared by the link task and the sessions.
@@ -140,10 +158,15 @@ pub(crate) struct UpdateLink {
     channel: Mutex<Option<Channel>>,
     listen: SocketAddr,
     awaiting: Mutex<VecDeque<Awaiting>>,
-    /// Re-migrations a peer refused as "not now": (table, reason), oldest first.
+    /// Re-migrations a peer refused as "not now", or sent with no migrator connected:
+    /// (table, reason), oldest first.
     waiting: Mutex<VecDeque<(TableName, String)>>,
-    /// Repairs are not sent before this (a migrator refused one as "not now").
-    held_until: Mutex<Option<Instant>>,
+    /// Repairs are not sent to these workers before the time (they refused one as "not
+    /// now"). At most one per worker that ever refused; expired ones are pruned.
+    held_until: Mutex<HashMap<String, Instant>>,
+    /// Which worker reported each table (`keyspace.table`): where its requests go. Bounded
+    /// like the migration state ([`migration::MAX_TRACKED_TABLES`]).
+    owners: Mutex<HashMap<Arc<str>, String>>,
     /// `Nacked` events handled, to compare with the channel's `nacked_total`: an answer the
     /// link has not seen yet must not be settled as an acknowledgement.
     nacks_handled: AtomicU64,
@@ -170,6 +193,7 @@ impl UpdateLink {
         };
         let mut channel_config = ChannelConfig::new(Role::Proxy, name);
         channel_config.max_frame = MAX_FRAME;
+        channel_config.max_peers = config.max_migrators;
         let (channel, events) = Channel::listen(channel_config, config.listen, tls).await?;
         let listen = channel.local_addr().unwrap_or(config.listen);
         tracing::info!(%listen, tls = config.tls.is_some(), "Update channel listening for migrators");
@@ -179,6 +203,7 @@ impl UpdateLink {
             awaiting: Mutex::default(),
             waiting: Mutex::default(),
             held_until: Mutex::default(),
+            owners: Mutex::default(),
             nacks_handled: AtomicU64::new(0),
             counts: Counts::default(),
         });
@@ -197,12 +222,80 @@ impl UpdateLink {
         self.listen
     }
 
-    fn send(&self, message: Message) -> Result<u64, String> {
+    fn send_to(&self, peer: &str, message: Message) -> Result<u64, String> {
         let channel = self.channel.lock().unwrap_or_else(|p| p.into_inner());
         match channel.as_ref() {
-            Some(c) => c.send(message).map_err(|e| e.to_string()),
+            Some(c) => c.send_to(peer, message).map_err(|e| e.to_string()),
             None => Err("the Update channel is closed".to_owned()),
         }
+    }
+
+    /// Notes which worker reports `message`'s tables.
+    fn own(&self, peer: &str, message: &Message) {
+        let tables: Vec<&TableName> = match message {
+            Message::JobStarted { tables, .. } => tables.iter().collect(),
+            Message::TableStarted { table }
+            | Message::TableProgress { table, .. }
+            | Message::TableBackfilled { table, .. }
+            | Message::TableValidated { table, .. }
+            | Message::TableFailed { table, .. } => vec![table],
+            _ => return,
+        };
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        for t in tables {
+            let key = migration::table_key(t);
+            if owners.get(&key).is_some_and(|o| o == peer) {
+                continue;
+            }
+            if owners.len() >= MAX_WAITING && !owners.contains_key(&key) {
+                // Past the bound the table is routed to any worker, as an unknown one is.
+                continue;
+            }
+            owners.insert(key, peer.to_owned());
+        }
+    }
+
+    /// The worker for `table`'s request (see the module docs, Routing); `None` when none
+    /// can take it now.
+    fn route(&self, table: &TableName, repair: bool) -> Option<String> {
+        let status = self.channel_status()?;
+        let held = self.held_peers();
+        let owner = self
+            .owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&migration::table_key(table))
+            .cloned();
+        let lanes = status
+            .lanes
+            .iter()
+            .filter(|l| l.purpose == Purpose::Migrate && l.name.is_some());
+        let usable = |l: &&ferry_update::LaneStatus| {
+            !repair || (l.peer.is_some() && !l.name.as_ref().is_some_and(|n| held.contains(n)))
+        };
+        if let Some(owner) = owner
+            && lanes
+                .clone()
+                .filter(usable)
+                .any(|l| l.name.as_ref() == Some(&owner))
+        {
+            return Some(owner);
+        }
+        lanes
+            .filter(|l| l.peer.is_some())
+            .filter(usable)
+            .min_by_key(|l| (l.queued, l.name.clone()))
+            .and_then(|l| l.name.clone())
+    }
+
+    /// Workers held after refusing a repair as "not now" (expired holds are pruned).
+    fn held_peers(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut held = self.held_until.lock().unwrap_or_else(|p| p.into_inner());
+        held.retain(|_, until| now < *until);
+        let mut names: Vec<String> = held.keys().cloned().collect();
+        names.sort();
+        names
     }
 
     fn channel_status(&self) -> Option<Status> {
@@ -210,15 +303,24 @@ impl UpdateLink {
         channel.as_ref().map(Channel::status)
     }
 
-    /// Asks the migrator to copy `table` again (queued if none is connected).
+    /// Asks the table's worker (or any) to copy `table` again; kept waiting if no migrator
+    /// is connected.
     pub(crate) fn remigrate(&self, table: TableName, reason: String) {
         let name = table.to_string();
-        match self.send(Message::Remigrate { table, reason }) {
+        let Some(peer) = self.route(&table, false) else {
+            tracing::info!(table = %name, "no migrator connected; the re-migration waits for one");
+            self.counts
+                .remigrations_requested
+                .fetch_add(1, Ordering::Relaxed);
+            self.wait_for_migrator(table, reason);
+            return;
+        };
+        match self.send_to(&peer, Message::Remigrate { table, reason }) {
             Ok(_) => {
                 self.counts
                     .remigrations_requested
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(table = %name, "asked the migrator to re-migrate the table");
+                tracing::info!(table = %name, migrator = %peer, "asked the migrator to re-migrate the table");
             }
             Err(e) => {
                 tracing::warn!(table = %name, error = %e, "cannot ask for a re-migration");
@@ -248,14 +350,21 @@ impl UpdateLink {
             .collect();
         for (table, reason) in waiting {
             let name = table.to_string();
-            if let Err(e) = self.send(Message::Remigrate {
-                table: table.clone(),
-                reason: reason.clone(),
-            }) {
+            let Some(peer) = self.route(&table, false) else {
+                self.wait_for_migrator(table, reason);
+                continue;
+            };
+            if let Err(e) = self.send_to(
+                &peer,
+                Message::Remigrate {
+                    table: table.clone(),
+                    reason: reason.clone(),
+                },
+            ) {
                 tracing::warn!(table = %name, error = %e, "cannot send a waiting re-migration; kept");
                 self.wait_for_migrator(table, reason);
             } else {
-                tracing::info!(table = %name, "waiting re-migration sent to the migrator");
+                tracing::info!(table = %name, migrator = %peer, "waiting re-migration sent to the migrator");
             }
         }
     }
@@ -276,7 +385,7 @@ impl UpdateLink {
             remigrations_requested: get(&self.counts.remigrations_requested),
             refused: get(&self.counts.refused),
             refused_not_now: get(&self.counts.refused_not_now),
-            repairs_held: self.held(),
+            repairs_held: self.held_peers(),
             unrepairable: get(&self.counts.unrepairable),
             awaiting_ack,
             remigrations_waiting: self
@@ -286,6 +395,15 @@ impl UpdateLink {
                 .iter()
                 .map(|(t, _)| t.to_string())
                 .collect(),
+            tables_by_migrator: self
+                .owners
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .fold(HashMap::new(), |mut m, peer| {
+                    *m.entry(peer.clone()).or_default() += 1;
+                    m
+                }),
         }
     }
 
@@ -309,17 +427,11 @@ impl UpdateLink {
         }
     }
 
-    fn held(&self) -> bool {
-        self.held_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|until| Instant::now() < until)
-    }
-
-    /// A repair request the migrator refused as "not now": its failures go back to the repair
+    /// A repair request a worker refused as "not now": its failures go back to the repair
     /// log (still pending; bounded by the log, whose list keeps the newest failures and
-    /// sends a table with more for re-migration), and repairs wait for another migrator or
-    /// [`NOT_NOW_RETRY`]. Returns false when `id` is not a repair request.
+    /// sends a table with more for re-migration), and that worker gets no repairs until it
+    /// connects again or [`NOT_NOW_RETRY`] passes. Returns false when `id` is not a repair
+    /// request.
     fn not_now(&self, repairs: &RepairLog, id: u64) -> bool {
         let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
         let Some(i) = awaiting.iter().position(|a| a.id == id) else {
@@ -331,26 +443,25 @@ impl UpdateLink {
         drop(awaiting);
         repairs.restore(&a.table, a.failures, a.listed);
         self.counts.refused_not_now.fetch_add(1, Ordering::Relaxed);
-        *self.held_until.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Instant::now() + NOT_NOW_RETRY);
-        true
-    }
-
-    /// A migrator connected: held repairs and waiting re-migrations go to it.
-    fn migrator_connected(&self) {
         self.held_until
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take();
+            .insert(a.peer, Instant::now() + NOT_NOW_RETRY);
+        true
+    }
+
+    /// A worker connected: it may take repairs again, and waiting re-migrations go out.
+    fn migrator_connected(&self, peer: &str) {
+        self.held_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(peer);
         self.send_waiting();
     }
 
     /// Sends what the repair log holds, once the previous round is answered and a migrator is
-    /// connected (and has not just refused repairs as "not now").
+    /// connected; each table to its worker, or another one (see the module docs, Routing).
     fn send_repairs(&self, repairs: &RepairLog) {
-        if self.held() {
-            return;
-        }
         let connected = self.channel_status().is_some_and(|s| s.peer.is_some());
         let idle = self
             .awaiting
@@ -383,6 +494,11 @@ impl UpdateLink {
             // A write over several tables (or past the per-table bound): nothing to name.
             self.counts.unrepairable.fetch_add(count, Ordering::Relaxed);
             repairs.settle(&table, count);
+            return;
+        };
+        let Some(peer) = self.route(&name, true) else {
+            // Every connected worker is held: the next round tries again.
+            repairs.restore(&table, count, failures);
             return;
         };
         let (keyed, mut keyless_listed): (Vec<_>, Vec<_>) =
@@ -438,12 +554,13 @@ impl UpdateLink {
             } else {
                 listed.len() as u64
             };
-            match self.send(message) {
+            match self.send_to(&peer, message) {
                 Ok(id) => {
                     let failures = failures.min(left);
                     left -= failures;
                     sent.push(Awaiting {
                         id,
+                        peer: peer.clone(),
                         table: table.clone(),
                         failures,
                         listed,
@@ -592,27 +709,35 @@ fn handle(
             tracing::info!(peer = %delivery.peer(), %reason, "Update: refused");
             delivery.nack(reason);
         }
-        Event::Message(delivery) => match migration.apply(delivery.message()) {
-            Ok(()) => {
-                tracing::debug!(kind = delivery.message().kind(), "Update: applied");
-                delivery.ack();
+        Event::Message(delivery) => {
+            let peer = delivery.peer().clone();
+            if peer.purpose.is_migrate() {
+                link.own(&peer.name, delivery.message());
             }
-            Err(reason) => {
-                tracing::info!(kind = delivery.message().kind(), %reason, "Update: refused");
-                delivery.nack(reason);
+            match migration.apply(&peer.name, delivery.message()) {
+                Ok(()) => {
+                    tracing::debug!(kind = delivery.message().kind(), "Update: applied");
+                    delivery.ack();
+                }
+                Err(reason) => {
+                    tracing::info!(kind = delivery.message().kind(), %reason, "Update: refused");
+                    delivery.nack(reason);
+                }
             }
-        },
+        }
         Event::Connected(peer) if peer.purpose == Purpose::Migrate => {
             gauges.set_connected(true);
             tracing::info!(%peer, "migrator connected over the Update channel");
-            link.migrator_connected();
+            link.migrator_connected(&peer.name);
         }
         Event::Connected(peer) => {
             tracing::info!(%peer, "{} peer connected over the Update channel", peer.purpose);
         }
         Event::Disconnected { peer, reason } => {
             if peer.purpose == Purpose::Migrate {
-                gauges.set_connected(false);
+                // Another worker may still be connected.
+                let any = link.channel_status().is_some_and(|s| !s.peers.is_empty());
+                gauges.set_connected(any);
             }
             tracing::info!(%peer, %reason, "{} peer disconnected from the Update channel", peer.purpose);
         }

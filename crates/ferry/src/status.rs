@@ -155,6 +155,23 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("?")
 }
 
+/// One worker of `/status`'s `migrators`: connected or away, with what waits for it.
+fn migrator_line(m: &Value) -> String {
+    let mut line = if m.get("connected").and_then(Value::as_bool) == Some(true) {
+        format!("migrator {} from {}", s(m, "name"), s(m, "addr"))
+    } else {
+        format!("migrator {} away", s(m, "name"))
+    };
+    let _ = write!(line, ", {} tables", n(m, "tables"));
+    if n(m, "queued") > 0 {
+        let _ = write!(line, ", {} requests queued", n(m, "queued"));
+    }
+    if m.get("repairs_held").and_then(Value::as_bool) == Some(true) {
+        line.push_str(", repairs held");
+    }
+    line
+}
+
 /// The screen.
 pub(crate) fn render(
     proxies: &[(SocketAddr, Fetched)],
@@ -196,12 +213,20 @@ pub(crate) fn render(
                 let _ = writeln!(out, "  update channel: off");
             }
             Some(c) => {
-                let mut peer = c
-                    .get("migrator")
-                    .filter(|m| !m.is_null())
-                    .map_or("no migrator connected".to_owned(), |m| {
-                        format!("migrator {} from {}", s(m, "name"), s(m, "addr"))
-                    });
+                let workers: Vec<String> = c
+                    .get("migrators")
+                    .and_then(Value::as_array)
+                    .map(|all| all.iter().map(migrator_line).collect())
+                    .unwrap_or_default();
+                let mut peer = if workers.is_empty() {
+                    c.get("migrator")
+                        .filter(|m| !m.is_null())
+                        .map_or("no migrator connected".to_owned(), |m| {
+                            format!("migrator {} from {}", s(m, "name"), s(m, "addr"))
+                        })
+                } else {
+                    workers.join("; ")
+                };
                 if let Some(v) = c.get("validator").filter(|v| !v.is_null()) {
                     peer.push_str(&format!(
                         "; validate run {} from {}",
@@ -224,7 +249,12 @@ pub(crate) fn render(
                 }
             }
         }
-        if let Some(j) = migration.get("job").filter(|j| !j.is_null()) {
+        // Every worker's job; a proxy before several workers has the one `job`.
+        let jobs: Vec<Value> = match migration.get("jobs").and_then(Value::as_array) {
+            Some(all) => all.clone(),
+            None => migration.get("job").into_iter().cloned().collect(),
+        };
+        for j in jobs.iter().filter(|j| !j.is_null()) {
             let fin = if j.get("finished").and_then(Value::as_bool) == Some(true) {
                 format!(
                     "finished: {} done, {} failed",
@@ -234,9 +264,14 @@ pub(crate) fn render(
             } else {
                 "running".to_owned()
             };
+            let by = j
+                .get("migrator")
+                .and_then(Value::as_str)
+                .map(|m| format!(" (migrator {m})"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  migration job {}: {} tables, {fin}",
+                "  migration job {}{by}: {} tables, {fin}",
                 s(j, "name"),
                 n(j, "tables")
             );
@@ -379,6 +414,31 @@ mod tests {
                 "tables": {"ks.a": {"phase": "backfilling", "ranges_done": 1, "ranges_total": 4,
                     "rows": 77, "mismatches": 0, "reason": null}}},
         });
+        let mut two = status.clone();
+        two["migration"]["update_channel"]["migrators"] = json!([
+            {"name": "migrator-0", "connected": true, "addr": "10.0.0.5:40000", "queued": 0,
+             "tables": 1, "repairs_held": false},
+            {"name": "migrator-1", "connected": false, "addr": null, "queued": 2,
+             "tables": 3, "repairs_held": true}]);
+        two["migration"]["jobs"] = json!([
+            {"migrator": "migrator-0", "name": "shop", "tables": 1, "finished": true,
+             "tables_done": 1, "tables_failed": 0},
+            {"migrator": "migrator-1", "name": "shop", "tables": 3, "finished": false}]);
+        let workers = render(
+            &[(
+                "127.0.0.1:14001".parse().unwrap_or_else(|e| panic!("{e}")),
+                Ok(two),
+            )],
+            None,
+        );
+        for expected in [
+            "(migrator migrator-0 from 10.0.0.5:40000, 1 tables; migrator migrator-1 away, 3 \
+             tables, 2 requests queued, repairs held)",
+            "migration job shop (migrator migrator-0): 1 tables, finished: 1 done, 0 failed",
+            "migration job shop (migrator migrator-1): 3 tables, running",
+        ] {
+            assert!(workers.contains(expected), "{expected:?} not in\n{workers}");
+        }
         let down: SocketAddr = "127.0.0.1:9".parse().unwrap_or_else(|e| panic!("{e}"));
         let up: SocketAddr = "127.0.0.1:14001".parse().unwrap_or_else(|e| panic!("{e}"));
         let screen = render(

@@ -389,8 +389,9 @@ fn kubernetes_manifests_name_real_ports_paths_and_configs() {
         .map(|(_, d)| (str_of(&d["metadata"]["name"]), map_of(&d["data"])))
         .collect();
 
-    // The proxy: config from its ConfigMap and env, probes, topology, Service, PDB, monitor.
-    let (rel, deploy) = kind("Deployment").next().unwrap();
+    // The proxy: config from its ConfigMap and env, probes, topology, Services, PDB, monitor.
+    // A StatefulSet: its pods' stable names are the migrators' update.proxies.
+    let (rel, deploy) = kind("StatefulSet").next().unwrap();
     let spec = &deploy["spec"]["template"]["spec"];
     let proxy_pod = pod(spec, &config_maps, rel);
     let c = &spec["containers"][0];
@@ -437,7 +438,31 @@ fn kubernetes_manifests_name_real_ports_paths_and_configs() {
         &pod_labels
     ));
 
-    let (_, service) = kind("Service").next().unwrap();
+    let service_named = |name: &str| {
+        kind("Service")
+            .map(|(_, s)| s)
+            .find(|s| s["metadata"]["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no Service {name}"))
+    };
+    // Per-pod DNS names for the Update channel: the StatefulSet's headless Service.
+    let headless_name = str_of(&deploy["spec"]["serviceName"]);
+    let headless = service_named(&headless_name);
+    assert_eq!(headless["spec"]["clusterIP"].as_str(), Some("None"));
+    assert!(subset(&headless["spec"]["selector"], &pod_labels));
+    let update_port = config.update.as_ref().unwrap().listen.port();
+    let namespace = str_of(&deploy["metadata"]["namespace"]);
+    let pod_names: Vec<String> = (0..deploy["spec"]["replicas"].as_i64().unwrap())
+        .map(|i| {
+            format!(
+                "{}-{i}.{headless_name}.{namespace}.svc.cluster.local:{update_port}",
+                str_of(&deploy["metadata"]["name"])
+            )
+        })
+        .collect();
+    // The clients' Service: the one with a cluster IP.
+    let (_, service) = kind("Service")
+        .find(|(_, s)| s["spec"]["clusterIP"].as_str() != Some("None"))
+        .unwrap();
     assert!(
         subset(&service["spec"]["selector"], &pod_labels),
         "Service selects the proxy pods"
@@ -491,6 +516,7 @@ fn kubernetes_manifests_name_real_ports_paths_and_configs() {
     let template = &args[args.iter().position(|a| a == "--config").unwrap() + 1];
     let completions = job["spec"]["completions"].as_i64().unwrap();
     let mut tables = BTreeSet::new();
+    let mut names = BTreeSet::new();
     for index in 0..completions {
         let file = template.replace("$(JOB_COMPLETION_INDEX)", &index.to_string());
         let yaml = migrator_pod
@@ -505,6 +531,13 @@ fn kubernetes_manifests_name_real_ports_paths_and_configs() {
                 "{file}: {t:?} is another index's too"
             );
         }
+        // Every worker reports to every proxy pod, each under its own name.
+        assert_eq!(config.update.proxies, pod_names, "{file}: update.proxies");
+        let name = config.update.name.clone().unwrap_or_default();
+        assert!(
+            names.insert(name.clone()),
+            "{file}: update.name {name:?} is not its own"
+        );
         let admin = config.admin.listen.unwrap();
         assert_eq!(migrator_pod.ports["admin"], admin.port());
         check_probes(c, &migrator_pod, &served, admin.port(), rel);

@@ -169,7 +169,7 @@ async fn status_shows_every_field_and_names_an_unreachable_instance() {
         "dual reads: 0 compared, 0 mismatches",
         "repairs: 0 pending",
         "migrator test-migrator",
-        "migration job job-1: 2 tables, running",
+        "migration job job-1 (migrator test-migrator): 2 tables, running",
         "shop.orders",
         "backfilling",
         "3/12  25%",

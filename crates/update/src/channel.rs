@@ -6,15 +6,18 @@
 //!  dial:   loop { TCP connect ─► TLS? ─► session ─► ended ─► backoff with jitter }
 //!            refused (version, role, busy) ─► wait the longest backoff, not a tight loop
 //!  listen: accept ─► task per connection (at most MAX_HANDSHAKING) ─► TLS? ─► session
-//!            one peer per purpose (migrate, validate) at a time: the same peer name
-//!            reconnecting replaces its old session, another name is refused while one is
-//!            connected
+//!            a lane per migrate peer name (at most max_peers), one validate lane: the same
+//!            name reconnecting gets its lane back and replaces its old session; a second
+//!            validate name, or a migrate peer past the bound, is refused
+//!          reaper: a lane whose peer stayed away peer_linger ─► dropped, its messages
+//!            handed back (Event::Nacked, not_now)
 //! ```
 //!
 //! The queues and the duplicate filter belong to the channel, not to a connection, so they
-//! survive reconnects. Each purpose has its own lane (queue, lease, peer): a session holds its
+//! survive reconnects. Each lane (queue, lease, peer) serves one peer: a session holds its
 //! lane's lease while it runs so that an old session's answers can never mix with a new
-//! one's, and sessions of different purposes run side by side.
+//! one's, and sessions of different lanes run side by side. A dialing end has one lane, for
+//! its own purpose.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -26,15 +29,17 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 use crate::message::{Message, Purpose, Refusal, Role};
-use crate::queue::{Dedupe, Outbox, SendError};
-use crate::session::{self, Ended, Gate};
+use crate::queue::{Dedupe, Entry, Outbox, SendError};
+use crate::session::{self, Claimed, Ended, Gate};
 use crate::tls::{ClientTls, ServerTls};
 use crate::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
-/// Connections accepted and not yet past the handshake. A real deployment has one peer; this
-/// only bounds what a port scanner or a misconfigured fleet can hold open.
+/// Connections accepted and not yet past the handshake. A deployment has a few peers (a job's
+/// workers) connecting now and then; this only bounds what a port scanner or a misconfigured
+/// fleet can hold open. Established connections are bounded by the lanes.
 const MAX_HANDSHAKING: usize = 8;
 
 /// Settings shared by both ends. Defaults in [`ChannelConfig::new`].
@@ -43,14 +48,24 @@ const MAX_HANDSHAKING: usize = 8;
 pub struct ChannelConfig {
     /// Which service this end is; the peer must be the other one.
     pub role: Role,
-    /// A migrator's purpose, sent in its Hello (default `migrate`). A listener keeps one
-    /// connection per purpose; [`Channel::send`] queues for the peer of this purpose (a
-    /// proxy's is `migrate`: its requests are work for `ferry migrate`).
+    /// A migrator's purpose, sent in its Hello (default `migrate`). A listener keeps a lane
+    /// per `migrate` peer and one `validate` lane; [`Channel::send`] queues for a peer of this
+    /// purpose (a proxy's is `migrate`: its requests are work for `ferry migrate`).
     pub purpose: Purpose,
-    /// This instance's name, shown to the peer (`proxy-1`, `migrator`). A listener refuses a
-    /// second peer under another name while one is connected; a peer under the same name
-    /// replaces the old connection (the same peer reconnecting).
+    /// This instance's name, shown to the peer (`proxy-1`, `migrator-0`). A listener files
+    /// `migrate` peers by name: each name its own lane, the same name reconnecting replaces
+    /// its old connection and finds its queue. Several workers reporting to one proxy need
+    /// distinct names. The `validate` lane takes one name at a time.
     pub name: String,
+    /// A listener's bound on `migrate` lanes (peers connected, or away with messages waiting
+    /// for them). Default 16: a job's workers. One more name is refused at the handshake,
+    /// with the reason, unless a lane is idle and empty (then that one is reused).
+    pub max_peers: usize,
+    /// How long a listener keeps the lane of a peer that disconnected: it reconnecting
+    /// within this gets its unanswered messages again; after it, the lane is dropped and its
+    /// messages handed back ([`Event::Nacked`] with [`Refusal::NotNow`]) for another peer.
+    /// Default 60 s: a restart or a reconnect after a network blip, not a worker that ended.
+    pub peer_linger: Duration,
     /// Messages queued and not yet acknowledged. Default 10,000: a job's state changes and
     /// repair batches for hours of disconnection, a few MiB at most.
     pub max_queued: usize,
@@ -83,6 +98,8 @@ impl ChannelConfig {
             role,
             purpose: Purpose::Migrate,
             name: name.into(),
+            max_peers: 16,
+            peer_linger: Duration::from_secs(60),
             max_queued: 10_000,
             max_in_flight: 64,
             max_frame: 1 << 20,
@@ -142,8 +159,10 @@ pub enum Event {
     /// A message from the peer. Answer it with [`Delivery::ack`] or [`Delivery::nack`];
     /// dropping it acknowledges it. The next message arrives after the answer.
     Message(Delivery),
-    /// The peer refused a message this end sent; the channel does not send it again. With
-    /// [`Refusal::NotNow`] the application may queue it again for the next peer.
+    /// The peer refused a message this end sent, or the peer it was queued for stayed away
+    /// longer than [`ChannelConfig::peer_linger`] (then [`Refusal::NotNow`]); the channel
+    /// does not send it again. With [`Refusal::NotNow`] the application may queue it again
+    /// for another peer.
     Nacked {
         id: u64,
         message: Message,
@@ -256,23 +275,45 @@ impl Counters {
     }
 }
 
+/// One lane of a channel: a peer's queue, for `/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LaneStatus {
+    /// The peer name it serves; `None` for a dialing end's lane, and for a listener's
+    /// messages queued before any peer of their purpose connected (the first new one takes
+    /// them).
+    pub name: Option<String>,
+    pub purpose: Purpose,
+    /// The connected peer, `None` while it is away.
+    pub peer: Option<Peer>,
+    /// Messages not yet acknowledged, sent or not.
+    pub queued: usize,
+    /// Of those, written on the current connection.
+    pub in_flight: usize,
+}
+
 /// A snapshot for `/status` and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Status {
-    /// The connected peer of this end's purpose (the one [`Channel::send`] queues for), if
-    /// any.
+    /// A connected peer of this end's purpose (the one [`Channel::send`] queues for; the
+    /// first by name when a listener has several), if any.
     pub peer: Option<Peer>,
+    /// Every connected peer of this end's purpose, by name: a proxy's `ferry migrate`
+    /// workers.
+    pub peers: Vec<Peer>,
     /// Peers connected for another purpose (a proxy's `ferry validate` beside its `ferry
     /// migrate`); nothing is sent to them.
     pub other_peers: Vec<Peer>,
-    /// Messages not yet acknowledged, sent or not (this end's purpose).
+    /// Every lane, by purpose and name.
+    pub lanes: Vec<LaneStatus>,
+    /// Messages not yet acknowledged, sent or not (this end's purpose, every lane).
     pub queued: usize,
-    /// Of those, written on the current connection.
+    /// Of those, written on the current connections.
     pub in_flight: usize,
-    /// The id of the oldest message not yet acknowledged; every id [`Channel::send`] returned
-    /// below it is answered. `None` when nothing is queued. How a sender learns that a given
-    /// message was answered without an event per acknowledgement.
+    /// The id of the oldest message not yet acknowledged in any lane; every id
+    /// [`Channel::send`] returned below it is answered. `None` when nothing is queued. How a
+    /// sender learns that a given message was answered without an event per acknowledgement.
     pub oldest_queued: Option<u64>,
     /// Messages accepted by [`Channel::send`].
     pub queued_total: u64,
@@ -298,14 +339,12 @@ pub struct Status {
     pub refusals_total: u64,
 }
 
-/// One purpose's connection state: its queue and its one peer.
+/// One peer's connection state: its queue and its peer.
 #[derive(Debug)]
 pub(crate) struct Lane {
     pub(crate) outbox: Mutex<Outbox>,
     /// Signalled when a message is queued (a stored permit if no session waits).
     pub(crate) queued: Notify,
-    /// Signalled when the outbox becomes empty.
-    pub(crate) emptied: Notify,
     /// Held by the running session: an ending session resets the outbox's in-flight mark
     /// before the next one starts writing.
     pub(crate) lease: tokio::sync::Mutex<()>,
@@ -313,11 +352,10 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
-    fn new(config: &ChannelConfig) -> Self {
+    fn new(config: &ChannelConfig, ids: Arc<AtomicU64>) -> Self {
         Self {
-            outbox: Mutex::new(Outbox::new(config.max_queued, config.max_frame)),
+            outbox: Mutex::new(Outbox::new(config.max_queued, config.max_frame, ids)),
             queued: Notify::new(),
-            emptied: Notify::new(),
             lease: tokio::sync::Mutex::new(()),
             peer: Mutex::new(None),
         }
@@ -342,8 +380,13 @@ pub(crate) struct Shared {
     pub(crate) config: ChannelConfig,
     /// Random per process start, sent in Hello: the peer's duplicate filter is per instance.
     pub(crate) instance: u64,
-    /// One per [`Purpose`], in [`Purpose::ALL`] order. A dialing end uses its own only.
-    lanes: [Lane; Purpose::ALL.len()],
+    /// A dialing end's one lane; a listener's, one per peer (see [`Lanes`]).
+    lanes: Mutex<Lanes>,
+    /// The last message id taken, shared by the lanes so that an id names one message of
+    /// this instance (a lane dropped and made again never reuses one the peer has seen).
+    ids: Arc<AtomicU64>,
+    /// Signalled when a lane's outbox becomes empty.
+    pub(crate) emptied: Notify,
     /// Keyed by sender instance, so one filter serves every lane.
     pub(crate) dedupe: Mutex<Dedupe>,
     pub(crate) events: mpsc::Sender<Event>,
@@ -352,13 +395,84 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn lane(&self, purpose: Purpose) -> &Lane {
-        &self.lanes[purpose.index()]
+    fn lanes(&self) -> MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The lane [`Channel::send`] queues on.
-    fn own(&self) -> &Lane {
-        self.lane(self.config.purpose)
+    /// A dialing end's lane (made at start, never dropped).
+    pub(crate) fn dial_lane(&self) -> Arc<Lane> {
+        let mut lanes = self.lanes();
+        match lanes.list.first() {
+            Some(e) => e.lane.clone(),
+            None => self.add_lane(&mut lanes, self.config.purpose, None),
+        }
+    }
+
+    fn add_lane(&self, lanes: &mut Lanes, purpose: Purpose, name: Option<String>) -> Arc<Lane> {
+        let lane = Arc::new(Lane::new(&self.config, self.ids.clone()));
+        lanes.list.push(LaneEntry {
+            purpose,
+            name,
+            lane: lane.clone(),
+            active: None,
+            idle_since: None,
+        });
+        // By purpose, then name (the unnamed lane first): the order `/status` lists.
+        lanes
+            .list
+            .sort_by(|a, b| (a.purpose.index(), &a.name).cmp(&(b.purpose.index(), &b.name)));
+        lane
+    }
+
+    /// The lane [`Channel::send`] queues on: of this end's purpose, a connected peer's with
+    /// the fewest messages waiting (by name on a tie), else one whose peer is away, else the
+    /// unnamed lane (made if needed) that the first new peer takes.
+    fn pick(&self, lanes: &mut Lanes) -> Arc<Lane> {
+        let purpose = self.config.purpose;
+        let best = lanes
+            .list
+            .iter()
+            .filter(|e| e.purpose == purpose)
+            .min_by_key(|e| {
+                (
+                    e.active.is_none(),
+                    e.name.is_none(),
+                    e.lane.outbox().len(),
+                    e.name.clone(),
+                )
+            });
+        match best {
+            Some(e) => e.lane.clone(),
+            None => self.add_lane(lanes, purpose, None),
+        }
+    }
+
+    /// Drops the lanes whose peer stayed away `peer_linger`; returns their messages, already
+    /// counted as refused (see [`Status::nacked_total`]).
+    fn reap(&self) -> Vec<(String, Vec<Entry>)> {
+        let linger = self.config.peer_linger;
+        let now = Instant::now();
+        let mut handed_back = Vec::new();
+        self.lanes().list.retain(|e| {
+            let gone = e.active.is_none()
+                && e.idle_since
+                    .is_some_and(|t| now.duration_since(t) >= linger);
+            let Some(name) = e.name.as_ref().filter(|_| gone) else {
+                return true;
+            };
+            let mut outbox = e.lane.outbox();
+            let entries = outbox.drain();
+            Counters::add(&self.counters.nacked, entries.len() as u64);
+            drop(outbox);
+            if !entries.is_empty() {
+                handed_back.push((name.clone(), entries));
+            }
+            false
+        });
+        if !handed_back.is_empty() {
+            self.emptied.notify_waiters();
+        }
+        handed_back
     }
 
     pub(crate) fn dedupe(&self) -> MutexGuard<'_, Dedupe> {
@@ -410,7 +524,9 @@ impl Channel {
         let (events_tx, rx) = mpsc::channel(config.events_capacity);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
-            lanes: Purpose::ALL.map(|_| Lane::new(&config)),
+            lanes: Mutex::default(),
+            ids: Arc::default(),
+            emptied: Notify::new(),
             instance: rand::random(),
             config,
             dedupe: Mutex::default(),
@@ -429,6 +545,7 @@ impl Channel {
         tls: Option<ClientTls>,
     ) -> Result<(Self, Events), StartError> {
         let (shared, shutdown, events) = Self::start(config)?;
+        shared.dial_lane();
         let task = tokio::spawn(dial_loop(shared.clone(), addr.into(), tls));
         Ok((
             Self {
@@ -470,8 +587,40 @@ impl Channel {
     /// Queues a message for delivery (now, or after the next connect) and returns its id.
     /// Never waits: a full queue makes room by dropping its oldest progress message, and
     /// refuses anything else ([`SendError::QueueFull`]) so the caller keeps what it could
-    /// not hand over.
+    /// not hand over. A listener with several peers of its purpose queues for the connected
+    /// one with the fewest messages waiting (by name on a tie); to pick the peer, use
+    /// [`Channel::send_to`].
     pub fn send(&self, message: Message) -> Result<u64, SendError> {
+        self.check(&message)?;
+        let mut lanes = self.shared.lanes();
+        let lane = self.shared.pick(&mut lanes);
+        self.push(&lane, message)
+    }
+
+    /// Queues a message for the peer of this end's purpose named `name` (a listener's: one
+    /// of its `migrate` workers), whether it is connected or away within its
+    /// [`ChannelConfig::peer_linger`]; [`SendError::NoPeer`] when no lane has that name.
+    pub fn send_to(&self, name: &str, message: Message) -> Result<u64, SendError> {
+        self.check(&message)?;
+        let purpose = self.shared.config.purpose;
+        let lanes = self.shared.lanes();
+        let Some(entry) = lanes
+            .list
+            .iter()
+            .find(|e| e.purpose == purpose && e.name.as_deref() == Some(name))
+        else {
+            return Err(SendError::NoPeer {
+                kind: message.kind(),
+                purpose,
+                name: name.to_owned(),
+            });
+        };
+        // Under the lanes' lock: the reaper cannot drop the lane between the choice and
+        // the push (a message in a dropped lane would be lost unnoticed).
+        self.push(&entry.lane, message)
+    }
+
+    fn check(&self, message: &Message) -> Result<(), SendError> {
         let kind = message.kind();
         let role = self.shared.config.role;
         if message.sender() != role {
@@ -484,7 +633,11 @@ impl Channel {
         if *self.shared.shutdown.borrow() {
             return Err(SendError::Closed { kind });
         }
-        let lane = self.shared.own();
+        Ok(())
+    }
+
+    /// Called with the lanes' lock held: it serializes pushes, which share one id counter.
+    fn push(&self, lane: &Lane, message: Message) -> Result<u64, SendError> {
         let pushed = lane.outbox().push(message)?;
         let c = &self.shared.counters;
         Counters::add(&c.queued, 1);
@@ -497,32 +650,53 @@ impl Channel {
     pub fn status(&self) -> Status {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        // Together: a refusal is counted under the same lock (see `Status::nacked_total`).
-        let (queued, in_flight, oldest_queued, nacked_total) = {
-            let outbox = self.shared.own().outbox();
-            let nacked = get(&c.nacked);
-            (outbox.len(), outbox.in_flight(), outbox.oldest(), nacked)
-        };
+        let purpose = self.shared.config.purpose;
+        let lanes = self.shared.lanes();
+        let mut status = Status::default();
+        {
+            // Every outbox at once, then the count: a refusal is counted under its outbox's
+            // lock (see `Status::nacked_total`), so the two agree.
+            let outboxes: Vec<_> = lanes.list.iter().map(|e| e.lane.outbox()).collect();
+            status.nacked_total = get(&c.nacked);
+            for (e, outbox) in lanes.list.iter().zip(&outboxes) {
+                status.lanes.push(LaneStatus {
+                    name: e.name.clone(),
+                    purpose: e.purpose,
+                    peer: None,
+                    queued: outbox.len(),
+                    in_flight: outbox.in_flight(),
+                });
+                if e.purpose == purpose {
+                    status.queued += outbox.len();
+                    status.in_flight += outbox.in_flight();
+                    status.oldest_queued = match (status.oldest_queued, outbox.oldest()) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+            }
+        }
+        for (e, l) in lanes.list.iter().zip(&mut status.lanes) {
+            l.peer = e.lane.peer();
+            match &l.peer {
+                Some(p) if e.purpose == purpose => status.peers.push(p.clone()),
+                Some(p) => status.other_peers.push(p.clone()),
+                None => {}
+            }
+        }
+        drop(lanes);
         Status {
-            peer: self.shared.own().peer(),
-            other_peers: Purpose::ALL
-                .into_iter()
-                .filter(|p| *p != self.shared.config.purpose)
-                .filter_map(|p| self.shared.lane(p).peer())
-                .collect(),
-            queued,
-            in_flight,
-            oldest_queued,
+            peer: status.peers.first().cloned(),
             queued_total: get(&c.queued),
             written_total: get(&c.written),
             acked_total: get(&c.acked),
-            nacked_total,
             coalesced_total: get(&c.coalesced),
             dropped_total: get(&c.dropped),
             received_total: get(&c.received),
             duplicates_total: get(&c.duplicates),
             connects_total: get(&c.connects),
             refusals_total: get(&c.refusals),
+            ..status
         }
     }
 
@@ -540,13 +714,23 @@ impl Channel {
     /// `JobFinished`. Bound it with a timeout: with no peer it waits for one.
     pub async fn flushed(&self) {
         loop {
-            let lane = self.shared.own();
-            let emptied = lane.emptied.notified();
-            if lane.outbox().len() == 0 {
+            let emptied = self.shared.emptied.notified();
+            if self.queued(Some(self.shared.config.purpose)) == 0 {
                 return;
             }
             emptied.await;
         }
+    }
+
+    /// Messages not yet answered in the lanes of `purpose` (all lanes for `None`).
+    fn queued(&self, purpose: Option<Purpose>) -> usize {
+        self.shared
+            .lanes()
+            .list
+            .iter()
+            .filter(|e| purpose.is_none_or(|p| p == e.purpose))
+            .map(|e| e.lane.outbox().len())
+            .sum()
     }
 
     /// Stops the channel: the connection is closed and the tasks end. Messages still queued
@@ -560,7 +744,7 @@ impl Channel {
 
     fn stop(&self) {
         self.shutdown.send_replace(true);
-        let left: usize = self.shared.lanes.iter().map(|l| l.outbox().len()).sum();
+        let left = self.queued(None);
         if left > 0 {
             tracing::warn!(
                 queued = left,
@@ -584,6 +768,7 @@ fn validate(config: &ChannelConfig) -> Result<(), StartError> {
         problems.push("name is empty".to_owned());
     }
     for (what, n) in [
+        ("max_peers", config.max_peers),
         ("max_queued", config.max_queued),
         ("max_in_flight", config.max_in_flight),
         ("events_capacity", config.events_capacity),
@@ -605,8 +790,11 @@ fn validate(config: &ChannelConfig) -> Result<(), StartError> {
             config.idle_timeout, config.heartbeat
         ));
     }
-    if config.heartbeat.is_zero() || config.handshake_timeout.is_zero() {
-        problems.push("heartbeat and handshake_timeout must be above 0".to_owned());
+    if config.heartbeat.is_zero()
+        || config.handshake_timeout.is_zero()
+        || config.peer_linger.is_zero()
+    {
+        problems.push("heartbeat, handshake_timeout and peer_linger must be above 0".to_owned());
     }
     if config.backoff_initial.is_zero() || config.backoff_initial > config.backoff_max {
         problems.push(format!(
@@ -734,72 +922,218 @@ async fn dial_loop(shared: Arc<Shared>, addr: String, tls: Option<ClientTls>) {
     }
 }
 
-/// The listener's one peer per purpose at a time.
+/// The lanes of one end: a dialing end's one, a listener's per peer.
 #[derive(Debug, Default)]
-pub(crate) struct Slot {
-    /// At most one per purpose.
-    active: Vec<Claim>,
+pub(crate) struct Lanes {
+    /// By purpose, then name.
+    list: Vec<LaneEntry>,
     next_generation: u64,
 }
 
 #[derive(Debug)]
-struct Claim {
-    generation: u64,
+struct LaneEntry {
     purpose: Purpose,
-    name: String,
-    /// Ends the session holding the slot, when its peer reconnects.
+    /// The peer name it serves: a listener files `migrate` peers by name. `None` for a
+    /// dialing end's lane and for a listener's messages queued before any peer connected
+    /// (the first new peer of the purpose takes that lane).
+    name: Option<String>,
+    lane: Arc<Lane>,
+    /// The session holding it.
+    active: Option<Active>,
+    /// When its last session ended: after `peer_linger` the reaper drops it.
+    idle_since: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Active {
+    generation: u64,
+    instance: u64,
+    /// Ends the session when its peer reconnects.
     cancel: Arc<Notify>,
 }
 
-impl Gate for Mutex<Slot> {
-    fn claim(&self, shared: &Shared, peer: &Peer) -> Result<(u64, Arc<Notify>), String> {
-        let mut slot = self.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = slot.active.iter().position(|c| c.purpose == peer.purpose) {
-            let active = &slot.active[i];
-            if active.name != peer.name {
-                return Err(format!(
-                    "{} {} already has {} {} connected for {} (one {} per {} and purpose; \
-                     give each instance its own name and listener)",
-                    shared.config.role,
-                    shared.config.name,
-                    peer.role,
-                    active.name,
-                    peer.purpose,
-                    peer.role,
-                    shared.config.role
-                ));
+/// A listener's admission: a lane per `migrate` peer name (bounded), one lane for any
+/// other purpose, held by one connection at a time.
+#[derive(Debug)]
+pub(crate) struct Admission;
+
+impl Gate for Admission {
+    fn claim(&self, shared: &Shared, peer: &Peer) -> Result<Claimed, String> {
+        let config = &shared.config;
+        let mut guard = shared.lanes();
+        let lanes = &mut *guard;
+        let by_name = peer.purpose.is_migrate();
+        let own = lanes.list.iter().position(|e| {
+            e.purpose == peer.purpose && (!by_name || e.name.as_deref() == Some(&peer.name))
+        });
+        let lane = match own {
+            Some(i) => {
+                let e = &mut lanes.list[i];
+                if let Some(active) = &e.active {
+                    let holder = e.name.as_deref().unwrap_or_default();
+                    if holder != peer.name {
+                        return Err(format!(
+                            "{} {} already has {} {holder} connected for {} (one {} per {} \
+                             for {}; give each instance its own name and listener)",
+                            config.role,
+                            config.name,
+                            peer.role,
+                            peer.purpose,
+                            peer.role,
+                            config.role,
+                            peer.purpose,
+                        ));
+                    }
+                    if active.instance != peer.instance {
+                        // A restart whose old connection is not noticed dead yet, or a
+                        // second process under the same name (they then take turns).
+                        tracing::info!(
+                            %peer,
+                            "Update channel: {peer} (another process start) replaces the \
+                             connection of the same name; give each worker its own name"
+                        );
+                    }
+                    // The same peer again: its old connection is dead or dying.
+                    active.cancel.notify_one();
+                }
+                e.name = Some(peer.name.clone());
+                e.lane.clone()
             }
-            // The same peer again: its old connection is dead or dying.
-            active.cancel.notify_one();
-            slot.active.remove(i);
-        }
-        slot.next_generation += 1;
-        let claim = Claim {
-            generation: slot.next_generation,
-            purpose: peer.purpose,
-            name: peer.name.clone(),
-            cancel: Arc::new(Notify::new()),
+            None => {
+                let unnamed = lanes
+                    .list
+                    .iter()
+                    .position(|e| e.purpose == peer.purpose && e.name.is_none());
+                match unnamed {
+                    Some(i) => {
+                        // Messages queued before any peer: the first one takes them.
+                        let e = lanes.list.remove(i);
+                        let lane = e.lane.clone();
+                        lanes.list.push(LaneEntry {
+                            name: Some(peer.name.clone()),
+                            ..e
+                        });
+                        lane
+                    }
+                    None => {
+                        let taken: Vec<usize> = (0..lanes.list.len())
+                            .filter(|&i| lanes.list[i].purpose == peer.purpose)
+                            .collect();
+                        if taken.len() >= config.max_peers {
+                            // A lane nobody holds and nothing waits in is free to reuse.
+                            let free = taken.iter().copied().find(|&i| {
+                                let e = &lanes.list[i];
+                                e.active.is_none() && e.lane.outbox().len() == 0
+                            });
+                            let Some(free) = free else {
+                                return Err(format!(
+                                    "{} {} already serves {} {} peers, its limit, each \
+                                     connected or holding messages for its return; {} {} is \
+                                     not taken (raise the limit, a proxy's \
+                                     update.max_migrators, or run fewer workers)",
+                                    config.role,
+                                    config.name,
+                                    taken.len(),
+                                    peer.purpose,
+                                    peer.role,
+                                    peer.name
+                                ));
+                            };
+                            lanes.list.remove(free);
+                        }
+                        let lane = Arc::new(Lane::new(config, shared.ids.clone()));
+                        lanes.list.push(LaneEntry {
+                            purpose: peer.purpose,
+                            name: Some(peer.name.clone()),
+                            lane: lane.clone(),
+                            active: None,
+                            idle_since: None,
+                        });
+                        lane
+                    }
+                }
+            }
         };
-        let result = (claim.generation, claim.cancel.clone());
-        slot.active.push(claim);
-        Ok(result)
+        lanes.next_generation += 1;
+        let generation = lanes.next_generation;
+        let cancel = Arc::new(Notify::new());
+        for e in &mut lanes.list {
+            if Arc::ptr_eq(&e.lane, &lane) {
+                e.active = Some(Active {
+                    generation,
+                    instance: peer.instance,
+                    cancel: cancel.clone(),
+                });
+                e.idle_since = None;
+            }
+        }
+        lanes
+            .list
+            .sort_by(|a, b| (a.purpose.index(), &a.name).cmp(&(b.purpose.index(), &b.name)));
+        Ok(Claimed {
+            generation,
+            cancel,
+            lane,
+        })
     }
 
-    fn release(&self, generation: u64) {
-        let mut slot = self.lock().unwrap_or_else(|p| p.into_inner());
-        slot.active.retain(|c| c.generation != generation);
+    fn release(&self, shared: &Shared, generation: u64) {
+        let mut lanes = shared.lanes();
+        if let Some(e) = lanes.list.iter_mut().find(|e| {
+            e.active
+                .as_ref()
+                .is_some_and(|a| a.generation == generation)
+        }) {
+            e.active = None;
+            e.idle_since = Some(Instant::now());
+        }
+    }
+}
+
+/// Hands back what a dropped lane held: its peer stayed away too long.
+async fn hand_back(shared: Arc<Shared>, name: String, entries: Vec<Entry>) {
+    let linger = shared.config.peer_linger;
+    tracing::warn!(
+        peer = %name,
+        messages = entries.len(),
+        "Update channel: {name} did not come back within {linger:?}; its {} unanswered \
+         messages are handed back",
+        entries.len()
+    );
+    for entry in entries {
+        shared
+            .emit(Event::Nacked {
+                id: entry.id,
+                message: entry.message,
+                reason: format!(
+                    "{} {name} did not come back within {linger:?} (peer_linger)",
+                    shared.config.role.peer()
+                ),
+                refusal: Refusal::NotNow,
+            })
+            .await;
     }
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls: Option<ServerTls>) {
-    let slot = Arc::new(Mutex::new(Slot::default()));
     let handshaking = Arc::new(Semaphore::new(MAX_HANDSHAKING));
     let mut tasks = JoinSet::new();
     let mut accept_errors = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+    // A lane is dropped between peer_linger and a quarter of it (at most a second) later.
+    let period =
+        (shared.config.peer_linger / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut reaper = tokio::time::interval(period);
+    reaper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            _ = reaper.tick() => {
+                for (name, entries) in shared.reap() {
+                    tasks.spawn(hand_back(shared.clone(), name, entries));
+                }
+                continue;
+            }
             () = shared.closing() => break,
         };
         let (socket, peer_addr) = match accepted {
@@ -822,10 +1156,11 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls: Option<Ser
             continue;
         };
         let _ = socket.set_nodelay(true);
-        let (shared, tls, slot) = (shared.clone(), tls.clone(), slot.clone());
+        let (shared, tls) = (shared.clone(), tls.clone());
         tasks.spawn(async move {
-            let gate: &Mutex<Slot> = &slot;
-            match tls {
+            let gate = &Admission;
+            // How it ended matters to a dialer's backoff only.
+            let _ = match tls {
                 Some(tls) => {
                     let handshake = tokio::time::timeout(
                         shared.config.handshake_timeout,
@@ -843,7 +1178,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls: Option<Ser
                     }
                 }
                 None => session::run(&shared, socket, peer_addr, Some((gate, permit))).await,
-            }
+            };
         });
     }
     // Sessions watch the same shutdown signal; wait for them to close their sockets.

@@ -18,8 +18,9 @@
 //! - `queue`: the sender's bounded queue (ids, coalescing, redelivery) and the receiver's
 //!   duplicate filter.
 //! - `session`: one connection — handshake, then messages, answers and heartbeats.
-//! - [`channel`]: the handle ([`Channel`], [`Events`], [`Delivery`], [`Status`]), its
-//!   [`ChannelConfig`], the dialing and listening loops, reconnect backoff.
+//! - [`channel`]: the handle ([`Channel`], [`Events`], [`Delivery`], [`Status`] with a
+//!   [`LaneStatus`] per peer), its [`ChannelConfig`], the dialing and listening loops, the
+//!   listener's lanes (admission, bound, reaper), reconnect backoff.
 //! - [`tls`]: optional TLS, mutual if the listener names a client CA.
 //!
 //! # Decisions
@@ -28,14 +29,19 @@
 //!   and keeps one channel per configured proxy. Either may start first: the dialer retries
 //!   with exponential backoff (100 ms doubling to 10 s, jittered), and each side works without
 //!   the other meanwhile. The library does not care which role dials.
-//! - **One peer per purpose per listener.** A migrator's `Hello` names its [`Purpose`]
-//!   (`migrate`, the default and what an older build is, or `validate`). A proxy keeps one
-//!   connection of each: `ferry validate` reporting beside `ferry migrate --serve` displaces
-//!   nothing. Within a purpose, the same peer (same name) reconnecting replaces its old
-//!   connection; another name is refused until the first is gone (at most `idle_timeout`
-//!   after it vanished). Each purpose has its own queue; [`Channel::send`] queues for the
-//!   peer of this end's own purpose, so the proxy's requests are for "the `migrate`
-//!   migrator", whichever connects.
+//! - **A lane per migrate peer.** A migrator's `Hello` names its [`Purpose`] (`migrate`, the
+//!   default and what an older build is, or `validate`) and its name. A listener keeps a lane
+//!   (queue, connection) per `migrate` name, so the workers of one job (each its own name)
+//!   report to one proxy side by side; at most [`ChannelConfig::max_peers`] (16), one more
+//!   is refused at the handshake with the reason, which it logs. The same name reconnecting
+//!   replaces its old connection and finds its lane, unanswered messages first; a lane whose
+//!   peer stays away [`ChannelConfig::peer_linger`] (60 s) is dropped and its messages handed
+//!   back as refused "not now", so work queued for a worker that ended goes to another.
+//!   `validate` has one lane: another name is refused until the first is gone (at most
+//!   `idle_timeout` after it vanished), and it displaces no `migrate` peer.
+//!   [`Channel::send_to`] queues for one peer by name (the proxy routes a table's requests to
+//!   the worker that reported it); [`Channel::send`] for the least loaded connected one, or,
+//!   with none yet, for the first to connect.
 //! - **Encoding: JSON** (serde). The volume is tiny (state changes, progress a few times a
 //!   second, repair batches), so readability wins: frames can be read in a packet capture or a
 //!   log, and `serde_json` is already in the workspace. Versioning is explicit: both ends send
@@ -43,8 +49,8 @@
 //!   without one, both refuse with the same clear reason and close. Unknown fields are ignored
 //!   (additions within a version); an unknown message type is refused with a `Nack`, not a
 //!   dropped connection.
-//! - **Delivery.** Ids grow by one per message from 1 per sender instance (a random id per
-//!   process start, sent in `Hello`). Every message is answered; the unanswered ones are sent
+//! - **Delivery.** Ids grow from 1 per sender instance (a random id per process start, sent
+//!   in `Hello`), one counter for all its lanes. Every message is answered; the unanswered ones are sent
 //!   again, in order, on the next connection; the receiver delivers an id at most once (the
 //!   highest id delivered per sender, since ids arrive in order) and answers a redelivery
 //!   again without delivering it. Across a *receiver* restart the filter is gone, so a message
@@ -71,7 +77,9 @@ mod queue;
 mod session;
 pub mod tls;
 
-pub use channel::{Channel, ChannelConfig, Delivery, Event, Events, Peer, StartError, Status};
+pub use channel::{
+    Channel, ChannelConfig, Delivery, Event, Events, LaneStatus, Peer, StartError, Status,
+};
 pub use frame::FrameError;
 pub use message::{Message, PartitionKey, Purpose, Refusal, Role, TableName};
 pub use queue::SendError;

@@ -44,9 +44,10 @@ impl fmt::Display for Role {
 /// What a migrator end is for, sent in its `Hello`.
 ///
 /// Why: `ferry validate` and `ferry migrate --serve` both speak the channel as migrators, and a
-/// proxy must not let one displace the other. The listening end keeps one connection per
-/// purpose, and a proxy's requests ([`Message::Remigrate`], [`Message::RepairPartitions`],
-/// [`Message::ReorderTables`]) go only to the `migrate` one. Absent from a `Hello` (older
+/// proxy must not let one displace the other. The listening end keeps a lane per `migrate`
+/// peer (the workers of a job) and one for `validate`, and a proxy's requests
+/// ([`Message::Remigrate`], [`Message::RepairPartitions`], [`Message::ReorderTables`]) go only
+/// to `migrate` peers. Absent from a `Hello` (older
 /// builds, and every proxy) it is `migrate`, which is what an older migrator is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -60,7 +61,7 @@ pub enum Purpose {
 }
 
 impl Purpose {
-    /// Every purpose, in the order the listening end keeps their connections.
+    /// Every purpose, in the order a listener lists its lanes.
     pub const ALL: [Self; 2] = [Self::Migrate, Self::Validate];
 
     pub fn is_migrate(&self) -> bool {

@@ -9,11 +9,15 @@
 //!            "not yet sent" again, in id order     │ refuses the new message
 //! ```
 //!
-//! Ids grow by one per queued message from 1, per sender instance. A connection writes them in
+//! Ids grow by one per queued message from 1 per sender instance, one counter shared by the
+//! instance's queues (a listener keeps one per migrate peer), so an id names one message of
+//! the instance and a queue's ids increase, with gaps where another queue took one. A connection writes them in
 //! increasing order and the receiver handles them in that order, so the receiver needs one
 //! number per sender (the highest id delivered) to tell a redelivery from a new message.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -51,6 +55,12 @@ pub enum SendError {
     Encode { kind: &'static str, reason: String },
     #[error("{kind} not queued: the Update channel is closed")]
     Closed { kind: &'static str },
+    #[error("{kind} not queued: no {purpose} peer named {name} has a queue on this listener")]
+    NoPeer {
+        kind: &'static str,
+        purpose: crate::Purpose,
+        name: String,
+    },
 }
 
 /// One queued message.
@@ -80,17 +90,18 @@ pub(crate) struct Outbox {
     /// answer; the rest wait to be written.
     entries: VecDeque<Entry>,
     sent: usize,
-    next_id: u64,
+    /// The last id taken, shared by the sender instance's queues.
+    ids: Arc<AtomicU64>,
     max_queued: usize,
     max_frame: usize,
 }
 
 impl Outbox {
-    pub(crate) fn new(max_queued: usize, max_frame: usize) -> Self {
+    pub(crate) fn new(max_queued: usize, max_frame: usize, ids: Arc<AtomicU64>) -> Self {
         Self {
             entries: VecDeque::new(),
             sent: 0,
-            next_id: 1,
+            ids,
             max_queued: max_queued.max(1),
             max_frame,
         }
@@ -113,7 +124,9 @@ impl Outbox {
     }
 
     pub(crate) fn push(&mut self, message: Message) -> Result<Pushed, SendError> {
-        let id = self.next_id;
+        // Taken at the end, if queued. The channel pushes under one lock for all its lanes,
+        // so no other push takes this id meanwhile.
+        let id = self.ids.load(Ordering::Relaxed) + 1;
         let kind = message.kind();
         let frame = frame::encode_data(id, &message, self.max_frame).map_err(|e| match e {
             frame::FrameError::TooLarge { len, max } => SendError::TooLarge { kind, len, max },
@@ -162,7 +175,7 @@ impl Outbox {
             }
         }
         self.entries.push_back(Entry { id, message, frame });
-        self.next_id += 1;
+        self.ids.store(id, Ordering::Relaxed);
         Ok(pushed)
     }
 
@@ -192,11 +205,20 @@ impl Outbox {
     pub(crate) fn disconnected(&mut self) {
         self.sent = 0;
     }
+
+    /// Empties the queue, for a peer that will not come back: the caller hands the messages
+    /// back to the application. Only between connections (nothing in flight).
+    pub(crate) fn drain(&mut self) -> Vec<Entry> {
+        self.sent = 0;
+        self.entries.drain(..).collect()
+    }
 }
 
-/// How many senders' filters the receiver keeps. A sender is one process start of the peer;
-/// the channel has one peer at a time, so this only has to outlive a few restarts.
-const MAX_SENDERS: usize = 16;
+/// How many senders' filters the receiver keeps. A sender is one process start of a peer; a
+/// listener hears from up to 16 migrate peers (its default bound) and a validate run, so
+/// this outlives a few restarts of each. A filter pushed out only costs a duplicate delivery
+/// of a message whose answer was lost, which every message tolerates.
+const MAX_SENDERS: usize = 64;
 /// Refusals remembered per sender, to answer a redelivered refused message with its `Nack`
 /// again rather than an `Ack`.
 const MAX_NACKS: usize = 64;
@@ -294,13 +316,17 @@ mod tests {
         }
     }
 
+    fn outbox(max_queued: usize) -> Outbox {
+        Outbox::new(max_queued, 1 << 20, Arc::default())
+    }
+
     fn ids(o: &Outbox) -> Vec<u64> {
         o.entries.iter().map(|e| e.id).collect()
     }
 
     #[test]
     fn ids_grow_and_answers_remove() {
-        let mut o = Outbox::new(10, 1 << 20);
+        let mut o = outbox(10);
         for t in ["a", "b", "c"] {
             o.push(repair(t)).unwrap();
         }
@@ -328,7 +354,7 @@ mod tests {
 
     #[test]
     fn newer_progress_replaces_unsent_progress_of_the_same_table() {
-        let mut o = Outbox::new(10, 1 << 20);
+        let mut o = outbox(10);
         o.push(progress("a", 1)).unwrap();
         o.push(repair("a")).unwrap();
         o.push(progress("b", 1)).unwrap();
@@ -345,7 +371,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_oldest_progress_but_never_requests() {
-        let mut o = Outbox::new(3, 1 << 20);
+        let mut o = outbox(3);
         o.push(progress("a", 1)).unwrap();
         o.push(repair("x")).unwrap();
         o.push(progress("b", 1)).unwrap();
@@ -370,7 +396,7 @@ mod tests {
 
     #[test]
     fn requests_are_refused_when_only_requests_fill_the_queue() {
-        let mut o = Outbox::new(2, 1 << 20);
+        let mut o = outbox(2);
         o.push(repair("x")).unwrap();
         o.push(repair("y")).unwrap();
         let e = o.push(repair("z")).unwrap_err();
@@ -386,7 +412,7 @@ mod tests {
 
     #[test]
     fn in_flight_progress_is_never_dropped() {
-        let mut o = Outbox::new(2, 1 << 20);
+        let mut o = outbox(2);
         o.push(progress("a", 1)).unwrap();
         o.push(repair("x")).unwrap();
         while o.next_to_send(10).is_some() {}
@@ -398,7 +424,7 @@ mod tests {
 
     #[test]
     fn oversized_messages_are_refused_at_push() {
-        let mut o = Outbox::new(10, 200);
+        let mut o = Outbox::new(10, 200, Arc::default());
         let big = Message::RepairPartitions {
             table: TableName::new("ks", "t"),
             partitions: (0..100)

@@ -1,10 +1,10 @@
 //! One connection's life: the handshake, then messages both ways until it ends.
 //!
 //! ```text
-//!  handshake   send Hello ─► read Hello ─► check version / role / listener slot (per purpose)
+//!  handshake   send Hello ─► read Hello ─► check version / role / listener lane (per peer)
 //!                 ├─ not acceptable: send Refuse{reason}, close   (Event::Refused)
 //!                 └─ send Accept ─► read Accept (or the peer's Refuse{reason})
-//!  established take the purpose's lane lease; everything unacknowledged is unsent again
+//!  established take the peer's lane lease; everything unacknowledged is unsent again
 //!     loop ─┬─ write queued messages while fewer than max_in_flight await answers
 //!           ├─ read: Ack/Nack ─► Outbox::answered  (Nack ─► Event::Nacked)
 //!           │        Data ─► Dedupe::arrive ─┬─ duplicate: answer again, no delivery
@@ -32,13 +32,21 @@ use crate::frame::{Frame, FrameError, Hello};
 use crate::message::{Refusal, Role};
 use crate::queue::Verdict;
 
-/// The listener's admission of one peer at a time.
+/// A listener's admitted peer: its lane, held until released.
+pub(crate) struct Claimed {
+    pub(crate) generation: u64,
+    /// Ends this session when the same peer connects again.
+    pub(crate) cancel: Arc<Notify>,
+    pub(crate) lane: Arc<Lane>,
+}
+
+/// The listener's admission of peers to lanes.
 pub(crate) trait Gate: Send + Sync {
-    /// Takes the listener's slot for `peer` (ending the session of the same peer name that
-    /// holds it), or says why not. Returns the claim's generation and its cancel signal.
-    fn claim(&self, shared: &Shared, peer: &Peer) -> Result<(u64, Arc<Notify>), String>;
-    /// Frees the slot if the claim `generation` still holds it.
-    fn release(&self, generation: u64);
+    /// Takes `peer`'s lane (ending the session of the same peer name that holds it), or
+    /// says why not.
+    fn claim(&self, shared: &Shared, peer: &Peer) -> Result<Claimed, String>;
+    /// Frees the lane if the claim `generation` still holds it.
+    fn release(&self, shared: &Shared, generation: u64);
 }
 
 /// How a connection ended, for the dialer's backoff.
@@ -137,15 +145,14 @@ where
             return Ended::Refused;
         }
     };
-    let (generation, cancel) = match claim {
-        Some((generation, cancel)) => (Some(generation), Some(cancel)),
-        None => (None, None),
+    let (generation, cancel, lane) = match claim {
+        Some(c) => (Some(c.generation), Some(c.cancel), c.lane),
+        None => (None, None, shared.dial_lane()),
     };
 
-    let lane = shared.lane(peer.purpose);
     let end = tokio::select! {
         lease = lane.lease.lock() => {
-            let mut session = Session::new(shared, lane, conn, peer.clone(), cancel);
+            let mut session = Session::new(shared, &lane, conn, peer.clone(), cancel);
             let end = session.established().await;
             session.conn.close().await;
             drop(lease);
@@ -154,7 +161,7 @@ where
         () = shared.closing() => End::Shutdown,
     };
     if let (Some(gate), Some(generation)) = (gate, generation) {
-        gate.release(generation);
+        gate.release(shared, generation);
     }
     match end {
         End::Shutdown => Ended::Shutdown,
@@ -182,7 +189,7 @@ where
     }
 }
 
-type Claim = Option<(u64, Arc<Notify>)>;
+type Claim = Option<Claimed>;
 
 async fn handshake<S>(
     shared: &Shared,
@@ -257,8 +264,8 @@ where
         }
     };
     let release = |e: Handshake| {
-        if let (Some(g), Some((generation, _))) = (gate, &claim) {
-            g.release(*generation);
+        if let (Some(g), Some(c)) = (gate, &claim) {
+            g.release(shared, c.generation);
         }
         e
     };
@@ -586,7 +593,7 @@ where
 
     fn maybe_emptied(&self) {
         if self.lane.outbox().len() == 0 {
-            self.lane.emptied.notify_waiters();
+            self.shared.emptied.notify_waiters();
         }
     }
 }

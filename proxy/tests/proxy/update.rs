@@ -1,8 +1,8 @@
 //! The proxy's end of the Update channel, against a fake migrator made from
 //! `ferry_update::Channel::dial`: reported state in `/status` and `/metrics`, dual reads only on
 //! backfilled tables, repair requests for best-effort target failures, re-migration after ALTER
-//! TABLE, and the cutover gate on `PUT /primary`. Addresses 127.0.130–134.x, 127.0.190.x and
-//! 127.0.200–202.x.
+//! TABLE, the cutover gate on `PUT /primary`, and several workers at once (each table's
+//! requests to its worker). Addresses 127.0.130–134.x, 127.0.190.x and 127.0.200–203.x.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -682,5 +682,147 @@ async fn a_validate_run_reports_beside_the_migrator_without_displacing_it() {
     );
     drop(client);
     m.close().await;
+    env.stop().await;
+}
+
+/// A fake `ferry migrate` worker named `name`, connected.
+async fn worker(proxy: SocketAddr, name: &str) -> (Channel, Events) {
+    let config = ChannelConfig::new(Role::Migrator, name);
+    let (channel, mut events) = Channel::dial(config, proxy.to_string(), None).unwrap();
+    loop {
+        match tokio::time::timeout(PATIENCE, events.recv()).await.unwrap() {
+            Some(Event::Connected(_)) => return (channel, events),
+            Some(_) => {}
+            None => panic!("the channel closed before connecting"),
+        }
+    }
+}
+
+/// Two workers of one job, each with its own tables (an indexed Job's pods): both listed in
+/// `/status` with their jobs, a table's re-migration and repairs go to the worker that
+/// reported it, and the cutover waits for the tables of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_each_get_their_tables_requests_and_the_cutover_waits_for_both() {
+    let (env, client) = env_with_tables(
+        203,
+        |c| c.target_failure_policy = TargetFailurePolicy::BestEffort,
+        &T_AND_U,
+    )
+    .await;
+    let admin = env.proxy.admin_addr();
+    let update = env.proxy.update_addr().unwrap();
+    let (a, mut aev) = worker(update, "worker-0").await;
+    let (b, mut bev) = worker(update, "worker-1").await;
+    let job = |t: &str| Message::JobStarted {
+        job: "shop".into(),
+        tables: vec![table(t)],
+    };
+    let backfilled = |t: &str| Message::TableBackfilled {
+        table: table(t),
+        rows: 1,
+    };
+    report(&a, [job("t"), backfilled("t")]).await;
+    report(&b, [job("u")]).await;
+    let s = status(admin).await;
+    let migrators = &s["migration"]["update_channel"]["migrators"];
+    let listed: Vec<(&str, bool, u64)> = migrators
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["connected"].as_bool().unwrap(),
+                m["tables"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [("worker-0", true, 1), ("worker-1", true, 1)],
+        "{s}"
+    );
+    let jobs: Vec<(&str, u64)> = s["migration"]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["migrator"].as_str().unwrap(),
+                j["tables"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(jobs, [("worker-0", 1), ("worker-1", 1)], "{s}");
+
+    // Each table's re-migration to its own worker, whichever was altered first.
+    for (t, events) in [("u", &mut bev), ("t", &mut aev)] {
+        client
+            .query_unpaged(format!("ALTER TABLE ks.{t} ADD w int"), &[])
+            .await
+            .unwrap();
+        let d = request(events).await;
+        assert!(
+            matches!(d.message(), Message::Remigrate { table: x, .. } if *x == table(t)),
+            "{t}: {:?}",
+            d.message()
+        );
+        d.ack();
+    }
+    // A failed target write on ks.u: the repair goes to worker-1.
+    let insert = client
+        .prepare("INSERT INTO ks.u (k, v) VALUES (?, ?)")
+        .await
+        .unwrap();
+    env.target.node(0).faults().add(
+        RequestMatcher::any().opcode(Opcode::Execute),
+        FaultAction::Error(faults::overloaded()),
+    );
+    client.execute_unpaged(&insert, (7, "x")).await.unwrap();
+    let d = request(&mut bev).await;
+    assert_eq!(
+        d.message(),
+        &Message::RepairPartitions {
+            table: table("u"),
+            partitions: vec![PartitionKey::new(["7"])],
+        }
+    );
+    d.ack();
+    until_status(admin, "the repair settled", |s| {
+        s["repairs"]["pending"] == 0
+    })
+    .await;
+    env.target.node(0).faults().clear();
+
+    // worker-0 is done and validated; worker-1's table holds the cutover.
+    let validated = |t: &str| Message::TableValidated {
+        table: table(t),
+        rows_checked: 1,
+        mismatches: 0,
+    };
+    report(
+        &a,
+        [
+            validated("t"),
+            Message::JobFinished {
+                job: "shop".into(),
+                tables_done: 1,
+                tables_failed: 0,
+            },
+        ],
+    )
+    .await;
+    let put = || http(admin, "PUT", "/primary", None, r#"{"primary": "target"}"#);
+    let (code, text) = put().await;
+    assert_eq!(code, 409, "{text}");
+    assert!(text.contains("ks.u pending"), "{text}");
+    report(&b, [backfilled("u"), validated("u")]).await;
+    let (code, text) = put().await;
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(a.status().connects_total, 1, "worker-0 was never displaced");
+    assert_eq!(b.status().connects_total, 1, "worker-1 was never displaced");
+    drop(client);
+    a.close().await;
+    b.close().await;
     env.stop().await;
 }

@@ -1,7 +1,8 @@
 //! The Update channel end to end over loopback sockets: delivery both ways with answers,
 //! redelivery across cut connections, duplicates, either side first, version and role
 //! refusals (against hand-written peers too, so the wire format is checked), the bounded
-//! queue, one migrator per proxy and purpose, and mutual TLS. Each test has its own
+//! queue, a lane per migrate peer (bounded, handed back when the peer stays away), one
+//! validate peer, and mutual TLS. Each test has its own
 //! 127.0.12x.0/24 (or 127.0.20x.0/24) net.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
@@ -648,24 +649,20 @@ async fn a_silent_peer_is_dropped_after_the_idle_timeout() {
     assert_eq!(proxy.status().peer, None);
 }
 
-/// One migrator per proxy: the same name reconnecting replaces a silent old connection,
-/// another name is refused with the reason on both sides.
+/// The same migrate peer name reconnecting replaces its silent old connection (and finds
+/// its lane); another name gets a lane of its own.
 #[tokio::test]
-async fn one_migrator_per_proxy() {
-    let (_proxy, mut pev) = Channel::listen(config(Role::Proxy, "proxy-1"), addr(129, 1), None)
+async fn the_same_name_replaces_a_silent_connection() {
+    let (proxy, mut pev) = Channel::listen(config(Role::Proxy, "proxy-1"), addr(129, 1), None)
         .await
         .unwrap();
-    // A connection that went silent (its machine vanished) still holds the proxy.
+    // A connection that went silent (its machine vanished) still holds its lane.
     let mut old = fake_migrator(addr(129, 1), "m1", 1).await;
     assert_eq!(connected(&mut pev).await.instance, 1);
 
-    let (m2, mut m2ev) =
+    let (m2, _m2ev) =
         Channel::dial(config(Role::Migrator, "m2"), addr(129, 1).to_string(), None).unwrap();
-    let expected = "proxy proxy-1 already has migrator m1 connected for migrate (one migrator \
-                    per proxy and purpose; give each instance its own name and listener)";
-    assert_eq!(refused(&mut m2ev).await, (expected.to_owned(), true));
-    assert_eq!(refused(&mut pev).await, (expected.to_owned(), false));
-    m2.close().await;
+    assert_eq!(connected(&mut pev).await.instance, m2.instance());
 
     let (m1, _m1ev) =
         Channel::dial(config(Role::Migrator, "m1"), addr(129, 1).to_string(), None).unwrap();
@@ -691,6 +688,189 @@ async fn one_migrator_per_proxy() {
         "the old connection ended before the new one took over"
     );
     assert_eq!(read_json(&mut old).await, None, "the old socket was closed");
+    let peers: Vec<u64> = proxy.status().peers.iter().map(|p| p.instance).collect();
+    assert_eq!(
+        peers,
+        [m1.instance(), m2.instance()],
+        "by name, m2 untouched"
+    );
+}
+
+/// Two workers of one job at once: each its own lane, requests to the one named, and a
+/// worker's connection cut while a request is unanswered gets it again on reconnecting,
+/// while the other worker carries on.
+#[tokio::test]
+async fn each_migrate_peer_has_its_own_lane() {
+    let at = addr(202, 1);
+    let (proxy, mut pev) = Channel::listen(config(Role::Proxy, "proxy-1"), at, None)
+        .await
+        .unwrap();
+    // Worker a: hand-written, with the Hello of a build before purposes.
+    let mut a = fake_migrator(at, "worker-a", 7).await;
+    assert_eq!(connected(&mut pev).await.name, "worker-a");
+    let (b, mut bev) =
+        Channel::dial(config(Role::Migrator, "worker-b"), at.to_string(), None).unwrap();
+    assert_eq!(connected(&mut pev).await.name, "worker-b");
+    let status = proxy.status();
+    let names: Vec<&str> = status.peers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["worker-a", "worker-b"]);
+    assert_eq!(
+        status.peer.as_ref().map(|p| p.name.as_str()),
+        Some("worker-a")
+    );
+
+    let for_a = Message::Remigrate {
+        table: table(1),
+        reason: "a's table".into(),
+    };
+    let for_b = Message::Remigrate {
+        table: table(2),
+        reason: "b's table".into(),
+    };
+    let id_a = proxy.send_to("worker-a", for_a.clone()).unwrap();
+    let id_b = proxy.send_to("worker-b", for_b.clone()).unwrap();
+    assert_ne!(id_a, id_b, "one id counter for every lane");
+    assert_eq!(
+        proxy.send_to("worker-c", for_a.clone()),
+        Err(SendError::NoPeer {
+            kind: "remigrate",
+            purpose: Purpose::Migrate,
+            name: "worker-c".into()
+        })
+    );
+    let d = next_message(&mut bev).await;
+    assert_eq!(d.message(), &for_b);
+    d.ack();
+    let frame = read_json(&mut a).await.unwrap();
+    assert_eq!(
+        (frame["kind"].clone(), frame["id"].clone()),
+        (json!("data"), json!(id_a))
+    );
+    assert_eq!(frame["message"]["reason"], "a's table");
+
+    // a's connection is cut before it answers; b is not disturbed.
+    drop(a);
+    loop {
+        if let Event::Disconnected { peer, .. } = next_event(&mut pev).await {
+            assert_eq!(peer.name, "worker-a");
+            break;
+        }
+    }
+    let lanes = proxy.status().lanes;
+    let a_lane = lanes
+        .iter()
+        .find(|l| l.name.as_deref() == Some("worker-a"))
+        .unwrap();
+    assert_eq!(
+        (a_lane.peer.is_none(), a_lane.queued),
+        (true, 1),
+        "kept for a"
+    );
+    // `send` picks the connected worker.
+    let any = Message::ReorderTables {
+        remaining: vec![table(2)],
+    };
+    proxy.send(any.clone()).unwrap();
+    let d = next_message(&mut bev).await;
+    assert_eq!(d.message(), &any);
+    d.ack();
+
+    // The same worker (same instance) back: the unanswered request again.
+    let mut a = fake_migrator(at, "worker-a", 7).await;
+    let frame = read_json(&mut a).await.unwrap();
+    assert_eq!(
+        (frame["kind"].clone(), frame["id"].clone()),
+        (json!("data"), json!(id_a))
+    );
+    write_json(&mut a, &json!({"kind": "ack", "id": id_a})).await;
+    flushed(&proxy).await;
+    assert_eq!(b.status().connects_total, 1, "b never reconnected");
+    assert_eq!(proxy.status().peers.len(), 2);
+}
+
+/// Past `max_peers` migrate lanes a new name is refused, with the reason on both sides;
+/// once a worker leaves with nothing queued for it, its lane is free for the next.
+#[tokio::test]
+async fn migrate_peers_past_the_bound_are_refused() {
+    let at = addr(203, 1);
+    let mut c = config(Role::Proxy, "proxy-1");
+    c.max_peers = 2;
+    let (proxy, mut pev) = Channel::listen(c, at, None).await.unwrap();
+    let (m1, _m1ev) = Channel::dial(config(Role::Migrator, "m1"), at.to_string(), None).unwrap();
+    connected(&mut pev).await;
+    let (_m2, _m2ev) = Channel::dial(config(Role::Migrator, "m2"), at.to_string(), None).unwrap();
+    connected(&mut pev).await;
+    let (m3, mut m3ev) = Channel::dial(config(Role::Migrator, "m3"), at.to_string(), None).unwrap();
+    let expected = "proxy proxy-1 already serves 2 migrate peers, its limit, each connected \
+                    or holding messages for its return; migrator m3 is not taken (raise the \
+                    limit, a proxy's update.max_migrators, or run fewer workers)";
+    assert_eq!(refused(&mut m3ev).await, (expected.to_owned(), true));
+    assert_eq!(refused(&mut pev).await, (expected.to_owned(), false));
+    assert_eq!(proxy.status().lanes.len(), 2);
+    // A validate run is not a migrate peer: it still gets in.
+    let mut v = config(Role::Migrator, "v");
+    v.purpose = Purpose::Validate;
+    let (_v, _vev) = Channel::dial(v, at.to_string(), None).unwrap();
+    assert_eq!(connected(&mut pev).await.purpose, Purpose::Validate);
+
+    // m1 ends with nothing queued for it: m3 (retrying) takes its lane.
+    m1.close().await;
+    let peer = connected(&mut pev).await;
+    assert_eq!(peer.instance, m3.instance());
+    let names: Vec<String> = proxy.status().peers.into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["m2", "m3"]);
+}
+
+/// A worker that does not come back within `peer_linger`: its lane is dropped and what it
+/// had not answered is handed back to the application as "not now", to give to another.
+#[tokio::test]
+async fn a_lane_whose_peer_stays_away_hands_back_its_messages() {
+    let at = addr(204, 1);
+    let mut c = config(Role::Proxy, "proxy-1");
+    c.peer_linger = Duration::from_millis(200);
+    let (proxy, mut pev) = Channel::listen(c, at, None).await.unwrap();
+    let mut gone = fake_migrator(at, "gone", 3).await;
+    connected(&mut pev).await;
+    let request = Message::RepairPartitions {
+        table: table(4),
+        partitions: vec![PartitionKey::new(["1"])],
+    };
+    let id = proxy.send_to("gone", request.clone()).unwrap();
+    assert_eq!(read_json(&mut gone).await.unwrap()["id"], json!(id));
+    drop(gone);
+    loop {
+        match next_event(&mut pev).await {
+            Event::Nacked {
+                id: nacked,
+                message,
+                reason,
+                refusal,
+            } => {
+                assert_eq!((nacked, &message, refusal), (id, &request, Refusal::NotNow));
+                assert_eq!(
+                    reason,
+                    "migrator gone did not come back within 200ms (peer_linger)"
+                );
+                break;
+            }
+            Event::Disconnected { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let status = proxy.status();
+    assert!(status.lanes.is_empty(), "{:?}", status.lanes);
+    assert_eq!(
+        (status.queued, status.oldest_queued, status.nacked_total),
+        (0, None, 1)
+    );
+    assert_eq!(
+        proxy.send_to("gone", request),
+        Err(SendError::NoPeer {
+            kind: "repair_partitions",
+            purpose: Purpose::Migrate,
+            name: "gone".into()
+        })
+    );
 }
 
 /// A `validate` migrator beside the `migrate` one: both stay connected, the proxy's messages
@@ -761,7 +941,7 @@ async fn a_validate_peer_connects_beside_the_migrate_one() {
     other.purpose = Purpose::Validate;
     let (other, mut oev) = Channel::dial(other, at.to_string(), None).unwrap();
     let expected = "proxy proxy-1 already has migrator ferry-migrator connected for validate \
-                    (one migrator per proxy and purpose; give each instance its own name and \
+                    (one migrator per proxy for validate; give each instance its own name and \
                     listener)";
     assert_eq!(refused(&mut oev).await, (expected.to_owned(), true));
     other.close().await;
