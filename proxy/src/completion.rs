@@ -356,9 +356,29 @@ impl<'a> Staged<'a> {
 /// (see the module docs). Implemented by the session, which knows the statements, the
 /// connections and the cache.
 pub(crate) trait Reprepare: std::fmt::Debug + Send + Sync {
-    /// Prepares again on `cluster` and resends; the answer — or the failure to prepare —
-    /// completes `then`. Returns at once (the work runs on its own task).
-    fn resend(self: Box<Self>, cluster: ClusterId, then: Completion);
+    /// Prepares `retry`'s statements again on `cluster` and resends its half there; the
+    /// answer — or the failure to prepare — completes `then`. Returns at once (the work runs on
+    /// its own task).
+    fn resend(&self, retry: Retry, cluster: ClusterId, then: Completion);
+}
+
+/// What a request needs to go again to one cluster: kept by every dual write and dual read
+/// that names prepared statements, so it allocates nothing (the session's [`Reprepare`] is
+/// shared by all of them).
+#[derive(Debug)]
+pub(crate) struct Retry {
+    pub(crate) via: Arc<dyn Reprepare>,
+    /// The request as each cluster got it, by [`ClusterId::index`].
+    pub(crate) sent: [Envelope; 2],
+    /// One per prepared statement or BATCH child, so possibly repeated.
+    pub(crate) prepared: Statements,
+}
+
+impl Retry {
+    fn resend(self, cluster: ClusterId, then: Completion) {
+        let via = self.via.clone();
+        via.resend(self, cluster, then);
+    }
 }
 
 /// What a join does once both answers are in.
@@ -367,7 +387,7 @@ enum Joined {
     /// The client's answer.
     Decided(Reply, Result<Envelope, BackendError>),
     /// One cluster forgot the statement the other applied: that half goes again.
-    Again(Box<dyn Reprepare>, ClusterId),
+    Again(Retry, ClusterId),
 }
 
 /// A write sent to both clusters; the second answer decides what the client gets.
@@ -392,7 +412,7 @@ struct JoinState {
     reply: Option<Reply>,
     results: [Option<Result<Envelope, BackendError>>; 2],
     /// Taken by the one re-prepare attempt; `None` for writes without prepared statements.
-    retry: Option<Box<dyn Reprepare>>,
+    retry: Option<Retry>,
     /// The cluster whose half was sent again: a second UNPREPARED from it is a failure.
     resent: Option<ClusterId>,
     /// Runs once the client's answer is a success (an ALTER TABLE asking for re-migration).
@@ -450,7 +470,7 @@ impl Join {
         table: Option<Arc<str>>,
         key: Option<KeySource>,
         metrics: Arc<Metrics>,
-        retry: Option<Box<dyn Reprepare>>,
+        retry: Option<Retry>,
         after: Option<AfterSuccess>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -689,7 +709,7 @@ pub(crate) struct Mirror {
 struct MirrorState {
     results: [Option<Result<Envelope, BackendError>>; 2],
     /// Taken by the one attempt to prepare again on the secondary; `None` for QUERY reads.
-    retry: Option<Box<dyn Reprepare>>,
+    retry: Option<Retry>,
 }
 
 impl Mirror {
@@ -699,7 +719,7 @@ impl Mirror {
         version: ProtocolVersion,
         compression: Option<Compression>,
         stats: Arc<MirrorStats>,
-        retry: Option<Box<dyn Reprepare>>,
+        retry: Option<Retry>,
     ) -> Arc<Self> {
         Arc::new(Self {
             table,
@@ -720,7 +740,7 @@ impl Mirror {
         &self,
         cluster: ClusterId,
         result: Result<Envelope, BackendError>,
-    ) -> Option<(Box<dyn Reprepare>, ClusterId)> {
+    ) -> Option<(Retry, ClusterId)> {
         let both = {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             state.results[cluster.index()] = Some(result);

@@ -516,8 +516,8 @@ struct OutState {
     holds: usize,
     /// The socket failed: nothing more is accepted.
     failed: bool,
-    /// Bytes the last batch written from an emptied buffer held (capped): what the next one
-    /// reserves at once.
+    /// Bytes recent batches written from an emptied buffer held (a decaying maximum, capped):
+    /// twice this is what the next one reserves at once.
     batch_hint: usize,
 }
 
@@ -686,7 +686,12 @@ impl Outbox {
             {
                 tracing::warn!(error = %e, "dropping envelopes that cannot be framed");
             }
-            *batch_hint = buf.len().clamp(MIN_BATCH_RESERVE, MAX_BATCH_RESERVE);
+            // A decaying maximum: batches alternate in size (a client's outbox fed by two
+            // readers, say), and sized by the last one alone, every larger batch reallocated.
+            *batch_hint = buf
+                .len()
+                .max(*batch_hint - *batch_hint / 8)
+                .clamp(MIN_BATCH_RESERVE, MAX_BATCH_RESERVE);
             // A non-blocking write under the lock: the writer task is idle, and another
             // producer waits only for this one syscall.
             while !buf.is_empty() {

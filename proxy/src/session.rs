@@ -22,7 +22,7 @@
 //! finish, then the client connection closes and the driver reconnects to fresh backends.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,8 +40,8 @@ use tokio::time::Instant;
 
 use crate::backend::Backend;
 use crate::completion::{
-    AfterSuccess, ClientSink, Completion, EventRoute, Join, Mirror, Reply, Reprepare, Statements,
-    error_envelope, plain_body,
+    AfterSuccess, ClientSink, Completion, EventRoute, Join, Mirror, Reply, Reprepare, Retry,
+    Statements, error_envelope, plain_body,
 };
 use crate::error::{BackendError, RequestKind};
 use crate::frame::{
@@ -71,6 +71,11 @@ pub(crate) async fn serve(ctx: Arc<Context>, stream: Stream) {
     let mut reader = FrameReader::new(read, Direction::Request, MAX_REQUEST_BODY);
     if let Some(session) = handshake(&ctx, &mut reader, &tx, local_addr).await {
         let session = Arc::new(session);
+        let resender = Resender {
+            session: Arc::downgrade(&session),
+            version: session.version,
+        };
+        let _ = session.resender.set(Arc::new(resender));
         session.run(&mut reader).await;
     }
     drop(tx);
@@ -90,6 +95,8 @@ struct Session {
     keyspace: Mutex<Option<Arc<str>>>,
     /// This end of the client's connection: advertised when the proxy listens on 0.0.0.0.
     local_addr: SocketAddr,
+    /// Prepares and resends a half one cluster forgot; set once the session is shared.
+    resender: OnceLock<Arc<dyn Reprepare>>,
 }
 
 async fn handshake(
@@ -270,6 +277,7 @@ async fn startup(
         backends: [origin, target],
         keyspace: Mutex::new(None),
         local_addr,
+        resender: OnceLock::new(),
     };
     if !wants_auth[0] && !wants_auth[1] {
         let mut ready = answers[ClusterId::Origin.index()].clone();
@@ -796,16 +804,15 @@ impl Session {
         prepared: &[Arc<PreparedEntry>],
         origin_env: &Envelope,
         target_env: &Envelope,
-    ) -> Option<Box<dyn Reprepare>> {
+    ) -> Option<Retry> {
         if prepared.is_empty() {
             return None;
         }
-        Some(Box::new(Resend {
-            session: Arc::downgrade(self),
-            version: self.version,
+        Some(Retry {
+            via: self.resender.get()?.clone(),
             sent: [origin_env.clone(), target_env.clone()],
             prepared: Statements::from_slice(prepared),
-        }))
+        })
     }
 
     async fn unprepared(&self, stream: i16, id: &[u8]) {
@@ -1295,41 +1302,29 @@ impl Session {
     }
 }
 
-/// A request's halves as sent and the prepared statements they name: what prepares those again
-/// on the one cluster that forgot them and sends that cluster its half once more (the
-/// `completion` module docs say why).
-struct Resend {
-    /// Weak: a join holding this sits in the session's own backend slots, and a client that is
-    /// gone needs nothing resent.
+/// The session's [`Reprepare`]: prepares the statements of a request's half again on the one
+/// cluster that forgot them and sends that cluster its half once more (the `completion` module
+/// docs say why).
+#[derive(Debug)]
+struct Resender {
+    /// Weak: a join sits in the session's own backend slots, and a client that is gone needs
+    /// nothing resent.
     session: Weak<Session>,
     version: ProtocolVersion,
-    /// The request as each cluster got it, by [`ClusterId::index`].
-    sent: [Envelope; 2],
-    /// One per prepared statement or BATCH child, so possibly repeated (built on every write
-    /// that names one: no allocation for the usual single statement).
-    prepared: Statements,
 }
 
 /// A cluster's answer standing for the resent half when preparing again failed.
 type Failed = Result<Envelope, BackendError>;
 
-impl std::fmt::Debug for Resend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resend")
-            .field("opcode", &self.sent[0].header.opcode)
-            .field("statements", &self.prepared.as_slice().len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Reprepare for Resend {
-    fn resend(self: Box<Self>, cluster: ClusterId, then: Completion) {
+impl Reprepare for Resender {
+    fn resend(&self, retry: Retry, cluster: ClusterId, then: Completion) {
+        let (session, version) = (self.session.clone(), self.version);
         tokio::spawn(async move {
-            let Some(session) = self.session.upgrade() else {
+            let Some(session) = session.upgrade() else {
                 let gone = "ferry proxy: the client connection closed".to_owned();
-                return then.complete(Ok(error_envelope(self.version, gone)), Duration::ZERO);
+                return then.complete(Ok(error_envelope(version, gone)), Duration::ZERO);
             };
-            match self.again(&session, cluster).await {
+            match again(retry, &session, cluster).await {
                 Ok(env) => session.backend(cluster).send(env, then).await,
                 Err(failed) => then.complete(failed, Duration::ZERO),
             }
@@ -1337,67 +1332,65 @@ impl Reprepare for Resend {
     }
 }
 
-impl Resend {
-    /// Prepares every distinct statement on `cluster` again; returns the half to send there,
-    /// with target's new ids spliced in.
-    async fn again(self, session: &Session, cluster: ClusterId) -> Result<Envelope, Failed> {
-        let version = session.version;
-        let fail = |message: String| Ok(error_envelope(version, format!("ferry proxy: {message}")));
-        // (target id in the request as sent, target's new id, its v5 result metadata id)
-        let mut renamed: Vec<(Bytes, Bytes, Option<Bytes>)> = Vec::new();
-        let mut distinct = 0;
-        let prepared = self.prepared.as_slice();
-        for (i, entry) in prepared.iter().enumerate() {
-            if prepared[..i].iter().any(|e| e.origin_id == entry.origin_id) {
-                continue;
+/// Prepares every distinct statement of `retry` on `cluster` again; returns the half to send
+/// there, with target's new ids spliced in.
+async fn again(retry: Retry, session: &Session, cluster: ClusterId) -> Result<Envelope, Failed> {
+    let version = session.version;
+    let fail = |message: String| Ok(error_envelope(version, format!("ferry proxy: {message}")));
+    // (target id in the request as sent, target's new id, its v5 result metadata id)
+    let mut renamed: Vec<(Bytes, Bytes, Option<Bytes>)> = Vec::new();
+    let mut distinct = 0;
+    let prepared = retry.prepared.as_slice();
+    for (i, entry) in prepared.iter().enumerate() {
+        if prepared[..i].iter().any(|e| e.origin_id == entry.origin_id) {
+            continue;
+        }
+        distinct += 1;
+        let fresh = session.prepare_again(cluster, entry).await?;
+        match (cluster, &entry.target_id) {
+            (ClusterId::Origin, _) if fresh.id != entry.origin_id => {
+                return Err(fail(format!(
+                    "origin prepared {:?} again under id {:02x?}, not the client's {:02x?}",
+                    entry.text,
+                    &fresh.id[..],
+                    &entry.origin_id[..]
+                )));
             }
-            distinct += 1;
-            let fresh = session.prepare_again(cluster, entry).await?;
-            match (cluster, &entry.target_id) {
-                (ClusterId::Origin, _) if fresh.id != entry.origin_id => {
-                    return Err(fail(format!(
-                        "origin prepared {:?} again under id {:02x?}, not the client's {:02x?}",
-                        entry.text,
-                        &fresh.id[..],
-                        &entry.origin_id[..]
-                    )));
-                }
-                (ClusterId::Origin, _) => {}
-                (ClusterId::Target, Some(old)) => {
-                    let rmid = fresh.result_metadata_id.filter(|_| version.uses_segments());
-                    session
-                        .ctx
-                        .prepared
-                        .insert(entry.with_target(fresh.id.clone(), rmid.clone()));
-                    renamed.push((old.clone(), fresh.id, rmid));
-                }
-                (ClusterId::Target, None) => {
-                    return Err(fail(format!("{:?} has no target id", entry.text)));
-                }
+            (ClusterId::Origin, _) => {}
+            (ClusterId::Target, Some(old)) => {
+                let rmid = fresh.result_metadata_id.filter(|_| version.uses_segments());
+                session
+                    .ctx
+                    .prepared
+                    .insert(entry.with_target(fresh.id.clone(), rmid.clone()));
+                renamed.push((old.clone(), fresh.id, rmid));
+            }
+            (ClusterId::Target, None) => {
+                return Err(fail(format!("{:?} has no target id", entry.text)));
             }
         }
-        tracing::info!(%cluster, statements = distinct, "prepared again after UNPREPARED");
-        let sent = &self.sent[cluster.index()];
-        if renamed.is_empty() {
-            return Ok(sent.clone());
-        }
-        let body = session.request_body(sent).map_err(fail)?;
-        let body = match sent.header.opcode {
-            Opcode::Execute => {
-                let (_, id, rmid) = &renamed[0];
-                rewrite::replace_execute_id(version, &body, id, rmid.as_deref())
-                    .map_err(|e| e.to_string())
-            }
-            _ => rewrite::replace_batch_ids(version, &body, |id| {
-                renamed
-                    .iter()
-                    .find(|(old, ..)| old.as_ref() == id)
-                    .map(|(_, new, _)| new.clone())
-            })
-            .map_err(|e| e.to_string()),
-        };
-        body.and_then(|b| session.rebuild(sent, b)).map_err(fail)
     }
+    tracing::info!(%cluster, statements = distinct, "prepared again after UNPREPARED");
+    let sent = &retry.sent[cluster.index()];
+    if renamed.is_empty() {
+        return Ok(sent.clone());
+    }
+    let body = session.request_body(sent).map_err(fail)?;
+    let body = match sent.header.opcode {
+        Opcode::Execute => {
+            let (_, id, rmid) = &renamed[0];
+            rewrite::replace_execute_id(version, &body, id, rmid.as_deref())
+                .map_err(|e| e.to_string())
+        }
+        _ => rewrite::replace_batch_ids(version, &body, |id| {
+            renamed
+                .iter()
+                .find(|(old, ..)| old.as_ref() == id)
+                .map(|(_, new, _)| new.clone())
+        })
+        .map_err(|e| e.to_string()),
+    };
+    body.and_then(|b| session.rebuild(sent, b)).map_err(fail)
 }
 
 impl Session {
