@@ -406,13 +406,19 @@ fn ticks_per_sec() -> f64 {
 
 /// `/proc/<pid>/stat`'s user + system time of every thread, in clock ticks.
 fn cpu_ticks(pid: u32) -> Result<u64, BoxError> {
+    cpu_split(pid).map(|(user, system)| user + system)
+}
+
+/// `/proc/<pid>/stat`'s (user, system) time of every thread, in clock ticks: what the process
+/// spent in its own code and in the kernel (its syscalls, and the loopback TCP they drive).
+fn cpu_split(pid: u32) -> Result<(u64, u64), BoxError> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name may hold spaces; the fields after it are plain numbers.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
     match (f.get(11), f.get(12)) {
-        (Some(u), Some(s)) => Ok(u.parse::<u64>()? + s.parse::<u64>()?),
+        (Some(u), Some(s)) => Ok((u.parse()?, s.parse()?)),
         _ => Err(format!("short /proc/{pid}/stat: {stat:?}").into()),
     }
 }
@@ -811,6 +817,8 @@ struct Phase {
     /// The relay's or proxy's CPU time per request; `None` for direct.
     middle_us_per_req: Option<f64>,
     middle_cpu_pct: Option<f64>,
+    /// The share of that CPU time spent in user space (the rest is the kernel's).
+    middle_user_pct: Option<f64>,
     sims_cpu_pct: f64,
     client_cpu_pct: f64,
     load: String,
@@ -823,7 +831,11 @@ impl Phase {
 
     fn line(&self) -> String {
         let middle = match (self.middle_us_per_req, self.middle_cpu_pct) {
-            (Some(us), Some(pct)) => format!("{us:.2} µs CPU/request ({pct:.0}% of its core)"),
+            (Some(us), Some(pct)) => format!(
+                "{us:.2} µs CPU/request ({}% user; {pct:.0}% of its core)",
+                self.middle_user_pct
+                    .map_or("?".to_owned(), |u| format!("{u:.0}"))
+            ),
             _ => "—".to_owned(),
         };
         format!(
@@ -871,7 +883,7 @@ async fn run_phase(
 ) -> Result<Phase, BoxError> {
     let load_avg = load_average();
     let me = std::process::id();
-    let ticks = |pid: Option<u32>| pid.map(cpu_ticks).transpose();
+    let ticks = |pid: Option<u32>| pid.map(cpu_split).transpose();
     let (m0, s0, c0) = (
         ticks(middle)?,
         cpu_ticks(sims[0])? + cpu_ticks(sims[1])?,
@@ -897,7 +909,13 @@ async fn run_phase(
         lat.get(i).map_or(0.0, |&ns| ns as f64 / 1000.0)
     };
     let cpu_secs = |a: u64, b: u64| b.saturating_sub(a) as f64 / hz;
-    let middle_secs = m0.zip(m1).map(|(a, b)| cpu_secs(a, b));
+    let middle = m0
+        .zip(m1)
+        .map(|((u0, s0), (u1, s1))| (u1.saturating_sub(u0), s1.saturating_sub(s0)));
+    let middle_secs = middle.map(|(u, s)| (u + s) as f64 / hz);
+    let middle_user_pct = middle
+        .filter(|(u, s)| u + s > 0)
+        .map(|(u, s)| 100.0 * u as f64 / (u + s) as f64);
     Ok(Phase {
         endpoint,
         op,
@@ -908,6 +926,7 @@ async fn run_phase(
         p99_us: pct(0.99),
         middle_us_per_req: middle_secs.map(|s| s * 1e6 / requests.max(1) as f64),
         middle_cpu_pct: middle_secs.map(|s| 100.0 * s / secs),
+        middle_user_pct,
         sims_cpu_pct: 100.0 * cpu_secs(s0, s1) / secs,
         client_cpu_pct: 100.0 * cpu_secs(c0, c1) / secs,
         load: load_avg,
@@ -959,13 +978,13 @@ fn summary(phases: &[Phase], idle: &[(Endpoint, f64)]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| endpoint | op | load | throughput | p50 | p99 | CPU µs/request (relay or proxy) | its core | sims' core | client |"
+        "| endpoint | op | load | throughput | p50 | p99 | CPU µs/request (relay or proxy) | of it user | its core | sims' core | client |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     for p in phases {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0}/s | {:.0} µs | {:.0} µs | {} | {} | {:.0}% | {:.0}% |",
+            "| {} | {} | {} | {:.0}/s | {:.0} µs | {:.0} µs | {} | {} | {} | {:.0}% | {:.0}% |",
             p.endpoint.name(),
             op_name(p.op),
             mode_name(p.mode),
@@ -974,6 +993,8 @@ fn summary(phases: &[Phase], idle: &[(Endpoint, f64)]) -> String {
             p.p99_us,
             p.middle_us_per_req
                 .map_or("—".to_owned(), |v| format!("{v:.2}")),
+            p.middle_user_pct
+                .map_or("—".to_owned(), |v| format!("{v:.0}%")),
             p.middle_cpu_pct
                 .map_or("—".to_owned(), |v| format!("{v:.0}%")),
             p.sims_cpu_pct,
