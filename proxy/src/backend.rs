@@ -578,8 +578,10 @@ async fn read_loop(
             None => {
                 busy |= !held.answers.is_empty();
                 deliver(shared, &mut held, answers, now, &mut meter);
-                batch = None;
+                // Counted before the batch's answers leave: a client that reads `/metrics`
+                // after its answer sees the request in it.
                 meter.flush();
+                batch = None;
                 // Answers are queued for the client without waiting (see `Outbox::push_now`):
                 // a client that does not read stops this reader here, between batches.
                 answers.room().await;
@@ -589,6 +591,7 @@ async fn read_loop(
                         if !std::mem::take(&mut busy) {
                             // Idle since the last tick: no memory kept for batches.
                             held = BatchVecs::default();
+                            meter.idle();
                         }
                         if let Some(reason) = sweep(shared, &tx, version, heartbeat) {
                             return reason;
@@ -656,6 +659,7 @@ fn deliver(
     if answers.is_empty() {
         return;
     }
+    meter.batch(answers.len());
     let released = {
         let mut slots = shared.lock();
         slots.last_activity = now;

@@ -27,6 +27,7 @@ use ferry_cql::envelope::{BodyExtensions, Envelope};
 use ferry_cql::protocol::flags;
 use ferry_cql::response::error::ErrorCode;
 use prometheus::core::Collector;
+use prometheus::local::LocalHistogram;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -398,6 +399,8 @@ impl ClusterMetrics {
             counts: [0; 3],
             inflight: self.inflight.clone(),
             released: 0,
+            duration: self.duration.clone(),
+            local: None,
         }
     }
 
@@ -416,7 +419,10 @@ impl ClusterMetrics {
             Ok(env) if env.header.opcode != ferry_cql::protocol::Opcode::Error => {
                 let k = class as usize;
                 batch.counts[k] += 1;
-                self.duration[k].observe(elapsed.as_secs_f64());
+                match &batch.local {
+                    Some(local) => local[k].observe(elapsed.as_secs_f64()),
+                    None => self.duration[k].observe(elapsed.as_secs_f64()),
+                }
             }
             _ => self.completed(class, result, elapsed, compression),
         }
@@ -499,8 +505,9 @@ impl ClusterMetrics {
 /// metrics when the batch ends ([`BatchMeter::flush`], before the reader waits again; and when
 /// dropped): each shared update is an atomic operation, and under load a batch holds tens of
 /// answers. Between flushes `/metrics` lags by at most the batch being worked through.
-/// Latencies are not batched: the library's local histogram keeps a bucket array per kind on
-/// the heap, about 1 KiB per client connection (two backend readers), busy or idle.
+/// Latencies are batched only while the connection is busy ([`BatchMeter::batch`]): the
+/// library's local histograms keep a bucket array per kind on the heap, about 1 KiB per client
+/// connection, which idle connections must not pay.
 #[derive(Debug)]
 pub(crate) struct BatchMeter {
     requests: [IntCounter; 3],
@@ -509,9 +516,30 @@ pub(crate) struct BatchMeter {
     inflight: IntGauge,
     /// Stream ids freed and not yet taken off `inflight`.
     released: i64,
+    duration: [Histogram; 3],
+    /// Latencies not yet added to `duration` (four atomics per observation there), while busy.
+    local: Option<Box<[LocalHistogram; 3]>>,
 }
 
+/// Answers in one read batch from which its latencies are batched too: a handshake's single
+/// answer keeps the connection's memory as it was.
+const LOCAL_LATENCIES_FROM: usize = 8;
+
 impl BatchMeter {
+    /// A read batch of `answers` starts: a large one keeps its latencies locally until
+    /// [`BatchMeter::flush`].
+    pub(crate) fn batch(&mut self, answers: usize) {
+        if answers >= LOCAL_LATENCIES_FROM && self.local.is_none() {
+            self.local = Some(Box::new(self.duration.clone().map(|h| h.local())));
+        }
+    }
+
+    /// The connection went idle: no memory kept for batches (what was counted is flushed).
+    pub(crate) fn idle(&mut self) {
+        self.flush();
+        self.local = None;
+    }
+
     /// Adds what was counted to the shared metrics.
     pub(crate) fn flush(&mut self) {
         for (counter, n) in self.requests.iter().zip(&mut self.counts) {
@@ -521,6 +549,11 @@ impl BatchMeter {
         }
         if self.released > 0 {
             self.inflight.sub(std::mem::take(&mut self.released));
+        }
+        if let Some(local) = &self.local {
+            for h in local.iter() {
+                h.flush();
+            }
         }
     }
 }
@@ -997,6 +1030,48 @@ mod tests {
                 d.name
             );
         }
+    }
+
+    #[test]
+    fn a_large_batch_times_its_answers_when_flushed_and_keeps_nothing_once_idle() {
+        let m = Metrics::new().unwrap();
+        let c = m.cluster(ClusterId::Origin);
+        let answer = Response::Ready(ferry_cql::response::Ready)
+            .to_envelope(ProtocolVersion::V4, 1, &Default::default())
+            .unwrap();
+        let render = || String::from_utf8(m.render(&snapshot()).unwrap()).unwrap();
+        let timed = |n: usize| {
+            format!(
+                "ferry_proxy_request_duration_seconds_count{{cluster=\"origin\",kind=\"read\"}} {n}\n"
+            )
+        };
+        let mut batch = c.batch_meter();
+        let answers = LOCAL_LATENCIES_FROM;
+        batch.batch(answers);
+        for _ in 0..answers {
+            c.completed_in(
+                &mut batch,
+                RequestClass::Read,
+                &Ok(answer.clone()),
+                Duration::from_millis(1),
+                None,
+            );
+        }
+        assert!(render().contains(&timed(0)), "batched until the flush");
+        batch.flush();
+        assert!(render().contains(&timed(answers)), "{}", render());
+        batch.idle();
+        assert!(batch.local.is_none());
+        // A small batch is timed at once again.
+        batch.batch(1);
+        c.completed_in(
+            &mut batch,
+            RequestClass::Read,
+            &Ok(answer),
+            Duration::from_millis(1),
+            None,
+        );
+        assert!(render().contains(&timed(answers + 1)));
     }
 
     #[test]
