@@ -90,6 +90,12 @@ async fn status(admin: SocketAddr) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// `f` of each element of the JSON array `v` (a `/status` list), to compare as tuples.
+fn rows<'a, T>(v: &'a Value, f: impl Fn(&'a Value) -> T) -> Vec<T> {
+    let items = v.as_array().unwrap_or_else(|| panic!("not an array: {v}"));
+    items.iter().map(f).collect()
+}
+
 /// Two tables of one row type, for the tests that need a second table.
 const T_AND_U: [&str; 2] = [
     "CREATE TABLE ks.t (k int PRIMARY KEY, v text)",
@@ -762,36 +768,29 @@ async fn two_workers_each_get_their_tables_requests_and_the_cutover_waits_for_bo
     report(&a, [job("t"), backfilled("t")]).await;
     report(&b, [job("u")]).await;
     let s = status(admin).await;
-    let migrators = &s["migration"]["update_channel"]["migrators"];
-    let listed: Vec<(&str, bool, u64)> = migrators
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["name"].as_str().unwrap(),
-                m["connected"].as_bool().unwrap(),
-                m["tables"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let listed = rows(&s["migration"]["update_channel"]["migrators"], |m| {
+        (
+            m["name"].as_str(),
+            m["connected"].as_bool(),
+            m["tables"].as_u64(),
+        )
+    });
     assert_eq!(
         listed,
-        [("worker-0", true, 1), ("worker-1", true, 1)],
+        [
+            (Some("worker-0"), Some(true), Some(1)),
+            (Some("worker-1"), Some(true), Some(1))
+        ],
         "{s}"
     );
-    let jobs: Vec<(&str, u64)> = s["migration"]["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| {
-            (
-                j["migrator"].as_str().unwrap(),
-                j["tables"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(jobs, [("worker-0", 1), ("worker-1", 1)], "{s}");
+    let jobs = rows(&s["migration"]["jobs"], |j| {
+        (j["migrator"].as_str(), j["tables"].as_u64())
+    });
+    assert_eq!(
+        jobs,
+        [(Some("worker-0"), Some(1)), (Some("worker-1"), Some(1))],
+        "{s}"
+    );
 
     // Each table's re-migration to its own worker, whichever was altered first.
     for (t, events) in [("u", &mut bev), ("t", &mut aev)] {
