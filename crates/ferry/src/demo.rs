@@ -4,7 +4,8 @@
 //!  [1] origin and target sims ─► [2] schema on both, historical rows on origin
 //!  ─► [3] proxy in front (dual-async reads) ─► [4] workload through the proxy (live line)
 //!  ─► [5] migrate (bars) ─► [6] validate while the workload runs
-//!  ─► [7] cutover: primary target, then reads primary-only; per-cluster read counts
+//!  ─► [7] cutover: primary target, then reads primary-only; the workload runs until target
+//!      served 100 reads; per-cluster read counts
 //!  ─► [8] workload stopped, report (exit 1 unless every table copied and 0 differences)
 //! ```
 //!
@@ -65,8 +66,8 @@ pub(crate) struct DemoArgs {
     /// Historical rows loaded on origin before the migration, over five tables.
     #[arg(long, default_value_t = 200_000)]
     rows: u64,
-    /// How long the workload runs alone before the migration, and again after the cutover
-    /// (250ms, 10s, 1m).
+    /// How long the workload runs alone before the migration, and again after the cutover,
+    /// there until target served at least 100 reads however long that takes (250ms, 10s, 1m).
     #[arg(long, default_value = "10s", value_parser = ferry_service::value::duration)]
     duration: Duration,
     /// Workload operations per second through the proxy.
@@ -155,6 +156,31 @@ enum DemoError {
     Cutover(String),
     #[error("the proxy's admin API: {0}")]
     Admin(String),
+    #[error(
+        "target served {served} reads in the {waited:.1?} after the cutover, {awaited} awaited; \
+         the workload is stuck or failing"
+    )]
+    NoReadsAfterCutover {
+        served: u64,
+        awaited: u64,
+        waited: Duration,
+    },
+}
+
+/// Reads target must have served after the cutover before the workload stops, so the report
+/// always shows some. More than twice the workload's workers: each has at most one read in
+/// flight at the switch (counted on target when it completes, mirrored or not), so most of
+/// them were sent after it.
+const MIN_TARGET_READS: u64 = 100;
+const _: () = assert!(MIN_TARGET_READS > 2 * workload::WORKERS as u64);
+
+/// How long, beyond `--duration`, the phase after the cutover waits for [`MIN_TARGET_READS`]:
+/// a minute for a loaded machine, plus four times what those reads take at the nominal rate,
+/// so that a low `--rate` is not cut short.
+fn reads_after_cutover_deadline(rate: u32) -> Duration {
+    let reads_per_second = f64::from(rate.max(1)) * workload::READ_SHARE;
+    Duration::from_secs(60)
+        + Duration::from_secs_f64(4.0 * MIN_TARGET_READS as f64 / reads_per_second)
 }
 
 /// The numbers of the final report.
@@ -670,8 +696,27 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
     // Mirrored reads sent before the switch are counted when they complete: let them.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = cluster_requests(&admin).await?;
+    let switched = Instant::now();
     tokio::time::sleep(args.duration).await;
-    let after = cluster_requests(&admin).await?;
+    // However slow the machine, the workload goes on until target served MIN_TARGET_READS
+    // reads: no window that a stalled workload could leave empty.
+    let deadline = args.duration + reads_after_cutover_deadline(args.rate);
+    let mut after = cluster_requests(&admin).await?;
+    loop {
+        let served = after.target_reads.saturating_sub(before.target_reads);
+        if served >= MIN_TARGET_READS {
+            break;
+        }
+        if switched.elapsed() >= deadline {
+            return Err(DemoError::NoReadsAfterCutover {
+                served,
+                awaited: MIN_TARGET_READS,
+                waited: switched.elapsed(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = cluster_requests(&admin).await?;
+    }
     out.reads_after_cutover = (
         after.origin_reads.saturating_sub(before.origin_reads),
         after.target_reads.saturating_sub(before.target_reads),
@@ -680,7 +725,7 @@ async fn phases(comps: &mut Components, args: &DemoArgs) -> Result<Outcome, Demo
         live,
         "      reads in the {:.1}s after the cutover (proxy metric ferry_proxy_requests_total): \
          target {}, origin {}",
-        args.duration.as_secs_f64(),
+        switched.elapsed().as_secs_f64(),
         out.reads_after_cutover.1,
         out.reads_after_cutover.0
     );
@@ -840,8 +885,9 @@ fn report(o: &Outcome, took: Duration) -> bool {
         o.dual_compared, o.dual_mismatches, o.dual_after_backfill.0, o.dual_after_backfill.1
     );
     println!(
-        "  after cutover     {} reads served by target, {} sent to origin",
-        o.reads_after_cutover.1, o.reads_after_cutover.0
+        "  after cutover     {} reads served by target (the workload ran until at least {}), \
+         {} sent to origin",
+        o.reads_after_cutover.1, MIN_TARGET_READS, o.reads_after_cutover.0
     );
     println!("  listened on:");
     for (what, addr) in &o.addresses {

@@ -43,16 +43,29 @@ async fn json(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, V
     (status, v)
 }
 
-/// Polls `GET /jobs/{id}` until `done` holds (the test's own timeout is the backstop).
-async fn until(addr: SocketAddr, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let (status, v) = json(addr, "GET", &format!("/jobs/{id}"), "").await;
-        assert_eq!(status, 200, "{v}");
-        if done(&v) {
-            return v;
+/// Long enough for any step of the job below on a loaded machine (the rate-limited part takes
+/// about 23 s in all); only a hung job reaches it.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// Polls `GET /jobs/{id}` until `done` holds; fails after [`PATIENCE`] with `what` was awaited
+/// and the job as last seen, rather than hanging until CI's global timeout.
+async fn until(addr: SocketAddr, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let polled = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let (status, v) = json(addr, "GET", &format!("/jobs/{id}"), "").await;
+            assert_eq!(status, 200, "{v}");
+            if done(&v) {
+                return v;
+            }
+            last = v;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    polled.unwrap_or_else(|_| {
+        panic!("job {id}: still waiting for {what} after {PATIENCE:?}; last seen: {last}")
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -123,18 +136,21 @@ async fn jobs_api_progress_cancel_resume_and_metrics() {
     );
 
     // Progress moves while the job runs.
-    let first = until(addr, &id, |v| v["rows"].as_u64() > Some(0)).await;
+    let first = until(addr, &id, "rows copied", |v| v["rows"].as_u64() > Some(0)).await;
     assert_eq!(first["state"], "running", "{first}");
     assert_eq!(first["tables_total"], 1);
     assert_eq!(first["tables"][0]["phase"], "BACKFILL", "{first}");
     let seen = first["rows"].as_u64().unwrap();
-    let later = until(addr, &id, |v| v["rows"].as_u64() > Some(seen)).await;
+    let later = until(addr, &id, "more rows copied", |v| {
+        v["rows"].as_u64() > Some(seen)
+    })
+    .await;
     assert!(later["updated_at_ms"].as_u64() >= first["updated_at_ms"].as_u64());
     assert!(later["percentage"].as_f64().unwrap() < 100.0, "{later}");
 
     let (status, v) = json(addr, "POST", &format!("/jobs/{id}/cancel"), "").await;
     assert_eq!(status, 202, "{v}");
-    let cancelled = until(addr, &id, |v| v["state"] == "cancelled").await;
+    let cancelled = until(addr, &id, "state cancelled", |v| v["state"] == "cancelled").await;
     assert_eq!(cancelled["tables"][0]["phase"], "CANCELLED", "{cancelled}");
     let rows_first = cancelled["rows"].as_u64().unwrap();
     assert!(rows_first < ROWS as u64, "{cancelled}");
@@ -156,7 +172,7 @@ async fn jobs_api_progress_cancel_resume_and_metrics() {
     assert_eq!(status, 201, "{v}");
     let id2 = v["id"].as_str().unwrap().to_owned();
     assert_ne!(id2, id);
-    let done = until(addr, &id2, |v| v["state"] != "running").await;
+    let done = until(addr, &id2, "the rerun ended", |v| v["state"] != "running").await;
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(done["percentage"], 100.0, "{done}");
     assert_eq!(done["tables_completed"], 1, "{done}");

@@ -24,7 +24,9 @@ use tokio::task::JoinSet;
 use super::sample::{EVENT_DAYS, EVENT_TENANTS, PLAYLIST_LEN, SESSION_TTL, Sizes, user_row};
 
 /// Workers; each runs one operation at a time.
-const WORKERS: u32 = 16;
+pub(super) const WORKERS: u32 = 16;
+/// The share of reads among the operations (6 draws in 20, see `Worker::one`).
+pub(super) const READ_SHARE: f64 = 6.0 / 20.0;
 /// Error messages kept for the report; the count goes on.
 const MAX_ERRORS: usize = 5;
 
