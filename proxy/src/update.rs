@@ -727,6 +727,7 @@ fn handle(
         }
         Event::Connected(peer) if peer.purpose == Purpose::Migrate => {
             gauges.set_connected(true);
+            migration.connected(&peer.name);
             tracing::info!(%peer, "migrator connected over the Update channel");
             link.migrator_connected(&peer.name);
         }

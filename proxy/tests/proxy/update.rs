@@ -2,7 +2,8 @@
 //! `ferry_update::Channel::dial`: reported state in `/status` and `/metrics`, dual reads only on
 //! backfilled tables, repair requests for best-effort target failures, re-migration after ALTER
 //! TABLE, the cutover gate on `PUT /primary`, and several workers at once (each table's
-//! requests to its worker). Addresses 127.0.130–134.x, 127.0.190.x and 127.0.200–203.x.
+//! requests to its worker; the expected ones waited for). Addresses 127.0.130–134.x,
+//! 127.0.190.x, 127.0.200–203.x and 127.0.210–211.x.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use crate::admin::http;
 use crate::harness::{Env, env_with, scylla};
 
 /// Long enough for anything on loopback; only a hang reaches it.
-const PATIENCE: Duration = Duration::from_secs(20);
+const PATIENCE: Duration = Duration::from_secs(30);
 
 async fn env(net: u8, adjust: impl FnOnce(&mut ferry_proxy::config::ProxyConfig)) -> Env {
     env_with(net, |c| {
@@ -822,6 +823,135 @@ async fn two_workers_each_get_their_tables_requests_and_the_cutover_waits_for_bo
     assert_eq!(a.status().connects_total, 1, "worker-0 was never displaced");
     assert_eq!(b.status().connects_total, 1, "worker-1 was never displaced");
     drop(client);
+    a.close().await;
+    b.close().await;
+    env.stop().await;
+}
+
+/// `update.expect_migrators`: the cutover waits for every named worker, the ones that never
+/// connected included, and `/status` lists those as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cutover_waits_for_every_expected_worker() {
+    let env = env(210, |c| {
+        if let Some(u) = c.update.as_mut() {
+            u.expect_migrators = vec!["migrator-0".into(), "migrator-1".into()];
+        }
+    })
+    .await;
+    let admin = env.proxy.admin_addr();
+    let update = env.proxy.update_addr().unwrap();
+    let put = || http(admin, "PUT", "/primary", None, r#"{"primary": "target"}"#);
+    let refused = |text: &str| -> String {
+        let error: Value = serde_json::from_str(text).unwrap();
+        error["error"].as_str().unwrap().to_owned()
+    };
+    let listed = |s: &Value| -> Vec<(String, bool, bool)> {
+        s["migration"]["update_channel"]["migrators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_owned(),
+                    m["connected"].as_bool().unwrap(),
+                    m["never_connected"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Nothing reported yet: without the setting this would be allowed.
+    let (code, text) = put().await;
+    assert_eq!(code, 409, "{text}");
+    assert_eq!(
+        refused(&text),
+        "not switching the primary to target: 2 expected migrate worker(s) have not reported: \
+         migrator-0 never connected, migrator-1 never connected; wait for the migrator, or add \
+         ?force=true"
+    );
+    let s = status(admin).await;
+    assert_eq!(
+        listed(&s),
+        [
+            ("migrator-0".into(), false, true),
+            ("migrator-1".into(), false, true)
+        ],
+        "{s}"
+    );
+
+    let (a, _aev) = worker(update, "migrator-0").await;
+    report(
+        &a,
+        [
+            Message::JobStarted {
+                job: "shop".into(),
+                tables: vec![table("t")],
+            },
+            Message::TableBackfilled {
+                table: table("t"),
+                rows: 1,
+            },
+            Message::TableValidated {
+                table: table("t"),
+                rows_checked: 1,
+                mismatches: 0,
+            },
+        ],
+    )
+    .await;
+    let (code, text) = put().await;
+    assert_eq!(code, 409, "{text}");
+    assert!(
+        refused(&text).contains(": migrator-1 never connected; wait"),
+        "{text}"
+    );
+    // Connected and silent so far: still missing, named as such.
+    let (b, _bev) = worker(update, "migrator-1").await;
+    until_status(admin, "migrator-1 connected", |s| {
+        s["migration"]["missing_migrators"]
+            == serde_json::json!(["migrator-1 connected, no job reported yet"])
+    })
+    .await;
+    let s = status(admin).await;
+    assert_eq!(
+        listed(&s),
+        [
+            ("migrator-0".into(), true, false),
+            ("migrator-1".into(), true, false)
+        ],
+        "{s}"
+    );
+    report(
+        &b,
+        [Message::JobStarted {
+            job: "shop".into(),
+            tables: vec![table("u")],
+        }],
+    )
+    .await;
+    let (code, text) = put().await;
+    assert_eq!(code, 409, "{text}");
+    assert_eq!(
+        refused(&text),
+        "not switching the primary to target: 1 table(s) not validated with 0 mismatches: \
+         ks.u pending; wait for the migrator, or add ?force=true"
+    );
+    report(
+        &b,
+        [
+            Message::TableBackfilled {
+                table: table("u"),
+                rows: 1,
+            },
+            Message::TableValidated {
+                table: table("u"),
+                rows_checked: 1,
+                mismatches: 0,
+            },
+        ],
+    )
+    .await;
+    let (code, text) = put().await;
+    assert_eq!(code, 200, "{text}");
     a.close().await;
     b.close().await;
     env.stop().await;
