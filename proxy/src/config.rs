@@ -300,12 +300,20 @@ pub struct UpdateConfig {
     /// `update.max_migrators`. Key `update.expect_migrators`, env
     /// `FERRY_PROXY_UPDATE_EXPECT_MIGRATORS` (comma-separated).
     pub expect_migrators: Vec<String>,
+    /// How long a worker may stay away before its lane is dropped and the requests queued
+    /// for it go to another worker (a connected one at once). A worker back within it gets
+    /// them itself. Default 60s, between 100ms and 1h. Key `update.peer_linger`.
+    pub peer_linger: Duration,
     /// TLS on the channel; absent (default) means plain TCP. Section `update.tls`.
     pub tls: Option<UpdateTlsConfig>,
 }
 
 /// The most `update.max_migrators` may be: each one is a connection and a queue.
 const MAX_MIGRATORS: usize = 256;
+/// `update.peer_linger`: shorter hands a restarting worker's requests to another; longer keeps
+/// a vanished worker's requests from the others past any plausible restart.
+const PEER_LINGER: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(3600);
 /// The longest worker name, as the migrator's `update.name` allows.
 const MAX_MIGRATOR_NAME: usize = 128;
 
@@ -315,6 +323,7 @@ impl Default for UpdateConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 14100),
             max_migrators: 16,
             expect_migrators: Vec::new(),
+            peer_linger: Duration::from_secs(60),
             tls: None,
         }
     }
@@ -963,6 +972,10 @@ const PROXY_SETTINGS: &[(&str, ProxyApply)] = &[
     }),
     ("update.expect_migrators", |d, v| {
         update(d).expect_migrators = v.list().into_iter().map(str::to_owned).collect();
+        Ok(())
+    }),
+    ("update.peer_linger", |d, v| {
+        update(d).peer_linger = duration(v.text()?)?;
         Ok(())
     }),
     ("update.tls.cert_path", |d, v| {
@@ -1619,6 +1632,12 @@ impl ProxyConfig {
                 ),
             );
         }
+        if !PEER_LINGER.contains(&update.peer_linger) {
+            out.add(
+                "update.peer_linger",
+                format!("{} is not between 100ms and 1h", humane(update.peer_linger)),
+            );
+        }
         let expected = &update.expect_migrators;
         if expected.len() > update.max_migrators {
             out.add(
@@ -1799,6 +1818,11 @@ mod tests {
             ok(&yaml, &[]).update.unwrap().expect_migrators,
             ["migrator-0", "migrator-1"]
         );
+        let yaml = format!("{CLUSTERS}update:\n  peer_linger: 5m\n");
+        assert_eq!(
+            ok(&yaml, &[]).update.unwrap().peer_linger,
+            Duration::from_secs(300)
+        );
         let env = [("FERRY_PROXY_UPDATE_EXPECT_MIGRATORS", "m-0, m-1,m-2")];
         assert_eq!(
             ok(CLUSTERS, &env).update.unwrap().expect_migrators,
@@ -1820,13 +1844,14 @@ mod tests {
         }
         let long = "x".repeat(129);
         let yaml = format!(
-            "{CLUSTERS}update:\n  max_migrators: 2\n  expect_migrators: [a, b, a, {long}]\n"
+            "{CLUSTERS}update:\n  max_migrators: 2\n  expect_migrators: [a, b, a, {long}]\n  peer_linger: 50ms\n"
         );
         let errors = load(&yaml, &[]).unwrap_err().to_string();
         for part in [
             "update.expect_migrators: 4 workers are more than update.max_migrators (2) lets \
              report at once",
             "update.expect_migrators: a is listed twice",
+            "update.peer_linger: 50ms is not between 100ms and 1h",
             "xxx\" must be 1 to 128 bytes without control characters",
         ] {
             assert!(errors.contains(part), "{part} in {errors}");

@@ -20,7 +20,10 @@
 //!  Nacked(repair request, not_now) ─► RepairLog::restore (still pending) ─► that worker is
 //!                                     held until it connects again or NOT_NOW_RETRY ─► sent
 //!                                     again (to another worker meanwhile)
-//!  Nacked(Remigrate, not_now) ─► waiting (one per table) ─► Connected: sent again
+//!  Nacked(Remigrate, not_now) ─► from a worker no longer connected (its lane dropped after
+//!                                 peer_linger): to a connected worker at once; else (or
+//!                                 none connected) waiting (one per table) ─► Connected: sent
+//!                                 again
 //!  Nacked(Remigrate, never)   ─► dropped, logged
 //! ```
 //!
@@ -28,7 +31,8 @@
 //! indexed Job's pods, each with its own name): the channel keeps a lane per worker. A
 //! table's request goes to the worker whose reports named the table (`JobStarted`, a table's
 //! phase or progress): a re-migration even while that worker is away (its lane keeps it for
-//! its return, and hands it back after the channel's `peer_linger`, when it is routed again),
+//! its return, and hands it back after the channel's `peer_linger`, when it goes to a
+//! connected worker at once),
 //! a repair only while it is connected and not held. Otherwise to the connected worker with
 //! the fewest messages waiting (by name on a tie). With none connected, a re-migration
 //! waits here and a repair in the repair log. Progress from every worker merges into one
@@ -89,6 +93,20 @@ const MAX_WAITING: usize = migration::MAX_TRACKED_TABLES;
 /// until another one connects): a migrator that cannot reach origin, or is exiting, would
 /// refuse them again at once.
 const NOT_NOW_RETRY: Duration = Duration::from_secs(30);
+
+/// Which workers a request may go to (see the module docs, Routing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// A re-migration: its table's worker even while away (its lane keeps it), else a
+    /// connected one.
+    Remigrate,
+    /// A re-migration the worker it was queued for did not take and cannot take now (gone
+    /// past the linger, or disconnected): a connected worker only, so it does not wait for
+    /// the next to connect.
+    RemigrateNow,
+    /// A repair: a connected worker that is not held.
+    Repair,
+}
 
 /// Why the Update listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +212,7 @@ impl UpdateLink {
         let mut channel_config = ChannelConfig::new(Role::Proxy, name);
         channel_config.max_frame = MAX_FRAME;
         channel_config.max_peers = config.max_migrators;
+        channel_config.peer_linger = config.peer_linger;
         let (channel, events) = Channel::listen(channel_config, config.listen, tls).await?;
         let listen = channel.local_addr().unwrap_or(config.listen);
         tracing::info!(%listen, tls = config.tls.is_some(), "Update channel listening for migrators");
@@ -257,7 +276,7 @@ impl UpdateLink {
 
     /// The worker for `table`'s request (see the module docs, Routing); `None` when none
     /// can take it now.
-    fn route(&self, table: &TableName, repair: bool) -> Option<String> {
+    fn route(&self, table: &TableName, take: Take) -> Option<String> {
         let status = self.channel_status()?;
         let held = self.held_peers();
         let owner = self
@@ -270,8 +289,10 @@ impl UpdateLink {
             .lanes
             .iter()
             .filter(|l| l.purpose == Purpose::Migrate && l.name.is_some());
-        let usable = |l: &&ferry_update::LaneStatus| {
-            !repair || (l.peer.is_some() && !l.name.as_ref().is_some_and(|n| held.contains(n)))
+        let usable = |l: &&ferry_update::LaneStatus| match take {
+            Take::Remigrate => true,
+            Take::RemigrateNow => l.peer.is_some(),
+            Take::Repair => l.peer.is_some() && !l.name.as_ref().is_some_and(|n| held.contains(n)),
         };
         if let Some(owner) = owner
             && lanes
@@ -307,7 +328,7 @@ impl UpdateLink {
     /// is connected.
     pub(crate) fn remigrate(&self, table: TableName, reason: String) {
         let name = table.to_string();
-        let Some(peer) = self.route(&table, false) else {
+        let Some(peer) = self.route(&table, Take::Remigrate) else {
             tracing::info!(table = %name, "no migrator connected; the re-migration waits for one");
             self.counts
                 .remigrations_requested
@@ -325,6 +346,40 @@ impl UpdateLink {
             Err(e) => {
                 tracing::warn!(table = %name, error = %e, "cannot ask for a re-migration");
             }
+        }
+    }
+
+    /// A re-migration `peer` refused as "not now", or handed back when its lane was dropped:
+    /// to another connected worker at once if `peer` is not connected (a connected one
+    /// that refused would refuse again, and two such would pass it back and forth), else
+    /// waiting for the next migrator that connects.
+    fn remigration_refused(&self, peer: &str, table: TableName, reason: String) {
+        let name = table.to_string();
+        let peer_connected = self.channel_status().is_some_and(|s| {
+            s.lanes
+                .iter()
+                .any(|l| l.peer.is_some() && l.name.as_deref() == Some(peer))
+        });
+        let to = (!peer_connected)
+            .then(|| self.route(&table, Take::RemigrateNow))
+            .flatten()
+            .filter(|to| to != peer);
+        let Some(to) = to else {
+            tracing::info!(table = %name, migrator = %peer, "the re-migration waits for the next migrator");
+            self.wait_for_migrator(table, reason);
+            return;
+        };
+        if let Err(e) = self.send_to(
+            &to,
+            Message::Remigrate {
+                table: table.clone(),
+                reason: reason.clone(),
+            },
+        ) {
+            tracing::warn!(table = %name, error = %e, "cannot hand the re-migration to another migrator; kept");
+            self.wait_for_migrator(table, reason);
+        } else {
+            tracing::info!(table = %name, from = %peer, migrator = %to, "re-migration handed to another connected migrator");
         }
     }
 
@@ -350,7 +405,7 @@ impl UpdateLink {
             .collect();
         for (table, reason) in waiting {
             let name = table.to_string();
-            let Some(peer) = self.route(&table, false) else {
+            let Some(peer) = self.route(&table, Take::Remigrate) else {
                 self.wait_for_migrator(table, reason);
                 continue;
             };
@@ -496,7 +551,7 @@ impl UpdateLink {
             repairs.settle(&table, count);
             return;
         };
-        let Some(peer) = self.route(&name, true) else {
+        let Some(peer) = self.route(&name, Take::Repair) else {
             // Every connected worker is held: the next round tries again.
             repairs.restore(&table, count, failures);
             return;
@@ -751,6 +806,7 @@ fn handle(
             message,
             reason,
             refusal,
+            peer,
         } => {
             match (message, refusal) {
                 // A repair's (its keys, or its table when keys are missing): back to the log.
@@ -758,8 +814,8 @@ fn handle(
                     tracing::info!(id, kind = message.kind(), %reason, "the migrator cannot repair now; kept pending for another migrator or a retry");
                 }
                 (Message::Remigrate { table, reason: why }, Refusal::NotNow) => {
-                    tracing::info!(id, %table, %reason, "the migrator cannot re-migrate the table now; kept for the next migrator");
-                    link.wait_for_migrator(table, why);
+                    tracing::info!(id, %table, migrator = %peer, %reason, "the migrator cannot re-migrate the table now");
+                    link.remigration_refused(&peer, table, why);
                 }
                 (message, refusal) => {
                     if matches!(message, Message::RepairPartitions { .. }) {

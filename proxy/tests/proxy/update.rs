@@ -3,7 +3,7 @@
 //! backfilled tables, repair requests for best-effort target failures, re-migration after ALTER
 //! TABLE, the cutover gate on `PUT /primary`, and several workers at once (each table's
 //! requests to its worker; the expected ones waited for). Addresses 127.0.130–134.x,
-//! 127.0.190.x, 127.0.200–203.x and 127.0.210–211.x.
+//! 127.0.190.x, 127.0.200–203.x and 127.0.210–212.x.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -953,6 +953,64 @@ async fn the_cutover_waits_for_every_expected_worker() {
     let (code, text) = put().await;
     assert_eq!(code, 200, "{text}");
     a.close().await;
+    b.close().await;
+    env.stop().await;
+}
+
+/// A worker that ends with a re-migration unanswered: once its lane is dropped
+/// (`update.peer_linger`), the request goes at once to the worker still connected, not to the
+/// next one to connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remigration_handed_back_goes_to_a_connected_worker_at_once() {
+    let (env, client) = env_with_tables(
+        211,
+        |c| {
+            if let Some(u) = c.update.as_mut() {
+                u.peer_linger = Duration::from_millis(200);
+            }
+        },
+        &T_AND_U,
+    )
+    .await;
+    let admin = env.proxy.admin_addr();
+    let update = env.proxy.update_addr().unwrap();
+    let (a, mut aev) = worker(update, "worker-0").await;
+    let (b, mut bev) = worker(update, "worker-1").await;
+    let job = |t: &str| Message::JobStarted {
+        job: "shop".into(),
+        tables: vec![table(t)],
+    };
+    report(&a, [job("t")]).await;
+    report(&b, [job("u")]).await;
+    client
+        .query_unpaged("ALTER TABLE ks.t ADD w int", &[])
+        .await
+        .unwrap();
+    // To ks.t's worker, which ends without answering: the request stays in its lane.
+    let d = request(&mut aev).await;
+    assert!(
+        matches!(d.message(), Message::Remigrate { table: x, .. } if *x == table("t")),
+        "{:?}",
+        d.message()
+    );
+    a.close().await;
+    drop(d);
+    let d = request(&mut bev).await;
+    assert_eq!(
+        d.message(),
+        &Message::Remigrate {
+            table: table("t"),
+            reason: "ALTER TABLE through the proxy".into(),
+        }
+    );
+    d.ack();
+    until_channel(admin, "handed back, taken and answered", |c| {
+        c["nacked_total"] == 1
+            && c["queued"] == 0
+            && c["remigrations_waiting"] == serde_json::json!([])
+    })
+    .await;
+    drop(client);
     b.close().await;
     env.stop().await;
 }
