@@ -7,7 +7,8 @@
 //!     Message(TableValidated) from a validate peer ─► Migration::apply; anything else from it
 //!        ─► nack (job state is the migrate peers' to report)
 //!     Message from a migrate peer naming a table ─► owners: table ─► that worker
-//!     Connected / Disconnected of migrate peers ─► ferry_proxy_migrator_connected
+//!     Connected / Disconnected of migrate peers ─► ferry_proxy_migrator_connected (0/1),
+//!        ferry_proxy_migrators_connected (how many)
 //!     every second, while a migrator is connected and earlier requests are answered:
 //!        RepairLog::take ─► per table, routed (see Routing):
 //!                                      RepairPartitions (keys, split to fit frames)
@@ -317,6 +318,11 @@ impl UpdateLink {
         let mut names: Vec<String> = held.keys().cloned().collect();
         names.sort();
         names
+    }
+
+    /// `ferry migrate` workers connected now.
+    fn migrators_connected(&self) -> usize {
+        self.channel_status().map_or(0, |s| s.peers.len())
     }
 
     fn channel_status(&self) -> Option<Status> {
@@ -687,7 +693,7 @@ async fn run(
             _ = shutdown.wait_for(|s| *s) => break,
         }
     }
-    gauges.set_connected(false);
+    gauges.set_connected(0);
     let waiting = link.status().remigrations_waiting;
     let pending: Vec<(String, u64)> = repairs
         .tables()
@@ -781,7 +787,8 @@ fn handle(
             }
         }
         Event::Connected(peer) if peer.purpose == Purpose::Migrate => {
-            gauges.set_connected(true);
+            // The lane has its peer before the event: it is counted (at least 1).
+            gauges.set_connected(link.migrators_connected().max(1));
             migration.connected(&peer.name);
             tracing::info!(%peer, "migrator connected over the Update channel");
             link.migrator_connected(&peer.name);
@@ -792,8 +799,7 @@ fn handle(
         Event::Disconnected { peer, reason } => {
             if peer.purpose == Purpose::Migrate {
                 // Another worker may still be connected.
-                let any = link.channel_status().is_some_and(|s| !s.peers.is_empty());
-                gauges.set_connected(any);
+                gauges.set_connected(link.migrators_connected());
             }
             tracing::info!(%peer, %reason, "{} peer disconnected from the Update channel", peer.purpose);
         }

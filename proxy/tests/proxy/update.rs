@@ -755,6 +755,14 @@ async fn two_workers_each_get_their_tables_requests_and_the_cutover_waits_for_bo
         })
         .collect();
     assert_eq!(jobs, [("worker-0", 1), ("worker-1", 1)], "{s}");
+    // Each worker's Connected was handled before its reports were acknowledged.
+    let (_, metrics) = http(admin, "GET", "/metrics", None, "").await;
+    for line in [
+        "ferry_proxy_migrator_connected 1",
+        "ferry_proxy_migrators_connected 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 
     // Each table's re-migration to its own worker, whichever was altered first.
     for (t, events) in [("u", &mut bev), ("t", &mut aev)] {
@@ -824,8 +832,39 @@ async fn two_workers_each_get_their_tables_requests_and_the_cutover_waits_for_bo
     assert_eq!(b.status().connects_total, 1, "worker-1 was never displaced");
     drop(client);
     a.close().await;
+    until_metrics(
+        admin,
+        &[
+            "ferry_proxy_migrator_connected 1",
+            "ferry_proxy_migrators_connected 1",
+        ],
+    )
+    .await;
     b.close().await;
+    until_metrics(
+        admin,
+        &[
+            "ferry_proxy_migrator_connected 0",
+            "ferry_proxy_migrators_connected 0",
+        ],
+    )
+    .await;
     env.stop().await;
+}
+
+/// Waits until `/metrics` has each of `lines`.
+async fn until_metrics(admin: SocketAddr, lines: &[&str]) {
+    let has = |metrics: &str| lines.iter().all(|want| metrics.lines().any(|l| l == *want));
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while !has(&http(admin, "GET", "/metrics", None, "").await.1) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        let (_, metrics) = http(admin, "GET", "/metrics", None, "").await;
+        panic!("never {lines:?} in\n{metrics}");
+    }
 }
 
 /// `update.expect_migrators`: the cutover waits for every named worker, the ones that never
