@@ -304,6 +304,10 @@ pub struct UpdateConfig {
     /// for it go to another worker (a connected one at once). A worker back within it gets
     /// them itself. Default 60s, between 100ms and 1h. Key `update.peer_linger`.
     pub peer_linger: Duration,
+    /// After a worker refuses a repair as "not now" (it is exiting, or cannot reach origin),
+    /// repairs go to it again only once it reconnects or this passes; others take them
+    /// meanwhile. Default 30s, between 1s and 1h. Key `update.not_now_retry`.
+    pub not_now_retry: Duration,
     /// TLS on the channel; absent (default) means plain TCP. Section `update.tls`.
     pub tls: Option<UpdateTlsConfig>,
 }
@@ -314,6 +318,10 @@ const MAX_MIGRATORS: usize = 256;
 /// a vanished worker's requests from the others past any plausible restart.
 const PEER_LINGER: std::ops::RangeInclusive<Duration> =
     Duration::from_millis(100)..=Duration::from_secs(3600);
+/// `update.not_now_retry`: shorter asks a worker that cannot repair again and again; longer
+/// leaves repairs pending for an hour with no other worker.
+const NOT_NOW_RETRY: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(3600);
 /// The longest worker name, as the migrator's `update.name` allows.
 const MAX_MIGRATOR_NAME: usize = 128;
 
@@ -324,6 +332,7 @@ impl Default for UpdateConfig {
             max_migrators: 16,
             expect_migrators: Vec::new(),
             peer_linger: Duration::from_secs(60),
+            not_now_retry: Duration::from_secs(30),
             tls: None,
         }
     }
@@ -976,6 +985,10 @@ const PROXY_SETTINGS: &[(&str, ProxyApply)] = &[
     }),
     ("update.peer_linger", |d, v| {
         update(d).peer_linger = duration(v.text()?)?;
+        Ok(())
+    }),
+    ("update.not_now_retry", |d, v| {
+        update(d).not_now_retry = duration(v.text()?)?;
         Ok(())
     }),
     ("update.tls.cert_path", |d, v| {
@@ -1638,6 +1651,12 @@ impl ProxyConfig {
                 format!("{} is not between 100ms and 1h", humane(update.peer_linger)),
             );
         }
+        if !NOT_NOW_RETRY.contains(&update.not_now_retry) {
+            out.add(
+                "update.not_now_retry",
+                format!("{} is not between 1s and 1h", humane(update.not_now_retry)),
+            );
+        }
         let expected = &update.expect_migrators;
         if expected.len() > update.max_migrators {
             out.add(
@@ -1823,6 +1842,13 @@ mod tests {
             ok(&yaml, &[]).update.unwrap().peer_linger,
             Duration::from_secs(300)
         );
+        let env = [("FERRY_PROXY_UPDATE_NOT_NOW_RETRY", "2m")];
+        let update = ok(CLUSTERS, &env).update.unwrap();
+        assert_eq!(update.not_now_retry, Duration::from_secs(120));
+        assert_eq!(
+            UpdateConfig::default().not_now_retry,
+            Duration::from_secs(30)
+        );
         let env = [("FERRY_PROXY_UPDATE_EXPECT_MIGRATORS", "m-0, m-1,m-2")];
         assert_eq!(
             ok(CLUSTERS, &env).update.unwrap().expect_migrators,
@@ -1844,13 +1870,14 @@ mod tests {
         }
         let long = "x".repeat(129);
         let yaml = format!(
-            "{CLUSTERS}update:\n  max_migrators: 2\n  expect_migrators: [a, b, a, {long}]\n  peer_linger: 50ms\n"
+            "{CLUSTERS}update:\n  max_migrators: 2\n  expect_migrators: [a, b, a, {long}]\n  peer_linger: 50ms\n  not_now_retry: 2h\n"
         );
         let errors = load(&yaml, &[]).unwrap_err().to_string();
         for part in [
             "update.expect_migrators: 4 workers are more than update.max_migrators (2) lets \
              report at once",
             "update.expect_migrators: a is listed twice",
+            "update.not_now_retry: 2h is not between 1s and 1h",
             "update.peer_linger: 50ms is not between 100ms and 1h",
             "xxx\" must be 1 to 128 bytes without control characters",
         ] {

@@ -19,7 +19,7 @@
 //!  session: ALTER TABLE succeeded ─► UpdateLink::remigrate ─► Remigrate{table}, routed;
 //!                                     no migrator at all ─► waiting
 //!  Nacked(repair request, not_now) ─► RepairLog::restore (still pending) ─► that worker is
-//!                                     held until it connects again or NOT_NOW_RETRY ─► sent
+//!                                     held until it connects again or not_now_retry ─► sent
 //!                                     again (to another worker meanwhile)
 //!  Nacked(Remigrate, not_now) ─► from a worker no longer connected (its lane dropped after
 //!                                 peer_linger): to a connected worker at once; else (or
@@ -49,7 +49,8 @@
 //! A repair refused as "not now" ([`Refusal::NotNow`]: the migrator is exiting, or cannot
 //! reach origin) is not lost: its failures go back to the repair log, still pending (`/status`
 //! `repairs.pending`, `ferry_proxy_repairs_pending`, counted in `refused_not_now`), and repairs
-//! go to that worker (`held`) only once it connects again or [`NOT_NOW_RETRY`] passes;
+//! go to that worker (`held`) only once it connects again or `update.not_now_retry` (30 s)
+//! passes;
 //! another worker may take them meanwhile. The log's bound applies: its list keeps the newest 10,000 failures with their keys,
 //! and failures pushed out of it are repaired by re-migrating their table.
 //!
@@ -90,10 +91,6 @@ const MAX_FRAME: usize = 1 << 20;
 /// Re-migrations waiting for a migrator that can take them: one per table, so the proxy's
 /// table bound.
 const MAX_WAITING: usize = migration::MAX_TRACKED_TABLES;
-/// After a repair refused as "not now", repairs wait this long for the same migrator (or
-/// until another one connects): a migrator that cannot reach origin, or is exiting, would
-/// refuse them again at once.
-const NOT_NOW_RETRY: Duration = Duration::from_secs(30);
 
 /// Which workers a request may go to (see the module docs, Routing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +180,9 @@ pub(crate) struct UpdateLink {
     /// Repairs are not sent to these workers before the time (they refused one as "not
     /// now"). At most one per worker that ever refused; expired ones are pruned.
     held_until: Mutex<HashMap<String, Instant>>,
+    /// How long a worker is held (`update.not_now_retry`): one that cannot reach origin, or
+    /// is exiting, would refuse again at once.
+    not_now_retry: Duration,
     /// Which worker reported each table (`keyspace.table`): where its requests go. Bounded
     /// like the migration state ([`migration::MAX_TRACKED_TABLES`]).
     owners: Mutex<HashMap<Arc<str>, String>>,
@@ -223,6 +223,7 @@ impl UpdateLink {
             awaiting: Mutex::default(),
             waiting: Mutex::default(),
             held_until: Mutex::default(),
+            not_now_retry: config.not_now_retry,
             owners: Mutex::default(),
             nacks_handled: AtomicU64::new(0),
             counts: Counts::default(),
@@ -491,7 +492,7 @@ impl UpdateLink {
     /// A repair request a worker refused as "not now": its failures go back to the repair
     /// log (still pending; bounded by the log, whose list keeps the newest failures and
     /// sends a table with more for re-migration), and that worker gets no repairs until it
-    /// connects again or [`NOT_NOW_RETRY`] passes. Returns false when `id` is not a repair
+    /// connects again or `update.not_now_retry` passes. Returns false when `id` is not a repair
     /// request.
     fn not_now(&self, repairs: &RepairLog, id: u64) -> bool {
         let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
@@ -507,7 +508,7 @@ impl UpdateLink {
         self.held_until
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(a.peer, Instant::now() + NOT_NOW_RETRY);
+            .insert(a.peer, Instant::now() + self.not_now_retry);
         true
     }
 
