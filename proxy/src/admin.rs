@@ -82,13 +82,15 @@ pub enum AdminError {
     Starting,
     #[error("cannot render the metrics: {0}")]
     Render(String),
+    /// Expected workers that have not reported, tables not validated (not both empty).
     #[error(
-        "not switching the primary to target: {} table(s) not validated with 0 mismatches: {}; \
-         wait for the migrator, or add ?force=true",
-        .0.len(),
-        .0.join(", ")
+        "not switching the primary to target: {}; wait for the migrator, or add ?force=true",
+        crate::migration::cutover_refusal(workers, tables)
     )]
-    NotValidated(Vec<String>),
+    NotValidated {
+        workers: Vec<String>,
+        tables: Vec<String>,
+    },
 }
 
 impl AdminError {
@@ -100,7 +102,7 @@ impl AdminError {
             Self::BadJson { .. } | Self::BadValue(_) | Self::Body(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Starting => StatusCode::SERVICE_UNAVAILABLE,
-            Self::NotValidated(_) => StatusCode::CONFLICT,
+            Self::NotValidated { .. } => StatusCode::CONFLICT,
             Self::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -302,15 +304,17 @@ impl Admin {
         let previous = ctx.live.primary();
         // Only towards target: going back to origin is the way out and is never refused.
         if primary == ClusterId::Target && previous != ClusterId::Target {
-            let blockers = ctx.migration.cutover_blockers();
-            if !blockers.is_empty() {
+            let workers = ctx.migration.missing_migrators();
+            let tables = ctx.migration.cutover_blockers();
+            if !workers.is_empty() || !tables.is_empty() {
                 if !force {
-                    return Err(AdminError::NotValidated(blockers));
+                    return Err(AdminError::NotValidated { workers, tables });
                 }
                 tracing::warn!(
-                    tables = blockers.len(),
+                    workers = workers.len(),
+                    tables = tables.len(),
                     "primary switched to target with ?force=true before validation: {}",
-                    blockers.join(", ")
+                    crate::migration::cutover_refusal(&workers, &tables)
                 );
             }
         }
@@ -459,8 +463,11 @@ fn migration_status(ctx: &Context) -> Value {
     };
     let channel = ctx.update.as_ref().map(|u| {
         let s = u.status();
-        // Every worker with a lane: connected, or away with requests kept for its return.
-        let migrators: Vec<Value> = s
+        // Every worker with a lane: connected, or away with requests kept for its return;
+        // then the expected ones without: never connected, or gone past the channel's linger.
+        let expected = ctx.migration.expected();
+        let is_expected = |name: &str| expected.iter().any(|(e, _)| e == name);
+        let mut migrators: Vec<Value> = s
             .channel
             .lanes
             .iter()
@@ -470,6 +477,8 @@ fn migration_status(ctx: &Context) -> Value {
                 Some(json!({
                     "name": name,
                     "connected": l.peer.is_some(),
+                    "never_connected": false,
+                    "expected": is_expected(name),
                     "addr": l.peer.as_ref().map(|p| p.addr.to_string()),
                     "protocol_version": l.peer.as_ref().map(|p| p.protocol_version),
                     "queued": l.queued,
@@ -478,6 +487,20 @@ fn migration_status(ctx: &Context) -> Value {
                 }))
             })
             .collect();
+        let with_lane: Vec<&String> = migrators_named(&s.channel);
+        for (name, seen) in expected.iter().filter(|(n, _)| !with_lane.contains(&n)) {
+            migrators.push(json!({
+                "name": name,
+                "connected": false,
+                "never_connected": !seen,
+                "expected": true,
+                "addr": null,
+                "protocol_version": null,
+                "queued": 0,
+                "tables": s.tables_by_migrator.get(name).copied().unwrap_or(0),
+                "repairs_held": s.repairs_held.contains(name),
+            }));
+        }
         json!({
             "listen": s.listen.to_string(),
             "migrator": s.channel.peer.as_ref().map(peer),
@@ -514,7 +537,18 @@ fn migration_status(ctx: &Context) -> Value {
         "jobs": jobs.iter().map(job_json).collect::<Vec<_>>(),
         "tables": tables,
         "cutover_blockers": ctx.migration.cutover_blockers(),
+        "missing_migrators": ctx.migration.missing_migrators(),
     })
+}
+
+/// The names of the `migrate` workers with a lane.
+fn migrators_named(status: &ferry_update::Status) -> Vec<&String> {
+    status
+        .lanes
+        .iter()
+        .filter(|l| l.purpose == ferry_update::Purpose::Migrate)
+        .filter_map(|l| l.name.as_ref())
+        .collect()
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(

@@ -293,18 +293,46 @@ pub struct UpdateConfig {
     /// own `update.name`); one more is refused with the reason, which it logs. Default 16,
     /// at most 256. Key `update.max_migrators`.
     pub max_migrators: usize,
+    /// The `update.name` of every `ferry migrate` worker of the job (`migrator-0`, …): the
+    /// cutover to target is refused until each has reported its job and all its tables are
+    /// validated, so a worker that never started cannot be missed. Empty (default): the gate
+    /// covers the workers that reported. Unique, non-empty names, at most
+    /// `update.max_migrators`. Key `update.expect_migrators`, env
+    /// `FERRY_PROXY_UPDATE_EXPECT_MIGRATORS` (comma-separated).
+    pub expect_migrators: Vec<String>,
+    /// How long a worker may stay away before its lane is dropped and the requests queued
+    /// for it go to another worker (a connected one at once). A worker back within it gets
+    /// them itself. Default 60s, between 100ms and 1h. Key `update.peer_linger`.
+    pub peer_linger: Duration,
+    /// After a worker refuses a repair as "not now" (it is exiting, or cannot reach origin),
+    /// repairs go to it again only once it reconnects or this passes; others take them
+    /// meanwhile. Default 30s, between 1s and 1h. Key `update.not_now_retry`.
+    pub not_now_retry: Duration,
     /// TLS on the channel; absent (default) means plain TCP. Section `update.tls`.
     pub tls: Option<UpdateTlsConfig>,
 }
 
 /// The most `update.max_migrators` may be: each one is a connection and a queue.
 const MAX_MIGRATORS: usize = 256;
+/// `update.peer_linger`: shorter hands a restarting worker's requests to another; longer keeps
+/// a vanished worker's requests from the others past any plausible restart.
+const PEER_LINGER: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(3600);
+/// `update.not_now_retry`: shorter asks a worker that cannot repair again and again; longer
+/// leaves repairs pending for an hour with no other worker.
+const NOT_NOW_RETRY: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(3600);
+/// The longest worker name, as the migrator's `update.name` allows.
+const MAX_MIGRATOR_NAME: usize = 128;
 
 impl Default for UpdateConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 14100),
             max_migrators: 16,
+            expect_migrators: Vec::new(),
+            peer_linger: Duration::from_secs(60),
+            not_now_retry: Duration::from_secs(30),
             tls: None,
         }
     }
@@ -949,6 +977,18 @@ const PROXY_SETTINGS: &[(&str, ProxyApply)] = &[
     }),
     ("update.max_migrators", |d, v| {
         update(d).max_migrators = whole(v.text()?)?;
+        Ok(())
+    }),
+    ("update.expect_migrators", |d, v| {
+        update(d).expect_migrators = v.list().into_iter().map(str::to_owned).collect();
+        Ok(())
+    }),
+    ("update.peer_linger", |d, v| {
+        update(d).peer_linger = duration(v.text()?)?;
+        Ok(())
+    }),
+    ("update.not_now_retry", |d, v| {
+        update(d).not_now_retry = duration(v.text()?)?;
         Ok(())
     }),
     ("update.tls.cert_path", |d, v| {
@@ -1605,6 +1645,48 @@ impl ProxyConfig {
                 ),
             );
         }
+        if !PEER_LINGER.contains(&update.peer_linger) {
+            out.add(
+                "update.peer_linger",
+                format!("{} is not between 100ms and 1h", humane(update.peer_linger)),
+            );
+        }
+        if !NOT_NOW_RETRY.contains(&update.not_now_retry) {
+            out.add(
+                "update.not_now_retry",
+                format!("{} is not between 1s and 1h", humane(update.not_now_retry)),
+            );
+        }
+        let expected = &update.expect_migrators;
+        if expected.len() > update.max_migrators {
+            out.add(
+                "update.expect_migrators",
+                format!(
+                    "{} workers are more than update.max_migrators ({}) lets report at once",
+                    expected.len(),
+                    update.max_migrators
+                ),
+            );
+        }
+        for (i, name) in expected.iter().enumerate() {
+            if name.trim().is_empty()
+                || name.len() > MAX_MIGRATOR_NAME
+                || name.chars().any(char::is_control)
+            {
+                out.add(
+                    "update.expect_migrators",
+                    format!(
+                        "{name:?} must be 1 to {MAX_MIGRATOR_NAME} bytes without control \
+                         characters, as a migrator's update.name"
+                    ),
+                );
+            } else if expected[..i].contains(name) {
+                out.add(
+                    "update.expect_migrators",
+                    format!("{name} is listed twice; every worker needs its own update.name"),
+                );
+            }
+        }
         let u = update.listen;
         for (other, addr) in [("listen", self.listen), ("admin.listen", self.admin.listen)] {
             let overlap =
@@ -1750,6 +1832,28 @@ mod tests {
         assert_eq!(ok(&yaml, &[]).update, Some(UpdateConfig::default()));
         let off = format!("{CLUSTERS}update:\n");
         assert!(ok(&off, &[]).update.is_none());
+        let yaml = format!("{CLUSTERS}update:\n  expect_migrators: [migrator-0, migrator-1]\n");
+        assert_eq!(
+            ok(&yaml, &[]).update.unwrap().expect_migrators,
+            ["migrator-0", "migrator-1"]
+        );
+        let yaml = format!("{CLUSTERS}update:\n  peer_linger: 5m\n");
+        assert_eq!(
+            ok(&yaml, &[]).update.unwrap().peer_linger,
+            Duration::from_secs(300)
+        );
+        let env = [("FERRY_PROXY_UPDATE_NOT_NOW_RETRY", "2m")];
+        let update = ok(CLUSTERS, &env).update.unwrap();
+        assert_eq!(update.not_now_retry, Duration::from_secs(120));
+        assert_eq!(
+            UpdateConfig::default().not_now_retry,
+            Duration::from_secs(30)
+        );
+        let env = [("FERRY_PROXY_UPDATE_EXPECT_MIGRATORS", "m-0, m-1,m-2")];
+        assert_eq!(
+            ok(CLUSTERS, &env).update.unwrap().expect_migrators,
+            ["m-0", "m-1", "m-2"]
+        );
         let yaml = format!(
             "{CLUSTERS}listen: 0.0.0.0:9042\nupdate:\n  listen: 127.0.0.1:9042\n  \
              max_migrators: 0\n  tls:\n    client_ca_path: /nonexistent/ca.pem\n"
@@ -1761,6 +1865,21 @@ mod tests {
             "update.tls.cert_path: is required when update.tls is configured",
             "update.tls.key_path: is required",
             "update.tls.client_ca_path: cannot read /nonexistent/ca.pem",
+        ] {
+            assert!(errors.contains(part), "{part} in {errors}");
+        }
+        let long = "x".repeat(129);
+        let yaml = format!(
+            "{CLUSTERS}update:\n  max_migrators: 2\n  expect_migrators: [a, b, a, {long}]\n  peer_linger: 50ms\n  not_now_retry: 2h\n"
+        );
+        let errors = load(&yaml, &[]).unwrap_err().to_string();
+        for part in [
+            "update.expect_migrators: 4 workers are more than update.max_migrators (2) lets \
+             report at once",
+            "update.expect_migrators: a is listed twice",
+            "update.not_now_retry: 2h is not between 1s and 1h",
+            "update.peer_linger: 50ms is not between 100ms and 1h",
+            "xxx\" must be 1 to 128 bytes without control characters",
         ] {
             assert!(errors.contains(part), "{part} in {errors}");
         }

@@ -235,6 +235,14 @@ const MIGRATOR_CONNECTED: Def = def(
     &[],
     "1 while a migrator is connected over the Update channel, else 0.",
 );
+// Beside the 0/1 above (dashboards and alerts use it): how many of a split job's workers
+// report right now, so a missing one shows.
+const MIGRATORS_CONNECTED: Def = def(
+    "ferry_proxy_migrators_connected",
+    Gauge,
+    &[],
+    "ferry migrate workers connected over the Update channel now.",
+);
 
 // Dashboards show the read mode next to the primary; it changes live through PUT /read-mode.
 const READ_MODE: Def = def(
@@ -245,7 +253,7 @@ const READ_MODE: Def = def(
 );
 
 /// Every metric the proxy exports.
-pub(crate) const DEFINITIONS: [&Def; 25] = [
+pub(crate) const DEFINITIONS: [&Def; 26] = [
     &REQUESTS,
     &FAILURES,
     &FAILED_WRITES,
@@ -270,6 +278,7 @@ pub(crate) const DEFINITIONS: [&Def; 25] = [
     &MIGRATION_RANGES_DONE,
     &MIGRATION_RANGES_TOTAL,
     &MIGRATOR_CONNECTED,
+    &MIGRATORS_CONNECTED,
     &READ_MODE,
 ];
 
@@ -604,6 +613,8 @@ pub(crate) struct MigrationFamilies {
     ranges_done: IntGaugeVec,
     ranges_total: IntGaugeVec,
     connected: IntGauge,
+    /// The number behind `connected`.
+    workers: IntGauge,
 }
 
 /// One table's migration gauges.
@@ -630,8 +641,10 @@ impl MigrationFamilies {
         })
     }
 
-    pub(crate) fn set_connected(&self, connected: bool) {
-        self.connected.set(i64::from(connected));
+    /// `workers` `ferry migrate` workers are connected now.
+    pub(crate) fn set_connected(&self, workers: usize) {
+        self.connected.set(i64::from(workers > 0));
+        self.workers.set(i64::try_from(workers).unwrap_or(i64::MAX));
     }
 }
 
@@ -827,6 +840,7 @@ impl Metrics {
                 ranges_done: b.gauges(&MIGRATION_RANGES_DONE)?,
                 ranges_total: b.gauges(&MIGRATION_RANGES_TOTAL)?,
                 connected: b.gauge(&MIGRATOR_CONNECTED)?,
+                workers: b.gauge(&MIGRATORS_CONNECTED)?,
             },
             scrape: Mutex::new(()),
             registry: b.registry,

@@ -26,8 +26,11 @@
 //!
 //! **Cutover.** [`Migration::cutover_blockers`] lists the tables not validated with 0
 //! mismatches, of every worker's job; nothing when no migrator has reported (nothing is known
-//! to wait for). A worker that never connected is unknown here: start every worker before
-//! trusting the gate (`/status` lists the jobs reported).
+//! to wait for). A worker that never connected is unknown to the tables: with
+//! `update.expect_migrators` set, [`Migration::missing_migrators`] lists each named worker
+//! that has not reported its job yet (never connected, or connected and silent so far), and
+//! the gate waits for those too. An expected worker's job is never the one dropped at the
+//! bound, so it cannot be forgotten.
 //!
 //! Bounded: at most [`MAX_TRACKED_TABLES`] tables; a message naming another table is refused
 //! (the migrator logs the `Nack`). Gauges exist for the first `MAX_TABLES` tables only.
@@ -146,15 +149,23 @@ struct State {
     tables: BTreeMap<Arc<str>, Entry>,
     /// By worker name.
     jobs: BTreeMap<String, JobState>,
+    /// The expected workers (`update.expect_migrators`) that have connected: the cutover
+    /// refusal tells "never connected" from "has not reported its job yet". At most the
+    /// expected list.
+    connected: HashSet<String>,
+    /// `update.expect_migrators`: the workers the cutover waits for even before they report.
+    expected: Vec<String>,
 }
 
 impl State {
-    /// `migrator`'s job entry, made (dropping the least recently updated past [`MAX_JOBS`]).
+    /// `migrator`'s job entry, made (dropping the least recently updated past [`MAX_JOBS`],
+    /// never an expected worker's: there are at most `MAX_JOBS` of them, the new one included).
     fn job(&mut self, migrator: &str, job: &str, now: SystemTime) -> &mut JobState {
         if !self.jobs.contains_key(migrator) && self.jobs.len() >= MAX_JOBS {
             let oldest = self
                 .jobs
                 .iter()
+                .filter(|(name, _)| !self.expected.contains(name))
                 .min_by_key(|(_, j)| j.updated)
                 .map(|(k, _)| k.clone());
             if let Some(oldest) = oldest {
@@ -203,13 +214,54 @@ pub(crate) fn table_name(key: &str) -> Option<TableName> {
 }
 
 impl Migration {
-    pub(crate) fn new(families: MigrationFamilies) -> Self {
+    /// `expected`: `update.expect_migrators` (validated: unique, at most [`MAX_JOBS`]).
+    pub(crate) fn new(families: MigrationFamilies, expected: Vec<String>) -> Self {
         Self {
             reported: AtomicBool::new(false),
             backfilled: RwLock::default(),
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                expected,
+                ..State::default()
+            }),
             families,
         }
+    }
+
+    /// A `migrate` worker connected: remembered if it is expected.
+    pub(crate) fn connected(&self, migrator: &str) {
+        let mut state = self.lock();
+        if state.expected.iter().any(|e| e == migrator) {
+            state.connected.insert(migrator.to_owned());
+        }
+    }
+
+    /// The expected workers, each with whether it ever connected.
+    pub(crate) fn expected(&self) -> Vec<(String, bool)> {
+        let state = self.lock();
+        state
+            .expected
+            .iter()
+            .map(|e| (e.clone(), state.connected.contains(e)))
+            .collect()
+    }
+
+    /// Why the cutover waits for workers (see the module docs): one line per expected worker
+    /// that has not reported its job, in the configured order. Empty without
+    /// `update.expect_migrators`.
+    pub(crate) fn missing_migrators(&self) -> Vec<String> {
+        let state = self.lock();
+        state
+            .expected
+            .iter()
+            .filter(|e| !state.jobs.contains_key(*e))
+            .map(|e| {
+                if state.connected.contains(e) {
+                    format!("{e} connected, no job reported yet")
+                } else {
+                    format!("{e} never connected")
+                }
+            })
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -418,6 +470,27 @@ impl Migration {
     }
 }
 
+/// Why `PUT /primary target` is refused: the missing expected workers, then the tables not
+/// validated with 0 mismatches (either may be empty, not both).
+pub(crate) fn cutover_refusal(workers: &[String], tables: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !workers.is_empty() {
+        parts.push(format!(
+            "{} expected migrate worker(s) have not reported: {}",
+            workers.len(),
+            workers.join(", ")
+        ));
+    }
+    if !tables.is_empty() {
+        parts.push(format!(
+            "{} table(s) not validated with 0 mismatches: {}",
+            tables.len(),
+            tables.join(", ")
+        ));
+    }
+    parts.join("; ")
+}
+
 impl Entry {
     fn export(&self) {
         if let Some(g) = &self.gauges {
@@ -445,7 +518,7 @@ mod tests {
     use crate::metrics::Metrics;
 
     fn migration() -> Migration {
-        Migration::new(Metrics::new().unwrap().migration())
+        Migration::new(Metrics::new().unwrap().migration(), Vec::new())
     }
 
     fn t(name: &str) -> TableName {
@@ -597,6 +670,75 @@ mod tests {
         assert_eq!(of(1), ("worker-1", 1, None));
         m.apply("worker-1", &clean("c")).unwrap();
         assert!(m.cutover_blockers().is_empty());
+    }
+
+    /// Expected workers hold the cutover until each reported its job, whether or not it
+    /// ever connected, and their jobs outlast the bound.
+    #[test]
+    fn the_cutover_waits_for_every_expected_worker() {
+        let expected = vec!["migrator-0".to_owned(), "migrator-1".to_owned()];
+        let m = Migration::new(Metrics::new().unwrap().migration(), expected);
+        assert_eq!(
+            m.missing_migrators(),
+            ["migrator-0 never connected", "migrator-1 never connected"]
+        );
+        m.connected("migrator-0");
+        m.connected("stranger");
+        assert_eq!(
+            m.expected(),
+            [
+                ("migrator-0".to_owned(), true),
+                ("migrator-1".to_owned(), false)
+            ]
+        );
+        assert_eq!(
+            m.missing_migrators(),
+            [
+                "migrator-0 connected, no job reported yet",
+                "migrator-1 never connected"
+            ]
+        );
+        let started = Message::JobStarted {
+            job: "shop".into(),
+            tables: vec![t("a")],
+        };
+        m.apply("migrator-0", &started).unwrap();
+        assert_eq!(m.missing_migrators(), ["migrator-1 never connected"]);
+        assert_eq!(m.cutover_blockers(), ["ks.a pending"]);
+        assert_eq!(
+            cutover_refusal(&m.missing_migrators(), &m.cutover_blockers()),
+            "1 expected migrate worker(s) have not reported: migrator-1 never connected; 1 \
+             table(s) not validated with 0 mismatches: ks.a pending"
+        );
+        // Many strangers' jobs later, migrator-0's is still known.
+        for i in 0..MAX_JOBS + 2 {
+            m.apply(
+                &format!("w{i}"),
+                &Message::JobFinished {
+                    job: "j".into(),
+                    tables_done: 0,
+                    tables_failed: 0,
+                },
+            )
+            .unwrap();
+        }
+        assert!(m.jobs().iter().any(|j| j.migrator == "migrator-0"));
+        m.apply(
+            "migrator-0",
+            &Message::TableValidated {
+                table: t("a"),
+                rows_checked: 1,
+                mismatches: 0,
+            },
+        )
+        .unwrap();
+        assert!(m.cutover_blockers().is_empty());
+        assert_eq!(
+            cutover_refusal(&m.missing_migrators(), &[]),
+            "1 expected migrate worker(s) have not reported: migrator-1 never connected"
+        );
+        m.apply("migrator-1", &started).unwrap();
+        assert!(m.missing_migrators().is_empty());
     }
 
     #[test]

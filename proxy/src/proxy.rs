@@ -315,7 +315,12 @@ impl Proxy {
                 }
             });
         let repairs = Arc::new(RepairLog::new(metrics.clone()));
-        let migration = Arc::new(Migration::new(metrics.migration()));
+        let expected = config
+            .update
+            .as_ref()
+            .map(|u| u.expect_migrators.clone())
+            .unwrap_or_default();
+        let migration = Arc::new(Migration::new(metrics.migration(), expected));
         let (update, update_task) = match &config.update {
             Some(update) => {
                 let name = format!("proxy-{}", config.topology.index);

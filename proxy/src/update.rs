@@ -7,7 +7,8 @@
 //!     Message(TableValidated) from a validate peer ─► Migration::apply; anything else from it
 //!        ─► nack (job state is the migrate peers' to report)
 //!     Message from a migrate peer naming a table ─► owners: table ─► that worker
-//!     Connected / Disconnected of migrate peers ─► ferry_proxy_migrator_connected
+//!     Connected / Disconnected of migrate peers ─► ferry_proxy_migrator_connected (0/1),
+//!        ferry_proxy_migrators_connected (how many)
 //!     every second, while a migrator is connected and earlier requests are answered:
 //!        RepairLog::take ─► per table, routed (see Routing):
 //!                                      RepairPartitions (keys, split to fit frames)
@@ -18,9 +19,12 @@
 //!  session: ALTER TABLE succeeded ─► UpdateLink::remigrate ─► Remigrate{table}, routed;
 //!                                     no migrator at all ─► waiting
 //!  Nacked(repair request, not_now) ─► RepairLog::restore (still pending) ─► that worker is
-//!                                     held until it connects again or NOT_NOW_RETRY ─► sent
+//!                                     held until it connects again or not_now_retry ─► sent
 //!                                     again (to another worker meanwhile)
-//!  Nacked(Remigrate, not_now) ─► waiting (one per table) ─► Connected: sent again
+//!  Nacked(Remigrate, not_now) ─► from a worker no longer connected (its lane dropped after
+//!                                 peer_linger): to a connected worker at once; else (or
+//!                                 none connected) waiting (one per table) ─► Connected: sent
+//!                                 again
 //!  Nacked(Remigrate, never)   ─► dropped, logged
 //! ```
 //!
@@ -28,7 +32,8 @@
 //! indexed Job's pods, each with its own name): the channel keeps a lane per worker. A
 //! table's request goes to the worker whose reports named the table (`JobStarted`, a table's
 //! phase or progress): a re-migration even while that worker is away (its lane keeps it for
-//! its return, and hands it back after the channel's `peer_linger`, when it is routed again),
+//! its return, and hands it back after the channel's `peer_linger`, when it goes to a
+//! connected worker at once),
 //! a repair only while it is connected and not held. Otherwise to the connected worker with
 //! the fewest messages waiting (by name on a tie). With none connected, a re-migration
 //! waits here and a repair in the repair log. Progress from every worker merges into one
@@ -44,7 +49,8 @@
 //! A repair refused as "not now" ([`Refusal::NotNow`]: the migrator is exiting, or cannot
 //! reach origin) is not lost: its failures go back to the repair log, still pending (`/status`
 //! `repairs.pending`, `ferry_proxy_repairs_pending`, counted in `refused_not_now`), and repairs
-//! go to that worker (`held`) only once it connects again or [`NOT_NOW_RETRY`] passes;
+//! go to that worker (`held`) only once it connects again or `update.not_now_retry` (30 s)
+//! passes;
 //! another worker may take them meanwhile. The log's bound applies: its list keeps the newest 10,000 failures with their keys,
 //! and failures pushed out of it are repaired by re-migrating their table.
 //!
@@ -85,10 +91,20 @@ const MAX_FRAME: usize = 1 << 20;
 /// Re-migrations waiting for a migrator that can take them: one per table, so the proxy's
 /// table bound.
 const MAX_WAITING: usize = migration::MAX_TRACKED_TABLES;
-/// After a repair refused as "not now", repairs wait this long for the same migrator (or
-/// until another one connects): a migrator that cannot reach origin, or is exiting, would
-/// refuse them again at once.
-const NOT_NOW_RETRY: Duration = Duration::from_secs(30);
+
+/// Which workers a request may go to (see the module docs, Routing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// A re-migration: its table's worker even while away (its lane keeps it), else a
+    /// connected one.
+    Remigrate,
+    /// A re-migration the worker it was queued for did not take and cannot take now (gone
+    /// past the linger, or disconnected): a connected worker only, so it does not wait for
+    /// the next to connect.
+    RemigrateNow,
+    /// A repair: a connected worker that is not held.
+    Repair,
+}
 
 /// Why the Update listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +180,9 @@ pub(crate) struct UpdateLink {
     /// Repairs are not sent to these workers before the time (they refused one as "not
     /// now"). At most one per worker that ever refused; expired ones are pruned.
     held_until: Mutex<HashMap<String, Instant>>,
+    /// How long a worker is held (`update.not_now_retry`): one that cannot reach origin, or
+    /// is exiting, would refuse again at once.
+    not_now_retry: Duration,
     /// Which worker reported each table (`keyspace.table`): where its requests go. Bounded
     /// like the migration state ([`migration::MAX_TRACKED_TABLES`]).
     owners: Mutex<HashMap<Arc<str>, String>>,
@@ -194,6 +213,7 @@ impl UpdateLink {
         let mut channel_config = ChannelConfig::new(Role::Proxy, name);
         channel_config.max_frame = MAX_FRAME;
         channel_config.max_peers = config.max_migrators;
+        channel_config.peer_linger = config.peer_linger;
         let (channel, events) = Channel::listen(channel_config, config.listen, tls).await?;
         let listen = channel.local_addr().unwrap_or(config.listen);
         tracing::info!(%listen, tls = config.tls.is_some(), "Update channel listening for migrators");
@@ -203,6 +223,7 @@ impl UpdateLink {
             awaiting: Mutex::default(),
             waiting: Mutex::default(),
             held_until: Mutex::default(),
+            not_now_retry: config.not_now_retry,
             owners: Mutex::default(),
             nacks_handled: AtomicU64::new(0),
             counts: Counts::default(),
@@ -257,7 +278,7 @@ impl UpdateLink {
 
     /// The worker for `table`'s request (see the module docs, Routing); `None` when none
     /// can take it now.
-    fn route(&self, table: &TableName, repair: bool) -> Option<String> {
+    fn route(&self, table: &TableName, take: Take) -> Option<String> {
         let status = self.channel_status()?;
         let held = self.held_peers();
         let owner = self
@@ -270,8 +291,10 @@ impl UpdateLink {
             .lanes
             .iter()
             .filter(|l| l.purpose == Purpose::Migrate && l.name.is_some());
-        let usable = |l: &&ferry_update::LaneStatus| {
-            !repair || (l.peer.is_some() && !l.name.as_ref().is_some_and(|n| held.contains(n)))
+        let usable = |l: &&ferry_update::LaneStatus| match take {
+            Take::Remigrate => true,
+            Take::RemigrateNow => l.peer.is_some(),
+            Take::Repair => l.peer.is_some() && !l.name.as_ref().is_some_and(|n| held.contains(n)),
         };
         if let Some(owner) = owner
             && lanes
@@ -298,6 +321,11 @@ impl UpdateLink {
         names
     }
 
+    /// `ferry migrate` workers connected now.
+    fn migrators_connected(&self) -> usize {
+        self.channel_status().map_or(0, |s| s.peers.len())
+    }
+
     fn channel_status(&self) -> Option<Status> {
         let channel = self.channel.lock().unwrap_or_else(|p| p.into_inner());
         channel.as_ref().map(Channel::status)
@@ -307,7 +335,7 @@ impl UpdateLink {
     /// is connected.
     pub(crate) fn remigrate(&self, table: TableName, reason: String) {
         let name = table.to_string();
-        let Some(peer) = self.route(&table, false) else {
+        let Some(peer) = self.route(&table, Take::Remigrate) else {
             tracing::info!(table = %name, "no migrator connected; the re-migration waits for one");
             self.counts
                 .remigrations_requested
@@ -325,6 +353,40 @@ impl UpdateLink {
             Err(e) => {
                 tracing::warn!(table = %name, error = %e, "cannot ask for a re-migration");
             }
+        }
+    }
+
+    /// A re-migration `peer` refused as "not now", or handed back when its lane was dropped:
+    /// to another connected worker at once if `peer` is not connected (a connected one
+    /// that refused would refuse again, and two such would pass it back and forth), else
+    /// waiting for the next migrator that connects.
+    fn remigration_refused(&self, peer: &str, table: TableName, reason: String) {
+        let name = table.to_string();
+        let peer_connected = self.channel_status().is_some_and(|s| {
+            s.lanes
+                .iter()
+                .any(|l| l.peer.is_some() && l.name.as_deref() == Some(peer))
+        });
+        let to = (!peer_connected)
+            .then(|| self.route(&table, Take::RemigrateNow))
+            .flatten()
+            .filter(|to| to != peer);
+        let Some(to) = to else {
+            tracing::info!(table = %name, migrator = %peer, "the re-migration waits for the next migrator");
+            self.wait_for_migrator(table, reason);
+            return;
+        };
+        if let Err(e) = self.send_to(
+            &to,
+            Message::Remigrate {
+                table: table.clone(),
+                reason: reason.clone(),
+            },
+        ) {
+            tracing::warn!(table = %name, error = %e, "cannot hand the re-migration to another migrator; kept");
+            self.wait_for_migrator(table, reason);
+        } else {
+            tracing::info!(table = %name, from = %peer, migrator = %to, "re-migration handed to another connected migrator");
         }
     }
 
@@ -350,7 +412,7 @@ impl UpdateLink {
             .collect();
         for (table, reason) in waiting {
             let name = table.to_string();
-            let Some(peer) = self.route(&table, false) else {
+            let Some(peer) = self.route(&table, Take::Remigrate) else {
                 self.wait_for_migrator(table, reason);
                 continue;
             };
@@ -430,7 +492,7 @@ impl UpdateLink {
     /// A repair request a worker refused as "not now": its failures go back to the repair
     /// log (still pending; bounded by the log, whose list keeps the newest failures and
     /// sends a table with more for re-migration), and that worker gets no repairs until it
-    /// connects again or [`NOT_NOW_RETRY`] passes. Returns false when `id` is not a repair
+    /// connects again or `update.not_now_retry` passes. Returns false when `id` is not a repair
     /// request.
     fn not_now(&self, repairs: &RepairLog, id: u64) -> bool {
         let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
@@ -446,7 +508,7 @@ impl UpdateLink {
         self.held_until
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(a.peer, Instant::now() + NOT_NOW_RETRY);
+            .insert(a.peer, Instant::now() + self.not_now_retry);
         true
     }
 
@@ -496,7 +558,7 @@ impl UpdateLink {
             repairs.settle(&table, count);
             return;
         };
-        let Some(peer) = self.route(&name, true) else {
+        let Some(peer) = self.route(&name, Take::Repair) else {
             // Every connected worker is held: the next round tries again.
             repairs.restore(&table, count, failures);
             return;
@@ -632,7 +694,7 @@ async fn run(
             _ = shutdown.wait_for(|s| *s) => break,
         }
     }
-    gauges.set_connected(false);
+    gauges.set_connected(0);
     let waiting = link.status().remigrations_waiting;
     let pending: Vec<(String, u64)> = repairs
         .tables()
@@ -726,7 +788,9 @@ fn handle(
             }
         }
         Event::Connected(peer) if peer.purpose == Purpose::Migrate => {
-            gauges.set_connected(true);
+            // The lane has its peer before the event: it is counted (at least 1).
+            gauges.set_connected(link.migrators_connected().max(1));
+            migration.connected(&peer.name);
             tracing::info!(%peer, "migrator connected over the Update channel");
             link.migrator_connected(&peer.name);
         }
@@ -736,8 +800,7 @@ fn handle(
         Event::Disconnected { peer, reason } => {
             if peer.purpose == Purpose::Migrate {
                 // Another worker may still be connected.
-                let any = link.channel_status().is_some_and(|s| !s.peers.is_empty());
-                gauges.set_connected(any);
+                gauges.set_connected(link.migrators_connected());
             }
             tracing::info!(%peer, %reason, "{} peer disconnected from the Update channel", peer.purpose);
         }
@@ -750,6 +813,7 @@ fn handle(
             message,
             reason,
             refusal,
+            peer,
         } => {
             match (message, refusal) {
                 // A repair's (its keys, or its table when keys are missing): back to the log.
@@ -757,8 +821,8 @@ fn handle(
                     tracing::info!(id, kind = message.kind(), %reason, "the migrator cannot repair now; kept pending for another migrator or a retry");
                 }
                 (Message::Remigrate { table, reason: why }, Refusal::NotNow) => {
-                    tracing::info!(id, %table, %reason, "the migrator cannot re-migrate the table now; kept for the next migrator");
-                    link.wait_for_migrator(table, why);
+                    tracing::info!(id, %table, migrator = %peer, %reason, "the migrator cannot re-migrate the table now");
+                    link.remigration_refused(&peer, table, why);
                 }
                 (message, refusal) => {
                     if matches!(message, Message::RepairPartitions { .. }) {

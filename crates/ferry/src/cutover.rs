@@ -165,22 +165,40 @@ pub(crate) async fn switch_all(
         for c in &clients {
             match c.get("/status").await {
                 Ok(a) if a.status == 200 => {
-                    let blockers: Vec<String> = a
-                        .json()
-                        .pointer("/migration/cutover_blockers")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|b| b.as_str().map(str::to_owned))
-                        .collect();
+                    let lines = |pointer: &str| -> Vec<String> {
+                        a.json()
+                            .pointer(pointer)
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|b| b.as_str().map(str::to_owned))
+                            .collect()
+                    };
+                    // Expected workers that have not reported (a proxy with
+                    // update.expect_migrators), then tables.
+                    let workers = lines("/migration/missing_migrators");
+                    let blockers = lines("/migration/cutover_blockers");
+                    let mut parts = Vec::new();
+                    if !workers.is_empty() {
+                        parts.push(format!(
+                            "{} expected migrate worker(s) have not reported: {}",
+                            workers.len(),
+                            workers.join(", ")
+                        ));
+                    }
                     if !blockers.is_empty() {
+                        parts.push(format!(
+                            "{} table(s) not validated with 0 mismatches: {}",
+                            blockers.len(),
+                            blockers.join(", ")
+                        ));
+                    }
+                    if !parts.is_empty() {
                         errors.push(CutoverError::Blocked {
                             addr: c.addr,
                             reason: format!(
-                                "{} table(s) not validated with 0 mismatches: {}; wait for the \
-                                 migrator, or add --force",
-                                blockers.len(),
-                                blockers.join(", ")
+                                "{}; wait for the migrator, or add --force",
+                                parts.join("; ")
                             ),
                         });
                     }

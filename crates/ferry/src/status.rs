@@ -157,8 +157,11 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 
 /// One worker of `/status`'s `migrators`: connected or away, with what waits for it.
 fn migrator_line(m: &Value) -> String {
-    let mut line = if m.get("connected").and_then(Value::as_bool) == Some(true) {
+    let flag = |key: &str| m.get(key).and_then(Value::as_bool) == Some(true);
+    let mut line = if flag("connected") {
         format!("migrator {} from {}", s(m, "name"), s(m, "addr"))
+    } else if flag("never_connected") {
+        format!("migrator {} expected, never connected", s(m, "name"))
     } else {
         format!("migrator {} away", s(m, "name"))
     };
@@ -335,6 +338,16 @@ pub(crate) fn render(
                 let _ = writeln!(out, "    failed: {reason}");
             }
         }
+        if let Some(missing) = migration.get("missing_migrators").and_then(Value::as_array)
+            && !missing.is_empty()
+        {
+            let names: Vec<&str> = missing.iter().filter_map(Value::as_str).collect();
+            let _ = writeln!(
+                out,
+                "  cutover to target refused until expected workers report: {}",
+                names.join(", ")
+            );
+        }
         if let Some(blockers) = migration.get("cutover_blockers").and_then(Value::as_array)
             && !blockers.is_empty()
         {
@@ -419,7 +432,10 @@ mod tests {
             {"name": "migrator-0", "connected": true, "addr": "10.0.0.5:40000", "queued": 0,
              "tables": 1, "repairs_held": false},
             {"name": "migrator-1", "connected": false, "addr": null, "queued": 2,
-             "tables": 3, "repairs_held": true}]);
+             "tables": 3, "repairs_held": true},
+            {"name": "migrator-2", "connected": false, "never_connected": true, "addr": null,
+             "queued": 0, "tables": 0, "repairs_held": false}]);
+        two["migration"]["missing_migrators"] = json!(["migrator-2 never connected"]);
         two["migration"]["jobs"] = json!([
             {"migrator": "migrator-0", "name": "shop", "tables": 1, "finished": true,
              "tables_done": 1, "tables_failed": 0},
@@ -433,7 +449,9 @@ mod tests {
         );
         for expected in [
             "(migrator migrator-0 from 10.0.0.5:40000, 1 tables; migrator migrator-1 away, 3 \
-             tables, 2 requests queued, repairs held)",
+             tables, 2 requests queued, repairs held; migrator migrator-2 expected, never \
+             connected, 0 tables)",
+            "cutover to target refused until expected workers report: migrator-2 never connected",
             "migration job shop (migrator migrator-0): 1 tables, finished: 1 done, 0 failed",
             "migration job shop (migrator migrator-1): 3 tables, running",
         ] {

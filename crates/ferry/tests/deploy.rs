@@ -517,6 +517,15 @@ fn kubernetes_manifests_name_real_ports_paths_and_configs() {
     let completions = job["spec"]["completions"].as_i64().unwrap();
     let mut tables = BTreeSet::new();
     let mut names = BTreeSet::new();
+    // The proxy's cutover waits for exactly the Job's workers.
+    let expected: BTreeSet<String> = config
+        .update
+        .as_ref()
+        .unwrap()
+        .expect_migrators
+        .iter()
+        .cloned()
+        .collect();
     for index in 0..completions {
         let file = template.replace("$(JOB_COMPLETION_INDEX)", &index.to_string());
         let yaml = migrator_pod
@@ -542,6 +551,10 @@ fn kubernetes_manifests_name_real_ports_paths_and_configs() {
         assert_eq!(migrator_pod.ports["admin"], admin.port());
         check_probes(c, &migrator_pod, &served, admin.port(), rel);
     }
+    assert_eq!(
+        names, expected,
+        "the Job's update.name values vs the proxy's update.expect_migrators"
+    );
     let (_, pm) = kind("PodMonitor").next().unwrap();
     let job_labels = map_of(&job["spec"]["template"]["metadata"]["labels"]);
     assert!(subset(&pm["spec"]["selector"]["matchLabels"], &job_labels));

@@ -1,6 +1,7 @@
 //! `ferry status` and `ferry cutover` as an operator runs them, against real proxies in front of
 //! two sims; the migrator's reports come from a fake migrator speaking the Update channel.
-//! Addresses 127.0.151.x – 127.0.155.x and 127.0.203.x.
+//! Two real `ferry migrate --serve` workers report to one proxy. Addresses 127.0.151.x –
+//! 127.0.155.x, 127.0.203.x and 127.0.212.x.
 
 #![allow(
     clippy::unwrap_used,
@@ -8,7 +9,8 @@
 )]
 
 use std::net::SocketAddr;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use ferry_proxy::Proxy;
@@ -18,6 +20,9 @@ use ferry_service::value::Secret;
 use ferry_sim::exec::Executor;
 use ferry_sim::server::Cluster;
 use ferry_update::{Channel, ChannelConfig, Event, Message, Role, TableName};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 mod common;
 
@@ -459,5 +464,238 @@ async fn validate_reports_beside_a_serving_migrator() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     migrator.close().await;
+    env.stop().await;
+}
+
+/// A `ferry migrate --serve` worker, killed when the test ends however it ends.
+struct Worker {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Worker {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// One HTTP/1.0 request; (status, body).
+async fn http(method: &str, addr: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
+}
+
+/// Two real `ferry migrate --serve` workers (an indexed Job's pods), each with its own
+/// `update.name` and tables, report to one proxy at once: `/status` and `ferry status` list
+/// both and their jobs, and `PUT /primary` (through `ferry cutover`) is refused until the
+/// tables of both are validated, then accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serving_workers_report_to_one_proxy_and_the_cutover_waits_for_both() {
+    // Two processes copying on a loaded machine: generous, only a hang reaches it.
+    const WAIT: Duration = Duration::from_secs(120);
+    let env = env(212, &[None]).await;
+    for cluster in [&env.origin, &env.target] {
+        let s = session(cluster.addresses()[0]).await;
+        cql(
+            &s,
+            &[
+                "CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+                "CREATE TABLE shop.a (k int PRIMARY KEY, v text)",
+                "CREATE TABLE shop.b (k int PRIMARY KEY, v text)",
+            ],
+        )
+        .await;
+    }
+    let o = session(env.origin.addresses()[0]).await;
+    for k in 0..20 {
+        cql(
+            &o,
+            &[
+                &format!("INSERT INTO shop.a (k, v) VALUES ({k}, 'a{k}')"),
+                &format!("INSERT INTO shop.b (k, v) VALUES ({k}, 'b{k}')"),
+            ],
+        )
+        .await;
+    }
+    let update = env.proxies[0].update_addr().unwrap().to_string();
+    let origin = env.origin.addresses()[0].to_string();
+    let target = env.target.addresses()[0].to_string();
+    let dir = std::env::temp_dir().join(format!("ferry-two-workers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let start = |name: &str, admin: &str, dir: &Path| {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(FERRY)
+            .args([
+                "migrate",
+                "--serve",
+                "--log-format",
+                "text",
+                "--admin",
+                admin,
+            ])
+            .args(["--origin", &origin, "--target", &target])
+            .args(["--update-proxy", &update])
+            .arg("--job-dir")
+            .arg(dir.join(name))
+            .env("FERRY_MIGRATOR_UPDATE_NAME", name)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Worker { child, log }
+    };
+    let workers = [
+        (
+            start("migrator-0", "127.0.212.5:14101", &dir),
+            "127.0.212.5:14101",
+            "shop.a",
+        ),
+        (
+            start("migrator-1", "127.0.212.6:14101", &dir),
+            "127.0.212.6:14101",
+            "shop.b",
+        ),
+    ];
+    let logs = || {
+        workers
+            .iter()
+            .map(|(w, ..)| w.log())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    // Each worker's job, posted to its admin API once it listens.
+    for (worker, admin, table) in &workers {
+        let body = format!("{{\"tables\": [\"{table}\"]}}");
+        let posted = tokio::time::timeout(WAIT, async {
+            loop {
+                if TcpStream::connect(admin).await.is_ok() {
+                    return http("POST", admin, "/jobs", &body).await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{admin} never listened:\n{}", worker.log()));
+        assert_eq!(posted.0, 201, "{}\n{}", posted.1, worker.log());
+    }
+
+    let admin = env.admin(0);
+    let status = || async {
+        serde_json::from_str::<Value>(&http("GET", &admin, "/status", "").await.1).unwrap()
+    };
+    let both = |s: &Value| {
+        let m = &s["migration"];
+        let connected = m["update_channel"]["migrators"]
+            .as_array()
+            .is_some_and(|l| l.len() == 2 && l.iter().all(|w| w["connected"] == true));
+        connected
+            && m["jobs"].as_array().is_some_and(|j| j.len() == 2)
+            && ["shop.a", "shop.b"]
+                .iter()
+                .all(|t| m["tables"][t]["phase"] == "backfilled")
+    };
+    let waited = tokio::time::timeout(WAIT, async {
+        while !both(&status().await) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        panic!("never both backfilled: {}\n{}", status().await, logs());
+    }
+    let s = status().await;
+    let names = |list: &Value, key: &str| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m[key].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let migration = &s["migration"];
+    assert_eq!(
+        names(&migration["update_channel"]["migrators"], "name"),
+        ["migrator-0", "migrator-1"],
+        "{s}"
+    );
+    assert_eq!(
+        names(&migration["jobs"], "migrator"),
+        ["migrator-0", "migrator-1"],
+        "{s}"
+    );
+    let screen = ferry(args(&["status", "--proxy", &admin])).await;
+    let (stdout, _) = text(&screen);
+    for worker in ["migrator-0", "migrator-1"] {
+        assert!(
+            stdout.contains(&format!("migrator {worker} from ")),
+            "{stdout}"
+        );
+        assert!(stdout.contains(&format!("(migrator {worker})")), "{stdout}");
+    }
+
+    let cutover = || ferry(args(&["cutover", "--proxy", &admin, "--primary", "target"]));
+    let validate = |table: &'static str| {
+        let job_dir = dir.join(format!("validate-{table}"));
+        ferry(vec![
+            "validate".into(),
+            "--origin".into(),
+            origin.clone(),
+            "--target".into(),
+            target.clone(),
+            "--tables".into(),
+            table.into(),
+            "--job-dir".into(),
+            job_dir.display().to_string(),
+            "--update-proxy".into(),
+            update.clone(),
+        ])
+    };
+    let out = cutover().await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    // One worker's table validated: the other's still holds the cutover.
+    let out = validate("shop.a").await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let out = cutover().await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        format!("{stdout}{stderr}")
+            .contains("1 table(s) not validated with 0 mismatches: shop.b backfilled"),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(env.proxies[0].live().primary(), ClusterId::Origin);
+    let out = validate("shop.b").await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let out = cutover().await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(env.proxies[0].live().primary(), ClusterId::Target);
+    drop(workers);
+    let _ = std::fs::remove_dir_all(&dir);
     env.stop().await;
 }

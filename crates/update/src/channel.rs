@@ -168,6 +168,10 @@ pub enum Event {
         message: Message,
         reason: String,
         refusal: Refusal,
+        /// The name of the peer it was queued for: the one that refused it, or whose lane was
+        /// dropped. A peer still connected that said "not now" would say it again; another,
+        /// or the next to connect, may take it.
+        peer: String,
     },
 }
 
@@ -1110,6 +1114,7 @@ async fn hand_back(shared: Arc<Shared>, name: String, entries: Vec<Entry>) {
                     shared.config.role.peer()
                 ),
                 refusal: Refusal::NotNow,
+                peer: name.clone(),
             })
             .await;
     }

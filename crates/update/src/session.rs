@@ -506,6 +506,7 @@ where
                         message: entry.message,
                         reason,
                         refusal,
+                        peer: self.peer.name.clone(),
                     }));
                     if let Err(end) = self.wait(emit.as_mut()).await {
                         // Counted, so handed over even as this connection ends (only a

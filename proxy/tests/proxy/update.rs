@@ -2,7 +2,8 @@
 //! `ferry_update::Channel::dial`: reported state in `/status` and `/metrics`, dual reads only on
 //! backfilled tables, repair requests for best-effort target failures, re-migration after ALTER
 //! TABLE, the cutover gate on `PUT /primary`, and several workers at once (each table's
-//! requests to its worker). Addresses 127.0.130–134.x, 127.0.190.x and 127.0.200–203.x.
+//! requests to its worker; the expected ones waited for). Addresses 127.0.130–134.x,
+//! 127.0.190.x, 127.0.200–203.x and 127.0.210–212.x.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -490,15 +491,7 @@ async fn channel_status(admin: SocketAddr) -> Value {
 
 /// Waits until the channel's status satisfies `done`.
 async fn until_channel(admin: SocketAddr, what: &str, done: impl Fn(&Value) -> bool) {
-    let waited = tokio::time::timeout(PATIENCE, async {
-        while !done(&channel_status(admin).await) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    if waited.is_err() {
-        panic!("never {what}: {}", channel_status(admin).await);
-    }
+    until_status(admin, what, |s| done(&s["migration"]["update_channel"])).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -791,6 +784,14 @@ async fn two_workers_each_get_their_tables_requests_and_the_cutover_waits_for_bo
         [(Some("worker-0"), Some(1)), (Some("worker-1"), Some(1))],
         "{s}"
     );
+    // Each worker's Connected was handled before its reports were acknowledged.
+    let (_, metrics) = http(admin, "GET", "/metrics", None, "").await;
+    for line in [
+        "ferry_proxy_migrator_connected 1",
+        "ferry_proxy_migrators_connected 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 
     // Each table's re-migration to its own worker, whichever was altered first.
     for (t, events) in [("u", &mut bev), ("t", &mut aev)] {
@@ -860,6 +861,224 @@ async fn two_workers_each_get_their_tables_requests_and_the_cutover_waits_for_bo
     assert_eq!(b.status().connects_total, 1, "worker-1 was never displaced");
     drop(client);
     a.close().await;
+    until_metrics(
+        admin,
+        &[
+            "ferry_proxy_migrator_connected 1",
+            "ferry_proxy_migrators_connected 1",
+        ],
+    )
+    .await;
+    b.close().await;
+    until_metrics(
+        admin,
+        &[
+            "ferry_proxy_migrator_connected 0",
+            "ferry_proxy_migrators_connected 0",
+        ],
+    )
+    .await;
+    env.stop().await;
+}
+
+/// Waits until `/metrics` has each of `lines`.
+async fn until_metrics(admin: SocketAddr, lines: &[&str]) {
+    let has = |metrics: &str| lines.iter().all(|want| metrics.lines().any(|l| l == *want));
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while !has(&http(admin, "GET", "/metrics", None, "").await.1) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        let (_, metrics) = http(admin, "GET", "/metrics", None, "").await;
+        panic!("never {lines:?} in\n{metrics}");
+    }
+}
+
+/// `update.expect_migrators`: the cutover waits for every named worker, the ones that never
+/// connected included, and `/status` lists those as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cutover_waits_for_every_expected_worker() {
+    let env = env(210, |c| {
+        if let Some(u) = c.update.as_mut() {
+            u.expect_migrators = vec!["migrator-0".into(), "migrator-1".into()];
+        }
+    })
+    .await;
+    let admin = env.proxy.admin_addr();
+    let update = env.proxy.update_addr().unwrap();
+    let put = || http(admin, "PUT", "/primary", None, r#"{"primary": "target"}"#);
+    let refused = |text: &str| -> String {
+        let error: Value = serde_json::from_str(text).unwrap();
+        error["error"].as_str().unwrap().to_owned()
+    };
+    let listed = |s: &Value| -> Vec<(String, bool, bool)> {
+        s["migration"]["update_channel"]["migrators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_owned(),
+                    m["connected"].as_bool().unwrap(),
+                    m["never_connected"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Nothing reported yet: without the setting this would be allowed.
+    let (code, text) = put().await;
+    assert_eq!(code, 409, "{text}");
+    assert_eq!(
+        refused(&text),
+        "not switching the primary to target: 2 expected migrate worker(s) have not reported: \
+         migrator-0 never connected, migrator-1 never connected; wait for the migrator, or add \
+         ?force=true"
+    );
+    let s = status(admin).await;
+    assert_eq!(
+        listed(&s),
+        [
+            ("migrator-0".into(), false, true),
+            ("migrator-1".into(), false, true)
+        ],
+        "{s}"
+    );
+
+    let (a, _aev) = worker(update, "migrator-0").await;
+    report(
+        &a,
+        [
+            Message::JobStarted {
+                job: "shop".into(),
+                tables: vec![table("t")],
+            },
+            Message::TableBackfilled {
+                table: table("t"),
+                rows: 1,
+            },
+            Message::TableValidated {
+                table: table("t"),
+                rows_checked: 1,
+                mismatches: 0,
+            },
+        ],
+    )
+    .await;
+    let (code, text) = put().await;
+    assert_eq!(code, 409, "{text}");
+    assert!(
+        refused(&text).contains(": migrator-1 never connected; wait"),
+        "{text}"
+    );
+    // Connected and silent so far: still missing, named as such.
+    let (b, _bev) = worker(update, "migrator-1").await;
+    until_status(admin, "migrator-1 connected", |s| {
+        s["migration"]["missing_migrators"]
+            == serde_json::json!(["migrator-1 connected, no job reported yet"])
+    })
+    .await;
+    let s = status(admin).await;
+    assert_eq!(
+        listed(&s),
+        [
+            ("migrator-0".into(), true, false),
+            ("migrator-1".into(), true, false)
+        ],
+        "{s}"
+    );
+    report(
+        &b,
+        [Message::JobStarted {
+            job: "shop".into(),
+            tables: vec![table("u")],
+        }],
+    )
+    .await;
+    let (code, text) = put().await;
+    assert_eq!(code, 409, "{text}");
+    assert_eq!(
+        refused(&text),
+        "not switching the primary to target: 1 table(s) not validated with 0 mismatches: \
+         ks.u pending; wait for the migrator, or add ?force=true"
+    );
+    report(
+        &b,
+        [
+            Message::TableBackfilled {
+                table: table("u"),
+                rows: 1,
+            },
+            Message::TableValidated {
+                table: table("u"),
+                rows_checked: 1,
+                mismatches: 0,
+            },
+        ],
+    )
+    .await;
+    let (code, text) = put().await;
+    assert_eq!(code, 200, "{text}");
+    a.close().await;
+    b.close().await;
+    env.stop().await;
+}
+
+/// A worker that ends with a re-migration unanswered: once its lane is dropped
+/// (`update.peer_linger`), the request goes at once to the worker still connected, not to the
+/// next one to connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remigration_handed_back_goes_to_a_connected_worker_at_once() {
+    let (env, client) = env_with_tables(
+        211,
+        |c| {
+            if let Some(u) = c.update.as_mut() {
+                u.peer_linger = Duration::from_millis(200);
+            }
+        },
+        &T_AND_U,
+    )
+    .await;
+    let admin = env.proxy.admin_addr();
+    let update = env.proxy.update_addr().unwrap();
+    let (a, mut aev) = worker(update, "worker-0").await;
+    let (b, mut bev) = worker(update, "worker-1").await;
+    let job = |t: &str| Message::JobStarted {
+        job: "shop".into(),
+        tables: vec![table(t)],
+    };
+    report(&a, [job("t")]).await;
+    report(&b, [job("u")]).await;
+    client
+        .query_unpaged("ALTER TABLE ks.t ADD w int", &[])
+        .await
+        .unwrap();
+    // To ks.t's worker, which ends without answering: the request stays in its lane.
+    let d = request(&mut aev).await;
+    assert!(
+        matches!(d.message(), Message::Remigrate { table: x, .. } if *x == table("t")),
+        "{:?}",
+        d.message()
+    );
+    a.close().await;
+    drop(d);
+    let d = request(&mut bev).await;
+    assert_eq!(
+        d.message(),
+        &Message::Remigrate {
+            table: table("t"),
+            reason: "ALTER TABLE through the proxy".into(),
+        }
+    );
+    d.ack();
+    until_channel(admin, "handed back, taken and answered", |c| {
+        c["nacked_total"] == 1
+            && c["queued"] == 0
+            && c["remigrations_waiting"] == serde_json::json!([])
+    })
+    .await;
+    drop(client);
     b.close().await;
     env.stop().await;
 }

@@ -142,6 +142,7 @@ async fn messages_flow_both_ways_and_are_answered() {
             message,
             reason,
             refusal,
+            peer,
         } = next_event(&mut pev).await
         {
             assert_eq!(
@@ -153,6 +154,7 @@ async fn messages_flow_both_ways_and_are_answered() {
                     Refusal::Never
                 )
             );
+            assert_eq!(peer, "migrator", "the peer that refused it");
             break;
         }
     }
@@ -845,8 +847,10 @@ async fn a_lane_whose_peer_stays_away_hands_back_its_messages() {
                 message,
                 reason,
                 refusal,
+                peer,
             } => {
                 assert_eq!((nacked, &message, refusal), (id, &request, Refusal::NotNow));
+                assert_eq!(peer, "gone", "the peer whose lane was dropped");
                 assert_eq!(
                     reason,
                     "migrator gone did not come back within 200ms (peer_linger)"
