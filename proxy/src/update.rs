@@ -335,23 +335,32 @@ impl UpdateLink {
     /// is connected.
     pub(crate) fn remigrate(&self, table: TableName, reason: String) {
         let name = table.to_string();
+        self.counts
+            .remigrations_requested
+            .fetch_add(1, Ordering::Relaxed);
         let Some(peer) = self.route(&table, Take::Remigrate) else {
             tracing::info!(table = %name, "no migrator connected; the re-migration waits for one");
-            self.counts
-                .remigrations_requested
-                .fetch_add(1, Ordering::Relaxed);
             self.wait_for_migrator(table, reason);
             return;
         };
-        match self.send_to(&peer, Message::Remigrate { table, reason }) {
-            Ok(_) => {
-                self.counts
-                    .remigrations_requested
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(table = %name, migrator = %peer, "asked the migrator to re-migrate the table");
-            }
+        if self.send_remigrate(&peer, table, reason) {
+            tracing::info!(table = %name, migrator = %peer, "asked the migrator to re-migrate the table");
+        }
+    }
+
+    /// Sends `table`'s re-migration to `to`; `false`, and kept for the next migrator, when it
+    /// cannot go (a request is never dropped on the way).
+    fn send_remigrate(&self, to: &str, table: TableName, reason: String) -> bool {
+        let message = Message::Remigrate {
+            table: table.clone(),
+            reason: reason.clone(),
+        };
+        match self.send_to(to, message) {
+            Ok(_) => true,
             Err(e) => {
-                tracing::warn!(table = %name, error = %e, "cannot ask for a re-migration");
+                tracing::warn!(table = %table, migrator = %to, error = %e, "cannot send the re-migration; it waits for the next migrator");
+                self.wait_for_migrator(table, reason);
+                false
             }
         }
     }
@@ -376,16 +385,7 @@ impl UpdateLink {
             self.wait_for_migrator(table, reason);
             return;
         };
-        if let Err(e) = self.send_to(
-            &to,
-            Message::Remigrate {
-                table: table.clone(),
-                reason: reason.clone(),
-            },
-        ) {
-            tracing::warn!(table = %name, error = %e, "cannot hand the re-migration to another migrator; kept");
-            self.wait_for_migrator(table, reason);
-        } else {
+        if self.send_remigrate(&to, table, reason) {
             tracing::info!(table = %name, from = %peer, migrator = %to, "re-migration handed to another connected migrator");
         }
     }
@@ -416,16 +416,7 @@ impl UpdateLink {
                 self.wait_for_migrator(table, reason);
                 continue;
             };
-            if let Err(e) = self.send_to(
-                &peer,
-                Message::Remigrate {
-                    table: table.clone(),
-                    reason: reason.clone(),
-                },
-            ) {
-                tracing::warn!(table = %name, error = %e, "cannot send a waiting re-migration; kept");
-                self.wait_for_migrator(table, reason);
-            } else {
+            if self.send_remigrate(&peer, table, reason) {
                 tracing::info!(table = %name, migrator = %peer, "waiting re-migration sent to the migrator");
             }
         }
