@@ -54,5 +54,6 @@ pub mod tls;
 mod topology;
 mod update;
 
+pub use migration::cutover_refusal;
 pub use proxy::{Proxy, StartError, run};
 pub use update::UpdateStartError;

@@ -471,8 +471,10 @@ impl Migration {
 }
 
 /// Why `PUT /primary target` is refused: the missing expected workers, then the tables not
-/// validated with 0 mismatches (either may be empty, not both).
-pub(crate) fn cutover_refusal(workers: &[String], tables: &[String]) -> String {
+/// validated with 0 mismatches (either may be empty, not both). `ferry cutover` words its
+/// refusal with it too, from `/status`'s `migration.missing_migrators` and
+/// `migration.cutover_blockers`.
+pub fn cutover_refusal(workers: &[String], tables: &[String]) -> String {
     let mut parts = Vec::new();
     if !workers.is_empty() {
         parts.push(format!(
@@ -523,6 +525,18 @@ mod tests {
 
     fn t(name: &str) -> TableName {
         TableName::new("ks", name)
+    }
+
+    /// Finished jobs from more workers than the jobs list keeps.
+    fn more_jobs_than_kept(m: &Migration) {
+        for i in 0..MAX_JOBS + 2 {
+            let done = Message::JobFinished {
+                job: "j".into(),
+                tables_done: 0,
+                tables_failed: 0,
+            };
+            m.apply(&format!("w{i}"), &done).unwrap();
+        }
     }
 
     #[test]
@@ -711,17 +725,7 @@ mod tests {
              table(s) not validated with 0 mismatches: ks.a pending"
         );
         // Many strangers' jobs later, migrator-0's is still known.
-        for i in 0..MAX_JOBS + 2 {
-            m.apply(
-                &format!("w{i}"),
-                &Message::JobFinished {
-                    job: "j".into(),
-                    tables_done: 0,
-                    tables_failed: 0,
-                },
-            )
-            .unwrap();
-        }
+        more_jobs_than_kept(&m);
         assert!(m.jobs().iter().any(|j| j.migrator == "migrator-0"));
         m.apply(
             "migrator-0",
@@ -744,17 +748,7 @@ mod tests {
     #[test]
     fn jobs_are_bounded() {
         let m = migration();
-        for i in 0..MAX_JOBS + 2 {
-            m.apply(
-                &format!("w{i}"),
-                &Message::JobFinished {
-                    job: "j".into(),
-                    tables_done: 0,
-                    tables_failed: 0,
-                },
-            )
-            .unwrap();
-        }
+        more_jobs_than_kept(&m);
         assert_eq!(m.jobs().len(), MAX_JOBS);
     }
 

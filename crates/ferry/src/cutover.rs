@@ -178,28 +178,11 @@ pub(crate) async fn switch_all(
                     // update.expect_migrators), then tables.
                     let workers = lines("/migration/missing_migrators");
                     let blockers = lines("/migration/cutover_blockers");
-                    let mut parts = Vec::new();
-                    if !workers.is_empty() {
-                        parts.push(format!(
-                            "{} expected migrate worker(s) have not reported: {}",
-                            workers.len(),
-                            workers.join(", ")
-                        ));
-                    }
-                    if !blockers.is_empty() {
-                        parts.push(format!(
-                            "{} table(s) not validated with 0 mismatches: {}",
-                            blockers.len(),
-                            blockers.join(", ")
-                        ));
-                    }
-                    if !parts.is_empty() {
+                    if !workers.is_empty() || !blockers.is_empty() {
+                        let why = ferry_proxy::cutover_refusal(&workers, &blockers);
                         errors.push(CutoverError::Blocked {
                             addr: c.addr,
-                            reason: format!(
-                                "{}; wait for the migrator, or add --force",
-                                parts.join("; ")
-                            ),
+                            reason: format!("{why}; wait for the migrator, or add --force"),
                         });
                     }
                 }
