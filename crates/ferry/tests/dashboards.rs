@@ -32,13 +32,11 @@ use ferry_sim::exec::Executor;
 use ferry_sim::server::Cluster;
 use ferry_sim::server::faults::{self, FaultAction, RequestMatcher};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use yaml_rust2::YamlLoader;
 
 mod common;
 
-use common::{session, sim};
+use common::{http, session, sim};
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -438,27 +436,6 @@ fn spawn(cmd: &mut Command, log: &Path) -> Process {
             .spawn()
             .unwrap(),
     )
-}
-
-/// One HTTP/1.0 request (no chunked answers); (status, body).
-async fn http(method: &str, addr: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr).await?;
-    let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_owned()))
 }
 
 fn url_encode(s: &str) -> String {

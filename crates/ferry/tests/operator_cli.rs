@@ -21,12 +21,11 @@ use ferry_sim::exec::Executor;
 use ferry_sim::server::Cluster;
 use ferry_update::{Channel, ChannelConfig, Event, Message, Role, TableName};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod common;
 
-use common::{cql, session, sim};
+use common::{cql, http, session, sim};
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 /// Long enough for anything on loopback; only a hang reaches it.
@@ -486,27 +485,6 @@ impl Worker {
     }
 }
 
-/// One HTTP/1.0 request; (status, body).
-async fn http(method: &str, addr: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_owned())
-}
-
 /// Two real `ferry migrate --serve` workers (an indexed Job's pods), each with its own
 /// `update.name` and tables, report to one proxy at once: `/status` and `ferry status` list
 /// both and their jobs, and `PUT /primary` (through `ferry cutover`) is refused until the
@@ -594,7 +572,7 @@ async fn two_serving_workers_report_to_one_proxy_and_the_cutover_waits_for_both(
         let posted = tokio::time::timeout(WAIT, async {
             loop {
                 if TcpStream::connect(admin).await.is_ok() {
-                    return http("POST", admin, "/jobs", &body).await;
+                    return http("POST", admin, "/jobs", &body).await.unwrap();
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -606,7 +584,7 @@ async fn two_serving_workers_report_to_one_proxy_and_the_cutover_waits_for_both(
 
     let admin = env.admin(0);
     let status = || async {
-        serde_json::from_str::<Value>(&http("GET", &admin, "/status", "").await.1).unwrap()
+        serde_json::from_str::<Value>(&http("GET", &admin, "/status", "").await.unwrap().1).unwrap()
     };
     let both = |s: &Value| {
         let m = &s["migration"];

@@ -11,6 +11,7 @@ use ferry_sim::exec::Executor;
 use ferry_sim::server::{Cluster, ClusterConfig};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A one-node sim cluster on `ip`, any port.
 pub(crate) async fn sim(ip: &str) -> Cluster<Executor> {
@@ -41,4 +42,30 @@ pub(crate) async fn cql(s: &Session, stmts: &[&str]) {
             .await
             .unwrap_or_else(|e| panic!("{q}: {e}"));
     }
+}
+
+/// One HTTP/1.0 request (no chunked answers); (status, body).
+pub(crate) async fn http(
+    method: &str,
+    addr: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_owned()))
 }
