@@ -254,8 +254,12 @@ impl UpdateLink {
         }
     }
 
-    /// Notes which worker reports `message`'s tables.
+    /// Notes which worker reports `message`'s tables (replayed ones too).
     fn own(&self, peer: &str, message: &Message) {
+        let message = match message {
+            Message::Replayed { message } => message.as_ref(),
+            live => live,
+        };
         let tables: Vec<&TableName> = match message {
             Message::JobStarted { tables, .. } => tables.iter().collect(),
             Message::TableStarted { table }
