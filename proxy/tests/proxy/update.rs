@@ -4,7 +4,7 @@
 //! TABLE, the cutover gate on `PUT /primary`, and several workers at once (each table's
 //! requests to its worker; the expected ones waited for; a worker away holds no repairs of
 //! the others). Addresses 127.0.130–134.x, 127.0.190.x, 127.0.200–203.x, 127.0.210–212.x
-//! and 127.0.220.x.
+//! and 127.0.220.x, 127.0.223.x.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -1181,6 +1181,75 @@ async fn a_worker_away_with_a_repair_unanswered_holds_no_round_of_the_others() {
     env.target.node(0).faults().clear();
     drop(client);
     a.close().await;
+    b.close().await;
+    env.stop().await;
+}
+
+/// A worker that goes away with a repair unanswered and stays away past `update.peer_linger`:
+/// its request comes back as "not now" and goes to the worker still connected, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_handed_back_goes_out_again_once() {
+    let (env, client) = env_with_tables(
+        223,
+        |c| {
+            c.target_failure_policy = TargetFailurePolicy::BestEffort;
+            if let Some(u) = c.update.as_mut() {
+                u.peer_linger = Duration::from_millis(200);
+            }
+        },
+        &T_AND_U,
+    )
+    .await;
+    let admin = env.proxy.admin_addr();
+    let update = env.proxy.update_addr().unwrap();
+    let (a, mut aev) = worker(update, "worker-0").await;
+    let (b, mut bev) = worker(update, "worker-1").await;
+    report(
+        &a,
+        [Message::JobStarted {
+            job: "shop".into(),
+            tables: vec![table("t")],
+        }],
+    )
+    .await;
+    env.target.node(0).faults().add(
+        RequestMatcher::any().opcode(Opcode::Execute),
+        FaultAction::Error(faults::overloaded()),
+    );
+    let insert = client
+        .prepare("INSERT INTO ks.t (k, v) VALUES (?, ?)")
+        .await
+        .unwrap();
+    client.execute_unpaged(&insert, (1, "x")).await.unwrap();
+    let repair = Message::RepairPartitions {
+        table: table("t"),
+        partitions: vec![PartitionKey::new(["1"])],
+    };
+    let d = request(&mut aev).await;
+    assert_eq!(d.message(), &repair);
+    a.close().await;
+    drop((d, aev));
+
+    let d = request(&mut bev).await;
+    assert_eq!(d.message(), &repair);
+    d.ack();
+    until_status(admin, "settled", |s| {
+        s["repairs"]["pending"] == 0
+            && s["repairs"]["requests"]["awaiting_ack"] == 0
+            && s["migration"]["update_channel"]["queued"] == 0
+    })
+    .await;
+    let s = status(admin).await;
+    assert_eq!(s["repairs"]["requests"]["partitions_requested"], 2, "{s}");
+    assert_eq!(s["repairs"]["requests"]["refused_not_now"], 1, "{s}");
+    while let Some(event) = bev.try_recv() {
+        assert!(
+            !matches!(event, Event::Message(_)),
+            "a request went out twice: {event:?}"
+        );
+    }
+    env.target.node(0).faults().clear();
+    drop(client);
     b.close().await;
     env.stop().await;
 }
