@@ -307,30 +307,7 @@ impl Migration {
         let mut state = self.lock();
         let result = match message {
             Message::JobStarted { job, tables } => {
-                *state.job(migrator, job, now) = JobState {
-                    migrator: migrator.to_owned(),
-                    name: job.clone(),
-                    tables: tables.len(),
-                    finished: None,
-                    updated: now,
-                };
-                // A rerun keeps what earlier runs reported; a table the job restarts sends
-                // TableStarted.
-                let mut refused = 0;
-                for t in tables {
-                    if self.table(&mut state, t, now).is_err() {
-                        refused += 1;
-                    }
-                }
-                if refused > 0 {
-                    Err(format!(
-                        "the proxy tracks at most {MAX_TRACKED_TABLES} tables; {refused} of the \
-                         job's {} were not taken",
-                        tables.len()
-                    ))
-                } else {
-                    Ok(())
-                }
+                self.job_started(&mut state, migrator, job, tables, false, now)
             }
             Message::TableStarted { table } => self.update(&mut state, table, now, |t| {
                 t.phase = Phase::Backfilling;
@@ -418,26 +395,7 @@ impl Migration {
         };
         match report {
             Message::JobStarted { job, tables } => {
-                let entry = state.job(migrator, job, now);
-                let finished = entry.finished.filter(|_| entry.name == *job);
-                *entry = JobState {
-                    migrator: migrator.to_owned(),
-                    name: job.clone(),
-                    tables: tables.len(),
-                    finished,
-                    updated: now,
-                };
-                let refused = tables
-                    .iter()
-                    .filter(|t| self.table(state, t, now).is_err())
-                    .count();
-                if refused > 0 {
-                    return Err(format!(
-                        "the proxy tracks at most {MAX_TRACKED_TABLES} tables; {refused} of the                          job's {} were not taken",
-                        tables.len()
-                    ));
-                }
-                Ok(())
+                self.job_started(state, migrator, job, tables, true, now)
             }
             Message::JobFinished { .. } => self.apply_job_end(state, migrator, report, now),
             Message::TableStarted { table } => self.update(state, table, now, |t| {
@@ -495,6 +453,42 @@ impl Migration {
                 other.kind()
             )),
         }
+    }
+
+    /// `JobStarted`, live or replayed (`replayed`: the job keeps its end if it is the same
+    /// job, since a replay repeats what the worker reported before).
+    fn job_started(
+        &self,
+        state: &mut State,
+        migrator: &str,
+        job: &str,
+        tables: &[TableName],
+        replayed: bool,
+        now: SystemTime,
+    ) -> Result<(), String> {
+        let entry = state.job(migrator, job, now);
+        let finished = entry.finished.filter(|_| replayed && entry.name == job);
+        *entry = JobState {
+            migrator: migrator.to_owned(),
+            name: job.to_owned(),
+            tables: tables.len(),
+            finished,
+            updated: now,
+        };
+        // A rerun keeps what earlier runs reported; a table the job restarts sends
+        // TableStarted.
+        let refused = tables
+            .iter()
+            .filter(|t| self.table(state, t, now).is_err())
+            .count();
+        if refused > 0 {
+            return Err(format!(
+                "the proxy tracks at most {MAX_TRACKED_TABLES} tables; {refused} of the \
+                 job's {} were not taken",
+                tables.len()
+            ));
+        }
+        Ok(())
     }
 
     /// `JobFinished`, live or replayed: the worker's job's totals.
