@@ -5,6 +5,9 @@
 //!  Link::start(update.proxies) ─► Channel::dial per proxy (reconnects, queues while away)
 //!  job events ─► Reporter ─► JobStarted, TableStarted, TableProgress (≤ 4/s per table),
 //!                            TableBackfilled, TableFailed, JobFinished ─► every proxy
+//!                            └─► Reports: the job's and each table's latest, kept
+//!  Connected to a proxy instance other than the one last reported to (a restarted proxy)
+//!     ─► Reports::replay ─► Replayed{report} each ─► that proxy
 //!  ferry validate ─► Link::validated ─► TableValidated per compared table ─► every proxy
 //!  each proxy's Events ─► requests (bounded) ─► Responder:
 //!     Remigrate{t}        ─► running job: JobControl::remigrate (appended, fresh checkpoint)
@@ -22,6 +25,8 @@
 //! - [`Link`]: the channels, [`Link::reporter`], [`Link::answer`], [`Link::validated`],
 //!   [`Link::finish`].
 //! - `Reporter`: the [`Observer`] turning the job's events into messages.
+//! - `Reports` and `Replay`: the latest reports, replayed to a proxy process that did not
+//!   get them.
 //! - `Responder`: the requests, answered with `Ack` / `Nack{reason}`.
 //! - [`Repairer`] and [`RepairError`]: partitions read from origin and written on target.
 //!
@@ -46,6 +51,16 @@
 //!   rewritten), refused with the reason otherwise. The channel delivers a proxy's next
 //!   message after the answer, so at most [`MAX_REPAIRS_IN_FLIGHT`] repairs (one per proxy
 //!   at most) run at once, each partition in turn.
+//! - **Replays.** A proxy keeps the migration state in memory; a worker reports each change
+//!   once. So the worker keeps its latest reports (`Reports`, at most
+//!   [`MAX_REPLAYED_TABLES`] tables) and remembers, per proxy, the instance id of the process
+//!   it last reported to; connected to another process, it replays them wrapped in
+//!   [`Message::Replayed`], which the proxy applies only where they move a table forward (a
+//!   plain `TableBackfilled` would undo a validation the new process got meanwhile). The
+//!   same process after a blip gets nothing again: the channel resends what it did not
+//!   acknowledge, and it has applied the rest. The replay is queued under the lock that
+//!   sends reports, so no newer report of this worker lands before it. The first process a
+//!   worker meets gets none: the channel's queue holds every report since the start.
 //! - **Never blocking the job**: reports are queued without waiting; a full queue
 //!   ([`ferry_update::SendError::QueueFull`]) is logged and the message dropped (progress
 //!   is superseded by later progress anyway).
@@ -62,8 +77,8 @@
 //!   take turns on the proxy (the newer connection replaces the older). An older proxy
 //!   keeps one `migrate` connection: there a second name is refused until the first exits.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 /// What a migrator process tells the proxies it is, for [`Link::start`].
@@ -102,6 +117,9 @@ pub const FLUSH_GRACE: Duration = Duration::from_secs(5);
 const REQUESTS_CAPACITY: usize = 64;
 /// Rows per page when reading a partition to repair.
 const REPAIR_PAGE_SIZE: i32 = 1000;
+/// Tables whose latest reports are kept for a replay: a proxy tracks no more (its
+/// `MAX_TRACKED_TABLES`), and a `--serve` worker's tables accumulate over its jobs.
+pub const MAX_REPLAYED_TABLES: usize = 10_000;
 
 /// Why the channels could not start.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +149,10 @@ type Request = (Arc<str>, Delivery);
 pub struct Link {
     /// Shared so [`Link::flushed`] can wait without holding the lock.
     channels: Mutex<Vec<(Arc<str>, Arc<Channel>)>>,
+    /// What the job reported, replayed to a proxy process that did not get it. Its lock is
+    /// held while a report goes out and while a replay is queued, so a replay never lands
+    /// behind a newer report of the same worker.
+    reports: Arc<Mutex<Reports>>,
     /// The proxies' requests until [`Link::answer`] starts answering them.
     requests: Mutex<Option<mpsc::Receiver<Request>>>,
     responder: Arc<Responder>,
@@ -162,6 +184,7 @@ impl Link {
         }
         let tls = settings.tls.as_ref().map(ClientTls::load).transpose()?;
         let (tx, rx) = mpsc::channel(REQUESTS_CAPACITY);
+        let reports = Arc::new(Mutex::new(Reports::default()));
         let mut channels = Vec::new();
         for addr in &settings.proxies {
             let name = settings.name.as_deref().unwrap_or(CHANNEL_NAME);
@@ -175,8 +198,13 @@ impl Link {
                     }
                 })?;
             let addr: Arc<str> = Arc::from(addr.as_str());
-            tokio::spawn(forward(addr.clone(), events, tx.clone()));
-            channels.push((addr, Arc::new(channel)));
+            let channel = Arc::new(channel);
+            let replay = Replay {
+                channel: Arc::downgrade(&channel),
+                reports: reports.clone(),
+            };
+            tokio::spawn(forward(addr.clone(), events, tx.clone(), replay));
+            channels.push((addr, channel));
         }
         tracing::info!(proxies = %settings.proxies.join(","), "Update channel dialing");
         let responder = Arc::new(Responder {
@@ -188,6 +216,7 @@ impl Link {
         });
         Ok(Some(Arc::new(Self {
             channels: Mutex::new(channels),
+            reports,
             requests: Mutex::new(Some(rx)),
             responder,
             task: Mutex::new(None),
@@ -206,6 +235,13 @@ impl Link {
                 Err(e) => tracing::warn!(proxy = %addr, error = %e, "Update message not sent"),
             }
         }
+    }
+
+    /// A job's report, sent to every proxy and kept for a replay (see [`Reports`]).
+    fn report(&self, message: Message) {
+        let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        reports.record(&message);
+        self.send(&message);
     }
 
     /// The observer that reports a job's events to the proxies; `job` names the job.
@@ -305,12 +341,128 @@ impl Link {
     }
 }
 
-/// Logs one proxy's connection changes and hands its requests to the responder.
-async fn forward(addr: Arc<str>, mut events: Events, tx: mpsc::Sender<Request>) {
+/// What a worker reported, for a proxy process that did not get it: the latest job's
+/// `JobStarted` and `JobFinished`, and per table its latest phase (`TableStarted`,
+/// `TableBackfilled` or `TableFailed`) and its latest progress since it started.
+///
+/// Why a replay is needed: a proxy keeps the migration state in memory only, and a worker
+/// reports each change once. When a worker connects to a proxy instance other than the one
+/// it last reported to (a restarted proxy, a rolling update), [`Reports::replay`] goes to that
+/// proxy, each report wrapped in [`Message::Replayed`] so the proxy moves no table backwards
+/// with it. The same instance after a network blip gets nothing again: the channel already
+/// sends it every report it did not acknowledge.
+#[derive(Debug, Default)]
+struct Reports {
+    job: Option<Message>,
+    finished: Option<Message>,
+    /// By table, at most [`MAX_REPLAYED_TABLES`].
+    tables: BTreeMap<ferry_update::TableName, TableReports>,
+    /// Reports of tables past the bound, not kept (logged once).
+    untracked: u64,
+}
+
+#[derive(Debug, Default)]
+struct TableReports {
+    phase: Option<Message>,
+    progress: Option<Message>,
+}
+
+impl Reports {
+    fn record(&mut self, message: &Message) {
+        let table = match message {
+            Message::JobStarted { .. } => {
+                self.job = Some(message.clone());
+                self.finished = None;
+                return;
+            }
+            Message::JobFinished { .. } => {
+                self.finished = Some(message.clone());
+                return;
+            }
+            Message::TableStarted { table }
+            | Message::TableProgress { table, .. }
+            | Message::TableBackfilled { table, .. }
+            | Message::TableFailed { table, .. } => table,
+            _ => return,
+        };
+        if !self.tables.contains_key(table) && self.tables.len() >= MAX_REPLAYED_TABLES {
+            if self.untracked == 0 {
+                tracing::warn!(%table, "more than {MAX_REPLAYED_TABLES} tables reported; a restarted proxy learns of the first ones only");
+            }
+            self.untracked += 1;
+            return;
+        }
+        let entry = self.tables.entry(table.clone()).or_default();
+        match message {
+            Message::TableProgress { .. } => entry.progress = Some(message.clone()),
+            Message::TableStarted { .. } => {
+                // A new run: the progress of the one before means nothing now.
+                entry.progress = None;
+                entry.phase = Some(message.clone());
+            }
+            _ => entry.phase = Some(message.clone()),
+        }
+    }
+
+    /// Everything to tell a proxy that knows nothing, each wrapped in [`Message::Replayed`]:
+    /// the job, then per table its progress before the phase that ended it (a backfilled
+    /// table's ranges, then its end) or, while it runs, its progress alone (the started
+    /// message when there is none yet), then the job's end.
+    fn replay(&self) -> Vec<Message> {
+        let mut out: Vec<Message> = self.job.iter().cloned().collect();
+        for t in self.tables.values() {
+            match (&t.phase, &t.progress) {
+                (Some(Message::TableStarted { .. }), Some(progress)) => {
+                    out.push(progress.clone());
+                }
+                (phase, progress) => out.extend(progress.iter().chain(phase).cloned()),
+            }
+        }
+        out.extend(self.finished.iter().cloned());
+        out.into_iter().map(Message::replay).collect()
+    }
+}
+
+/// How one proxy's forwarder reaches the reports and the channel for a replay. Weak: the
+/// channel closes when [`Link::finish`] drops it, which ends the forwarder.
+struct Replay {
+    channel: Weak<Channel>,
+    reports: Arc<Mutex<Reports>>,
+}
+
+impl Replay {
+    /// Queues the replay for the proxy; the number of reports sent again.
+    fn send(&self, addr: &str) -> usize {
+        let Some(channel) = self.channel.upgrade() else {
+            return 0;
+        };
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let messages = reports.replay();
+        let n = messages.len();
+        for m in messages {
+            if let Err(e) = channel.send(m) {
+                tracing::warn!(proxy = %addr, error = %e, "report not sent again");
+            }
+        }
+        n
+    }
+}
+
+/// Logs one proxy's connection changes, replays the reports to a proxy process that did not
+/// get them, and hands its requests to the responder.
+async fn forward(addr: Arc<str>, mut events: Events, tx: mpsc::Sender<Request>, replay: Replay) {
+    // The proxy process this worker last reported to.
+    let mut reported_to: Option<u64> = None;
     while let Some(event) = events.recv().await {
         match event {
             ChannelEvent::Connected(peer) => {
-                tracing::info!(proxy = %addr, %peer, "Update channel connected")
+                tracing::info!(proxy = %addr, %peer, "Update channel connected");
+                let new_process = reported_to.is_some_and(|i| i != peer.instance);
+                reported_to = Some(peer.instance);
+                if new_process {
+                    let n = replay.send(&addr);
+                    tracing::info!(proxy = %addr, %peer, reports = n, "the proxy is another process than the one last reported to (restarted); its job and tables reported again");
+                }
             }
             ChannelEvent::Disconnected { reason, .. } => {
                 tracing::info!(proxy = %addr, %reason, "Update channel disconnected");
@@ -369,7 +521,7 @@ impl Reporter {
                 rows: tally.rows,
             }
         };
-        self.link.send(&message);
+        self.link.report(message);
     }
 }
 
@@ -441,7 +593,7 @@ impl Observer for Reporter {
             },
             _ => return,
         };
-        self.link.send(&message);
+        self.link.report(message);
     }
 }
 
@@ -811,5 +963,250 @@ impl Partition<'_> {
                 PagingStateResponse::NoMorePages => return Ok(()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use ferry_update::Peer;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::JoinSet;
+
+    use super::*;
+    use crate::job::Phase;
+    use crate::progress::LogObserver;
+
+    /// Long enough for anything on loopback; only a hang reaches it.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    /// A TCP relay between the worker and a proxy: [`Relay::cut`] ends its connections (a
+    /// network blip: the worker reconnects to the same proxy process), [`Relay::to`] points
+    /// new ones at another proxy (a restarted one).
+    struct Relay {
+        addr: SocketAddr,
+        target: Arc<Mutex<SocketAddr>>,
+        links: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+        accept: JoinHandle<()>,
+    }
+
+    impl Relay {
+        async fn start(ip: &str, target: SocketAddr) -> Self {
+            let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let target = Arc::new(Mutex::new(target));
+            let links = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+            let (t, l) = (target.clone(), links.clone());
+            let accept = tokio::spawn(async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let to = *t.lock().unwrap();
+                    l.lock().await.spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(to).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                }
+            });
+            Self {
+                addr,
+                target,
+                links,
+                accept,
+            }
+        }
+
+        async fn cut(&self) {
+            self.links.lock().await.abort_all();
+        }
+
+        async fn to(&self, target: SocketAddr) {
+            *self.target.lock().unwrap() = target;
+            self.cut().await;
+        }
+    }
+
+    /// A proxy end of the channel.
+    async fn proxy(ip: &str) -> (Channel, Events) {
+        let config = ChannelConfig::new(Role::Proxy, "proxy");
+        Channel::listen(config, format!("{ip}:0").parse().unwrap(), None)
+            .await
+            .unwrap()
+    }
+
+    async fn next(events: &mut Events) -> ChannelEvent {
+        tokio::time::timeout(PATIENCE, events.recv())
+            .await
+            .expect("an event in time")
+            .expect("the channel is open")
+    }
+
+    async fn connected(events: &mut Events) -> Peer {
+        loop {
+            if let ChannelEvent::Connected(peer) = next(events).await {
+                return peer;
+            }
+        }
+    }
+
+    /// The reports a proxy receives (acknowledged) until `last` is among them.
+    async fn reports_until(events: &mut Events, last: &Message) -> Vec<Message> {
+        let mut got = Vec::new();
+        while got.last() != Some(last) {
+            if let ChannelEvent::Message(d) = next(events).await {
+                got.push(d.message().clone());
+                d.ack();
+            }
+        }
+        got
+    }
+
+    fn t(name: &str) -> TableName {
+        TableName::new("ks", name)
+    }
+
+    /// A worker reports to a proxy behind a relay; after a network blip it reconnects to the
+    /// same proxy process and reports nothing again (the channel redelivers what was not
+    /// acknowledged); connected to another process (a restarted proxy), it reports its job
+    /// and each table's latest progress and phase again, as replays.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reports_are_replayed_to_a_new_proxy_process_only() {
+        let (first, mut fev) = proxy("127.0.221.1").await;
+        let relay = Relay::start("127.0.221.2", first.local_addr().unwrap()).await;
+        let mut config = MigratorConfig::default();
+        config.update.proxies = vec![relay.addr.to_string()];
+        config.update.name = Some("worker-0".into());
+        let link = Link::start(&config, Purpose::Migrate, false, Arc::new(LogObserver))
+            .unwrap()
+            .unwrap();
+        link.answer(None);
+        let reporter = link.reporter("shop");
+        let phase = |table: &str, phase: Phase| Event::Phase {
+            table: t(table),
+            phase,
+        };
+        for e in [
+            Event::JobPlanned {
+                tables: vec![t("a"), t("b")],
+            },
+            phase("a", Phase::Schema),
+            Event::RangesPlanned {
+                table: t("a"),
+                total: 2,
+                already_done: 0,
+            },
+            Event::Written {
+                table: t("a"),
+                rows: 7,
+                bytes: 70,
+            },
+            Event::RangeDone {
+                table: t("a"),
+                range: 0,
+            },
+            Event::RangeDone {
+                table: t("a"),
+                range: 1,
+            },
+            phase("a", Phase::Done),
+            phase("b", Phase::Schema),
+            Event::RangesPlanned {
+                table: t("b"),
+                total: 3,
+                already_done: 1,
+            },
+        ] {
+            reporter.event(&e);
+        }
+        let b_progress = Message::TableProgress {
+            table: wire(&t("b")),
+            ranges_done: 1,
+            ranges_total: 3,
+            rows: 0,
+        };
+        connected(&mut fev).await;
+        let live = reports_until(&mut fev, &b_progress).await;
+        assert_eq!(live[0].kind(), "job_started", "{live:?}");
+        assert!(
+            live.iter().all(|m| m.kind() != "replayed"),
+            "the first process gets live reports: {live:?}"
+        );
+
+        // A blip: the same process again. A request it sends after the reconnect is
+        // answered after the worker handled the reconnect, so a replay would come before
+        // the next report.
+        relay.cut().await;
+        connected(&mut fev).await;
+        first
+            .send(Message::ReorderTables {
+                remaining: vec![wire(&t("b"))],
+            })
+            .unwrap();
+        tokio::time::timeout(PATIENCE, first.flushed())
+            .await
+            .unwrap();
+        reporter.event(&phase("b", Phase::Failed("origin unreachable".into())));
+        let b_failed = Message::TableFailed {
+            table: wire(&t("b")),
+            reason: "origin unreachable".into(),
+        };
+        let after_blip = reports_until(&mut fev, &b_failed).await;
+        assert_eq!(
+            after_blip,
+            std::slice::from_ref(&b_failed),
+            "nothing replayed"
+        );
+        reporter.event(&Event::JobFinished {
+            tables_done: 1,
+            tables_failed: 1,
+        });
+        let finished = Message::JobFinished {
+            job: "shop".into(),
+            tables_done: 1,
+            tables_failed: 1,
+        };
+        reports_until(&mut fev, &finished).await;
+        // Every report answered, so the next process gets the replay alone.
+        tokio::time::timeout(PATIENCE, link.flushed())
+            .await
+            .unwrap();
+
+        // Another proxy process (a restart): everything again, as replays.
+        let (second, mut sev) = proxy("127.0.221.3").await;
+        relay.to(second.local_addr().unwrap()).await;
+        let peer = connected(&mut sev).await;
+        assert_eq!(peer.name, "worker-0");
+        let replayed = reports_until(&mut sev, &Message::replay(finished.clone())).await;
+        let expected: Vec<Message> = [
+            Message::JobStarted {
+                job: "shop".into(),
+                tables: vec![wire(&t("a")), wire(&t("b"))],
+            },
+            Message::TableProgress {
+                table: wire(&t("a")),
+                ranges_done: 2,
+                ranges_total: 2,
+                rows: 7,
+            },
+            Message::TableBackfilled {
+                table: wire(&t("a")),
+                rows: 7,
+            },
+            b_progress,
+            b_failed,
+            finished,
+        ]
+        .into_iter()
+        .map(Message::replay)
+        .collect();
+        assert_eq!(replayed, expected);
+        link.finish(Duration::ZERO, PATIENCE).await;
+        relay.accept.abort();
+        first.close().await;
+        second.close().await;
     }
 }

@@ -449,6 +449,7 @@ fn migration_status(ctx: &Context) -> Value {
                 "mismatches": t.mismatches,
                 "dual_reads": t.backfilled,
                 "reason": t.reason,
+                "replayed": t.replayed,
                 "updated_unix_ms": millis(t.updated),
             });
             (name.to_string(), state)

@@ -10,7 +10,19 @@
 //!  TableValidated ────► validated (rows checked, mismatches)
 //!  TableFailed ───────► failed (reason); a backfilled table stays in the dual-read set
 //!  JobFinished ───────► the sending worker's job: its totals
+//!  Replayed{report} ──► the report, only where it moves the table forward (below)
 //! ```
+//!
+//! **Replays.** This state lives in memory only. A worker that connects to a proxy process
+//! other than the one it last reported to (this one, restarted) reports its job and each
+//! table's latest phase and progress again, each wrapped in `Replayed`. A replayed report
+//! never moves a table back: it starts a table only if pending, counts progress only while
+//! the table is pending or backfilling (and not below what is known), ends a pending or
+//! backfilling table as backfilled or failed, and on a table already validated (`ferry
+//! validate` ran before the worker came back) only marks the backfill done. Validations are
+//! not replayed (`ferry validate` is one-shot): a restarted proxy shows the worker's tables
+//! backfilled again, and the cutover waits for `ferry validate` to run again, the safe side;
+//! the table's `replayed` says so in `/status` and in its cutover blocker.
 //!
 //! **Several workers.** A job split over several `ferry migrate` workers reports through
 //! several peers at once: tables are one map whatever worker reports them (so the cutover
@@ -108,6 +120,9 @@ pub(crate) struct TableMigration {
     pub backfilled: bool,
     /// Why it failed, for `failed`.
     pub reason: Option<String>,
+    /// Its state came from a replay (a worker reporting again to this restarted proxy) and no
+    /// live report or validation since: a validation from before the restart is not known.
+    pub replayed: bool,
     pub updated: SystemTime,
 }
 
@@ -122,6 +137,7 @@ impl TableMigration {
             mismatches: 0,
             backfilled: false,
             reason: None,
+            replayed: false,
             updated: SystemTime::now(),
         }
     }
@@ -291,33 +307,11 @@ impl Migration {
         let mut state = self.lock();
         let result = match message {
             Message::JobStarted { job, tables } => {
-                *state.job(migrator, job, now) = JobState {
-                    migrator: migrator.to_owned(),
-                    name: job.clone(),
-                    tables: tables.len(),
-                    finished: None,
-                    updated: now,
-                };
-                // A rerun keeps what earlier runs reported; a table the job restarts sends
-                // TableStarted.
-                let mut refused = 0;
-                for t in tables {
-                    if self.table(&mut state, t, now).is_err() {
-                        refused += 1;
-                    }
-                }
-                if refused > 0 {
-                    Err(format!(
-                        "the proxy tracks at most {MAX_TRACKED_TABLES} tables; {refused} of the \
-                         job's {} were not taken",
-                        tables.len()
-                    ))
-                } else {
-                    Ok(())
-                }
+                self.job_started(&mut state, migrator, job, tables, false, now)
             }
             Message::TableStarted { table } => self.update(&mut state, table, now, |t| {
                 t.phase = Phase::Backfilling;
+                t.replayed = false;
                 t.backfilled = false;
                 t.ranges_done = 0;
                 t.rows = 0;
@@ -350,6 +344,7 @@ impl Migration {
                 mismatches,
             } => self.update(&mut state, table, now, |t| {
                 t.phase = Phase::Validated;
+                t.replayed = false;
                 t.rows_checked = *rows_checked;
                 t.mismatches = *mismatches;
                 t.reason = None;
@@ -358,18 +353,13 @@ impl Migration {
                 t.phase = Phase::Failed;
                 t.reason = Some(shorten(reason));
             }),
-            Message::JobFinished {
-                job,
-                tables_done,
-                tables_failed,
-            } => {
-                let entry = state.job(migrator, job, now);
-                entry.name.clone_from(job);
-                entry.finished = Some((*tables_done, *tables_failed));
-                entry.updated = now;
-                Ok(())
-            }
+            Message::JobFinished { .. } => self.apply_job_end(&mut state, migrator, message, now),
+            Message::Replayed { message } => self.replayed(&mut state, migrator, message, now),
             other => Err(format!("{} is not a message a proxy takes", other.kind())),
+        };
+        let message = match message {
+            Message::Replayed { message } => message.as_ref(),
+            live => live,
         };
         // Only these change `backfilled`; progress (a few a second) leaves the read path's lock
         // alone. Rebuilt whole from the state: at most MAX_TRACKED_TABLES names, rarely.
@@ -387,6 +377,140 @@ impl Migration {
         }
         self.reported.store(true, Ordering::Relaxed);
         result
+    }
+
+    /// A report replayed to this process (see the module docs, Replays): applied only where
+    /// it moves its table forward; a job is applied as reported, its end kept if it is the
+    /// same job.
+    fn replayed(
+        &self,
+        state: &mut State,
+        migrator: &str,
+        report: &Message,
+        now: SystemTime,
+    ) -> Result<(), String> {
+        let forward = |t: &mut TableMigration, change: &dyn Fn(&mut TableMigration)| {
+            change(t);
+            t.replayed = true;
+        };
+        match report {
+            Message::JobStarted { job, tables } => {
+                self.job_started(state, migrator, job, tables, true, now)
+            }
+            Message::JobFinished { .. } => self.apply_job_end(state, migrator, report, now),
+            Message::TableStarted { table } => self.update(state, table, now, |t| {
+                if t.phase == Phase::Pending {
+                    forward(t, &|t| t.phase = Phase::Backfilling);
+                }
+            }),
+            Message::TableProgress {
+                table,
+                ranges_done,
+                ranges_total,
+                rows,
+            } => self.update(state, table, now, |t| {
+                let counts = match t.phase {
+                    Phase::Pending => true,
+                    Phase::Backfilling => *ranges_done >= t.ranges_done,
+                    _ => false,
+                };
+                if counts {
+                    forward(t, &|t| {
+                        t.phase = Phase::Backfilling;
+                        t.ranges_done = *ranges_done;
+                        t.ranges_total = *ranges_total;
+                        t.rows = *rows;
+                    });
+                }
+            }),
+            Message::TableBackfilled { table, rows } => self.update(state, table, now, |t| {
+                match t.phase {
+                    Phase::Pending | Phase::Backfilling => forward(t, &|t| {
+                        t.phase = Phase::Backfilled;
+                        t.backfilled = true;
+                        t.ranges_done = t.ranges_total;
+                        t.rows = *rows;
+                    }),
+                    // Validated before the worker came back: the backfill is done too.
+                    Phase::Validated if !t.backfilled => {
+                        t.backfilled = true;
+                        t.ranges_done = t.ranges_total;
+                        t.rows = *rows;
+                    }
+                    _ => {}
+                }
+            }),
+            Message::TableFailed { table, reason } => self.update(state, table, now, |t| {
+                if matches!(t.phase, Phase::Pending | Phase::Backfilling) {
+                    forward(t, &|t| {
+                        t.phase = Phase::Failed;
+                        t.reason = Some(shorten(reason));
+                    });
+                }
+            }),
+            other => Err(format!(
+                "{} is not replayed; a replay carries a migrate worker's job and table reports",
+                other.kind()
+            )),
+        }
+    }
+
+    /// `JobStarted`, live or replayed (`replayed`: the job keeps its end if it is the same
+    /// job, since a replay repeats what the worker reported before).
+    fn job_started(
+        &self,
+        state: &mut State,
+        migrator: &str,
+        job: &str,
+        tables: &[TableName],
+        replayed: bool,
+        now: SystemTime,
+    ) -> Result<(), String> {
+        let entry = state.job(migrator, job, now);
+        let finished = entry.finished.filter(|_| replayed && entry.name == job);
+        *entry = JobState {
+            migrator: migrator.to_owned(),
+            name: job.to_owned(),
+            tables: tables.len(),
+            finished,
+            updated: now,
+        };
+        // A rerun keeps what earlier runs reported; a table the job restarts sends
+        // TableStarted.
+        let refused = tables
+            .iter()
+            .filter(|t| self.table(state, t, now).is_err())
+            .count();
+        if refused > 0 {
+            return Err(format!(
+                "the proxy tracks at most {MAX_TRACKED_TABLES} tables; {refused} of the \
+                 job's {} were not taken",
+                tables.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// `JobFinished`, live or replayed: the worker's job's totals.
+    fn apply_job_end(
+        &self,
+        state: &mut State,
+        migrator: &str,
+        report: &Message,
+        now: SystemTime,
+    ) -> Result<(), String> {
+        if let Message::JobFinished {
+            job,
+            tables_done,
+            tables_failed,
+        } = report
+        {
+            let entry = state.job(migrator, job, now);
+            entry.name.clone_from(job);
+            entry.finished = Some((*tables_done, *tables_failed));
+            entry.updated = now;
+        }
+        Ok(())
     }
 
     /// `table`'s entry, made on first mention.
@@ -455,6 +579,9 @@ impl Migration {
                 let why = match t.phase {
                     Phase::Validated if t.mismatches == 0 => return None,
                     Phase::Validated => format!("validated with {} mismatches", t.mismatches),
+                    Phase::Backfilled if t.replayed => "backfilled (reported again after this \
+                        proxy restarted, which forgot validations; run ferry validate)"
+                        .to_owned(),
                     Phase::Backfilling => {
                         format!("backfilling ({}/{} ranges)", t.ranges_done, t.ranges_total)
                     }
@@ -743,6 +870,151 @@ mod tests {
         );
         m.apply("migrator-1", &started).unwrap();
         assert!(m.missing_migrators().is_empty());
+    }
+
+    /// A restarted proxy learns a worker's state from its replay, and a replay never moves a
+    /// table back: not a validation `ferry validate` reported before the worker came back,
+    /// not a newer live report.
+    #[test]
+    fn replays_move_tables_forward_only() {
+        let m = Migration::new(Metrics::new().unwrap().migration(), vec!["w".to_owned()]);
+        let replay = |report: Message| m.apply("w", &Message::replay(report));
+        // `ferry validate` ran before the worker came back.
+        m.apply(
+            "v",
+            &Message::TableValidated {
+                table: t("a"),
+                rows_checked: 5,
+                mismatches: 0,
+            },
+        )
+        .unwrap();
+        replay(Message::JobStarted {
+            job: "shop".into(),
+            tables: vec![t("a"), t("b"), t("c"), t("d")],
+        })
+        .unwrap();
+        assert!(m.missing_migrators().is_empty());
+        for table in ["a", "b"] {
+            replay(Message::TableProgress {
+                table: t(table),
+                ranges_done: 4,
+                ranges_total: 4,
+                rows: 9,
+            })
+            .unwrap();
+            replay(Message::TableBackfilled {
+                table: t(table),
+                rows: 9,
+            })
+            .unwrap();
+        }
+        replay(Message::TableProgress {
+            table: t("c"),
+            ranges_done: 2,
+            ranges_total: 8,
+            rows: 3,
+        })
+        .unwrap();
+        replay(Message::TableStarted { table: t("d") }).unwrap();
+        replay(Message::JobFinished {
+            job: "shop".into(),
+            tables_done: 2,
+            tables_failed: 0,
+        })
+        .unwrap();
+        let state: Vec<(String, Phase, u32, u32, u64, bool, bool)> = m
+            .tables()
+            .into_iter()
+            .map(|(k, t)| {
+                let row = (t.phase, t.ranges_done, t.ranges_total, t.rows);
+                (
+                    k.to_string(),
+                    row.0,
+                    row.1,
+                    row.2,
+                    row.3,
+                    t.backfilled,
+                    t.replayed,
+                )
+            })
+            .collect();
+        assert_eq!(
+            state,
+            [
+                ("ks.a".into(), Phase::Validated, 0, 0, 9, true, false),
+                ("ks.b".into(), Phase::Backfilled, 4, 4, 9, true, true),
+                ("ks.c".into(), Phase::Backfilling, 2, 8, 3, false, true),
+                ("ks.d".into(), Phase::Backfilling, 0, 0, 0, false, true),
+            ]
+        );
+        assert!(m.mirrors("ks.a") && m.mirrors("ks.b") && !m.mirrors("ks.c"));
+        assert_eq!(m.jobs()[0].finished, Some((2, 0)));
+        assert_eq!(
+            m.cutover_blockers(),
+            [
+                "ks.b backfilled (reported again after this proxy restarted, which forgot \
+                 validations; run ferry validate)",
+                "ks.c backfilling (2/8 ranges)",
+                "ks.d backfilling (0/0 ranges)"
+            ]
+        );
+
+        // Replayed twice (a second restart, or a second replay queued meanwhile): nothing
+        // moves back, and the job keeps its end.
+        replay(Message::JobStarted {
+            job: "shop".into(),
+            tables: vec![t("a"), t("b"), t("c"), t("d")],
+        })
+        .unwrap();
+        replay(Message::TableStarted { table: t("b") }).unwrap();
+        replay(Message::TableProgress {
+            table: t("c"),
+            ranges_done: 1,
+            ranges_total: 8,
+            rows: 1,
+        })
+        .unwrap();
+        replay(Message::TableFailed {
+            table: t("a"),
+            reason: "old".into(),
+        })
+        .unwrap();
+        assert_eq!(m.jobs()[0].finished, Some((2, 0)));
+        let phases: Vec<(Phase, u32)> = m
+            .tables()
+            .into_iter()
+            .map(|(_, t)| (t.phase, t.ranges_done))
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                (Phase::Validated, 0),
+                (Phase::Backfilled, 4),
+                (Phase::Backfilling, 2),
+                (Phase::Backfilling, 0)
+            ]
+        );
+        // A live report after the replay is applied as ever, and ends the replayed mark.
+        m.apply("w", &Message::TableStarted { table: t("b") })
+            .unwrap();
+        let b = &m.tables()[1].1;
+        assert_eq!(
+            (b.phase, b.backfilled, b.replayed),
+            (Phase::Backfilling, false, false)
+        );
+        assert!(!m.mirrors("ks.b"));
+        let e = m
+            .apply(
+                "w",
+                &Message::replay(Message::TableValidated {
+                    table: t("a"),
+                    rows_checked: 1,
+                    mismatches: 0,
+                }),
+            )
+            .unwrap_err();
+        assert!(e.starts_with("table_validated is not replayed"), "{e}");
     }
 
     #[test]

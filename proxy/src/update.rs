@@ -9,12 +9,12 @@
 //!     Message from a migrate peer naming a table ─► owners: table ─► that worker
 //!     Connected / Disconnected of migrate peers ─► ferry_proxy_migrator_connected (0/1),
 //!        ferry_proxy_migrators_connected (how many)
-//!     every second, while a migrator is connected and earlier requests are answered:
+//!     every second, while a migrator is connected and its earlier requests are answered:
 //!        RepairLog::take ─► per table, routed (see Routing):
 //!                                      RepairPartitions (keys, split to fit frames)
 //!                                      + Remigrate when some failures have no key
-//!                        ─► acknowledged (Status::oldest_queued passed their ids, and every
-//!                           Nacked event the channel counted is handled)
+//!                        ─► acknowledged (their worker's LaneStatus::oldest passed their
+//!                           ids, and every Nacked event the channel counted is handled)
 //!                           ─► RepairLog::settle: they leave the pending count
 //!  session: ALTER TABLE succeeded ─► UpdateLink::remigrate ─► Remigrate{table}, routed;
 //!                                     no migrator at all ─► waiting
@@ -40,10 +40,13 @@
 //! per-table state ([`Migration`]), whose cutover gate covers every table any worker
 //! reported; `/status` lists each worker and its job.
 //!
-//! Repairs are handed to the channel only while a migrator is connected and the previous round
-//! is answered: while none is, failures wait in the repair log (bounded there, with the count
-//! of what it had to drop), not in the channel's queue, so a long absence costs no more memory
-//! than the log's bound. A `Nack` for good ([`Refusal::Never`]: the migrator can never repair
+//! Repairs are handed to the channel only while a migrator is connected and every request
+//! sent to a connected worker is answered: while none is, failures wait in the repair log
+//! (bounded there, with the count of what it had to drop), not in the channel's queue, so a
+//! long absence costs no more memory than the log's bound. Requests to a worker that went
+//! away hold no round: they wait in its lane (one round's worth at most: a round goes to
+//! connected workers only) for its return, or come back after `peer_linger` as "not now" and
+//! go out again, once, in a later round. A `Nack` for good ([`Refusal::Never`]: the migrator can never repair
 //! that table) settles the request too: it is counted in `/status` as refused and logged.
 //!
 //! A repair refused as "not now" ([`Refusal::NotNow`]: the migrator is exiting, or cannot
@@ -251,8 +254,12 @@ impl UpdateLink {
         }
     }
 
-    /// Notes which worker reports `message`'s tables.
+    /// Notes which worker reports `message`'s tables (replayed ones too).
     fn own(&self, peer: &str, message: &Message) {
+        let message = match message {
+            Message::Replayed { message } => message.as_ref(),
+            live => live,
+        };
         let tables: Vec<&TableName> = match message {
             Message::JobStarted { tables, .. } => tables.iter().collect(),
             Message::TableStarted { table }
@@ -460,7 +467,8 @@ impl UpdateLink {
         }
     }
 
-    /// Settles the repair requests the migrator has answered.
+    /// Settles the repair requests the workers have answered: each by its own worker's lane,
+    /// so one that went away with requests unanswered does not hold the others' answers.
     fn settle(&self, repairs: &RepairLog) {
         let Some(status) = self.channel_status() else {
             return;
@@ -471,13 +479,19 @@ impl UpdateLink {
             return;
         }
         let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(a) = awaiting.front() {
-            if status.oldest_queued.is_some_and(|oldest| a.id >= oldest) {
-                break;
+        awaiting.retain(|a| {
+            // Its lane still holds it (ids grow, and a lane's oldest is its smallest); a lane
+            // dropped since handed its messages back as refusals, handled above.
+            let open = status.lanes.iter().any(|l| {
+                l.purpose == Purpose::Migrate
+                    && l.name.as_deref() == Some(a.peer.as_str())
+                    && l.oldest.is_some_and(|oldest| a.id >= oldest)
+            });
+            if !open {
+                repairs.settle(&a.table, a.failures);
             }
-            repairs.settle(&a.table, a.failures);
-            awaiting.pop_front();
-        }
+            open
+        });
     }
 
     /// A repair request a worker refused as "not now": its failures go back to the repair
@@ -512,16 +526,29 @@ impl UpdateLink {
         self.send_waiting();
     }
 
-    /// Sends what the repair log holds, once the previous round is answered and a migrator is
-    /// connected; each table to its worker, or another one (see the module docs, Routing).
+    /// Sends what the repair log holds, once a migrator is connected and every request to a
+    /// connected worker is answered; each table to its worker, or another one (see the
+    /// module docs, Routing).
     fn send_repairs(&self, repairs: &RepairLog) {
-        let connected = self.channel_status().is_some_and(|s| s.peer.is_some());
-        let idle = self
+        let Some(status) = self.channel_status() else {
+            return;
+        };
+        let connected: Vec<&str> = status
+            .peers
+            .iter()
+            .filter(|p| p.purpose.is_migrate())
+            .map(|p| p.name.as_str())
+            .collect();
+        // Requests to a worker that went away wait in its lane for its return, or come back
+        // as "not now" after peer_linger and go out again in a later round: they hold no
+        // round of the connected workers.
+        let busy = self
             .awaiting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .is_empty();
-        if !connected || !idle {
+            .iter()
+            .any(|a| connected.contains(&a.peer.as_str()));
+        if connected.is_empty() || busy {
             return;
         }
         let batch = repairs.take();

@@ -337,6 +337,13 @@ pub(crate) fn render(
             if let Some(reason) = m.get("reason").and_then(Value::as_str) {
                 let _ = writeln!(out, "    failed: {reason}");
             }
+            if phase == "backfilled" && m.get("replayed").and_then(Value::as_bool) == Some(true) {
+                let _ = writeln!(
+                    out,
+                    "    reported again after the proxy restarted, which forgot validations: \
+                     run ferry validate"
+                );
+            }
         }
         if let Some(missing) = migration.get("missing_migrators").and_then(Value::as_array)
             && !missing.is_empty()
@@ -425,7 +432,9 @@ mod tests {
                     "remigrations_waiting": ["ks.b", "ks.c"]},
                 "job": null, "cutover_blockers": ["ks.a"],
                 "tables": {"ks.a": {"phase": "backfilling", "ranges_done": 1, "ranges_total": 4,
-                    "rows": 77, "mismatches": 0, "reason": null}}},
+                    "rows": 77, "mismatches": 0, "reason": null},
+                    "ks.z": {"phase": "backfilled", "ranges_done": 4, "ranges_total": 4,
+                    "rows": 9, "mismatches": 0, "reason": null, "replayed": true}}},
         });
         let mut two = status.clone();
         two["migration"]["update_channel"]["migrators"] = json!([
@@ -475,6 +484,9 @@ mod tests {
             "update channel: 127.0.0.1:14100 (no migrator connected)",
             "re-migrations waiting for a migrator that can take them: ks.b, ks.c",
             "proxy 127.0.0.1:9: UNREACHABLE: connection refused",
+            "ks.z                             backfilled          4/4 100%",
+            "0        0\n    reported again after the proxy restarted, which forgot validations: \
+             run ferry validate\n  cutover",
         ] {
             assert!(screen.contains(expected), "{expected:?} not in\n{screen}");
         }

@@ -1,7 +1,7 @@
 //! `ferry status` and `ferry cutover` as an operator runs them, against real proxies in front of
 //! two sims; the migrator's reports come from a fake migrator speaking the Update channel.
-//! Two real `ferry migrate --serve` workers report to one proxy. Addresses 127.0.151.x –
-//! 127.0.155.x, 127.0.203.x and 127.0.212.x.
+//! Two real `ferry migrate --serve` workers report to one proxy, and to it again after it
+//! restarts. Addresses 127.0.151.x – 127.0.155.x, 127.0.203.x, 127.0.212.x and 127.0.222.x.
 
 #![allow(
     clippy::unwrap_used,
@@ -524,28 +524,7 @@ async fn two_serving_workers_report_to_one_proxy_and_the_cutover_waits_for_both(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let start = |name: &str, admin: &str, dir: &Path| {
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(FERRY)
-            .args([
-                "migrate",
-                "--serve",
-                "--log-format",
-                "text",
-                "--admin",
-                admin,
-            ])
-            .args(["--origin", &origin, "--target", &target])
-            .args(["--update-proxy", &update])
-            .arg("--job-dir")
-            .arg(dir.join(name))
-            .env("FERRY_MIGRATOR_UPDATE_NAME", name)
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Worker { child, log }
+        serving_worker(name, admin, &origin, &target, &update, dir)
     };
     let workers = [
         (
@@ -676,4 +655,258 @@ async fn two_serving_workers_report_to_one_proxy_and_the_cutover_waits_for_both(
     drop(workers);
     let _ = std::fs::remove_dir_all(&dir);
     env.stop().await;
+}
+
+/// A restarted proxy (a new process on the same Update port, as a rolling update makes) learns
+/// the state of two serving workers again from their replays: `/status` lists both workers,
+/// their jobs and their tables backfilled, the expected workers are no longer missing, and the
+/// validations the first process had are gone, so the cutover waits for `ferry validate`
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_proxy_learns_the_workers_state_again() {
+    // Two processes copying on a loaded machine: generous, only a hang reaches it.
+    const WAIT: Duration = Duration::from_secs(120);
+    let origin = sim("127.0.222.1").await;
+    let target = sim("127.0.222.2").await;
+    for cluster in [&origin, &target] {
+        let s = session(cluster.addresses()[0]).await;
+        cql(
+            &s,
+            &[
+                "CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+                "CREATE TABLE shop.a (k int PRIMARY KEY, v text)",
+                "CREATE TABLE shop.b (k int PRIMARY KEY, v text)",
+            ],
+        )
+        .await;
+    }
+    let o = session(origin.addresses()[0]).await;
+    for k in 0..10 {
+        cql(
+            &o,
+            &[
+                &format!("INSERT INTO shop.a (k, v) VALUES ({k}, 'a{k}')"),
+                &format!("INSERT INTO shop.b (k, v) VALUES ({k}, 'b{k}')"),
+            ],
+        )
+        .await;
+    }
+    let update: SocketAddr = "127.0.222.3:14100".parse().unwrap();
+    let config = {
+        let mut config = ProxyConfig::default();
+        config.listen = "127.0.222.3:0".parse().unwrap();
+        config.admin.listen = "127.0.222.3:0".parse().unwrap();
+        config.origin.contact_points = vec![ContactPoint::from(origin.addresses()[0])];
+        config.target.contact_points = vec![ContactPoint::from(target.addresses()[0])];
+        let mut u = UpdateConfig::default();
+        u.listen = update;
+        u.expect_migrators = vec!["migrator-0".into(), "migrator-1".into()];
+        config.update = Some(u);
+        config
+    };
+    // The port of a stopped proxy may take a moment to be free again.
+    let start = || async {
+        let mut last = None;
+        let started = tokio::time::timeout(WAIT, async {
+            loop {
+                match Proxy::start(config.clone()).await {
+                    Ok(p) => return p,
+                    Err(e) => last = Some(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        started.unwrap_or_else(|_| panic!("the proxy never started: {last:?}"))
+    };
+    let proxy = start().await;
+    let origin_addr = origin.addresses()[0].to_string();
+    let target_addr = target.addresses()[0].to_string();
+    let dir = std::env::temp_dir().join(format!("ferry-restarted-proxy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let workers = [
+        (
+            serving_worker(
+                "migrator-0",
+                "127.0.222.5:14101",
+                &origin_addr,
+                &target_addr,
+                &update.to_string(),
+                &dir,
+            ),
+            "127.0.222.5:14101",
+            "shop.a",
+        ),
+        (
+            serving_worker(
+                "migrator-1",
+                "127.0.222.6:14101",
+                &origin_addr,
+                &target_addr,
+                &update.to_string(),
+                &dir,
+            ),
+            "127.0.222.6:14101",
+            "shop.b",
+        ),
+    ];
+    let logs = || {
+        workers
+            .iter()
+            .map(|(w, ..)| w.log())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    for (worker, admin, table) in &workers {
+        let body = format!("{{\"tables\": [\"{table}\"]}}");
+        let posted = tokio::time::timeout(WAIT, async {
+            loop {
+                if TcpStream::connect(admin).await.is_ok() {
+                    return http("POST", admin, "/jobs", &body).await.unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{admin} never listened:\n{}", worker.log()));
+        assert_eq!(posted.0, 201, "{}\n{}", posted.1, worker.log());
+    }
+    let status = |admin: String| async move {
+        serde_json::from_str::<Value>(&http("GET", &admin, "/status", "").await.unwrap().1).unwrap()
+    };
+    // Both workers connected with their jobs, and both tables in `phase`.
+    let until_both = |admin: String, phase: &'static str| {
+        let logs = &logs;
+        async move {
+            let both = |s: &Value| {
+                let m = &s["migration"];
+                m["update_channel"]["migrators"]
+                    .as_array()
+                    .is_some_and(|l| l.len() == 2 && l.iter().all(|w| w["connected"] == true))
+                    && m["jobs"].as_array().is_some_and(|j| j.len() == 2)
+                    && ["shop.a", "shop.b"]
+                        .iter()
+                        .all(|t| m["tables"][t]["phase"] == phase)
+            };
+            let waited = tokio::time::timeout(WAIT, async {
+                while !both(&status(admin.clone()).await) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await;
+            if waited.is_err() {
+                panic!("never both {phase}: {}\n{}", status(admin).await, logs());
+            }
+        }
+    };
+    let validate = |run: &str| {
+        ferry(vec![
+            "validate".into(),
+            "--origin".into(),
+            origin_addr.clone(),
+            "--target".into(),
+            target_addr.clone(),
+            "--tables".into(),
+            "shop".into(),
+            "--job-dir".into(),
+            dir.join(format!("validate-{run}")).display().to_string(),
+            "--update-proxy".into(),
+            update.to_string(),
+        ])
+    };
+    let cutover = |admin: String| {
+        ferry(vec![
+            "cutover".into(),
+            "--proxy".into(),
+            admin,
+            "--primary".into(),
+            "target".into(),
+        ])
+    };
+
+    let admin = proxy.admin_addr().to_string();
+    until_both(admin.clone(), "backfilled").await;
+    let out = validate("before").await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    until_both(admin.clone(), "validated").await;
+
+    // The restart: a new process on the same Update port.
+    proxy.shutdown().await;
+    let proxy = start().await;
+    let admin = proxy.admin_addr().to_string();
+    until_both(admin.clone(), "backfilled").await;
+    let s = status(admin.clone()).await;
+    let m = &s["migration"];
+    assert_eq!(m["missing_migrators"], serde_json::json!([]), "{s}");
+    // Their jobs had ended before the restart; the workers still serve, and said so again.
+    let jobs = m["jobs"].as_array().unwrap();
+    assert!(jobs.iter().all(|j| j["finished"] == true), "{s}");
+    for t in ["shop.a", "shop.b"] {
+        assert_eq!(m["tables"][t]["replayed"], true, "{s}");
+        assert_eq!(m["tables"][t]["rows"], 10, "{s}");
+        assert_eq!(m["tables"][t]["dual_reads"], true, "{s}");
+    }
+    let screen = ferry(args(&["status", "--proxy", &admin])).await;
+    let (stdout, _) = text(&screen);
+    assert!(
+        stdout.contains("reported again after the proxy restarted, which forgot validations"),
+        "{stdout}"
+    );
+    let out = cutover(admin.clone()).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains(
+            "shop.a backfilled (reported again after this proxy restarted, which forgot \
+             validations; run ferry validate)"
+        ),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(proxy.live().primary(), ClusterId::Origin);
+    let out = validate("after").await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let out = cutover(admin.clone()).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(proxy.live().primary(), ClusterId::Target);
+    drop(workers);
+    let _ = std::fs::remove_dir_all(&dir);
+    proxy.shutdown().await;
+    origin.shutdown().await;
+    target.shutdown().await;
+}
+
+/// A `ferry migrate --serve` worker named `name` with its admin API on `admin`, reporting to
+/// the proxy at `update`; its job directory and log under `dir`.
+fn serving_worker(
+    name: &str,
+    admin: &str,
+    origin: &str,
+    target: &str,
+    update: &str,
+    dir: &Path,
+) -> Worker {
+    let log = dir.join(format!("{name}.log"));
+    let file = std::fs::File::create(&log).unwrap();
+    let child = Command::new(FERRY)
+        .args([
+            "migrate",
+            "--serve",
+            "--log-format",
+            "text",
+            "--admin",
+            admin,
+        ])
+        .args(["--origin", origin, "--target", target])
+        .args(["--update-proxy", update])
+        .arg("--job-dir")
+        .arg(dir.join(name))
+        .env("FERRY_MIGRATOR_UPDATE_NAME", name)
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    Worker { child, log }
 }

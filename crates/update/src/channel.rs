@@ -256,6 +256,11 @@ impl Events {
     pub async fn recv(&mut self) -> Option<Event> {
         self.rx.recv().await
     }
+
+    /// An event already waiting, without waiting for one.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
 }
 
 /// Counters since the channel started.
@@ -294,6 +299,10 @@ pub struct LaneStatus {
     pub queued: usize,
     /// Of those, written on the current connection.
     pub in_flight: usize,
+    /// The id of its oldest message not yet acknowledged: every id queued for this lane below
+    /// it is answered. Per lane, so a peer that went away with messages unanswered does not
+    /// hide the answers of the others (see [`Status::oldest_queued`], every lane's).
+    pub oldest: Option<u64>,
 }
 
 /// A snapshot for `/status` and metrics.
@@ -669,6 +678,7 @@ impl Channel {
                     peer: None,
                     queued: outbox.len(),
                     in_flight: outbox.in_flight(),
+                    oldest: outbox.oldest(),
                 });
                 if e.purpose == purpose {
                     status.queued += outbox.len();

@@ -56,7 +56,9 @@
 //!   again without delivering it. Across a *receiver* restart the filter is gone, so a message
 //!   whose answer was lost can arrive twice: every message is safe to apply twice (state
 //!   changes are idempotent, progress carries totals, a repeated repair or re-migration only
-//!   costs time).
+//!   costs time). A receiver restart loses what the receiver knew, too: a migrator that meets
+//!   a new proxy instance replays its reports ([`Message::Replayed`]); the channel itself
+//!   resends only what was not answered.
 //! - **Bounded queue** (10,000 by default): a newer `TableProgress` replaces the unsent older
 //!   one of the same table; when the queue is full, the oldest unsent progress message is
 //!   dropped to make room; when only other messages fill it, [`Channel::send`] refuses the new

@@ -224,6 +224,15 @@ pub enum Message {
         tables_done: u32,
         tables_failed: u32,
     },
+    /// A report sent again, to a proxy process that may never have received it: a `ferry
+    /// migrate` worker that connects to a proxy instance other than the one it last reported
+    /// to (a restarted proxy forgot everything) sends its job and each table's latest reports
+    /// again, wrapped in this. Why wrapped: the same `TableBackfilled` as a live report would
+    /// undo a validation the new proxy learned meanwhile; the receiver applies a replayed
+    /// report only where it moves a table forward. Carries a migrator's report
+    /// ([`Message::replay`] makes one); an older proxy refuses it as an unknown type, which
+    /// leaves it where it was before replays existed (it forgets).
+    Replayed { message: Box<Message> },
 
     // ----- proxy → migrator -----
     /// Migrate the tables not yet started in this order (tables the job does not have, or
@@ -250,7 +259,8 @@ impl Message {
             | Self::TableBackfilled { .. }
             | Self::TableValidated { .. }
             | Self::TableFailed { .. }
-            | Self::JobFinished { .. } => Role::Migrator,
+            | Self::JobFinished { .. }
+            | Self::Replayed { .. } => Role::Migrator,
             Self::ReorderTables { .. } | Self::Remigrate { .. } | Self::RepairPartitions { .. } => {
                 Role::Proxy
             }
@@ -267,9 +277,20 @@ impl Message {
             Self::TableValidated { .. } => "table_validated",
             Self::TableFailed { .. } => "table_failed",
             Self::JobFinished { .. } => "job_finished",
+            Self::Replayed { .. } => "replayed",
             Self::ReorderTables { .. } => "reorder_tables",
             Self::Remigrate { .. } => "remigrate",
             Self::RepairPartitions { .. } => "repair_partitions",
+        }
+    }
+
+    /// `report` wrapped as [`Message::Replayed`] (a replay is never wrapped twice).
+    pub fn replay(report: Self) -> Self {
+        match report {
+            replayed @ Self::Replayed { .. } => replayed,
+            other => Self::Replayed {
+                message: Box::new(other),
+            },
         }
     }
 
@@ -310,9 +331,11 @@ impl Message {
     /// The table whose newer progress message makes this one redundant, when this is a
     /// progress message. Only progress is ever coalesced or dropped by a full queue: every
     /// other message changes state the peer acts on (phases, repairs, re-migrations).
+    /// A replayed progress coalesces like a live one: the newest of the table wins.
     pub(crate) fn progress_of(&self) -> Option<&TableName> {
         match self {
             Self::TableProgress { table, .. } => Some(table),
+            Self::Replayed { message } => message.progress_of(),
             _ => None,
         }
     }
@@ -366,6 +389,10 @@ mod tests {
                 table: t.clone(),
                 partitions: vec![PartitionKey::new(["'a'", "42"])],
             },
+            Message::replay(Message::TableBackfilled {
+                table: t.clone(),
+                rows: 5,
+            }),
         ];
         for m in all {
             let json = serde_json::to_string(&m).unwrap();
@@ -440,6 +467,20 @@ mod tests {
             rows: 0,
         };
         assert_eq!(progress.progress_of(), Some(&t));
+        let replayed = Message::replay(Message::replay(progress.clone()));
+        assert_eq!(
+            replayed,
+            Message::Replayed {
+                message: Box::new(progress)
+            },
+            "a replay is wrapped once"
+        );
+        assert_eq!(replayed.progress_of(), Some(&t));
+        assert_eq!(replayed.sender(), Role::Migrator);
+        assert_eq!(
+            serde_json::to_string(&replayed).unwrap(),
+            r#"{"type":"replayed","message":{"type":"table_progress","table":{"keyspace":"ks","table":"t"},"ranges_done":0,"ranges_total":1,"rows":0}}"#
+        );
         assert_eq!(Role::Proxy.peer(), Role::Migrator);
         assert_eq!(PartitionKey::new(["'a'", "1"]).to_string(), "('a', 1)");
         assert_eq!(t.to_string(), "ks.t");

@@ -2,8 +2,9 @@
 //! `ferry_update::Channel::dial`: reported state in `/status` and `/metrics`, dual reads only on
 //! backfilled tables, repair requests for best-effort target failures, re-migration after ALTER
 //! TABLE, the cutover gate on `PUT /primary`, and several workers at once (each table's
-//! requests to its worker; the expected ones waited for). Addresses 127.0.130–134.x,
-//! 127.0.190.x, 127.0.200–203.x and 127.0.210–212.x.
+//! requests to its worker; the expected ones waited for; a worker away holds no repairs of
+//! the others). Addresses 127.0.130–134.x, 127.0.190.x, 127.0.200–203.x, 127.0.210–212.x
+//! and 127.0.220.x, 127.0.223.x.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -1078,6 +1079,176 @@ async fn a_remigration_handed_back_goes_to_a_connected_worker_at_once() {
             && c["remigrations_waiting"] == serde_json::json!([])
     })
     .await;
+    drop(client);
+    b.close().await;
+    env.stop().await;
+}
+
+/// A worker that goes away with a repair unanswered holds no repair round of the others: a
+/// later failure on another worker's table goes out while the first one's lane keeps its
+/// request (`update.peer_linger` far away), and the first one, back, gets its request again,
+/// once. Nothing is sent twice (`partitions_requested` counts each key once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_away_with_a_repair_unanswered_holds_no_round_of_the_others() {
+    let (env, client) = env_with_tables(
+        220,
+        |c| {
+            c.target_failure_policy = TargetFailurePolicy::BestEffort;
+            if let Some(u) = c.update.as_mut() {
+                u.peer_linger = Duration::from_secs(3600);
+            }
+        },
+        &T_AND_U,
+    )
+    .await;
+    let admin = env.proxy.admin_addr();
+    let update = env.proxy.update_addr().unwrap();
+    let (a, mut aev) = worker(update, "worker-0").await;
+    let (b, mut bev) = worker(update, "worker-1").await;
+    let job = |t: &str| Message::JobStarted {
+        job: "shop".into(),
+        tables: vec![table(t)],
+    };
+    report(&a, [job("t")]).await;
+    report(&b, [job("u")]).await;
+    env.target.node(0).faults().add(
+        RequestMatcher::any().opcode(Opcode::Execute),
+        FaultAction::Error(faults::overloaded()),
+    );
+    let repair = |t: &str, k: &str| Message::RepairPartitions {
+        table: table(t),
+        partitions: vec![PartitionKey::new([k])],
+    };
+
+    // ks.t's repair goes to worker-0, which goes away without answering.
+    let insert_t = client
+        .prepare("INSERT INTO ks.t (k, v) VALUES (?, ?)")
+        .await
+        .unwrap();
+    client.execute_unpaged(&insert_t, (1, "x")).await.unwrap();
+    let d = request(&mut aev).await;
+    assert_eq!(d.message(), &repair("t", "1"));
+    a.close().await;
+    drop((d, aev));
+    until_channel(admin, "worker-0 away", |c| {
+        rows(&c["migrators"], |m| {
+            (m["name"].clone(), m["connected"].clone())
+        }) == [
+            (Value::from("worker-0"), Value::from(false)),
+            (Value::from("worker-1"), Value::from(true)),
+        ]
+    })
+    .await;
+
+    // ks.u's repair goes to worker-1 meanwhile and settles; ks.t's waits for worker-0.
+    let insert_u = client
+        .prepare("INSERT INTO ks.u (k, v) VALUES (?, ?)")
+        .await
+        .unwrap();
+    client.execute_unpaged(&insert_u, (2, "y")).await.unwrap();
+    let d = request(&mut bev).await;
+    assert_eq!(d.message(), &repair("u", "2"));
+    d.ack();
+    until_status(admin, "ks.u settled", |s| {
+        s["repairs"]["tables"]["ks.u"]["pending"] == 0
+    })
+    .await;
+    let s = status(admin).await;
+    assert_eq!(s["repairs"]["tables"]["ks.t"]["pending"], 1, "{s}");
+    assert_eq!(s["repairs"]["requests"]["awaiting_ack"], 1, "{s}");
+
+    // worker-0 again (a new process, the same name): its request once more, from its lane.
+    let (a, mut aev) = worker(update, "worker-0").await;
+    let d = request(&mut aev).await;
+    assert_eq!(d.message(), &repair("t", "1"));
+    d.ack();
+    until_status(admin, "everything settled", |s| {
+        s["repairs"]["pending"] == 0 && s["repairs"]["requests"]["awaiting_ack"] == 0
+    })
+    .await;
+    until_channel(admin, "every request answered", |c| c["queued"] == 0).await;
+    let s = status(admin).await;
+    assert_eq!(s["repairs"]["requests"]["partitions_requested"], 2, "{s}");
+    // Every request the proxy sent was answered, so every one is in the events already.
+    for (name, events) in [("worker-0", &mut aev), ("worker-1", &mut bev)] {
+        while let Some(event) = events.try_recv() {
+            assert!(
+                !matches!(event, Event::Message(_)),
+                "{name} got a request twice: {event:?}"
+            );
+        }
+    }
+    env.target.node(0).faults().clear();
+    drop(client);
+    a.close().await;
+    b.close().await;
+    env.stop().await;
+}
+
+/// A worker that goes away with a repair unanswered and stays away past `update.peer_linger`:
+/// its request comes back as "not now" and goes to the worker still connected, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_handed_back_goes_out_again_once() {
+    let (env, client) = env_with_tables(
+        223,
+        |c| {
+            c.target_failure_policy = TargetFailurePolicy::BestEffort;
+            if let Some(u) = c.update.as_mut() {
+                u.peer_linger = Duration::from_millis(200);
+            }
+        },
+        &T_AND_U,
+    )
+    .await;
+    let admin = env.proxy.admin_addr();
+    let update = env.proxy.update_addr().unwrap();
+    let (a, mut aev) = worker(update, "worker-0").await;
+    let (b, mut bev) = worker(update, "worker-1").await;
+    report(
+        &a,
+        [Message::JobStarted {
+            job: "shop".into(),
+            tables: vec![table("t")],
+        }],
+    )
+    .await;
+    env.target.node(0).faults().add(
+        RequestMatcher::any().opcode(Opcode::Execute),
+        FaultAction::Error(faults::overloaded()),
+    );
+    let insert = client
+        .prepare("INSERT INTO ks.t (k, v) VALUES (?, ?)")
+        .await
+        .unwrap();
+    client.execute_unpaged(&insert, (1, "x")).await.unwrap();
+    let repair = Message::RepairPartitions {
+        table: table("t"),
+        partitions: vec![PartitionKey::new(["1"])],
+    };
+    let d = request(&mut aev).await;
+    assert_eq!(d.message(), &repair);
+    a.close().await;
+    drop((d, aev));
+
+    let d = request(&mut bev).await;
+    assert_eq!(d.message(), &repair);
+    d.ack();
+    until_status(admin, "settled", |s| {
+        s["repairs"]["pending"] == 0
+            && s["repairs"]["requests"]["awaiting_ack"] == 0
+            && s["migration"]["update_channel"]["queued"] == 0
+    })
+    .await;
+    let s = status(admin).await;
+    assert_eq!(s["repairs"]["requests"]["partitions_requested"], 2, "{s}");
+    assert_eq!(s["repairs"]["requests"]["refused_not_now"], 1, "{s}");
+    while let Some(event) = bev.try_recv() {
+        assert!(
+            !matches!(event, Event::Message(_)),
+            "a request went out twice: {event:?}"
+        );
+    }
+    env.target.node(0).faults().clear();
     drop(client);
     b.close().await;
     env.stop().await;
