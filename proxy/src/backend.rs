@@ -481,7 +481,7 @@ impl Shared {
     fn finish_in(
         &self,
         batch: &mut BatchMeter,
-        staged: &mut Staged<'_>,
+        staged: &mut Staged,
         completion: Completion,
         env: Envelope,
         elapsed: Duration,
@@ -562,8 +562,8 @@ async fn read_loop(
     let tick = (shared.timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let mut sweep_tick = tokio::time::interval(tick);
     sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Answers found in one read are queued for the client together and written at the end of
-    // the batch, from this task (see `Outbox`).
+    // Answers found in one read are queued for their clients together and written at the end
+    // of the batch, from this task (see `Outbox` and `Staged`); events are held with them.
     let mut batch = None;
     // One clock reading per read batch: its answers arrived together.
     let mut now = Instant::now();
@@ -577,13 +577,12 @@ async fn read_loop(
             Some(item) => Ok(Some(item)),
             None => {
                 busy |= !held.answers.is_empty();
-                deliver(shared, &mut held, answers, now, &mut meter);
-                // Counted before the batch's answers leave: a client that reads `/metrics`
-                // after its answer sees the request in it.
-                meter.flush();
+                deliver(shared, &mut held, now, &mut meter);
                 batch = None;
-                // Answers are queued for the client without waiting (see `Outbox::push_now`):
-                // a client that does not read stops this reader here, between batches.
+                // Answers are queued for their clients without waiting (see
+                // `Outbox::push_now`): a client that does not read stops this reader here,
+                // between batches.
+                held.staged.room().await;
                 answers.room().await;
                 let item = tokio::select! {
                     item = reader.next() => item,
@@ -611,23 +610,23 @@ async fn read_loop(
             Ok(Some(Inbound::Malformed { message, fatal, .. })) => {
                 tracing::warn!(cluster = %shared.cluster, addr = %shared.addr, %message, "malformed response");
                 if fatal {
-                    deliver(shared, &mut held, answers, now, &mut meter);
+                    deliver(shared, &mut held, now, &mut meter);
                     return format!("malformed response: {message}");
                 }
                 continue;
             }
             Ok(None) => {
-                deliver(shared, &mut held, answers, now, &mut meter);
+                deliver(shared, &mut held, now, &mut meter);
                 return "closed by the cluster".to_owned();
             }
             Err(e) => {
-                deliver(shared, &mut held, answers, now, &mut meter);
+                deliver(shared, &mut held, now, &mut meter);
                 return format!("read failed: {e}");
             }
         };
         if env.stream() < 0 {
             // In order with the answers read before it.
-            deliver(shared, &mut held, answers, now, &mut meter);
+            deliver(shared, &mut held, now, &mut meter);
             events.deliver(env, compression);
             continue;
         }
@@ -639,23 +638,17 @@ async fn read_loop(
 /// and since when.
 type Answer = (Envelope, Option<(Completion, Instant)>);
 
-/// The reader's vectors for one read batch: its answers, and those for the client's outbox.
+/// The reader's vectors for one read batch: its answers, and those for each client's outbox.
 #[derive(Debug, Default)]
 struct BatchVecs {
     answers: Vec<Answer>,
-    to_client: Vec<Envelope>,
+    staged: Staged,
 }
 
 /// Releases the stream ids of `answers` (one lock for all of them) and hands each to its
 /// completion; empties `answers`.
-fn deliver(
-    shared: &Shared,
-    held: &mut BatchVecs,
-    client: &Outbox,
-    now: Instant,
-    meter: &mut BatchMeter,
-) {
-    let BatchVecs { answers, to_client } = held;
+fn deliver(shared: &Shared, held: &mut BatchVecs, now: Instant, meter: &mut BatchMeter) {
+    let BatchVecs { answers, staged } = held;
     if answers.is_empty() {
         return;
     }
@@ -671,13 +664,15 @@ fn deliver(
         shared.delivering.fetch_add(released, Ordering::AcqRel);
         released
     };
-    let mut staged = Staged::new(client, to_client);
     for (env, done) in answers.drain(..) {
         if let Some((completion, sent)) = done {
             let elapsed = now.saturating_duration_since(sent);
-            shared.finish_in(meter, &mut staged, completion, env, elapsed);
+            shared.finish_in(meter, staged, completion, env, elapsed);
         }
     }
+    // Counted before the answers leave: a client that reads `/metrics` after its answer sees
+    // the request in it.
+    meter.flush();
     staged.flush();
     // Every answer is queued for its client: a draining session may close now.
     shared.delivering.fetch_sub(released, Ordering::AcqRel);
