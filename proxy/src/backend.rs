@@ -64,7 +64,7 @@ use crate::tls::ClusterTls;
 /// Largest response body accepted from a cluster (Cassandra's own default frame limit).
 const MAX_RESPONSE_BODY: usize = 256 * 1024 * 1024;
 /// Stream ids available on a v3+ connection.
-const MAX_STREAMS: usize = 32_768;
+pub(crate) const MAX_STREAMS: usize = 32_768;
 
 /// What a backend connection needs to know at connect time.
 #[derive(Debug, Clone)]
@@ -81,6 +81,9 @@ pub(crate) struct BackendOptions {
     pub request_timeout: Duration,
     pub max_in_flight: usize,
     pub heartbeat_interval: Duration,
+    /// Shared by sessions (see `pool`): no client outbox of its own, and its batches are
+    /// written by its writer task, where batches of several sessions meet.
+    pub shared: bool,
     /// Where requests are counted and timed.
     pub metrics: Arc<Metrics>,
     /// Where failures count against the cluster's readiness.
@@ -225,7 +228,7 @@ impl Backend {
         opts: BackendOptions,
         startup_body: Bytes,
         events: EventRoute,
-        answers: Arc<Outbox>,
+        answers: Option<Arc<Outbox>>,
     ) -> Result<(Self, Envelope), BackendError> {
         let (metrics, health, cluster) = (opts.metrics.clone(), opts.health.clone(), opts.cluster);
         let connected = Self::open(opts, startup_body, events, answers).await;
@@ -246,7 +249,7 @@ impl Backend {
         opts: BackendOptions,
         startup_body: Bytes,
         events: EventRoute,
-        answers: Arc<Outbox>,
+        answers: Option<Arc<Outbox>>,
     ) -> Result<(Self, Envelope), BackendError> {
         let connect_error = |reason: String| BackendError::Connect {
             cluster: opts.cluster,
@@ -297,7 +300,11 @@ impl Backend {
             None => return Err(connect_error("closed during STARTUP".to_owned())),
         };
 
-        let tx = Outbox::open(&io);
+        let tx = if opts.shared {
+            Outbox::open_shared(&io)
+        } else {
+            Outbox::open(&io)
+        };
         if opts.version.uses_segments() && answer.header.opcode != Opcode::Error {
             let framing = Framing::Segments {
                 lz4: opts.compression == Some(Compression::Lz4),
@@ -335,7 +342,8 @@ impl Backend {
                 heartbeat: opts.heartbeat_interval,
             };
             tokio::spawn(async move {
-                let reason = read_loop(&shared, reader, events, &answers, tx, loop_opts).await;
+                let reason =
+                    read_loop(&shared, reader, events, answers.as_deref(), tx, loop_opts).await;
                 shared.close(reason);
             })
         };
@@ -355,9 +363,34 @@ impl Backend {
         self.tx.outbox()
     }
 
+    /// What the connection was opened with.
+    pub(crate) fn options(&self) -> &BackendOptions {
+        &self.opts
+    }
+
+    /// False once the connection is gone.
+    pub(crate) fn is_open(&self) -> bool {
+        !*self.shared.closed.borrow()
+    }
+
+    /// Answers taken off the connection and not yet queued for their clients (see
+    /// [`Backend::in_flight`]).
+    pub(crate) fn delivering(&self) -> usize {
+        self.shared.delivering.load(Ordering::Acquire)
+    }
+
     /// Requests sent and not yet answered (timed-out ones count until their late answer).
     pub(crate) fn in_flight(&self) -> usize {
         self.shared.lock().in_flight() + self.shared.delivering.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection is gone or this handle dropped; does not borrow it.
+    pub(crate) fn gone(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.shared.closed.subscribe();
+        async move {
+            // An error: the sender went with the connection's last task.
+            let _ = rx.wait_for(|closed| *closed).await;
+        }
     }
 
     /// Resolves once the connection is gone (at once if it already is).
@@ -550,7 +583,7 @@ async fn read_loop(
     shared: &Shared,
     mut reader: FrameReader,
     events: EventRoute,
-    answers: &Outbox,
+    answers: Option<&Outbox>,
     tx: OutSender,
     opts: LoopOptions,
 ) -> String {
@@ -583,7 +616,9 @@ async fn read_loop(
                 // `Outbox::push_now`): a client that does not read stops this reader here,
                 // between batches.
                 held.staged.room().await;
-                answers.room().await;
+                if let Some(answers) = answers {
+                    answers.room().await;
+                }
                 let item = tokio::select! {
                     item = reader.next() => item,
                     _ = sweep_tick.tick() => {
@@ -602,7 +637,9 @@ async fn read_loop(
                 item
             }
         };
-        if batch.is_none() {
+        if batch.is_none()
+            && let Some(answers) = answers
+        {
             batch = Some(Holding::hold([answers]));
         }
         let env = match item {

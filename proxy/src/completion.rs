@@ -21,6 +21,7 @@
 //! per request. Mirrored reads do the same for the secondary's half, rather than counting a
 //! failure for every read until something else prepares the statement again.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,6 +56,10 @@ pub(crate) struct SinkParts {
     /// v3/v4 body compression the client negotiated; errors the proxy builds itself go out
     /// uncompressed (allowed: the flag is per envelope).
     compression: Option<Compression>,
+    /// Requests of this client waiting for their answer (live [`Reply`]s): the limit on a
+    /// shared backend connection, where stream ids are not the client's alone, and what a
+    /// draining session waits for.
+    in_flight: AtomicUsize,
 }
 
 impl std::ops::Deref for ClientSink {
@@ -75,7 +80,13 @@ impl ClientSink {
             tx,
             version,
             compression,
+            in_flight: AtomicUsize::new(0),
         }))
+    }
+
+    /// Requests waiting for their answer.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     pub(crate) fn sender(&self) -> OutSender {
@@ -184,6 +195,7 @@ impl Statements {
 
 impl Reply {
     pub(crate) fn new(sink: ClientSink, stream: i16, kind: RequestKind) -> Self {
+        sink.in_flight.fetch_add(1, Ordering::Relaxed);
         Self {
             sink,
             stream,
@@ -225,6 +237,14 @@ impl Reply {
         response
             .to_envelope(self.sink.version, self.stream, &Default::default())
             .ok()
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        // An answer read in a batch is queued at the end of the batch, after this: a draining
+        // session also waits for the backend's `delivering` count.
+        self.sink.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
