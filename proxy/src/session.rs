@@ -938,6 +938,12 @@ impl Session {
         let Some(entry) = self.ctx.prepared.get(id) else {
             return self.unprepared(stream, id).await;
         };
+        let mut via = via;
+        if entry.destination == Destination::Both(WriteKind::Use) {
+            // A prepared USE sets the keyspace of the connection it runs on, as a QUERY does.
+            self.pinned.store(true, Ordering::Relaxed);
+            via = None;
+        }
         if let Destination::Virtual(table) = entry.destination {
             let values = match Execute::decode(&mut &body[..], &body, self.version) {
                 Ok(e) => e.params.values,

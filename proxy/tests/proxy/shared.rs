@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
-use ferry_cql::message::Response;
+use ferry_cql::message::{Request, Response};
+use ferry_cql::request::{Execute, Prepare, QueryParameters};
 use ferry_cql::response::error::ErrorCode;
+use ferry_cql::response::result::ResultBody;
 use ferry_proxy::config::Secret;
 use ferry_proxy::proxy::Proxy;
 use ferry_sim::server::{FaultAction, RequestMatcher};
@@ -285,5 +287,36 @@ async fn a_reset_shared_connection_fails_its_requests_and_the_clients_go_on() {
     ));
     let direct = scylla(env.target.addresses()[0]).await;
     assert_eq!(count(&direct, "SELECT count(*) FROM ks.t").await, Ok(2));
+    env.stop().await;
+}
+
+/// A prepared `USE` sets the keyspace on the client's own connections, as a QUERY `USE` does:
+/// the client resolves unqualified names, another client on the shared pair does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_use_keeps_its_keyspace_off_the_shared_pair() {
+    let env = env(76).await;
+    let mut raw = Raw::connect(env.proxy.local_addr()).await;
+    for ddl in [KEYSPACE, "CREATE TABLE ks.t (k int PRIMARY KEY, v text)"] {
+        assert!(matches!(raw.query(ddl).await, Response::Result(_)), "{ddl}");
+    }
+    pairs(&env, 1).await;
+    let mut other = Raw::connect(env.proxy.local_addr()).await;
+    raw.send(1, &Request::Prepare(Prepare::new("USE ks"))).await;
+    let (_, prepared) = raw.recv_response().await;
+    let Response::Result(ResultBody::Prepared(prepared)) = prepared else {
+        panic!("{prepared:?}")
+    };
+    let execute = Execute {
+        id: prepared.id,
+        result_metadata_id: None,
+        params: QueryParameters::default(),
+    };
+    raw.send(2, &Request::Execute(execute)).await;
+    let (_, used) = raw.recv_response().await;
+    assert!(matches!(used, Response::Result(_)), "{used:?}");
+    let mine = raw.query("SELECT count(*) FROM t").await;
+    assert!(is_rows(&mine), "{mine:?}");
+    let theirs = other.query("SELECT count(*) FROM t").await;
+    assert_eq!(error_code(&theirs), Some(ErrorCode::Invalid), "{theirs:?}");
     env.stop().await;
 }
