@@ -2,7 +2,10 @@
 //!
 //! Each client session owns one backend connection per cluster, opened with the client's own
 //! protocol version and STARTUP options, so session state (keyspace, credentials, compression)
-//! is the client's and bodies can be forwarded without re-encoding.
+//! is the client's and bodies can be forwarded without re-encoding. With
+//! `share_backend_connections`, sessions whose handshakes are identical also share a pair opened
+//! the same way (`pool`): such a connection answers many clients, so its reader collects each
+//! batch's answers per client outbox ([`Staged`]).
 //!
 //! ```text
 //!  send(envelope, completion) ─► slot table: stream id ─► outbox ─► socket (written by the

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Requests parsed from one read form a batch: they are queued in the backends' outboxes and
-//! written when the batch ends, by this task (`frame::Outbox`).
+//! written when the batch ends, by this task (`frame::Outbox`). With
+//! `share_backend_connections`, a batch of QUERY/EXECUTE/BATCH goes over the shared pair of the
+//! session's shape instead, once it is open and until the session sends `USE` (`pool`).
 //!
 //! The loop never waits for an answer: requests on one connection run concurrently and their
 //! answers go back in whatever order the clusters produce them.
@@ -71,7 +73,10 @@ pub(crate) async fn serve(ctx: Arc<Context>, stream: Stream) {
     let tx = Outbox::open(&write);
     let writer = tokio::spawn(run_writer(write, tx.outbox().clone()));
     let mut reader = FrameReader::new(read, Direction::Request, MAX_REQUEST_BODY);
-    if let Some(session) = handshake(&ctx, &mut reader, &tx, local_addr).await {
+    // Boxed: the handshake's future (both backend connects at once) is several KiB, and
+    // inline it would stay part of the task's allocation for the connection's whole life.
+    let handshake = Box::pin(handshake(&ctx, &mut reader, &tx, local_addr));
+    if let Some(session) = handshake.await {
         let session = Arc::new(session);
         let resender = Resender {
             session: Arc::downgrade(&session),
