@@ -1,6 +1,7 @@
 //! `ferry proxy` measured against a bare TCP relay: the same driver load (prepared point reads
 //! and writes, few connections, many requests in flight) sent straight to a sim, through haproxy
-//! in TCP mode (one thread) and through the proxy (origin and target sims). Reports throughput,
+//! in TCP mode (one thread), through the proxy (origin and target sims), and through a second
+//! proxy with shared backend connections (`share_backend_connections`). Reports throughput,
 //! p50/p99 latency and the relay's or the proxy's CPU time per request from `/proc/<pid>/stat`,
 //! and the proxy's memory per idle client connection. Numbers and method: `proxy/BENCHMARKS.md`.
 //!
@@ -15,7 +16,7 @@
 //! - `summary`: the targets, met or not.
 //!
 //! Run: `cargo bench -p ferry-proxy --bench proxy [-- --rate N --secs N --concurrency N
-//! --connections N --idle N --only direct,relay,proxy --ops read,write --modes fixed,max
+//! --connections N --idle N --only direct,relay,proxy,shared --ops read,write --modes fixed,max
 //! --ferry PATH --requests N --proxy-prefix 'valgrind --tool=callgrind']`. Not part of `cargo test`.
 
 use std::collections::HashMap;
@@ -53,7 +54,8 @@ const VALUE: &str = "ferry-proxy-bench-value-0123456789-0123456789-0123456789-01
 
 #[derive(Debug, Clone)]
 struct Options {
-    /// First three octets of the loopback addresses: .1 origin, .2 target, .3 haproxy, .4 proxy.
+    /// First three octets of the loopback addresses: .1 origin, .2 target, .3 haproxy, .4 proxy,
+    /// .5 the proxy with shared backend connections.
     net: [u8; 3],
     port: u16,
     /// The fixed-rate load, requests per second.
@@ -93,7 +95,12 @@ impl Default for Options {
             connections: 2,
             rows: 10_000,
             idle: 500,
-            only: vec![Endpoint::Direct, Endpoint::Relay, Endpoint::Proxy],
+            only: vec![
+                Endpoint::Direct,
+                Endpoint::Relay,
+                Endpoint::Proxy,
+                Endpoint::Shared,
+            ],
             ops: vec![Op::Read, Op::Write],
             modes: vec![Mode::Fixed, Mode::Max],
             ferry: std::env::var_os("FERRY_BIN").map(PathBuf::from),
@@ -113,6 +120,8 @@ enum Endpoint {
     Direct,
     Relay,
     Proxy,
+    /// A second `ferry proxy` with `share_backend_connections: true`.
+    Shared,
 }
 
 impl Endpoint {
@@ -121,6 +130,7 @@ impl Endpoint {
             Self::Direct => "direct",
             Self::Relay => "haproxy",
             Self::Proxy => "ferry proxy",
+            Self::Shared => "ferry proxy, shared",
         }
     }
 }
@@ -179,6 +189,7 @@ fn parse_args(args: &[String]) -> Result<Options, BoxError> {
                     "direct" => Some(Endpoint::Direct),
                     "relay" | "haproxy" => Some(Endpoint::Relay),
                     "proxy" => Some(Endpoint::Proxy),
+                    "shared" => Some(Endpoint::Shared),
                     _ => None,
                 })?;
             }
@@ -262,7 +273,12 @@ async fn run(o: &Options, ferry: &Path, dir: &Path) -> Result<(), BoxError> {
         None
     };
     let proxy_pid = if o.only.contains(&Endpoint::Proxy) {
-        Some(procs.start_proxy(ferry, o, dir)?)
+        Some(procs.start_proxy(ferry, o, dir, false)?)
+    } else {
+        None
+    };
+    let shared_pid = if o.only.contains(&Endpoint::Shared) {
+        Some(procs.start_proxy(ferry, o, dir, true)?)
     } else {
         None
     };
@@ -280,6 +296,7 @@ async fn run(o: &Options, ferry: &Path, dir: &Path) -> Result<(), BoxError> {
             },
             // The proxy advertises itself (one instance at `listen`).
             Endpoint::Proxy => (o.addr(4), o.addr(4), proxy_pid),
+            Endpoint::Shared => (o.addr(5), o.addr(5), shared_pid),
         };
         let session = Arc::new(connect(addr, behind, o.connections).await?);
         for op in o.ops.iter().copied() {
@@ -300,6 +317,7 @@ async fn run(o: &Options, ferry: &Path, dir: &Path) -> Result<(), BoxError> {
         for (endpoint, pid, addr) in [
             (Endpoint::Relay, relay_pid, o.addr(3)),
             (Endpoint::Proxy, proxy_pid, o.addr(4)),
+            (Endpoint::Shared, shared_pid, o.addr(5)),
         ] {
             if let Some(pid) = pid {
                 let (before, after) = idle_cost(addr, pid, o.idle).await?;
@@ -317,7 +335,7 @@ async fn run(o: &Options, ferry: &Path, dir: &Path) -> Result<(), BoxError> {
     println!("load average at end: {}", load_average());
     println!();
     println!("{}", summary(&phases, &idle));
-    if let Some(pid) = proxy_pid {
+    for pid in [proxy_pid, shared_pid].into_iter().flatten() {
         // A clean exit, so a profiler the proxy runs under writes its output.
         procs.terminate(pid).await;
     }
@@ -578,9 +596,20 @@ impl Procs {
         Ok(Some(pid))
     }
 
-    fn start_proxy(&mut self, ferry: &Path, o: &Options, dir: &Path) -> Result<u32, BoxError> {
-        let config = dir.join("proxy.yaml");
-        let admin = SocketAddr::new(o.addr(4).ip(), 14001);
+    fn start_proxy(
+        &mut self,
+        ferry: &Path,
+        o: &Options,
+        dir: &Path,
+        shared: bool,
+    ) -> Result<u32, BoxError> {
+        let (name, host) = if shared {
+            ("proxy-shared", 5)
+        } else {
+            ("proxy", 4)
+        };
+        let config = dir.join(format!("{name}.yaml"));
+        let admin = SocketAddr::new(o.addr(host).ip(), 14001);
         // Defaults everywhere else: dual writes with injected timestamps, reads from origin,
         // one proxy instance in the virtual topology (at `listen`).
         std::fs::write(
@@ -590,13 +619,14 @@ impl Procs {
                  origin:\n  contact_points: [\"{origin}\"]\n\
                  target:\n  contact_points: [\"{target}\"]\n\
                  admin:\n  listen: {admin}\n\
+                 share_backend_connections: {shared}\n\
                  log:\n  level: warn\n",
-                listen = o.addr(4),
+                listen = o.addr(host),
                 origin = o.addr(1),
                 target = o.addr(2),
             ),
         )?;
-        let log = dir.join("proxy.log");
+        let log = dir.join(format!("{name}.log"));
         let config = config.to_string_lossy().into_owned();
         let ferry_path = ferry.to_string_lossy();
         let mut args: Vec<&str> = o.proxy_prefix.iter().skip(1).map(String::as_str).collect();
@@ -611,8 +641,8 @@ impl Procs {
         let (pid, stdout) = self.spawn(MIDDLE_CPU, program, &args, &log)?;
         Self::wait_ready(stdout, "ferry proxy: listening on", &log)?;
         println!(
-            "ferry proxy: pid {pid} on {} (origin {}, target {}), pinned to CPU {MIDDLE_CPU}",
-            o.addr(4),
+            "ferry {name}: pid {pid} on {} (origin {}, target {}), pinned to CPU {MIDDLE_CPU}",
+            o.addr(host),
             o.addr(1),
             o.addr(2)
         );
@@ -1005,19 +1035,21 @@ fn summary(phases: &[Phase], idle: &[(Endpoint, f64)]) -> String {
     let _ = writeln!(out, "| target | measured | status |");
     let _ = writeln!(out, "|---|---|---|");
     let mut cpu_target = |what: &str, op: Op, mode: Mode, max: f64| {
-        let (Some(relay), Some(proxy)) = (
-            find(Endpoint::Relay, op, mode).and_then(|p| p.middle_us_per_req),
-            find(Endpoint::Proxy, op, mode).and_then(|p| p.middle_us_per_req),
-        ) else {
-            let _ = writeln!(out, "| {what} | not measured | — |");
-            return;
-        };
-        let ratio = proxy / relay;
-        let _ = writeln!(
-            out,
-            "| {what} ≤ {max}× relay | {proxy:.2} / {relay:.2} µs = {ratio:.2}× | {} |",
-            if ratio <= max { "met" } else { "NOT MET" }
-        );
+        for proxy in [Endpoint::Proxy, Endpoint::Shared] {
+            let (Some(relay), Some(us)) = (
+                find(Endpoint::Relay, op, mode).and_then(|p| p.middle_us_per_req),
+                find(proxy, op, mode).and_then(|p| p.middle_us_per_req),
+            ) else {
+                continue;
+            };
+            let ratio = us / relay;
+            let _ = writeln!(
+                out,
+                "| {what} ≤ {max}× relay ({}) | {us:.2} / {relay:.2} µs = {ratio:.2}× | {} |",
+                proxy.name(),
+                if ratio <= max { "met" } else { "NOT MET" }
+            );
+        }
     };
     cpu_target("reads, fixed rate: CPU/request", Op::Read, Mode::Fixed, 0.9);
     cpu_target("reads, unthrottled: CPU/request", Op::Read, Mode::Max, 0.65);

@@ -2,7 +2,10 @@
 //!
 //! Each client session owns one backend connection per cluster, opened with the client's own
 //! protocol version and STARTUP options, so session state (keyspace, credentials, compression)
-//! is the client's and bodies can be forwarded without re-encoding.
+//! is the client's and bodies can be forwarded without re-encoding. With
+//! `share_backend_connections`, sessions whose handshakes are identical also share a pair opened
+//! the same way (`pool`): such a connection answers many clients, so its reader collects each
+//! batch's answers per client outbox ([`Staged`]).
 //!
 //! ```text
 //!  send(envelope, completion) ─► slot table: stream id ─► outbox ─► socket (written by the
@@ -64,7 +67,7 @@ use crate::tls::ClusterTls;
 /// Largest response body accepted from a cluster (Cassandra's own default frame limit).
 const MAX_RESPONSE_BODY: usize = 256 * 1024 * 1024;
 /// Stream ids available on a v3+ connection.
-const MAX_STREAMS: usize = 32_768;
+pub(crate) const MAX_STREAMS: usize = 32_768;
 
 /// What a backend connection needs to know at connect time.
 #[derive(Debug, Clone)]
@@ -81,6 +84,9 @@ pub(crate) struct BackendOptions {
     pub request_timeout: Duration,
     pub max_in_flight: usize,
     pub heartbeat_interval: Duration,
+    /// Shared by sessions (see `pool`): no client outbox of its own, and its batches are
+    /// written by its writer task, where batches of several sessions meet.
+    pub shared: bool,
     /// Where requests are counted and timed.
     pub metrics: Arc<Metrics>,
     /// Where failures count against the cluster's readiness.
@@ -225,7 +231,7 @@ impl Backend {
         opts: BackendOptions,
         startup_body: Bytes,
         events: EventRoute,
-        answers: Arc<Outbox>,
+        answers: Option<Arc<Outbox>>,
     ) -> Result<(Self, Envelope), BackendError> {
         let (metrics, health, cluster) = (opts.metrics.clone(), opts.health.clone(), opts.cluster);
         let connected = Self::open(opts, startup_body, events, answers).await;
@@ -246,7 +252,7 @@ impl Backend {
         opts: BackendOptions,
         startup_body: Bytes,
         events: EventRoute,
-        answers: Arc<Outbox>,
+        answers: Option<Arc<Outbox>>,
     ) -> Result<(Self, Envelope), BackendError> {
         let connect_error = |reason: String| BackendError::Connect {
             cluster: opts.cluster,
@@ -297,7 +303,11 @@ impl Backend {
             None => return Err(connect_error("closed during STARTUP".to_owned())),
         };
 
-        let tx = Outbox::open(&io);
+        let tx = if opts.shared {
+            Outbox::open_shared(&io)
+        } else {
+            Outbox::open(&io)
+        };
         if opts.version.uses_segments() && answer.header.opcode != Opcode::Error {
             let framing = Framing::Segments {
                 lz4: opts.compression == Some(Compression::Lz4),
@@ -335,7 +345,8 @@ impl Backend {
                 heartbeat: opts.heartbeat_interval,
             };
             tokio::spawn(async move {
-                let reason = read_loop(&shared, reader, events, &answers, tx, loop_opts).await;
+                let reason =
+                    read_loop(&shared, reader, events, answers.as_deref(), tx, loop_opts).await;
                 shared.close(reason);
             })
         };
@@ -355,9 +366,34 @@ impl Backend {
         self.tx.outbox()
     }
 
+    /// What the connection was opened with.
+    pub(crate) fn options(&self) -> &BackendOptions {
+        &self.opts
+    }
+
+    /// False once the connection is gone.
+    pub(crate) fn is_open(&self) -> bool {
+        !*self.shared.closed.borrow()
+    }
+
+    /// Answers taken off the connection and not yet queued for their clients (see
+    /// [`Backend::in_flight`]).
+    pub(crate) fn delivering(&self) -> usize {
+        self.shared.delivering.load(Ordering::Acquire)
+    }
+
     /// Requests sent and not yet answered (timed-out ones count until their late answer).
     pub(crate) fn in_flight(&self) -> usize {
         self.shared.lock().in_flight() + self.shared.delivering.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection is gone or this handle dropped; does not borrow it.
+    pub(crate) fn gone(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.shared.closed.subscribe();
+        async move {
+            // An error: the sender went with the connection's last task.
+            let _ = rx.wait_for(|closed| *closed).await;
+        }
     }
 
     /// Resolves once the connection is gone (at once if it already is).
@@ -481,7 +517,7 @@ impl Shared {
     fn finish_in(
         &self,
         batch: &mut BatchMeter,
-        staged: &mut Staged<'_>,
+        staged: &mut Staged,
         completion: Completion,
         env: Envelope,
         elapsed: Duration,
@@ -550,7 +586,7 @@ async fn read_loop(
     shared: &Shared,
     mut reader: FrameReader,
     events: EventRoute,
-    answers: &Outbox,
+    answers: Option<&Outbox>,
     tx: OutSender,
     opts: LoopOptions,
 ) -> String {
@@ -562,8 +598,8 @@ async fn read_loop(
     let tick = (shared.timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let mut sweep_tick = tokio::time::interval(tick);
     sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Answers found in one read are queued for the client together and written at the end of
-    // the batch, from this task (see `Outbox`).
+    // Answers found in one read are queued for their clients together and written at the end
+    // of the batch, from this task (see `Outbox` and `Staged`); events are held with them.
     let mut batch = None;
     // One clock reading per read batch: its answers arrived together.
     let mut now = Instant::now();
@@ -577,14 +613,15 @@ async fn read_loop(
             Some(item) => Ok(Some(item)),
             None => {
                 busy |= !held.answers.is_empty();
-                deliver(shared, &mut held, answers, now, &mut meter);
-                // Counted before the batch's answers leave: a client that reads `/metrics`
-                // after its answer sees the request in it.
-                meter.flush();
+                deliver(shared, &mut held, now, &mut meter);
                 batch = None;
-                // Answers are queued for the client without waiting (see `Outbox::push_now`):
-                // a client that does not read stops this reader here, between batches.
-                answers.room().await;
+                // Answers are queued for their clients without waiting (see
+                // `Outbox::push_now`): a client that does not read stops this reader here,
+                // between batches.
+                held.staged.room().await;
+                if let Some(answers) = answers {
+                    answers.room().await;
+                }
                 let item = tokio::select! {
                     item = reader.next() => item,
                     _ = sweep_tick.tick() => {
@@ -603,7 +640,9 @@ async fn read_loop(
                 item
             }
         };
-        if batch.is_none() {
+        if batch.is_none()
+            && let Some(answers) = answers
+        {
             batch = Some(Holding::hold([answers]));
         }
         let env = match item {
@@ -611,23 +650,23 @@ async fn read_loop(
             Ok(Some(Inbound::Malformed { message, fatal, .. })) => {
                 tracing::warn!(cluster = %shared.cluster, addr = %shared.addr, %message, "malformed response");
                 if fatal {
-                    deliver(shared, &mut held, answers, now, &mut meter);
+                    deliver(shared, &mut held, now, &mut meter);
                     return format!("malformed response: {message}");
                 }
                 continue;
             }
             Ok(None) => {
-                deliver(shared, &mut held, answers, now, &mut meter);
+                deliver(shared, &mut held, now, &mut meter);
                 return "closed by the cluster".to_owned();
             }
             Err(e) => {
-                deliver(shared, &mut held, answers, now, &mut meter);
+                deliver(shared, &mut held, now, &mut meter);
                 return format!("read failed: {e}");
             }
         };
         if env.stream() < 0 {
             // In order with the answers read before it.
-            deliver(shared, &mut held, answers, now, &mut meter);
+            deliver(shared, &mut held, now, &mut meter);
             events.deliver(env, compression);
             continue;
         }
@@ -639,23 +678,17 @@ async fn read_loop(
 /// and since when.
 type Answer = (Envelope, Option<(Completion, Instant)>);
 
-/// The reader's vectors for one read batch: its answers, and those for the client's outbox.
+/// The reader's vectors for one read batch: its answers, and those for each client's outbox.
 #[derive(Debug, Default)]
 struct BatchVecs {
     answers: Vec<Answer>,
-    to_client: Vec<Envelope>,
+    staged: Staged,
 }
 
 /// Releases the stream ids of `answers` (one lock for all of them) and hands each to its
 /// completion; empties `answers`.
-fn deliver(
-    shared: &Shared,
-    held: &mut BatchVecs,
-    client: &Outbox,
-    now: Instant,
-    meter: &mut BatchMeter,
-) {
-    let BatchVecs { answers, to_client } = held;
+fn deliver(shared: &Shared, held: &mut BatchVecs, now: Instant, meter: &mut BatchMeter) {
+    let BatchVecs { answers, staged } = held;
     if answers.is_empty() {
         return;
     }
@@ -671,13 +704,15 @@ fn deliver(
         shared.delivering.fetch_add(released, Ordering::AcqRel);
         released
     };
-    let mut staged = Staged::new(client, to_client);
     for (env, done) in answers.drain(..) {
         if let Some((completion, sent)) = done {
             let elapsed = now.saturating_duration_since(sent);
-            shared.finish_in(meter, &mut staged, completion, env, elapsed);
+            shared.finish_in(meter, staged, completion, env, elapsed);
         }
     }
+    // Counted before the answers leave: a client that reads `/metrics` after its answer sees
+    // the request in it.
+    meter.flush();
     staged.flush();
     // Every answer is queued for its client: a draining session may close now.
     shared.delivering.fetch_sub(released, Ordering::AcqRel);

@@ -21,6 +21,7 @@
 //! per request. Mirrored reads do the same for the secondary's half, rather than counting a
 //! failure for every read until something else prepares the statement again.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,6 +56,10 @@ pub(crate) struct SinkParts {
     /// v3/v4 body compression the client negotiated; errors the proxy builds itself go out
     /// uncompressed (allowed: the flag is per envelope).
     compression: Option<Compression>,
+    /// Requests of this client waiting for their answer (live [`Reply`]s): the limit on a
+    /// shared backend connection, where stream ids are not the client's alone, and what a
+    /// draining session waits for.
+    in_flight: AtomicUsize,
 }
 
 impl std::ops::Deref for ClientSink {
@@ -75,7 +80,13 @@ impl ClientSink {
             tx,
             version,
             compression,
+            in_flight: AtomicUsize::new(0),
         }))
+    }
+
+    /// Requests waiting for their answer.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     pub(crate) fn sender(&self) -> OutSender {
@@ -184,6 +195,7 @@ impl Statements {
 
 impl Reply {
     pub(crate) fn new(sink: ClientSink, stream: i16, kind: RequestKind) -> Self {
+        sink.in_flight.fetch_add(1, Ordering::Relaxed);
         Self {
             sink,
             stream,
@@ -193,8 +205,8 @@ impl Reply {
     }
 
     /// Sends a cluster's answer (or the error standing for its failure) to the client; into
-    /// `staged` when it collects for this client's outbox.
-    fn deliver(self, result: Result<Envelope, BackendError>, staged: Option<&mut Staged<'_>>) {
+    /// `staged` when the answer was read in a batch.
+    fn deliver(self, result: Result<Envelope, BackendError>, staged: Option<&mut Staged>) {
         match result {
             Ok(mut env) => {
                 if env.header.opcode == Opcode::Error
@@ -205,10 +217,8 @@ impl Reply {
                 }
                 env.set_stream(self.stream);
                 match staged {
-                    Some(staged) if std::ptr::eq(&**self.sink.outbox(), staged.outbox) => {
-                        staged.envelopes.push(env);
-                    }
-                    _ => self.sink.send_now(env),
+                    Some(staged) => staged.push(self.sink.outbox(), env),
+                    None => self.sink.send_now(env),
                 }
             }
             Err(e) => {
@@ -227,6 +237,14 @@ impl Reply {
         response
             .to_envelope(self.sink.version, self.stream, &Default::default())
             .ok()
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        // An answer read in a batch is queued at the end of the batch, after this: a draining
+        // session also waits for the backend's `delivering` count.
+        self.sink.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -291,12 +309,12 @@ impl Completion {
     }
 
     /// [`Completion::complete`] for an answer read in a batch: a client's answer is collected
-    /// in `staged` when that is the client's outbox.
+    /// in `staged`.
     pub(crate) fn complete_in(
         self,
         result: Result<Envelope, BackendError>,
         elapsed: Duration,
-        staged: Option<&mut Staged<'_>>,
+        staged: Option<&mut Staged>,
     ) {
         let _ = elapsed;
         match self {
@@ -328,27 +346,66 @@ impl Completion {
     }
 }
 
-/// Answers a backend's reader completed in one read batch for its client, queued in the client's
-/// outbox together at the end of the batch: one lock of the outbox per batch, not per answer.
-#[derive(Debug)]
-pub(crate) struct Staged<'a> {
-    outbox: &'a Outbox,
-    /// Empty at the start; the caller's, so its capacity serves the next batch too.
-    envelopes: &'a mut Vec<Envelope>,
+/// Answers a backend's reader completed in one read batch, by client: each client's are queued
+/// under one lock of its outbox at the end of the batch (not one lock per answer), and its
+/// outbox is held from its first answer until then, so its writer is not woken per answer and
+/// the batch leaves in one write. One client for a session's own connections; several for a
+/// connection shared by sessions.
+#[derive(Debug, Default)]
+pub(crate) struct Staged {
+    /// The outboxes answered in this batch, each held, with their answers.
+    groups: Vec<(Arc<Outbox>, Vec<Envelope>)>,
+    /// Emptied vectors of earlier batches, for the next groups (no allocation per batch).
+    spare: Vec<Vec<Envelope>>,
+    /// The outboxes the last flushed batch answered: where the reader waits for room.
+    last: Vec<Arc<Outbox>>,
 }
 
-impl<'a> Staged<'a> {
-    pub(crate) fn new(outbox: &'a Outbox, envelopes: &'a mut Vec<Envelope>) -> Self {
-        Self { outbox, envelopes }
+impl Staged {
+    /// Collects `env` for `outbox`.
+    pub(crate) fn push(&mut self, outbox: &Arc<Outbox>, env: Envelope) {
+        // The latest group first: a batch's answers mostly go to one client.
+        if let Some((_, envelopes)) = self
+            .groups
+            .iter_mut()
+            .rev()
+            .find(|(o, _)| Arc::ptr_eq(o, outbox))
+        {
+            envelopes.push(env);
+            return;
+        }
+        outbox.hold();
+        let mut envelopes = self.spare.pop().unwrap_or_default();
+        envelopes.push(env);
+        self.groups.push((outbox.clone(), envelopes));
     }
 
-    /// Queues what was collected, without waiting for room (see [`Outbox::push_now`]); a client
-    /// that is gone is not an error here.
-    pub(crate) fn flush(self) {
-        if !self.envelopes.is_empty() {
-            let _ = self.outbox.push_now_all(self.envelopes);
+    /// Queues what was collected, without waiting for room (see [`Outbox::push_now`]), and
+    /// releases each outbox (which writes it); a client that is gone is not an error here.
+    pub(crate) fn flush(&mut self) {
+        self.last.clear();
+        for (outbox, mut envelopes) in self.groups.drain(..) {
+            let _ = outbox.push_now_all(&mut envelopes);
+            outbox.release();
+            envelopes.clear();
+            self.spare.push(envelopes);
+            self.last.push(outbox);
         }
-        self.envelopes.clear();
+    }
+
+    /// Waits until every client the last batch answered has room in its outbox: a client that
+    /// does not read stops the reader here, between batches (the bound plus one batch).
+    pub(crate) async fn room(&mut self) {
+        for outbox in self.last.drain(..) {
+            outbox.room().await;
+        }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // Never leave an outbox held: its writer would not be woken.
+        self.flush();
     }
 }
 

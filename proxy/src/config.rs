@@ -116,6 +116,12 @@ pub struct ProxyConfig {
     /// beyond it the client gets OVERLOADED. Default `2048`, at most 32768 (the protocol's stream
     /// id space). YAML `max_in_flight_per_connection`; zdm `PROXY_MAX_STREAM_IDS`.
     pub max_in_flight_per_connection: usize,
+    /// Let client connections whose handshakes are identical (protocol version, STARTUP
+    /// options, credentials, the same two nodes) and which set no keyspace send their requests
+    /// over one shared pair of backend connections, so several clients' requests leave in one
+    /// write. Each client keeps its own pair for its handshake, `USE`, `REGISTER` and as the
+    /// fallback. Default `false`. YAML `share_backend_connections`.
+    pub share_backend_connections: bool,
     /// Entries in the prepared-statement id cache (LRU). Default `10000`, at most 10,000,000.
     /// YAML `prepared_cache_capacity`.
     pub prepared_cache_capacity: usize,
@@ -431,6 +437,7 @@ impl Default for ProxyConfig {
             request_timeout: Duration::from_secs(10),
             max_client_connections: 1000,
             max_in_flight_per_connection: 2048,
+            share_backend_connections: false,
             prepared_cache_capacity: 10_000,
             heartbeat_interval: Duration::from_secs(30),
             reconnect: BackoffConfig::default(),
@@ -888,6 +895,10 @@ const PROXY_SETTINGS: &[(&str, ProxyApply)] = &[
     }),
     ("max_in_flight_per_connection", |d, v| {
         d.config.max_in_flight_per_connection = whole(v.text()?)?;
+        Ok(())
+    }),
+    ("share_backend_connections", |d, v| {
+        d.config.share_backend_connections = boolean(v.text()?)?;
         Ok(())
     }),
     ("prepared_cache_capacity", |d, v| {

@@ -494,7 +494,7 @@ pub(crate) struct Outbox {
     /// Wakes producers waiting for room.
     room: Notify,
     /// The socket, for writing inline from a producer; `None` for TLS (one rustls state
-    /// machine, driven by the writer task alone).
+    /// machine, driven by the writer task alone) and for a shared socket.
     direct: Option<Arc<TcpStream>>,
     /// Live [`OutSender`]s: the writer ends once none is left and everything is written.
     /// Outside the lock: every request's reply holds a sender.
@@ -528,9 +528,20 @@ pub(crate) struct OutboxClosed;
 impl Outbox {
     /// An outbox for `io` and the one sender that keeps its writer running.
     pub(crate) fn open(io: &WriteIo) -> OutSender {
+        Self::open_with(io, true)
+    }
+
+    /// [`Outbox::open`] for a socket several sessions write to: the last holder of a batch
+    /// wakes the writer task instead of writing, so batches of sessions that run in the same
+    /// scheduler pass leave in one write.
+    pub(crate) fn open_shared(io: &WriteIo) -> OutSender {
+        Self::open_with(io, false)
+    }
+
+    fn open_with(io: &WriteIo, inline_writes: bool) -> OutSender {
         let direct = match io {
-            WriteIo::Plain(socket) => Some(socket.clone()),
-            WriteIo::Tls(_) => None,
+            WriteIo::Plain(socket) if inline_writes => Some(socket.clone()),
+            WriteIo::Plain(_) | WriteIo::Tls(_) => None,
         };
         OutSender(Arc::new(Self {
             state: Mutex::new(OutState {

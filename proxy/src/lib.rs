@@ -14,6 +14,7 @@
 //!   heartbeats).
 //! - `completion`: where answers go — forwarded reads, joined dual writes, mirrored reads
 //!   compared.
+//! - `pool`: backend connections shared by sessions whose handshakes are identical.
 //! - `prepared`: the bounded prepared-statement cache (origin id → target id).
 //! - `topology`: `system.local`/`system.peers` answered with the proxy instances.
 //! - `frame`: buffered socket I/O in whole envelopes, v5 segments, coalesced writes, over plain
@@ -43,6 +44,7 @@ mod frame;
 mod health;
 mod metrics;
 mod migration;
+mod pool;
 mod prepared;
 pub mod proxy;
 pub mod repairs;

@@ -125,6 +125,13 @@ const CLIENT_CONNECTIONS: Def = def(
     &[],
     "Client connections open now.",
 );
+const SHARED_PAIRS: Def = def(
+    "ferry_proxy_shared_backend_pairs",
+    Gauge,
+    &[],
+    "Pairs of backend connections (one per cluster) shared by client connections with \
+     identical handshakes (share_backend_connections).",
+);
 const CLIENT_REFUSED: Def = def(
     "ferry_proxy_client_connections_refused_total",
     Counter,
@@ -253,7 +260,7 @@ const READ_MODE: Def = def(
 );
 
 /// Every metric the proxy exports.
-pub(crate) const DEFINITIONS: [&Def; 26] = [
+pub(crate) const DEFINITIONS: [&Def; 27] = [
     &REQUESTS,
     &FAILURES,
     &FAILED_WRITES,
@@ -262,6 +269,7 @@ pub(crate) const DEFINITIONS: [&Def; 26] = [
     &STREAM_IDS,
     &CLIENT_CONNECTIONS,
     &CLIENT_REFUSED,
+    &SHARED_PAIRS,
     &CLIENT_TLS_FAILURES,
     &BACKEND_CONNECTIONS,
     &CONNECT_FAILURES,
@@ -666,6 +674,7 @@ pub(crate) struct Metrics {
     clusters: [ClusterMetrics; 2],
     client_connections: IntGauge,
     client_refused: IntCounter,
+    shared_pairs: IntGauge,
     /// `failed_on` = origin, target, both.
     failed_writes: [IntCounter; 3],
     /// By [`HandshakeFailure::ALL`] order.
@@ -825,6 +834,7 @@ impl Metrics {
             ],
             client_connections: b.gauge(&CLIENT_CONNECTIONS)?,
             client_refused: b.counter(&CLIENT_REFUSED)?,
+            shared_pairs: b.gauge(&SHARED_PAIRS)?,
             client_tls_failures: [t0?, t1?, t2?, t3?],
             prepared_entries: b.gauge(&PREPARED_ENTRIES)?,
             prepared_misses: b.counter(&PREPARED_MISSES)?,
@@ -857,6 +867,14 @@ impl Metrics {
 
     pub(crate) fn client_disconnected(&self) {
         self.client_connections.dec();
+    }
+
+    pub(crate) fn shared_pair_opened(&self) {
+        self.shared_pairs.inc();
+    }
+
+    pub(crate) fn shared_pair_closed(&self) {
+        self.shared_pairs.dec();
     }
 
     pub(crate) fn client_refused(&self) {

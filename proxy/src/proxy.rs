@@ -41,6 +41,7 @@ use crate::frame::{FrameReader, Inbound, Stream};
 use crate::health::{self, Health, Probe};
 use crate::metrics::{Metrics, MetricsError};
 use crate::migration::Migration;
+use crate::pool::Pool;
 use crate::prepared::PreparedCache;
 use crate::repairs::RepairLog;
 use crate::session;
@@ -120,6 +121,8 @@ pub(crate) struct Context {
     pub migration: Arc<Migration>,
     /// The Update channel, when `update` is configured.
     pub update: Option<Arc<UpdateLink>>,
+    /// Backend connections shared by sessions (`share_backend_connections`).
+    pub pool: Arc<Pool>,
     pub metrics: Arc<Metrics>,
     /// Each cluster's readiness, fed by every backend connection.
     pub health: Arc<Health>,
@@ -180,6 +183,7 @@ impl Context {
             request_timeout: self.config.request_timeout,
             max_in_flight: self.config.max_in_flight_per_connection,
             heartbeat_interval: self.config.heartbeat_interval,
+            shared: false,
             metrics: self.metrics.clone(),
             health: self.health.clone(),
         })
@@ -344,6 +348,7 @@ impl Proxy {
             repairs,
             migration,
             update,
+            pool: Arc::default(),
             metrics,
             health: health.clone(),
             supported,

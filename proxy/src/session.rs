@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Requests parsed from one read form a batch: they are queued in the backends' outboxes and
-//! written when the batch ends, by this task (`frame::Outbox`).
+//! written when the batch ends, by this task (`frame::Outbox`). With
+//! `share_backend_connections`, a batch of QUERY/EXECUTE/BATCH goes over the shared pair of the
+//! session's shape instead, once it is open and until the session sends `USE` (`pool`).
 //!
 //! The loop never waits for an answer: requests on one connection run concurrently and their
 //! answers go back in whatever order the clusters produce them.
@@ -22,6 +24,7 @@
 //! finish, then the client connection closes and the driver reconnects to fresh backends.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -48,6 +51,7 @@ use crate::frame::{
     FrameReader, Framing, Holding, Inbound, OutSender, Outbox, Outgoing, Stream, legacy_error,
     run_writer,
 };
+use crate::pool::{self, Login, Shape};
 use crate::prepared::PreparedEntry;
 use crate::proxy::Context;
 use crate::repairs::{KeyColumns, KeySource};
@@ -69,7 +73,10 @@ pub(crate) async fn serve(ctx: Arc<Context>, stream: Stream) {
     let tx = Outbox::open(&write);
     let writer = tokio::spawn(run_writer(write, tx.outbox().clone()));
     let mut reader = FrameReader::new(read, Direction::Request, MAX_REQUEST_BODY);
-    if let Some(session) = handshake(&ctx, &mut reader, &tx, local_addr).await {
+    // Boxed: the handshake's future (both backend connects at once) is several KiB, and
+    // inline it would stay part of the task's allocation for the connection's whole life.
+    let handshake = Box::pin(handshake(&ctx, &mut reader, &tx, local_addr));
+    if let Some(session) = handshake.await {
         let session = Arc::new(session);
         let resender = Resender {
             session: Arc::downgrade(&session),
@@ -82,6 +89,9 @@ pub(crate) async fn serve(ctx: Arc<Context>, stream: Stream) {
     // Let the writer flush what is queued (a last error, say) before the socket closes.
     let _ = writer.await;
 }
+
+/// The shared pair a batch of requests goes over, or `None` for the session's own.
+type Via<'a> = Option<&'a [Backend; 2]>;
 
 /// What the handshake ends with.
 struct Session {
@@ -97,6 +107,11 @@ struct Session {
     local_addr: SocketAddr,
     /// Prepares and resends a half one cluster forgot; set once the session is shared.
     resender: OnceLock<Arc<dyn Reprepare>>,
+    /// The shared pair of backend connections this session may use (see `pool`).
+    shared: Option<Arc<pool::Entry>>,
+    /// Set by a `USE`: the keyspace lives on the session's own connections, so every request
+    /// after it goes there.
+    pinned: AtomicBool,
 }
 
 async fn handshake(
@@ -180,6 +195,7 @@ async fn startup(
 ) -> Option<Session> {
     let version = env.header.version;
     let stream = env.stream();
+    let startup_body = env.body.clone();
     let plain_sink = ClientSink::new(tx.clone(), version, None);
     let options = match Startup::decode(&mut &env.body[..], version) {
         Ok(s) => s,
@@ -224,7 +240,7 @@ async fn startup(
         let answers = sink.outbox().clone();
         async move {
             match opts {
-                Ok(opts) => Backend::connect(opts, body, events, answers).await,
+                Ok(opts) => Backend::connect(opts, body, events, Some(answers)).await,
                 Err(e) => Err(e),
             }
         }
@@ -278,13 +294,15 @@ async fn startup(
         keyspace: Mutex::new(None),
         local_addr,
         resender: OnceLock::new(),
+        shared: None,
+        pinned: AtomicBool::new(false),
     };
     if !wants_auth[0] && !wants_auth[1] {
         let mut ready = answers[ClusterId::Origin.index()].clone();
         ready.set_stream(stream);
         sink.send(ready).await;
         switch(&sink, reader).await;
-        return Some(session);
+        return Some(session.join_pool(&options, &startup_body, [Login::None, Login::None]));
     }
 
     // Authentication: the client's credentials go to one cluster, the proxy's own to the other.
@@ -304,6 +322,9 @@ async fn startup(
     sink.send(challenge).await;
     switch(&sink, reader).await;
 
+    // A login of one AUTH_RESPONSE can be replayed on a shared connection; a SASL exchange
+    // with challenges cannot.
+    let mut exchanges = 0;
     loop {
         let env = next_envelope(reader, tx).await?;
         let stream = env.stream();
@@ -321,6 +342,8 @@ async fn startup(
                 continue;
             }
         }
+        exchanges += 1;
+        let login = plain_body(&env, body_compression).ok();
         let answer = match session.backends[client_side.index()].request(env).await {
             Ok(a) => a,
             Err(e) => {
@@ -342,7 +365,15 @@ async fn startup(
                 let mut success = answer;
                 success.set_stream(stream);
                 sink.send(success).await;
-                return Some(session);
+                let (Some(login), 1) = (login, exchanges) else {
+                    return Some(session);
+                };
+                let mut logins = [Login::None, Login::None];
+                logins[client_side.index()] = Login::Client(login);
+                if proxy_login.is_some() {
+                    logins[proxy_side.index()] = Login::Proxy;
+                }
+                return Some(session.join_pool(&options, &startup_body, logins));
             }
             _ => {
                 // AUTH_CHALLENGE continues the exchange; an ERROR (bad credentials) ends it,
@@ -356,6 +387,41 @@ async fn startup(
 }
 
 impl Session {
+    /// The session, a member of the shared pair of its shape when sharing is on (opening the
+    /// pair if it is the first).
+    fn join_pool(mut self, startup: &Startup, startup_body: &Bytes, logins: [Login; 2]) -> Self {
+        if !self.ctx.config.share_backend_connections {
+            return self;
+        }
+        let own = self.backends.each_ref().map(|b| b.options().clone());
+        let shape = Shape {
+            version: self.version,
+            compression: own[0].compression,
+            options: pool::shape_options(startup),
+            addrs: own.each_ref().map(|o| o.addr),
+            logins,
+        };
+        let (entry, opens) = self.ctx.pool.join(shape, startup_body);
+        if opens {
+            tokio::spawn(pool::open(self.ctx.clone(), Arc::downgrade(&entry), own));
+        }
+        self.shared = Some(entry);
+        self
+    }
+
+    /// The shared pair this batch of requests may go over: `None` for the session's own.
+    fn via(&self) -> Option<&[Backend; 2]> {
+        if self.pinned.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.shared.as_ref()?.pair()
+    }
+
+    /// The connection a request to `cluster` goes over.
+    fn pick<'a>(&'a self, via: Via<'a>, cluster: ClusterId) -> &'a Backend {
+        &via.unwrap_or(&self.backends)[cluster.index()]
+    }
+
     /// Logs into `cluster` with the proxy's configured credentials (SASL PLAIN).
     async fn proxy_login(&self, cluster: ClusterId) -> Result<(), String> {
         let config = self.ctx.config.cluster(cluster);
@@ -390,6 +456,7 @@ impl Session {
         // Requests found in one read are queued for the clusters together and written at the
         // end of the batch, from this task (see `Outbox`).
         let mut batch = None;
+        let mut via = None;
         loop {
             let buffered = reader.buffered();
             if buffered.is_none() {
@@ -418,14 +485,31 @@ impl Session {
                 }
             };
             if batch.is_none() {
-                batch = Some(Holding::hold([
-                    &**self.sink.outbox(),
-                    self.backend(ClusterId::Origin).outbox(),
-                    self.backend(ClusterId::Target).outbox(),
-                ]));
+                via = self.via();
+                batch = Some(self.hold(via));
             }
             match item {
-                Ok(Some(Inbound::Envelope(env))) => self.handle(env).await,
+                Ok(Some(Inbound::Envelope(env))) => {
+                    if via.is_some()
+                        && self.sink.in_flight() >= self.ctx.config.max_in_flight_per_connection
+                    {
+                        // What the client's own connection says when its stream ids run out.
+                        let message = format!(
+                            "ferry proxy: {} requests of this connection are in flight",
+                            self.sink.in_flight()
+                        );
+                        self.sink
+                            .error(env.stream(), ErrorResponse::overloaded(message))
+                            .await;
+                        continue;
+                    }
+                    self.handle(env, via).await;
+                    if via.is_some() && self.pinned.load(Ordering::Relaxed) {
+                        // A USE: the rest goes over the session's own connections.
+                        via = None;
+                        batch = Some(self.hold(via));
+                    }
+                }
                 Ok(Some(malformed)) => {
                     if answer_malformed(malformed, &self.sink_tx()).await {
                         return;
@@ -434,6 +518,13 @@ impl Session {
                 Ok(None) | Err(_) => return,
             }
         }
+    }
+
+    /// Holds the client's outbox and those of the connections `via` names through a batch of
+    /// requests.
+    fn hold<'a>(&'a self, via: Via<'a>) -> Holding<'a, 3> {
+        let [origin, target] = via.unwrap_or(&self.backends);
+        Holding::hold([&**self.sink.outbox(), origin.outbox(), target.outbox()])
     }
 
     /// Which cluster's connection died first.
@@ -460,13 +551,22 @@ impl Session {
                     Ok(None) | Err(_) => return,
                 },
                 _ = tick.tick() => {
-                    if self.backends.iter().all(|b| b.in_flight() == 0) {
+                    if self.idle() {
                         return;
                     }
                 }
                 () = tokio::time::sleep_until(deadline) => return,
             }
         }
+    }
+
+    /// Nothing of this session in flight: no request waits for an answer, and no answer is
+    /// on its way to the client's outbox.
+    fn idle(&self) -> bool {
+        let shared = self.shared.as_ref().and_then(|e| e.pair());
+        self.sink.in_flight() == 0
+            && self.backends.iter().all(|b| b.in_flight() == 0)
+            && shared.is_none_or(|pair| pair.iter().all(|b| b.delivering() == 0))
     }
 
     fn sink_tx(&self) -> OutSender {
@@ -484,12 +584,12 @@ impl Session {
             .clone()
     }
 
-    async fn handle(self: &Arc<Self>, env: Envelope) {
+    async fn handle(self: &Arc<Self>, env: Envelope, via: Via<'_>) {
         let stream = env.stream();
         match env.header.opcode {
-            Opcode::Query => self.query(env).await,
-            Opcode::Execute => self.execute(env).await,
-            Opcode::Batch => self.batch(env).await,
+            Opcode::Query => self.query(env, via).await,
+            Opcode::Execute => self.execute(env, via).await,
+            Opcode::Batch => self.batch(env, via).await,
             Opcode::Prepare => {
                 let session = self.clone();
                 tokio::spawn(async move { session.prepare(env).await });
@@ -534,7 +634,7 @@ impl Session {
             .await;
     }
 
-    async fn query(self: &Arc<Self>, env: Envelope) {
+    async fn query(self: &Arc<Self>, env: Envelope, via: Via<'_>) {
         let stream = env.stream();
         let body = match self.request_body(&env) {
             Ok(b) => b,
@@ -574,15 +674,18 @@ impl Session {
                 .flatten();
                 let reply = Reply::new(self.sink.clone(), stream, kind);
                 let same = |env: &Envelope| Ok(env.clone());
-                self.read(env, same, destination, reply, mirror_table, &[])
+                self.read(env, same, destination, reply, mirror_table, &[], via)
                     .await;
             }
             Destination::Both(write) => {
-                if write == WriteKind::Use
-                    && let Some(ks) = &info.keyspace
-                {
-                    *self.keyspace.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(ks.normalized().into());
+                let mut via = via;
+                if write == WriteKind::Use {
+                    if let Some(ks) = &info.keyspace {
+                        *self.keyspace.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(ks.normalized().into());
+                    }
+                    self.pinned.store(true, Ordering::Relaxed);
+                    via = None;
                 }
                 let kind = request_kind(write, peek.consistency);
                 let env = if let WriteKind::Data { .. } = write {
@@ -604,7 +707,7 @@ impl Session {
                     (Some(table), StatementKind::AlterTable) => self.remigrate_after(table),
                     _ => None,
                 };
-                self.dual_write(env.clone(), env, reply, table, &[], None, after)
+                self.dual_write(env.clone(), env, reply, table, &[], None, after, via)
                     .await;
             }
         }
@@ -662,6 +765,7 @@ impl Session {
         reply: Reply,
         mirror_table: Option<Arc<str>>,
         prepared: &[Arc<PreparedEntry>],
+        via: Via<'_>,
     ) {
         let live = &self.ctx.live;
         let cluster = match destination {
@@ -707,13 +811,13 @@ impl Session {
                     retry,
                 );
                 let completion = Completion::ForwardMirrored(reply, mirror.clone(), cluster);
-                self.backend(cluster).send(env, completion).await;
-                self.backend(secondary)
+                self.pick(via, cluster).send(env, completion).await;
+                self.pick(via, secondary)
                     .send(secondary_env, Completion::Mirror(mirror, secondary))
                     .await;
             }
             _ => {
-                let backend = self.backend(cluster);
+                let backend = self.pick(via, cluster);
                 if let Some(full) = backend.enqueue(env, Completion::Forward(reply)) {
                     backend.send_full(full).await;
                 }
@@ -735,6 +839,7 @@ impl Session {
         prepared: &[Arc<PreparedEntry>],
         key: Option<KeySource>,
         after: Option<AfterSuccess>,
+        via: Via<'_>,
     ) {
         let primary = self.ctx.live.primary();
         let mut envs = [origin_env, target_env];
@@ -762,12 +867,12 @@ impl Session {
             retry,
             after,
         );
-        let origin = self.backend(ClusterId::Origin);
+        let origin = self.pick(via, ClusterId::Origin);
         let origin_half = Completion::Join(join.clone(), ClusterId::Origin);
         if let Some(full) = origin.enqueue(origin_env, origin_half) {
             origin.send_full(full).await;
         }
-        let target = self.backend(ClusterId::Target);
+        let target = self.pick(via, ClusterId::Target);
         if let Some(full) = target.enqueue(target_env, Completion::Join(join, ClusterId::Target)) {
             target.send_full(full).await;
         }
@@ -821,7 +926,7 @@ impl Session {
             .await;
     }
 
-    async fn execute(self: &Arc<Self>, env: Envelope) {
+    async fn execute(self: &Arc<Self>, env: Envelope, via: Via<'_>) {
         let stream = env.stream();
         let body = match self.request_body(&env) {
             Ok(b) => b,
@@ -838,6 +943,12 @@ impl Session {
         let Some(entry) = self.ctx.prepared.get(id) else {
             return self.unprepared(stream, id).await;
         };
+        let mut via = via;
+        if entry.destination == Destination::Both(WriteKind::Use) {
+            // A prepared USE sets the keyspace of the connection it runs on, as a QUERY does.
+            self.pinned.store(true, Ordering::Relaxed);
+            via = None;
+        }
         if let Destination::Virtual(table) = entry.destination {
             let values = match Execute::decode(&mut &body[..], &body, self.version) {
                 Ok(e) => e.params.values,
@@ -902,7 +1013,7 @@ impl Session {
                     version: self.version,
                 });
                 let prepared = std::slice::from_ref(&entry);
-                self.dual_write(env, target_env, reply, table, prepared, key, None)
+                self.dual_write(env, target_env, reply, table, prepared, key, None, via)
                     .await
             }
             destination => {
@@ -910,7 +1021,7 @@ impl Session {
                     .then(|| entry.table.clone())
                     .flatten();
                 let prepared = std::slice::from_ref(&entry);
-                self.read(env, target_copy, destination, reply, mirror, prepared)
+                self.read(env, target_copy, destination, reply, mirror, prepared, via)
                     .await;
             }
         }
@@ -988,7 +1099,7 @@ impl Session {
         }
     }
 
-    async fn batch(self: &Arc<Self>, env: Envelope) {
+    async fn batch(self: &Arc<Self>, env: Envelope, via: Via<'_>) {
         let stream = env.stream();
         let body = match self.request_body(&env) {
             Ok(b) => b,
@@ -1081,7 +1192,7 @@ impl Session {
                 Err(e) => return self.protocol_error(stream, "BATCH", e).await,
             }
         };
-        self.dual_write(env, target_env, reply, table, &entries, None, None)
+        self.dual_write(env, target_env, reply, table, &entries, None, None, via)
             .await;
     }
 

@@ -248,7 +248,12 @@ async fn a_stopped_target_gives_errors_not_hangs() {
 /// SERVER_ERROR names target, the client connection closes, and a new one works at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_backend_connection_fails_its_requests_and_ends_the_session() {
-    let env = env_with(58, |c| c.request_timeout = Duration::from_secs(600)).await;
+    let env = env_with(58, |c| {
+        c.request_timeout = Duration::from_secs(600);
+        // The client's own connection (shared.rs: a shared one).
+        c.share_backend_connections = false;
+    })
+    .await;
     let proxy = env.proxy.local_addr();
     let mut raw = Raw::connect(proxy).await;
     for ddl in [KEYSPACE, "CREATE TABLE ks.t (k int PRIMARY KEY, v text)"] {

@@ -38,6 +38,9 @@ pub(crate) fn proxy_config(net: u8, origin: SocketAddr, target: SocketAddr) -> P
     // Far above any answer on a loaded machine: tests that need the proxy's own timeout set a
     // short one themselves, with a backend delay far beyond it.
     config.request_timeout = Duration::from_secs(30);
+    // Every test runs with shared backend connections: the drivers' several connections share
+    // one pair, so each behaviour below is checked through them too.
+    config.share_backend_connections = true;
     // Each test's own admin port, beside its proxy (the default 14001 would be shared).
     config.admin.listen = format!("127.0.{net}.3:0").parse().unwrap();
     config

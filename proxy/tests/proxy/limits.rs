@@ -17,7 +17,12 @@ use crate::raw::{Raw, error_code, is_rows};
 /// even when a loaded machine stalls the proxy for seconds between the three requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_id_exhaustion_answers_overloaded() {
-    let env = env_with(51, |c| c.max_in_flight_per_connection = 2).await;
+    let env = env_with(51, |c| {
+        c.max_in_flight_per_connection = 2;
+        // The stream ids of the client's own connections (shared.rs checks shared ones).
+        c.share_backend_connections = false;
+    })
+    .await;
     let mut raw = Raw::connect(env.proxy.local_addr()).await;
     assert!(matches!(raw.query(KEYSPACE).await, Response::Result(_)));
     assert!(matches!(

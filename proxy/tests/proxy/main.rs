@@ -11,6 +11,7 @@ mod prepared;
 mod python_driver;
 mod raw;
 mod scylla_driver;
+mod shared;
 mod tls;
 mod topology;
 mod update;
