@@ -128,11 +128,13 @@ impl Pool {
     /// The entry `session` joins for `shape`: the live one, or a new one (then `true`: the
     /// caller opens it with [`open`]).
     pub(crate) fn join(self: &Arc<Self>, shape: Shape, startup: &Bytes) -> (Arc<Entry>, bool) {
+        // Dropped after the guard: when its last member left meanwhile, this is the last
+        // reference to the replaced entry, whose drop takes the lock.
+        let stale: Option<Arc<Entry>>;
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = entries.get(&shape).and_then(Weak::upgrade)
-            && entry.usable()
-        {
-            return (entry, false);
+        match entries.get(&shape).and_then(Weak::upgrade) {
+            Some(entry) if entry.usable() => return (entry, false),
+            other => stale = other,
         }
         let entry = Arc::new(Entry {
             shape: shape.clone(),
@@ -142,6 +144,8 @@ impl Pool {
             failed: AtomicBool::new(false),
         });
         entries.insert(shape, Arc::downgrade(&entry));
+        drop(entries);
+        drop(stale);
         (entry, true)
     }
 
