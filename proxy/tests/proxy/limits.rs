@@ -9,7 +9,7 @@ use ferry_proxy::settings::ReadMode;
 use ferry_sim::server::{FaultAction, RequestMatcher};
 
 use crate::failures::{KEYSPACE, create_table};
-use crate::harness::{env, env_with, scylla};
+use crate::harness::{Env, env, env_with, scylla};
 use crate::raw::{Raw, error_code, is_rows};
 
 /// Two stream ids per backend connection and a slow origin: the third concurrent read gets
@@ -24,6 +24,16 @@ async fn stream_id_exhaustion_answers_overloaded() {
     })
     .await;
     let mut raw = Raw::connect(env.proxy.local_addr()).await;
+    slow_table(&env, &mut raw).await;
+    let message = third_slow_read_overloaded(&mut raw).await;
+    assert!(message.contains("all 2 stream ids"), "{message}");
+    first_two_get_rows(&mut raw).await;
+    env.stop().await;
+}
+
+/// `ks.slow`, whose reads origin answers after 5 s: long enough that "at once" holds even when
+/// a loaded machine stalls the proxy for seconds between requests.
+pub(crate) async fn slow_table(env: &Env, raw: &mut Raw) {
     assert!(matches!(raw.query(KEYSPACE).await, Response::Result(_)));
     assert!(matches!(
         raw.query("CREATE TABLE ks.slow (k int PRIMARY KEY)").await,
@@ -33,29 +43,39 @@ async fn stream_id_exhaustion_answers_overloaded() {
         RequestMatcher::any().table("ks", "slow"),
         FaultAction::Delay(Duration::from_secs(5)),
     );
-    for stream in 1..=3 {
+}
+
+/// Sends reads of `ks.slow` on streams 1..=`n`.
+pub(crate) async fn slow_reads(raw: &mut Raw, n: i16) {
+    for stream in 1..=n {
         raw.send_query(stream, "SELECT k FROM ks.slow WHERE k = 1")
             .await;
     }
+}
+
+/// Three slow reads with a limit of two in flight: the third is answered first, with
+/// OVERLOADED; its message.
+pub(crate) async fn third_slow_read_overloaded(raw: &mut Raw) -> String {
+    slow_reads(raw, 3).await;
     let (stream, answer) = raw.recv_response().await;
-    assert_eq!(
-        stream, 3,
-        "the request without a stream id is answered first"
-    );
+    assert_eq!(stream, 3, "the request over the limit is answered first");
     assert_eq!(
         error_code(&answer),
         Some(ErrorCode::Overloaded),
         "{answer:?}"
     );
-    let Response::Error(e) = &answer else {
+    let Response::Error(e) = answer else {
         unreachable!()
     };
-    assert!(e.message.contains("all 2 stream ids"), "{}", e.message);
+    e.message
+}
+
+/// The answers to streams 1 and 2, both rows.
+pub(crate) async fn first_two_get_rows(raw: &mut Raw) {
     let mut rest = vec![raw.recv_response().await, raw.recv_response().await];
     rest.sort_by_key(|(s, _)| *s);
     assert_eq!(rest.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2]);
     assert!(rest.iter().all(|(_, r)| is_rows(r)), "{rest:?}");
-    env.stop().await;
 }
 
 /// Shutdown with a read in flight: new requests get OVERLOADED, the read still gets its rows,

@@ -17,6 +17,7 @@ use scylla::client::session_builder::SessionBuilder;
 use crate::admin::http;
 use crate::failures::{KEYSPACE, create_table};
 use crate::harness::{Env, env, env_with, proxy_config, scylla, sim};
+use crate::limits::{first_two_get_rows, slow_reads, slow_table, third_slow_read_overloaded};
 use crate::raw::{Raw, error_code, is_rows};
 
 async fn metrics(env: &Env) -> String {
@@ -193,48 +194,17 @@ async fn only_sessions_with_the_same_credentials_share() {
 async fn each_client_keeps_its_in_flight_limit_on_a_shared_pair() {
     let env = env_with(74, |c| c.max_in_flight_per_connection = 2).await;
     let mut raw = Raw::connect(env.proxy.local_addr()).await;
-    assert!(matches!(raw.query(KEYSPACE).await, Response::Result(_)));
-    assert!(matches!(
-        raw.query("CREATE TABLE ks.slow (k int PRIMARY KEY)").await,
-        Response::Result(_)
-    ));
+    slow_table(&env, &mut raw).await;
     pairs(&env, 1).await;
     let mut other = Raw::connect(env.proxy.local_addr()).await;
-    env.origin.node(0).faults().add(
-        RequestMatcher::any().table("ks", "slow"),
-        FaultAction::Delay(Duration::from_secs(5)),
-    );
-    for stream in 1..=3 {
-        raw.send_query(stream, "SELECT k FROM ks.slow WHERE k = 1")
-            .await;
-    }
-    let (stream, answer) = raw.recv_response().await;
-    assert_eq!(stream, 3, "the request over the limit is answered first");
-    assert_eq!(
-        error_code(&answer),
-        Some(ErrorCode::Overloaded),
-        "{answer:?}"
-    );
-    let Response::Error(e) = &answer else {
-        unreachable!()
-    };
+    let message = third_slow_read_overloaded(&mut raw).await;
     assert!(
-        e.message
-            .contains("2 requests of this connection are in flight"),
-        "{}",
-        e.message
+        message.contains("2 requests of this connection are in flight"),
+        "{message}"
     );
-    for stream in 1..=2 {
-        other
-            .send_query(stream, "SELECT k FROM ks.slow WHERE k = 1")
-            .await;
-    }
-    for client in [&mut raw, &mut other] {
-        let mut rest = vec![client.recv_response().await, client.recv_response().await];
-        rest.sort_by_key(|(s, _)| *s);
-        assert_eq!(rest.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2]);
-        assert!(rest.iter().all(|(_, r)| is_rows(r)), "{rest:?}");
-    }
+    slow_reads(&mut other, 2).await;
+    first_two_get_rows(&mut raw).await;
+    first_two_get_rows(&mut other).await;
     env.stop().await;
 }
 
