@@ -405,7 +405,7 @@ impl Backend {
     /// Sends a request; its answer (or failure) goes to `completion`, exactly once. Waits only
     /// while the connection's outbox is above its high-water mark.
     pub(crate) async fn send(&self, envelope: Envelope, completion: Completion) {
-        if let Some(full) = self.enqueue(envelope, completion) {
+        if let Some(full) = self.enqueue(envelope, completion, Instant::now()) {
             self.send_full(full).await;
         }
     }
@@ -421,19 +421,21 @@ impl Backend {
 
     /// [`Backend::send`] without a future when the outbox has room (the usual case: the hot
     /// path builds no nested futures); `Some` when the caller must finish with
-    /// [`Backend::send_full`].
-    pub(crate) fn enqueue(&self, mut envelope: Envelope, completion: Completion) -> Option<Full> {
+    /// [`Backend::send_full`]. `sent` times the request: a batch of requests read together
+    /// shares one clock reading.
+    pub(crate) fn enqueue(
+        &self,
+        mut envelope: Envelope,
+        completion: Completion,
+        sent: Instant,
+    ) -> Option<Full> {
         let allocated = {
             let mut slots = self.shared.lock();
             if let Some(e) = &slots.closed {
                 Err((e.clone(), completion))
             } else if let Some(stream) = slots.next_id() {
-                let now = Instant::now();
-                slots.entries[stream as usize] = Slot::Busy {
-                    completion,
-                    sent: now,
-                };
-                slots.last_activity = now;
+                slots.entries[stream as usize] = Slot::Busy { completion, sent };
+                slots.last_activity = slots.last_activity.max(sent);
                 self.shared.meter().sent();
                 Ok(stream)
             } else {

@@ -21,7 +21,6 @@
 //! per request. Mirrored reads do the same for the secondary's half, rather than counting a
 //! failure for every read until something else prepares the statement again.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +45,9 @@ pub(crate) const MAX_INSPECT_BODY: usize = 256 * 1024 * 1024;
 /// The client's side of a session: its outbox and protocol version. Shared: every request's
 /// [`Reply`] holds one, and cloning an `Arc` is one atomic increment where a sender's clone
 /// is two (its count and its `Arc`).
+///
+/// The session's sink is held by the session and by its live replies only (events get a sink
+/// of their own), so its reference count tells the requests in flight at no cost per request.
 #[derive(Debug, Clone)]
 pub(crate) struct ClientSink(Arc<SinkParts>);
 
@@ -56,10 +58,6 @@ pub(crate) struct SinkParts {
     /// v3/v4 body compression the client negotiated; errors the proxy builds itself go out
     /// uncompressed (allowed: the flag is per envelope).
     compression: Option<Compression>,
-    /// Requests of this client waiting for their answer (live [`Reply`]s): the limit on a
-    /// shared backend connection, where stream ids are not the client's alone, and what a
-    /// draining session waits for.
-    in_flight: AtomicUsize,
 }
 
 impl std::ops::Deref for ClientSink {
@@ -80,13 +78,16 @@ impl ClientSink {
             tx,
             version,
             compression,
-            in_flight: AtomicUsize::new(0),
         }))
     }
 
-    /// Requests waiting for their answer.
+    /// Requests of the session that holds this sink waiting for their answer (its live
+    /// [`Reply`]s): the limit on a shared backend connection, where stream ids are not the
+    /// client's alone, and what a draining session waits for. An answer read in a batch is
+    /// queued at the end of the batch, after its reply is gone: a draining session also waits
+    /// for the backend's `delivering` count.
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
+        Arc::strong_count(&self.0) - 1
     }
 
     pub(crate) fn sender(&self) -> OutSender {
@@ -195,7 +196,6 @@ impl Statements {
 
 impl Reply {
     pub(crate) fn new(sink: ClientSink, stream: i16, kind: RequestKind) -> Self {
-        sink.in_flight.fetch_add(1, Ordering::Relaxed);
         Self {
             sink,
             stream,
@@ -237,14 +237,6 @@ impl Reply {
         response
             .to_envelope(self.sink.version, self.stream, &Default::default())
             .ok()
-    }
-}
-
-impl Drop for Reply {
-    fn drop(&mut self) {
-        // An answer read in a batch is queued at the end of the batch, after this: a draining
-        // session also waits for the backend's `delivering` count.
-        self.sink.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 

@@ -84,11 +84,25 @@ impl PreparedEntry {
     }
 }
 
+/// How many statements a session keeps at hand ([`Recent`]).
+const RECENT: usize = 16;
+
+/// The statements one session executed lately, valid while the proxy-wide cache has not
+/// changed (see [`PreparedCache::get_recent`]).
+#[derive(Debug, Default)]
+pub(crate) struct Recent {
+    generation: u64,
+    entries: Vec<Arc<PreparedEntry>>,
+}
+
 /// The proxy-wide cache, keyed by origin's id.
 #[derive(Debug)]
 pub(crate) struct PreparedCache {
     capacity: usize,
     clock: AtomicU64,
+    /// Bumped by every change of `entries`: sessions' [`Recent`] statements are good while it
+    /// stands.
+    generation: AtomicU64,
     entries: RwLock<HashMap<Bytes, Arc<PreparedEntry>, IdHashState>>,
     misses: AtomicU64,
 }
@@ -149,27 +163,64 @@ impl PreparedCache {
         Self {
             capacity: capacity.max(1),
             clock: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             entries: RwLock::new(HashMap::with_hasher(IdHashState::new())),
             misses: AtomicU64::new(0),
         }
     }
 
-    /// Looks a statement up by the id the client sent (a read lock and an atomic store: this is
-    /// on every EXECUTE).
+    /// Looks a statement up by the id the client sent (a read lock, and a plain store when the
+    /// entry's stamp is behind: this is on every EXECUTE).
     pub(crate) fn get(&self, id: &[u8]) -> Option<Arc<PreparedEntry>> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let found = entries.get(id).cloned();
         drop(entries);
         match &found {
-            Some(e) => e.last_used.store(
-                self.clock.fetch_add(1, Ordering::Relaxed),
-                Ordering::Relaxed,
-            ),
+            Some(e) => self.touch(e),
             None => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
             }
         }
         found
+    }
+
+    /// [`PreparedCache::get`] through a session's recent statements: no lock and no reference
+    /// count while the statement is among them and the cache has not changed since.
+    pub(crate) fn get_recent<'r>(
+        &self,
+        recent: &'r mut Recent,
+        id: &[u8],
+    ) -> Option<&'r Arc<PreparedEntry>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        if recent.generation != generation {
+            // Something was prepared, replaced or evicted: what this session holds may be stale.
+            recent.entries.clear();
+            recent.generation = generation;
+        }
+        match recent.entries.iter().position(|e| e.origin_id == id) {
+            Some(i) => {
+                self.touch(&recent.entries[i]);
+                Some(&recent.entries[i])
+            }
+            None => {
+                let entry = self.get(id)?;
+                if recent.entries.len() >= RECENT {
+                    recent.entries.swap_remove(0);
+                }
+                recent.entries.push(entry);
+                recent.entries.last()
+            }
+        }
+    }
+
+    /// Stamps a use of `entry` for eviction. The clock ticks per insert, not per use:
+    /// statements used since the last PREPARE share a stamp, which is all eviction needs, and
+    /// an execution writes nothing every connection shares unless its stamp is behind.
+    fn touch(&self, entry: &PreparedEntry) {
+        let now = self.clock.load(Ordering::Relaxed);
+        if entry.last_used.load(Ordering::Relaxed) != now {
+            entry.last_used.store(now, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn insert(&self, entry: PreparedEntry) -> Arc<PreparedEntry> {
@@ -191,6 +242,8 @@ impl PreparedCache {
             }
         }
         entries.insert(entry.origin_id.clone(), entry.clone());
+        // Under the lock: a session that sees the new generation finds the new entry.
+        self.generation.fetch_add(1, Ordering::Release);
         entry
     }
 
@@ -233,6 +286,38 @@ mod tests {
             Some(Some(Bytes::from_static(&[3, 3])))
         );
         assert_eq!(cache.misses(), 1);
+    }
+
+    #[test]
+    fn a_sessions_recent_statements_follow_every_change_of_the_cache() {
+        let cache = PreparedCache::new(2);
+        let mut recent = Recent::default();
+        assert!(cache.get_recent(&mut recent, &[1]).is_none());
+        cache.insert(entry(1));
+        let first = cache.get_recent(&mut recent, &[1]).unwrap().clone();
+        let again = cache.get_recent(&mut recent, &[1]).unwrap();
+        assert!(Arc::ptr_eq(&first, again), "kept at hand");
+        // Target's id changes when the proxy prepares the statement there again.
+        let replaced = cache.insert(first.with_target(Bytes::from_static(&[9]), None));
+        let found = cache.get_recent(&mut recent, &[1]).unwrap();
+        assert!(
+            Arc::ptr_eq(&replaced, found),
+            "the replaced entry is not served"
+        );
+        // Uses through `recent` count for eviction.
+        cache.insert(entry(2));
+        cache.get_recent(&mut recent, &[1]).unwrap();
+        cache.insert(entry(3));
+        assert!(cache.get(&[2]).is_none(), "2 was the least recently used");
+        cache.get_recent(&mut recent, &[2]);
+        assert!(
+            cache.get_recent(&mut recent, &[1]).is_some()
+                && cache.get_recent(&mut recent, &[3]).is_some()
+        );
+        // Evicted: gone from `recent` too.
+        cache.insert(entry(4));
+        let held = [1, 3, 4].map(|id| cache.get_recent(&mut recent, &[id]).is_some());
+        assert_eq!(held.iter().filter(|h| **h).count(), 2, "{held:?}");
     }
 
     #[test]

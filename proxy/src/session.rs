@@ -23,6 +23,7 @@
 //! flight on it has already failed with a SERVER_ERROR): new requests get OVERLOADED, the rest
 //! finish, then the client connection closes and the driver reconnects to fresh backends.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -52,7 +53,7 @@ use crate::frame::{
     run_writer,
 };
 use crate::pool::{self, Login, Shape};
-use crate::prepared::PreparedEntry;
+use crate::prepared::{PreparedEntry, Recent};
 use crate::proxy::Context;
 use crate::repairs::{KeyColumns, KeySource};
 use crate::rewrite::{self, BatchIdError, FunctionPlan, SystemValueSource, ValueSource};
@@ -90,8 +91,21 @@ pub(crate) async fn serve(ctx: Arc<Context>, stream: Stream) {
     let _ = writer.await;
 }
 
-/// The shared pair a batch of requests goes over, or `None` for the session's own.
-type Via<'a> = Option<&'a [Backend; 2]>;
+/// How a batch of requests (what one read brought) goes out.
+#[derive(Clone, Copy)]
+struct Via<'a> {
+    /// The shared pair, or `None` for the session's own.
+    pair: Option<&'a [Backend; 2]>,
+    /// When the batch was read: its requests' send time (one clock reading per batch).
+    read_at: std::time::Instant,
+}
+
+impl<'a> Via<'a> {
+    /// The session's own connections.
+    fn own(self) -> Self {
+        Self { pair: None, ..self }
+    }
+}
 
 /// What the handshake ends with.
 struct Session {
@@ -233,7 +247,10 @@ async fn startup(
     let connect = |cluster: ClusterId| {
         let opts = ctx.backend_options(cluster, version, compression);
         let events = match cluster {
-            ClusterId::Origin => EventRoute::SchemaChanges(sink.clone()),
+            // A sink of its own: the session's counts its requests in flight.
+            ClusterId::Origin => {
+                EventRoute::SchemaChanges(ClientSink::new(tx.clone(), version, body_compression))
+            }
             ClusterId::Target => EventRoute::Drop,
         };
         let body = env.body.clone();
@@ -419,7 +436,7 @@ impl Session {
 
     /// The connection a request to `cluster` goes over.
     fn pick<'a>(&'a self, via: Via<'a>, cluster: ClusterId) -> &'a Backend {
-        &via.unwrap_or(&self.backends)[cluster.index()]
+        &via.pair.unwrap_or(&self.backends)[cluster.index()]
     }
 
     /// Logs into `cluster` with the proxy's configured credentials (SASL PLAIN).
@@ -456,7 +473,11 @@ impl Session {
         // Requests found in one read are queued for the clusters together and written at the
         // end of the batch, from this task (see `Outbox`).
         let mut batch = None;
-        let mut via = None;
+        let mut recent = Recent::default();
+        let mut via = Via {
+            pair: None,
+            read_at: std::time::Instant::now(),
+        };
         loop {
             let buffered = reader.buffered();
             if buffered.is_none() {
@@ -467,7 +488,10 @@ impl Session {
                 Ok(Some(item))
             } else {
                 tokio::select! {
-                item = reader.next() => item,
+                item = reader.next() => {
+                    via.read_at = std::time::Instant::now();
+                    item
+                }
                 () = &mut stopping => {
                     let deadline = Instant::now() + self.ctx.config.shutdown_grace;
                     return self.drain(reader, "shutting down", deadline).await;
@@ -485,12 +509,12 @@ impl Session {
                 }
             };
             if batch.is_none() {
-                via = self.via();
+                via.pair = self.via();
                 batch = Some(self.hold(via));
             }
             match item {
                 Ok(Some(Inbound::Envelope(env))) => {
-                    if via.is_some()
+                    if via.pair.is_some()
                         && self.sink.in_flight() >= self.ctx.config.max_in_flight_per_connection
                     {
                         // What the client's own connection says when its stream ids run out.
@@ -503,10 +527,10 @@ impl Session {
                             .await;
                         continue;
                     }
-                    self.handle(env, via).await;
-                    if via.is_some() && self.pinned.load(Ordering::Relaxed) {
+                    self.handle(env, via, &mut recent).await;
+                    if via.pair.is_some() && self.pinned.load(Ordering::Relaxed) {
                         // A USE: the rest goes over the session's own connections.
-                        via = None;
+                        via = via.own();
                         batch = Some(self.hold(via));
                     }
                 }
@@ -523,7 +547,7 @@ impl Session {
     /// Holds the client's outbox and those of the connections `via` names through a batch of
     /// requests.
     fn hold<'a>(&'a self, via: Via<'a>) -> Holding<'a, 3> {
-        let [origin, target] = via.unwrap_or(&self.backends);
+        let [origin, target] = via.pair.unwrap_or(&self.backends);
         Holding::hold([&**self.sink.outbox(), origin.outbox(), target.outbox()])
     }
 
@@ -584,11 +608,11 @@ impl Session {
             .clone()
     }
 
-    async fn handle(self: &Arc<Self>, env: Envelope, via: Via<'_>) {
+    async fn handle(self: &Arc<Self>, env: Envelope, via: Via<'_>, recent: &mut Recent) {
         let stream = env.stream();
         match env.header.opcode {
             Opcode::Query => self.query(env, via).await,
-            Opcode::Execute => self.execute(env, via).await,
+            Opcode::Execute => self.execute(env, via, recent).await,
             Opcode::Batch => self.batch(env, via).await,
             Opcode::Prepare => {
                 let session = self.clone();
@@ -616,14 +640,24 @@ impl Session {
 
     /// The request body as the spec lays it out: decompressed, extensions removed.
     fn request_body(&self, env: &Envelope) -> Result<Bytes, String> {
+        self.request_body_ref(env).map(Cow::into_owned)
+    }
+
+    /// [`Session::request_body`], borrowed when it is the envelope's body as it came (the
+    /// usual request): a clone of a handle on the shared read buffer is an atomic operation.
+    fn request_body_ref<'e>(&self, env: &'e Envelope) -> Result<Cow<'e, Bytes>, String> {
+        let plain = flags::COMPRESSION | flags::CUSTOM_PAYLOAD | flags::TRACING;
+        if env.header.flags & plain == 0 {
+            return Ok(Cow::Borrowed(&env.body));
+        }
         let body = plain_body(env, self.compression)?;
         if env.header.flags & (flags::CUSTOM_PAYLOAD | flags::TRACING) == 0 {
-            return Ok(body);
+            return Ok(Cow::Owned(body));
         }
         let mut header = env.header;
         header.flags &= !flags::COMPRESSION;
         BodyExtensions::decode(&header, &body)
-            .map(|(_, rest)| rest)
+            .map(|(_, rest)| Cow::Owned(rest))
             .map_err(|e| e.to_string())
     }
 
@@ -674,6 +708,7 @@ impl Session {
                 .flatten();
                 let reply = Reply::new(self.sink.clone(), stream, kind);
                 let same = |env: &Envelope| Ok(env.clone());
+                let mirror_table = mirror_table.as_ref();
                 self.read(env, same, destination, reply, mirror_table, &[], via)
                     .await;
             }
@@ -685,7 +720,7 @@ impl Session {
                             Some(ks.normalized().into());
                     }
                     self.pinned.store(true, Ordering::Relaxed);
-                    via = None;
+                    via = via.own();
                 }
                 let kind = request_kind(write, peek.consistency);
                 let env = if let WriteKind::Data { .. } = write {
@@ -762,8 +797,8 @@ impl Session {
         origin_env: Envelope,
         target_env: impl FnOnce(&Envelope) -> Result<Envelope, String>,
         destination: Destination,
-        reply: Reply,
-        mirror_table: Option<Arc<str>>,
+        mut reply: Reply,
+        mirror_table: Option<&Arc<str>>,
         prepared: &[Arc<PreparedEntry>],
         via: Via<'_>,
     ) {
@@ -772,6 +807,11 @@ impl Session {
             Destination::System => self.ctx.config.system_queries,
             _ => live.primary(),
         };
+        if cluster == ClusterId::Target {
+            // Target's UNPREPARED names target's id: the client must get its own. Origin's
+            // names the client's id already, so reads from origin keep no statements.
+            reply.unprepared = Statements::from_slice(prepared);
+        }
         // The backfill check only for reads that would be mirrored: the hot path of
         // primary-only pays nothing.
         let mirror_table = mirror_table.filter(|table| {
@@ -803,7 +843,7 @@ impl Session {
                     ClusterId::Target => self.resend(prepared, &secondary_env, &env),
                 };
                 let mirror = Mirror::new(
-                    table,
+                    table.clone(),
                     cluster,
                     self.version,
                     self.compression,
@@ -818,7 +858,7 @@ impl Session {
             }
             _ => {
                 let backend = self.pick(via, cluster);
-                if let Some(full) = backend.enqueue(env, Completion::Forward(reply)) {
+                if let Some(full) = backend.enqueue(env, Completion::Forward(reply), via.read_at) {
                     backend.send_full(full).await;
                 }
             }
@@ -869,11 +909,12 @@ impl Session {
         );
         let origin = self.pick(via, ClusterId::Origin);
         let origin_half = Completion::Join(join.clone(), ClusterId::Origin);
-        if let Some(full) = origin.enqueue(origin_env, origin_half) {
+        if let Some(full) = origin.enqueue(origin_env, origin_half, via.read_at) {
             origin.send_full(full).await;
         }
         let target = self.pick(via, ClusterId::Target);
-        if let Some(full) = target.enqueue(target_env, Completion::Join(join, ClusterId::Target)) {
+        let target_half = Completion::Join(join, ClusterId::Target);
+        if let Some(full) = target.enqueue(target_env, target_half, via.read_at) {
             target.send_full(full).await;
         }
     }
@@ -926,9 +967,9 @@ impl Session {
             .await;
     }
 
-    async fn execute(self: &Arc<Self>, env: Envelope, via: Via<'_>) {
+    async fn execute(self: &Arc<Self>, env: Envelope, via: Via<'_>, recent: &mut Recent) {
         let stream = env.stream();
-        let body = match self.request_body(&env) {
+        let body = match self.request_body_ref(&env) {
             Ok(b) => b,
             Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
         };
@@ -940,14 +981,14 @@ impl Session {
             Ok(p) => p,
             Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
         };
-        let Some(entry) = self.ctx.prepared.get(id) else {
+        let Some(entry) = self.ctx.prepared.get_recent(recent, id) else {
             return self.unprepared(stream, id).await;
         };
         let mut via = via;
         if entry.destination == Destination::Both(WriteKind::Use) {
             // A prepared USE sets the keyspace of the connection it runs on, as a QUERY does.
             self.pinned.store(true, Ordering::Relaxed);
-            via = None;
+            via = via.own();
         }
         if let Destination::Virtual(table) = entry.destination {
             let values = match Execute::decode(&mut &body[..], &body, self.version) {
@@ -955,10 +996,9 @@ impl Session {
                 Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
             };
             let session = self.clone();
+            let text = entry.text.clone();
             tokio::spawn(async move {
-                session
-                    .answer_virtual(stream, table, &entry.text, &values)
-                    .await;
+                session.answer_virtual(stream, table, &text, &values).await;
             });
             return;
         }
@@ -966,6 +1006,32 @@ impl Session {
             return self.unprepared(stream, id).await;
         };
         let rmid = entry.target_result_metadata_id.as_deref();
+        let write = match entry.destination {
+            Destination::Both(write) => write,
+            destination => {
+                // A read: what it needs of the body is read; target's copy, built only when target
+                // gets one, takes the body from the request it is given.
+                drop(body);
+                let target_copy = |env: &Envelope| {
+                    let body = self.request_body_ref(env)?;
+                    rewrite::replace_execute_id(self.version, &body, target_id, rmid)
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| self.rebuild(env, b))
+                };
+                // Borrowed: cloned only when the read is mirrored.
+                let mirror = (destination == Destination::Primary && !peek.has_paging_state())
+                    .then_some(entry.table.as_ref())
+                    .flatten();
+                let kind = RequestKind::Read {
+                    consistency: peek.consistency,
+                };
+                let reply = Reply::new(self.sink.clone(), stream, kind);
+                let prepared = std::slice::from_ref(entry);
+                return self
+                    .read(env, target_copy, destination, reply, mirror, prepared, via)
+                    .await;
+            }
+        };
         // A data write's rewrite may build target's copy along with origin's.
         let mut target_built = None;
         let (env, body) = if let Destination::Both(WriteKind::Data { .. }) = entry.destination {
@@ -977,54 +1043,35 @@ impl Session {
                 Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
             }
         } else {
+            let body = body.into_owned();
             (env, body)
         };
-        // Target's copy names target's id; a read builds it only when target gets one.
-        let target_copy = |env: &Envelope| {
-            rewrite::replace_execute_id(self.version, &body, target_id, rmid)
+        let target_env = match target_built {
+            Some(env) => Ok(env),
+            // Target's copy names target's id.
+            None => rewrite::replace_execute_id(self.version, &body, target_id, rmid)
                 .map_err(|e| e.to_string())
-                .and_then(|b| self.rebuild(env, b))
+                .and_then(|b| self.rebuild(&env, b)),
         };
-        let mut reply = match entry.destination {
-            Destination::Both(write) => Reply::new(
-                self.sink.clone(),
-                stream,
-                request_kind(write, peek.consistency),
-            ),
-            _ => Reply::new(
-                self.sink.clone(),
-                stream,
-                RequestKind::Read {
-                    consistency: peek.consistency,
-                },
-            ),
+        let target_env = match target_env {
+            Ok(e) => e,
+            Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
         };
+        let mut reply = Reply::new(
+            self.sink.clone(),
+            stream,
+            request_kind(write, peek.consistency),
+        );
         reply.unprepared = Statements::One(entry.clone());
-        match entry.destination {
-            Destination::Both(_) => {
-                let target_env = match target_built.map_or_else(|| target_copy(&env), Ok) {
-                    Ok(e) => e,
-                    Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
-                };
-                let table = entry.table.clone();
-                let key = entry.key_columns.clone().map(|columns| KeySource {
-                    columns,
-                    body,
-                    version: self.version,
-                });
-                let prepared = std::slice::from_ref(&entry);
-                self.dual_write(env, target_env, reply, table, prepared, key, None, via)
-                    .await
-            }
-            destination => {
-                let mirror = (destination == Destination::Primary && !peek.has_paging_state())
-                    .then(|| entry.table.clone())
-                    .flatten();
-                let prepared = std::slice::from_ref(&entry);
-                self.read(env, target_copy, destination, reply, mirror, prepared, via)
-                    .await;
-            }
-        }
+        let table = entry.table.clone();
+        let key = entry.key_columns.clone().map(|columns| KeySource {
+            columns,
+            body,
+            version: self.version,
+        });
+        let prepared = std::slice::from_ref(entry);
+        self.dual_write(env, target_env, reply, table, prepared, key, None, via)
+            .await
     }
 
     /// A data-writing EXECUTE as both clusters must get it: generated values for the markers
