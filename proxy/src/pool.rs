@@ -511,6 +511,8 @@ pub(crate) async fn open(ctx: Arc<Context>, entry: Weak<Entry>, own: [BackendOpt
                     tracing::info!(failures, "shared backend connections open again");
                 }
                 let metrics = ctx.metrics.clone();
+                let entry = Arc::downgrade(&entry);
+                let timeout = ctx.config.request_timeout;
                 tokio::spawn(async move {
                     // Counted while both connections live: the last member leaving closes
                     // them, as does a failure.
@@ -520,6 +522,7 @@ pub(crate) async fn open(ctx: Arc<Context>, entry: Weak<Entry>, own: [BackendOpt
                         () = target => {}
                     }
                     metrics.shared_pair_closed();
+                    retire(&entry, timeout).await;
                 });
             }
         }
@@ -540,6 +543,30 @@ pub(crate) async fn open(ctx: Arc<Context>, entry: Weak<Entry>, own: [BackendOpt
             if let Some(pool) = pool.upgrade() {
                 pool.forget(&shape);
             }
+        }
+    }
+}
+
+/// Closes the connection of `entry`'s pair that outlived its partner, once it has answered
+/// what was in flight on it (by `timeout`, every such request has had its answer or its
+/// timeout): members that are idle, and so have not rejoined yet, must not keep it open.
+async fn retire(entry: &Weak<Entry>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    // The first tick is at once; a member's batch that began before the loss may still be
+    // sending on the survivor: give it one tick.
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(entry) = entry.upgrade() else {
+            return;
+        };
+        let Some(pair) = entry.pair.get() else {
+            return;
+        };
+        if Instant::now() >= deadline || pair.iter().all(|b| b.in_flight() == 0) {
+            pair.iter().for_each(Backend::retire);
+            return;
         }
     }
 }
