@@ -19,8 +19,10 @@
 //! as with its own connection) and is not used again. Its members go on over their own pairs
 //! and, at their next batch boundary, join the shape's current entry — opening a fresh pair
 //! when there is none — so after a backend blip the proxy shares again without clients
-//! reconnecting. The entry they left is kept until its pair owes them no answer. The last
-//! member leaving closes a pair.
+//! reconnecting. A member that is idle moves at its next batch; meanwhile the dead pair's
+//! connection that outlived its partner closes by itself once it has answered what was in
+//! flight on it (`retire`). A member keeps the entry it left until its pair owes it no answer
+//! (dropping an entry drops what is in flight on it). The last member leaving closes a pair.
 //!
 //! A failed open (the cluster refuses the replayed login, a node is down) starts a backoff for
 //! the shape: 1 s, doubling to 30 s, reset by an open that succeeds. Meanwhile sessions of the

@@ -14,7 +14,9 @@
 //! Requests parsed from one read form a batch: they are queued in the backends' outboxes and
 //! written when the batch ends, by this task (`frame::Outbox`). With
 //! `share_backend_connections`, a batch of QUERY/EXECUTE/BATCH goes over the shared pair of the
-//! session's shape instead, once it is open and until the session sends `USE` (`pool`).
+//! session's shape instead, once it is open and until the session sends `USE` (`pool`). After
+//! that pair dies, the session's next batch boundary joins the shape's fresh one (opening it
+//! if none, unless the shape is backing off after a failed open).
 //!
 //! The loop never waits for an answer: requests on one connection run concurrently and their
 //! answers go back in whatever order the clusters produce them.
