@@ -290,8 +290,9 @@ impl Pool {
 
     /// Records that opening `entry`'s pair failed: the shape's backoff starts or grows.
     pub(crate) fn failed(&self, entry: &Entry) -> Backoff {
-        entry.failed.store(true, Ordering::Release);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        // Under the lock, with the backoff: a session that sees the entry failed also sees it.
+        entry.failed.store(true, Ordering::Release);
         let record = entries
             .entry(entry.shape.clone())
             .or_insert_with(|| Record {

@@ -497,7 +497,8 @@ impl Session {
                 .and_then(pool::Member::via)
             {
                 Some(pair) => Some(pair),
-                None => self.refresh(&mut member, pinned),
+                None if member.is_some() => self.refresh(&mut member, pinned),
+                None => None,
             };
             let mut batch = self.hold(via);
             let mut item = item;
