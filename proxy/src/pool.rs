@@ -33,13 +33,15 @@
 //! still back off.
 //!
 //! ```text
-//!  member's batch boundary ─► entry's pair open? ─ yes ─► batch over the shared pair
-//!    (`Member::via`, no lock)        │ no
-//!                                    ▼
-//!  `Member::refresh`: pinned (USE)? ─► leave for good
-//!                     opening?      ─► own pair for now
-//!                     dead: backoff? ─► own pair until it passes (no lock until then)
-//!                           else     ─► join the shape's current entry, or open a new one
+//!  a member's batch boundary ─► its entry's pair open? ── yes ─► the batch goes over it
+//!  (`Member::via`, no pool lock)            │ no, or entries left behind
+//!                                           ▼
+//!  `Member::refresh`: pinned by USE?  ─► leave the entry for good
+//!                     left entries    ─► let go of those that owe nothing
+//!                     entry opening?  ─► own pair for now
+//!                     entry dead: shape backing off? ─► own pair until it passes
+//!                                                       (no pool lock until then)
+//!                                 else ─► join the shape's current entry, or open one
 //! ```
 //!
 //! **Layout**: [`Shape`] and [`Login`] (the key), [`Pool`] (shape → [`Entry`], weakly held,
@@ -148,6 +150,7 @@ struct Record {
     backoff: Option<Backoff>,
 }
 
+/// A shape's wait after opens that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Backoff {
     /// Opens that failed in a row.
@@ -429,7 +432,8 @@ impl Member {
     }
 
     /// The pair a batch goes over, when the entry's is open: the hot path, run once per read
-    /// batch (one atomic load and the two connections' closed flags, no lock).
+    /// batch, as before rejoining existed: the pair's `OnceLock` and the two connections'
+    /// closed flags (uncontended read locks of their `watch`), never the pool's mutex.
     pub(crate) fn via(&self) -> Option<&[Backend; 2]> {
         self.entry.as_ref()?.pair()
     }

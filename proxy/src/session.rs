@@ -489,7 +489,7 @@ impl Session {
             // A read batch starts: the requests found in this read are queued for the clusters
             // together and written when it ends, from this task (see `Outbox`). The member
             // changes only here, between batches; the open pair of a member that did not `USE`
-            // is found without a lock.
+            // is found without the pool's lock.
             let pinned = self.pinned.load(Ordering::Relaxed);
             let mut via = match member
                 .as_ref()
