@@ -387,6 +387,33 @@ impl Backend {
         self.shared.lock().in_flight() + self.shared.delivering.load(Ordering::Acquire)
     }
 
+    /// Closes a connection nothing is sent on any more (a shared one whose partner died, see
+    /// `pool`): unlike a loss, not a failure of its cluster. What is still in flight on it
+    /// fails as on a loss.
+    pub(crate) fn retire(&self) {
+        let e = BackendError::ConnectionLost {
+            cluster: self.opts.cluster,
+            addr: self.opts.addr,
+            reason: "its shared partner connection was lost".into(),
+        };
+        let pending = self.shared.lock().shut(e.clone(), self.shared.meter());
+        if let Some(pending) = pending {
+            self.shared
+                .delivering
+                .fetch_add(pending.len(), Ordering::AcqRel);
+            for completion in pending {
+                self.shared
+                    .finish(completion, Err(e.clone()), Duration::ZERO);
+                self.shared.delivering.fetch_sub(1, Ordering::AcqRel);
+            }
+            self.shared.closed.send_replace(true);
+        }
+        // The socket closes with its tasks.
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+
     /// Resolves once the connection is gone or this handle dropped; does not borrow it.
     pub(crate) fn gone(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.shared.closed.subscribe();

@@ -14,7 +14,9 @@
 //! Requests parsed from one read form a batch: they are queued in the backends' outboxes and
 //! written when the batch ends, by this task (`frame::Outbox`). With
 //! `share_backend_connections`, a batch of QUERY/EXECUTE/BATCH goes over the shared pair of the
-//! session's shape instead, once it is open and until the session sends `USE` (`pool`).
+//! session's shape instead, once it is open and until the session sends `USE` (`pool`). After
+//! that pair dies, the session's next batch boundary joins the shape's fresh one (opening it
+//! if none, unless the shape is backing off after a failed open).
 //!
 //! The loop never waits for an answer: requests on one connection run concurrently and their
 //! answers go back in whatever order the clusters produce them.
@@ -77,14 +79,14 @@ pub(crate) async fn serve(ctx: Arc<Context>, stream: Stream) {
     // Boxed: the handshake's future (both backend connects at once) is several KiB, and
     // inline it would stay part of the task's allocation for the connection's whole life.
     let handshake = Box::pin(handshake(&ctx, &mut reader, &tx, local_addr));
-    if let Some(session) = handshake.await {
+    if let Some((session, member)) = handshake.await {
         let session = Arc::new(session);
         let resender = Resender {
             session: Arc::downgrade(&session),
             version: session.version,
         };
         let _ = session.resender.set(Arc::new(resender));
-        session.run(&mut reader).await;
+        session.run(&mut reader, member).await;
     }
     drop(tx);
     // Let the writer flush what is queued (a last error, say) before the socket closes.
@@ -107,7 +109,10 @@ impl<'a> Via<'a> {
     }
 }
 
-/// What the handshake ends with.
+/// What the handshake ends with: the session, and its part in the pool of shared pairs when
+/// it shares (owned by the request loop, which alone changes it).
+type Started = (Session, Option<pool::Member>);
+
 struct Session {
     ctx: Arc<Context>,
     sink: ClientSink,
@@ -121,8 +126,6 @@ struct Session {
     local_addr: SocketAddr,
     /// Prepares and resends a half one cluster forgot; set once the session is shared.
     resender: OnceLock<Arc<dyn Reprepare>>,
-    /// The shared pair of backend connections this session may use (see `pool`).
-    shared: Option<Arc<pool::Entry>>,
     /// Set by a `USE`: the keyspace lives on the session's own connections, so every request
     /// after it goes there.
     pinned: AtomicBool,
@@ -133,7 +136,7 @@ async fn handshake(
     reader: &mut FrameReader,
     tx: &OutSender,
     local_addr: SocketAddr,
-) -> Option<Session> {
+) -> Option<Started> {
     loop {
         let env = next_envelope(reader, tx).await?;
         let version = env.header.version;
@@ -206,7 +209,7 @@ async fn startup(
     tx: &OutSender,
     env: Envelope,
     local_addr: SocketAddr,
-) -> Option<Session> {
+) -> Option<Started> {
     let version = env.header.version;
     let stream = env.stream();
     let startup_body = env.body.clone();
@@ -311,7 +314,6 @@ async fn startup(
         keyspace: Mutex::new(None),
         local_addr,
         resender: OnceLock::new(),
-        shared: None,
         pinned: AtomicBool::new(false),
     };
     if !wants_auth[0] && !wants_auth[1] {
@@ -383,7 +385,7 @@ async fn startup(
                 success.set_stream(stream);
                 sink.send(success).await;
                 let (Some(login), 1) = (login, exchanges) else {
-                    return Some(session);
+                    return Some((session, None));
                 };
                 let mut logins = [Login::None, Login::None];
                 logins[client_side.index()] = Login::Client(login);
@@ -406,9 +408,9 @@ async fn startup(
 impl Session {
     /// The session, a member of the shared pair of its shape when sharing is on (opening the
     /// pair if it is the first).
-    fn join_pool(mut self, startup: &Startup, startup_body: &Bytes, logins: [Login; 2]) -> Self {
+    fn join_pool(self, startup: &Startup, startup_body: &Bytes, logins: [Login; 2]) -> Started {
         if !self.ctx.config.share_backend_connections {
-            return self;
+            return (self, None);
         }
         let own = self.backends.each_ref().map(|b| b.options().clone());
         let shape = Shape {
@@ -418,20 +420,32 @@ impl Session {
             addrs: own.each_ref().map(|o| o.addr),
             logins,
         };
-        let (entry, opens) = self.ctx.pool.join(shape, startup_body);
-        if opens {
-            tokio::spawn(pool::open(self.ctx.clone(), Arc::downgrade(&entry), own));
+        let joined = self.ctx.pool.join(shape, startup_body);
+        if joined.opens {
+            tokio::spawn(pool::open(
+                self.ctx.clone(),
+                Arc::downgrade(&joined.entry),
+                own,
+            ));
         }
-        self.shared = Some(entry);
-        self
+        (self, Some(pool::Member::new(joined.entry)))
     }
 
-    /// The shared pair this batch of requests may go over: `None` for the session's own.
-    fn via(&self) -> Option<&[Backend; 2]> {
-        if self.pinned.load(Ordering::Relaxed) {
-            return None;
+    /// [`pool::Member::refresh`] at a batch boundary where the member had no open pair or
+    /// had entries left behind (the cold path); then the pair the batch may go over.
+    #[cold]
+    fn refresh<'m>(
+        &self,
+        member: &'m mut Option<pool::Member>,
+        pinned: bool,
+    ) -> Option<&'m [Backend; 2]> {
+        let member = member.as_mut()?;
+        let idle = self.sink.in_flight() == 0;
+        if let Some(entry) = member.refresh(&self.ctx.pool, pinned, idle) {
+            let own = self.backends.each_ref().map(|b| b.options().clone());
+            tokio::spawn(pool::open(self.ctx.clone(), entry, own));
         }
-        self.shared.as_ref()?.pair()
+        member.via().filter(|_| !pinned)
     }
 
     /// The connection a request to `cluster` goes over.
@@ -465,36 +479,22 @@ impl Session {
         }
     }
 
-    async fn run(self: &Arc<Self>, reader: &mut FrameReader) {
+    async fn run(self: &Arc<Self>, reader: &mut FrameReader, mut member: Option<pool::Member>) {
         // Made once: they are polled again on every request.
         let stopping = self.ctx.shutting_down();
         let lost = self.backend_lost();
         tokio::pin!(stopping, lost);
-        // Requests found in one read are queued for the clusters together and written at the
-        // end of the batch, from this task (see `Outbox`).
-        let mut batch = None;
         let mut recent = Recent::default();
-        let mut via = Via {
-            pair: None,
-            read_at: std::time::Instant::now(),
-        };
         loop {
-            let buffered = reader.buffered();
-            if buffered.is_none() {
-                // The end of a read batch: what it queued goes out now, before waiting.
-                batch = None;
-            }
-            let item = if let Some(item) = buffered {
+            // Requests the handshake's last read brought along come first.
+            let item = if let Some(item) = reader.buffered() {
                 Ok(Some(item))
             } else {
                 tokio::select! {
-                item = reader.next() => {
-                    via.read_at = std::time::Instant::now();
-                    item
-                }
+                item = reader.next() => item,
                 () = &mut stopping => {
                     let deadline = Instant::now() + self.ctx.config.shutdown_grace;
-                    return self.drain(reader, "shutting down", deadline).await;
+                    return self.drain(reader, "shutting down", deadline, &member).await;
                 }
                 cluster = &mut lost => {
                     // A session without one of its clusters cannot write: what was in flight
@@ -504,43 +504,67 @@ impl Session {
                     tracing::info!(%cluster, "backend connection lost; closing the client connection");
                     let deadline = Instant::now() + self.ctx.config.request_timeout;
                     let reason = format!("the connection to {cluster} was lost, reconnect");
-                    return self.drain(reader, &reason, deadline).await;
+                    return self.drain(reader, &reason, deadline, &member).await;
                 }
                 }
             };
-            if batch.is_none() {
-                via.pair = self.via();
-                batch = Some(self.hold(via));
-            }
-            match item {
-                Ok(Some(Inbound::Envelope(env))) => {
-                    if via.pair.is_some()
-                        && self.sink.in_flight() >= self.ctx.config.max_in_flight_per_connection
-                    {
-                        // What the client's own connection says when its stream ids run out.
-                        let message = format!(
-                            "ferry proxy: {} requests of this connection are in flight",
-                            self.sink.in_flight()
-                        );
-                        self.sink
-                            .error(env.stream(), ErrorResponse::overloaded(message))
-                            .await;
-                        continue;
+            // A read batch starts: the requests found in this read are queued for the clusters
+            // together and written when it ends, from this task (see `Outbox`). The member
+            // changes only here, between batches; the open pair of a member that did not `USE`
+            // is found without the pool's lock.
+            let pinned = self.pinned.load(Ordering::Relaxed);
+            let pair = match member
+                .as_ref()
+                .filter(|m| !pinned && m.left.is_empty())
+                .and_then(pool::Member::via)
+            {
+                Some(pair) => Some(pair),
+                None if member.is_some() => self.refresh(&mut member, pinned),
+                None => None,
+            };
+            // One clock reading per batch: its requests' send time.
+            let read_at = std::time::Instant::now();
+            let mut via = Via { pair, read_at };
+            let mut batch = self.hold(via);
+            let mut item = item;
+            loop {
+                match item {
+                    Ok(Some(Inbound::Envelope(env))) => {
+                        if via.pair.is_some()
+                            && self.sink.in_flight() >= self.ctx.config.max_in_flight_per_connection
+                        {
+                            // What the client's own connection says when its stream ids run
+                            // out.
+                            let message = format!(
+                                "ferry proxy: {} requests of this connection are in flight",
+                                self.sink.in_flight()
+                            );
+                            self.sink
+                                .error(env.stream(), ErrorResponse::overloaded(message))
+                                .await;
+                        } else {
+                            self.handle(env, via, &mut recent).await;
+                            if via.pair.is_some() && self.pinned.load(Ordering::Relaxed) {
+                                // A USE: the rest goes over the session's own connections.
+                                via = via.own();
+                                batch = self.hold(via);
+                            }
+                        }
                     }
-                    self.handle(env, via, &mut recent).await;
-                    if via.pair.is_some() && self.pinned.load(Ordering::Relaxed) {
-                        // A USE: the rest goes over the session's own connections.
-                        via = via.own();
-                        batch = Some(self.hold(via));
+                    Ok(Some(malformed)) => {
+                        if answer_malformed(malformed, &self.sink_tx()).await {
+                            return;
+                        }
                     }
+                    Ok(None) | Err(_) => return,
                 }
-                Ok(Some(malformed)) => {
-                    if answer_malformed(malformed, &self.sink_tx()).await {
-                        return;
-                    }
-                }
-                Ok(None) | Err(_) => return,
+                // The end of a read batch: what it queued goes out now, before waiting.
+                let Some(next) = reader.buffered() else {
+                    break;
+                };
+                item = Ok(Some(next));
             }
+            drop(batch);
         }
     }
 
@@ -562,7 +586,13 @@ impl Session {
     /// The end of a session (shutdown, a lost backend connection): new requests get OVERLOADED
     /// (drivers retry them on another proxy instance or connection) while what is in flight
     /// finishes, until `deadline`.
-    async fn drain(&self, reader: &mut FrameReader, reason: &str, deadline: Instant) {
+    async fn drain(
+        &self,
+        reader: &mut FrameReader,
+        reason: &str,
+        deadline: Instant,
+        member: &Option<pool::Member>,
+    ) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
         loop {
             tokio::select! {
@@ -575,7 +605,7 @@ impl Session {
                     Ok(None) | Err(_) => return,
                 },
                 _ = tick.tick() => {
-                    if self.idle() {
+                    if self.idle(member.as_ref()) {
                         return;
                     }
                 }
@@ -585,12 +615,12 @@ impl Session {
     }
 
     /// Nothing of this session in flight: no request waits for an answer, and no answer is
-    /// on its way to the client's outbox.
-    fn idle(&self) -> bool {
-        let shared = self.shared.as_ref().and_then(|e| e.pair());
+    /// on its way to the client's outbox — from its own pair, its shared one, or one it left
+    /// (a rejoin moves on while the old pair's surviving connection still answers).
+    fn idle(&self, member: Option<&pool::Member>) -> bool {
         self.sink.in_flight() == 0
             && self.backends.iter().all(|b| b.in_flight() == 0)
-            && shared.is_none_or(|pair| pair.iter().all(|b| b.delivering() == 0))
+            && member.is_none_or(|m| m.delivering() == 0)
     }
 
     fn sink_tx(&self) -> OutSender {

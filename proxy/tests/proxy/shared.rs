@@ -209,8 +209,9 @@ async fn each_client_keeps_its_in_flight_limit_on_a_shared_pair() {
 }
 
 /// A shared connection reset under a write fails that write with the proxy's SERVER_ERROR
-/// naming the cluster, as a client's own connection would; the client stays connected and goes
-/// on over its own connections, and the next client opens a fresh pair.
+/// naming the cluster, as a client's own connection would; the client stays connected, its next
+/// request opens a fresh pair (no new client needed), and the one after goes over it: a second
+/// reset fails it the same way, and the client still stays connected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_shared_connection_fails_its_requests_and_the_clients_go_on() {
     let env = env_with(75, |c| c.request_timeout = Duration::from_secs(600)).await;
@@ -220,43 +221,125 @@ async fn a_reset_shared_connection_fails_its_requests_and_the_clients_go_on() {
         assert!(matches!(raw.query(ddl).await, Response::Result(_)), "{ddl}");
     }
     pairs(&env, 1).await;
+    for (k, text) in [(1, "reset"), (3, "again")] {
+        env.target.node(0).faults().add_times(
+            RequestMatcher::any().text_contains(&format!("'{text}'")),
+            FaultAction::ResetConnection,
+            Some(1),
+        );
+        let answer = raw
+            .query(&format!("INSERT INTO ks.t (k, v) VALUES ({k}, '{text}')"))
+            .await;
+        assert_eq!(
+            error_code(&answer),
+            Some(ErrorCode::ServerError),
+            "{answer:?}"
+        );
+        let Response::Error(e) = &answer else {
+            unreachable!()
+        };
+        assert!(
+            e.message.contains("the connection to target"),
+            "{}",
+            e.message
+        );
+        pairs(&env, 0).await;
+        // The old pair's origin connection outlived its partner: it closes by itself, though
+        // the client, idle, has not let go of the old pair yet.
+        let origin = env.origin.node(0);
+        until_metrics(&env, "the client's own connection alone on origin", |_| {
+            origin.connection_count() == 1
+        })
+        .await;
+        let same = format!("INSERT INTO ks.t (k, v) VALUES ({}, 'same client')", k + 1);
+        assert!(matches!(raw.query(&same).await, Response::Result(_)));
+        pairs(&env, 1).await;
+    }
+    let mut again = Raw::connect(proxy).await;
+    assert!(matches!(
+        again
+            .query("INSERT INTO ks.t (k, v) VALUES (5, 'new client')")
+            .await,
+        Response::Result(_)
+    ));
+    let text = metrics(&env).await;
+    assert_eq!(
+        metric(&text, "ferry_proxy_shared_backend_pairs"),
+        1,
+        "{text}"
+    );
+    let direct = scylla(env.target.addresses()[0]).await;
+    assert_eq!(count(&direct, "SELECT count(*) FROM ks.t").await, Ok(3));
+    env.stop().await;
+}
+
+/// After a shared connection is reset, the same driver sessions share again without any
+/// client reconnecting: a fresh pair opens, the old pair's surviving connection closes (each
+/// cluster is back at one connection per client plus the pair), and every answer is right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_sessions_go_back_to_a_fresh_pair_after_a_reset() {
+    let env = env_with(80, |c| c.request_timeout = Duration::from_secs(600)).await;
+    let a = scylla(env.proxy.local_addr()).await;
+    create_table(&a).await;
+    let b = scylla(env.proxy.local_addr()).await;
+    let nodes = [env.origin.node(0), env.target.node(0)];
+    let sharing = |m: &str| {
+        let clients = metric(m, "ferry_proxy_client_connections");
+        clients >= 2
+            && metric(m, "ferry_proxy_shared_backend_pairs") == 1
+            && nodes
+                .iter()
+                .all(|n| n.connection_count() as i64 == clients + 1)
+    };
+    let before = until_metrics(&env, "one pair besides the clients' own", sharing).await;
+    let clients = metric(&before, "ferry_proxy_client_connections");
     env.target.node(0).faults().add_times(
         RequestMatcher::any().text_contains("'reset'"),
         FaultAction::ResetConnection,
         Some(1),
     );
-    let answer = raw
-        .query("INSERT INTO ks.t (k, v) VALUES (1, 'reset')")
+    let reset = a
+        .query_unpaged("INSERT INTO ks.t (k, v) VALUES (0, 'reset')", &[])
         .await;
-    assert_eq!(
-        error_code(&answer),
-        Some(ErrorCode::ServerError),
-        "{answer:?}"
-    );
-    let Response::Error(e) = &answer else {
-        unreachable!()
-    };
+    let reset = reset.map(|_| ()).map_err(|e| e.to_string());
     assert!(
-        e.message.contains("the connection to target"),
-        "{}",
-        e.message
+        reset
+            .as_ref()
+            .is_err_and(|e| e.contains("the connection to target")),
+        "{reset:?}"
     );
-    pairs(&env, 0).await;
-    assert!(matches!(
-        raw.query("INSERT INTO ks.t (k, v) VALUES (2, 'same client')")
-            .await,
-        Response::Result(_)
-    ));
-    let mut again = Raw::connect(proxy).await;
-    pairs(&env, 1).await;
-    assert!(matches!(
-        again
-            .query("INSERT INTO ks.t (k, v) VALUES (3, 'new client')")
-            .await,
-        Response::Result(_)
-    ));
+    let insert = a
+        .prepare("INSERT INTO ks.t (k, v) VALUES (?, ?)")
+        .await
+        .unwrap();
+    let select = b.prepare("SELECT v FROM ks.t WHERE k = ?").await.unwrap();
+    let sessions = [&a, &b];
+    for k in 1..=20i32 {
+        sessions[k as usize % 2]
+            .execute_unpaged(&insert, (k, format!("v{k}")))
+            .await
+            .unwrap();
+    }
+    let after = until_metrics(&env, "a fresh pair for the same clients", sharing).await;
+    assert_eq!(
+        metric(&after, "ferry_proxy_client_connections"),
+        clients,
+        "no client reconnected:\n{after}"
+    );
+    for k in 1..=20i32 {
+        let rows = sessions[k as usize % 2]
+            .execute_unpaged(&select, (k,))
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap();
+        let (v,): (String,) = rows.first_row().unwrap();
+        assert_eq!(v, format!("v{k}"));
+    }
+    let text = metrics(&env).await;
+    assert!(sharing(&text), "still one pair:\n{text}");
     let direct = scylla(env.target.addresses()[0]).await;
-    assert_eq!(count(&direct, "SELECT count(*) FROM ks.t").await, Ok(2));
+    assert_eq!(count(&direct, "SELECT count(*) FROM ks.t").await, Ok(20));
     env.stop().await;
 }
 
