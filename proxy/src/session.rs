@@ -60,7 +60,7 @@ use crate::proxy::Context;
 use crate::repairs::{KeyColumns, KeySource};
 use crate::rewrite::{self, BatchIdError, FunctionPlan, SystemValueSource, ValueSource};
 use crate::route::{self, Destination, VirtualTable, WriteKind};
-use crate::settings::{ClusterId, ReadMode};
+use crate::settings::{ClusterId, ReadMode, TargetFailurePolicy};
 use crate::topology::{REAL_LOCAL_QUERY, RealNode};
 
 /// Largest request body accepted from a client (Cassandra's `native_transport_max_frame_size`
@@ -1093,12 +1093,18 @@ impl Session {
             request_kind(write, peek.consistency),
         );
         reply.unprepared = Statements::One(entry.clone());
-        let table = entry.table.clone();
-        let key = entry.key_columns.clone().map(|columns| KeySource {
-            columns,
-            body,
-            version: self.version,
-        });
+        // What names a write the target failed: recorded for repair in `best-effort` only.
+        let (table, key) = match self.ctx.config.target_failure_policy {
+            TargetFailurePolicy::BestEffort => {
+                let key = entry.key_columns.clone().map(|columns| KeySource {
+                    columns,
+                    body,
+                    version: self.version,
+                });
+                (entry.table.clone(), key)
+            }
+            TargetFailurePolicy::Strict => (None, None),
+        };
         let prepared = std::slice::from_ref(entry);
         self.dual_write(env, target_env, reply, table, prepared, key, None, via)
             .await
