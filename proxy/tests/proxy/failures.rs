@@ -244,28 +244,25 @@ async fn a_stopped_target_gives_errors_not_hangs() {
     env.stop().await;
 }
 
-/// The target resets the connection under a write without answering: the proxy's own
-/// SERVER_ERROR names target, the client connection closes, and a new one works at once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reset_backend_connection_fails_its_requests_and_ends_the_session() {
-    let env = env_with(58, |c| {
-        c.request_timeout = Duration::from_secs(600);
-        // The client's own connection (shared.rs: a shared one).
-        c.share_backend_connections = false;
-    })
-    .await;
-    let proxy = env.proxy.local_addr();
+/// A raw client of `proxy` with the table `ks.t (k int, v text)`.
+pub(crate) async fn raw_with_table(proxy: std::net::SocketAddr) -> Raw {
     let mut raw = Raw::connect(proxy).await;
     for ddl in [KEYSPACE, "CREATE TABLE ks.t (k int PRIMARY KEY, v text)"] {
         assert!(matches!(raw.query(ddl).await, Response::Result(_)), "{ddl}");
     }
+    raw
+}
+
+/// Inserts `(k, text)` into `ks.t` while target resets the connection under it: the client gets
+/// the proxy's own SERVER_ERROR naming target.
+pub(crate) async fn insert_reset_by_target(env: &Env, raw: &mut Raw, k: i32, text: &str) {
     env.target.node(0).faults().add_times(
-        RequestMatcher::any().text_contains("'reset'"),
+        RequestMatcher::any().text_contains(&format!("'{text}'")),
         FaultAction::ResetConnection,
         Some(1),
     );
     let answer = raw
-        .query("INSERT INTO ks.t (k, v) VALUES (1, 'reset')")
+        .query(&format!("INSERT INTO ks.t (k, v) VALUES ({k}, '{text}')"))
         .await;
     assert_eq!(
         error_code(&answer),
@@ -280,6 +277,21 @@ async fn a_reset_backend_connection_fails_its_requests_and_ends_the_session() {
         "{}",
         e.message
     );
+}
+
+/// The target resets the connection under a write without answering: the proxy's own
+/// SERVER_ERROR names target, the client connection closes, and a new one works at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_backend_connection_fails_its_requests_and_ends_the_session() {
+    let env = env_with(58, |c| {
+        c.request_timeout = Duration::from_secs(600);
+        // The client's own connection (shared.rs: a shared one).
+        c.share_backend_connections = false;
+    })
+    .await;
+    let proxy = env.proxy.local_addr();
+    let mut raw = raw_with_table(proxy).await;
+    insert_reset_by_target(&env, &mut raw, 1, "reset").await;
     assert!(
         raw.recv().await.is_none(),
         "the client connection is closed"

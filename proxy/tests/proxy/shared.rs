@@ -15,7 +15,7 @@ use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
 use crate::admin::http;
-use crate::failures::{KEYSPACE, create_table};
+use crate::failures::{KEYSPACE, create_table, insert_reset_by_target, raw_with_table};
 use crate::harness::{Env, env, env_with, proxy_config, scylla, sim};
 use crate::limits::{first_two_get_rows, slow_reads, slow_table, third_slow_read_overloaded};
 use crate::raw::{Raw, error_code, is_rows};
@@ -216,33 +216,10 @@ async fn each_client_keeps_its_in_flight_limit_on_a_shared_pair() {
 async fn a_reset_shared_connection_fails_its_requests_and_the_clients_go_on() {
     let env = env_with(75, |c| c.request_timeout = Duration::from_secs(600)).await;
     let proxy = env.proxy.local_addr();
-    let mut raw = Raw::connect(proxy).await;
-    for ddl in [KEYSPACE, "CREATE TABLE ks.t (k int PRIMARY KEY, v text)"] {
-        assert!(matches!(raw.query(ddl).await, Response::Result(_)), "{ddl}");
-    }
+    let mut raw = raw_with_table(proxy).await;
     pairs(&env, 1).await;
     for (k, text) in [(1, "reset"), (3, "again")] {
-        env.target.node(0).faults().add_times(
-            RequestMatcher::any().text_contains(&format!("'{text}'")),
-            FaultAction::ResetConnection,
-            Some(1),
-        );
-        let answer = raw
-            .query(&format!("INSERT INTO ks.t (k, v) VALUES ({k}, '{text}')"))
-            .await;
-        assert_eq!(
-            error_code(&answer),
-            Some(ErrorCode::ServerError),
-            "{answer:?}"
-        );
-        let Response::Error(e) = &answer else {
-            unreachable!()
-        };
-        assert!(
-            e.message.contains("the connection to target"),
-            "{}",
-            e.message
-        );
+        insert_reset_by_target(&env, &mut raw, k, text).await;
         pairs(&env, 0).await;
         // The old pair's origin connection outlived its partner: it closes by itself, though
         // the client, idle, has not let go of the old pair yet.
