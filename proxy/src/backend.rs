@@ -432,7 +432,7 @@ impl Backend {
     /// Sends a request; its answer (or failure) goes to `completion`, exactly once. Waits only
     /// while the connection's outbox is above its high-water mark.
     pub(crate) async fn send(&self, envelope: Envelope, completion: Completion) {
-        if let Some(full) = self.enqueue(envelope, completion, Instant::now()) {
+        if let Some(full) = self.enqueue(&envelope, completion, Instant::now()) {
             self.send_full(full).await;
         }
     }
@@ -449,10 +449,11 @@ impl Backend {
     /// [`Backend::send`] without a future when the outbox has room (the usual case: the hot
     /// path builds no nested futures); `Some` when the caller must finish with
     /// [`Backend::send_full`]. `sent` times the request: a batch of requests read together
-    /// shares one clock reading.
+    /// shares one clock reading. The envelope is encoded from the reference (a dual write
+    /// keeps its halves for a re-prepare) and copied only when the outbox is full.
     pub(crate) fn enqueue(
         &self,
-        mut envelope: Envelope,
+        envelope: &Envelope,
         completion: Completion,
         sent: Instant,
     ) -> Option<Full> {
@@ -481,15 +482,18 @@ impl Backend {
                 return None;
             }
         };
-        envelope.set_stream(stream);
-        match self.tx.try_send(Outgoing::Envelope(envelope)) {
+        match self.tx.outbox().try_push_envelope(envelope, stream) {
             Ok(Ok(())) => None,
             Ok(Err(OutboxClosed)) => {
                 // The writer is gone; close() completes every slot, this one included.
                 self.shared.close("writer stopped".to_owned());
                 None
             }
-            Err(item) => Some(Full(item)),
+            Err(()) => {
+                let mut envelope = envelope.clone();
+                envelope.set_stream(stream);
+                Some(Full(Outgoing::Envelope(envelope)))
+            }
         }
     }
 

@@ -54,6 +54,12 @@ pub(crate) struct ClientSink(Arc<SinkParts>);
 #[derive(Debug)]
 pub(crate) struct SinkParts {
     tx: OutSender,
+    /// Where the session's dual writes are counted and their target failures recorded: here,
+    /// so a write's [`Join`] needs no references of its own.
+    outcomes: Outcomes,
+    /// The session's way to prepare statements again, set once the session exists: found here
+    /// by the rare request that needs it, so requests keep no reference to it.
+    reprepare: std::sync::OnceLock<Arc<dyn Reprepare>>,
     version: ProtocolVersion,
     /// v3/v4 body compression the client negotiated; errors the proxy builds itself go out
     /// uncompressed (allowed: the flag is per envelope).
@@ -68,14 +74,25 @@ impl std::ops::Deref for ClientSink {
     }
 }
 
+/// Where a dual write's outcome goes: the failure counts, and the record of target failures
+/// for repair.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcomes {
+    pub failures: Arc<dyn TargetFailureSink>,
+    pub metrics: Arc<Metrics>,
+}
+
 impl ClientSink {
     pub(crate) fn new(
         tx: OutSender,
         version: ProtocolVersion,
         compression: Option<Compression>,
+        outcomes: Outcomes,
     ) -> Self {
         Self(Arc::new(SinkParts {
             tx,
+            outcomes,
+            reprepare: std::sync::OnceLock::new(),
             version,
             compression,
         }))
@@ -88,6 +105,15 @@ impl ClientSink {
     /// for the backend's `delivering` count.
     pub(crate) fn in_flight(&self) -> usize {
         Arc::strong_count(&self.0) - 1
+    }
+
+    /// Sets how the session prepares statements again (once; later calls change nothing).
+    pub(crate) fn set_reprepare(&self, reprepare: Arc<dyn Reprepare>) {
+        let _ = self.reprepare.set(reprepare);
+    }
+
+    pub(crate) fn reprepare(&self) -> Option<Arc<dyn Reprepare>> {
+        self.reprepare.get().cloned()
     }
 
     pub(crate) fn sender(&self) -> OutSender {
@@ -130,16 +156,26 @@ impl ClientSink {
     }
 
     fn encode(&self, stream: i16, response: &Response) -> Envelope {
-        response
-            .to_envelope(self.version, stream, &Default::default())
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "cannot encode a response for the client");
-                let message = format!("ferry proxy: cannot encode the response: {e}");
-                let mut env = error_envelope(self.version, message);
-                env.set_stream(stream);
-                env
-            })
+        response_envelope(self.version, stream, response)
     }
+}
+
+/// `response` as an envelope for the client on `stream`; a SERVER_ERROR saying why when it
+/// cannot be encoded.
+pub(crate) fn response_envelope(
+    version: ProtocolVersion,
+    stream: i16,
+    response: &Response,
+) -> Envelope {
+    response
+        .to_envelope(version, stream, &Default::default())
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot encode a response for the client");
+            let message = format!("ferry proxy: cannot encode the response: {e}");
+            let mut env = error_envelope(version, message);
+            env.set_stream(stream);
+            env
+        })
 }
 
 /// Who waits for a request's answer, and how to phrase a failure for them.
@@ -155,7 +191,7 @@ pub(crate) struct Reply {
 }
 
 /// The prepared statements a request names; no allocation for the usual one.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) enum Statements {
     #[default]
     None,
@@ -181,7 +217,7 @@ impl Statements {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.as_slice().is_empty()
     }
 
@@ -226,6 +262,15 @@ impl Reply {
                 self.sink.error_now(self.stream, response);
             }
         }
+    }
+
+    /// What sends `sent` again to the cluster that forgot the request's statements.
+    fn retry(&self, sent: &[Envelope; 2]) -> Option<Retry> {
+        Some(Retry {
+            via: self.sink.reprepare()?,
+            sent: sent.clone(),
+            prepared: self.unprepared.clone(),
+        })
     }
 
     fn translate_unprepared(&self, env: &Envelope) -> Option<Envelope> {
@@ -414,7 +459,7 @@ pub(crate) trait Reprepare: std::fmt::Debug + Send + Sync {
 /// What a request needs to go again to one cluster: kept by every dual write and dual read
 /// that names prepared statements, so it allocates nothing (the session's [`Reprepare`] is
 /// shared by all of them).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Retry {
     pub(crate) via: Arc<dyn Reprepare>,
     /// The request as each cluster got it, by [`ClusterId::index`].
@@ -450,19 +495,19 @@ pub(crate) struct Join {
     table: Option<Arc<str>>,
     /// Where the written partition's key is read from, should the target fail the write.
     key: Option<KeySource>,
+    /// The halves as sent, for the one re-prepare attempt (the reply names the statements);
+    /// `None` for writes without prepared statements. The sends encode them from here, so
+    /// they are not copied.
+    sent: Option<[Envelope; 2]>,
     state: Mutex<JoinState>,
-    failures: Arc<dyn TargetFailureSink>,
-    /// Where the decision is counted (`failed_writes_total{failed_on}`).
-    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug)]
 struct JoinState {
     reply: Option<Reply>,
     results: [Option<Result<Envelope, BackendError>>; 2],
-    /// Taken by the one re-prepare attempt; `None` for writes without prepared statements.
-    retry: Option<Retry>,
-    /// The cluster whose half was sent again: a second UNPREPARED from it is a failure.
+    /// The cluster whose half was sent again: a second UNPREPARED from it is a failure, and
+    /// there is no third attempt.
     resent: Option<ClusterId>,
     /// Runs once the client's answer is a success (an ALTER TABLE asking for re-migration).
     after: Option<AfterSuccess>,
@@ -505,8 +550,8 @@ fn forgot_alone(
 }
 
 impl Join {
-    /// `retry` prepares and resends a half one cluster forgot; `None` when the write names no
-    /// prepared statement.
+    /// `sent` (the halves, kept when the reply names prepared statements) goes again to a
+    /// cluster that forgot them.
     #[allow(
         clippy::too_many_arguments,
         reason = "one call site, each part named there"
@@ -515,11 +560,9 @@ impl Join {
         reply: Reply,
         primary: ClusterId,
         policy: TargetFailurePolicy,
-        failures: Arc<dyn TargetFailureSink>,
         table: Option<Arc<str>>,
         key: Option<KeySource>,
-        metrics: Arc<Metrics>,
-        retry: Option<Retry>,
+        sent: Option<[Envelope; 2]>,
         after: Option<AfterSuccess>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -528,16 +571,19 @@ impl Join {
             class: reply.kind.into(),
             table,
             key,
+            sent,
             state: Mutex::new(JoinState {
                 reply: Some(reply),
                 results: [None, None],
-                retry,
                 resent: None,
                 after,
             }),
-            failures,
-            metrics,
         })
+    }
+
+    /// The halves as each cluster gets them, when the join keeps them for a re-prepare.
+    pub(crate) fn sent(&self) -> Option<&[Envelope; 2]> {
+        self.sent.as_ref()
     }
 
     /// Stores one answer; once both are in, says what happens next.
@@ -548,9 +594,10 @@ impl Join {
             return None;
         }
         let compression = state.reply.as_ref()?.sink.compression;
-        if state.retry.is_some()
+        if state.resent.is_none()
+            && let Some(sent) = &self.sent
             && let Some(forgot) = forgot_alone(&state.results, compression)
-            && let Some(retry) = state.retry.take()
+            && let Some(retry) = state.reply.as_ref().and_then(|r| r.retry(sent))
         {
             state.results[forgot.index()] = None;
             state.resent = Some(forgot);
@@ -577,9 +624,12 @@ impl Join {
                 *result = Ok(error_envelope(reply.sink.version, message));
             }
         }
-        self.metrics
+        let outcomes = &reply.sink.outcomes;
+        // Counted in `failed_writes_total{failed_on}`.
+        outcomes
+            .metrics
             .failed_write(!succeeded(&origin), !succeeded(&target));
-        let decided = self.decide(origin, target, compression);
+        let decided = self.decide(origin, target, compression, &*outcomes.failures);
         if let Some(after) = after
             && succeeded(&decided)
         {
@@ -593,6 +643,7 @@ impl Join {
         origin: Result<Envelope, BackendError>,
         target: Result<Envelope, BackendError>,
         compression: Option<Compression>,
+        failures: &dyn TargetFailureSink,
     ) -> Result<Envelope, BackendError> {
         let (primary, secondary) = match self.primary {
             ClusterId::Origin => (origin, target),
@@ -609,11 +660,7 @@ impl Join {
                     && !is_unprepared(&secondary, compression)
                 {
                     let key = self.key.as_ref().and_then(KeySource::key);
-                    self.failures.target_write_failed(
-                        self.table.as_ref(),
-                        key,
-                        &describe(&secondary),
-                    );
+                    failures.target_write_failed(self.table.as_ref(), key, &describe(&secondary));
                     primary
                 } else {
                     secondary

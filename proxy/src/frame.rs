@@ -608,7 +608,33 @@ impl Outbox {
             }
             return Err(item);
         }
-        self.encode_locked(&mut s, item);
+        self.encode_item_locked(&mut s, item);
+        Ok(Ok(()))
+    }
+
+    /// [`Outbox::try_push`] for an envelope the caller keeps, sent under `stream`: encoded
+    /// from the reference, so neither the envelope nor its body is copied or counted. `Err`
+    /// when the outbox is above its high-water mark.
+    pub(crate) fn try_push_envelope(
+        &self,
+        env: &Envelope,
+        stream: i16,
+    ) -> Result<Result<(), OutboxClosed>, ()> {
+        let mut s = self.lock();
+        if s.failed {
+            return Ok(Err(OutboxClosed));
+        }
+        if s.queued >= OUTBOX_HIGH_WATER {
+            if !s.writing {
+                self.wake.notify_one();
+            }
+            return Err(());
+        }
+        let mut header = env.header;
+        header.stream = stream;
+        self.encode_locked(&mut s, env.encoded_len(), |framing, segments, buf| {
+            encode_envelope(&header.encode(), &env.body, framing, segments, buf)
+        });
         Ok(Ok(()))
     }
 
@@ -620,7 +646,7 @@ impl Outbox {
         if s.failed {
             return Err(OutboxClosed);
         }
-        self.encode_locked(&mut s, item);
+        self.encode_item_locked(&mut s, item);
         Ok(())
     }
 
@@ -632,12 +658,25 @@ impl Outbox {
             return Err(OutboxClosed);
         }
         for env in envelopes.drain(..) {
-            self.encode_locked(&mut s, Outgoing::Envelope(env));
+            self.encode_item_locked(&mut s, Outgoing::Envelope(env));
         }
         Ok(())
     }
 
-    fn encode_locked(&self, s: &mut OutState, item: Outgoing) {
+    fn encode_item_locked(&self, s: &mut OutState, item: Outgoing) {
+        self.encode_locked(s, item.encoded_len(), |framing, segments, buf| {
+            encode(item, framing, segments, buf)
+        });
+    }
+
+    /// Runs `write` (which adds `len` bytes before segment framing) on the buffer, and wakes
+    /// the writer when it is due.
+    fn encode_locked(
+        &self,
+        s: &mut OutState,
+        len: usize,
+        write: impl FnOnce(&mut Framing, &mut SegmentWriter, &mut BytesMut) -> Result<(), SegmentError>,
+    ) {
         let was_empty = s.queued == 0;
         let OutState {
             buf,
@@ -647,7 +686,6 @@ impl Outbox {
             batch_hint,
             ..
         } = s;
-        let len = item.encoded_len();
         if buf.capacity() == 0 {
             // One allocation for the whole batch instead of a doubling series of reallocations
             // (each copying what the batch holds so far): twice the last batch, because
@@ -655,7 +693,7 @@ impl Outbox {
             buf.reserve(len.max(*batch_hint * 2));
         }
         let before = buf.len();
-        if let Err(e) = encode(item, framing, segments, buf) {
+        if let Err(e) = write(framing, segments, buf) {
             tracing::warn!(error = %e, "dropping an envelope that cannot be framed");
         }
         // Segments hold envelopes back until the next flush: count them too.
@@ -747,12 +785,6 @@ impl OutSender {
     /// Queues `item`; waits while the outbox is above its high-water mark.
     pub(crate) async fn send(&self, item: Outgoing) -> Result<(), OutboxClosed> {
         self.0.push(item).await
-    }
-
-    /// Queues `item` unless the outbox is above its high-water mark; then hands it back (for
-    /// [`OutSender::send`], which waits for room).
-    pub(crate) fn try_send(&self, item: Outgoing) -> Result<Result<(), OutboxClosed>, Outgoing> {
-        self.0.try_push(item)
     }
 
     /// Queues `item` at once, above the high-water mark too (see [`Outbox::push_now`]).
@@ -890,18 +922,32 @@ fn encode(
             }
             *framing = f;
         }
-        Outgoing::Envelope(env) => match *framing {
-            Framing::Envelopes => {
-                // One reserve for header and body, then two plain copies (`BufMut::put_slice`
-                // walks its chunk loop per call).
-                out.reserve(env.encoded_len());
-                out.extend_from_slice(&env.header_bytes());
-                out.extend_from_slice(&env.body);
-            }
-            Framing::Segments { .. } => segments.push(&env, out)?,
-        },
+        Outgoing::Envelope(env) => {
+            encode_envelope(&env.header_bytes(), &env.body, framing, segments, out)?;
+        }
     }
     Ok(())
+}
+
+/// An envelope given as its encoded header and its body, in the current framing.
+fn encode_envelope(
+    header: &[u8; HEADER_LEN],
+    body: &[u8],
+    framing: &Framing,
+    segments: &mut SegmentWriter,
+    out: &mut BytesMut,
+) -> Result<(), SegmentError> {
+    match *framing {
+        Framing::Envelopes => {
+            // One reserve for header and body, then two plain copies (`BufMut::put_slice`
+            // walks its chunk loop per call).
+            out.reserve(HEADER_LEN + body.len());
+            out.extend_from_slice(header);
+            out.extend_from_slice(body);
+            Ok(())
+        }
+        Framing::Segments { .. } => segments.push_parts(header, body, out),
+    }
 }
 
 /// An ERROR body (`[int] code [string] message`) behind a v1/v2 header (8 bytes, one-byte

@@ -143,6 +143,14 @@ pub(crate) struct Context {
 }
 
 impl Context {
+    /// Where a session's dual writes are counted and their target failures recorded.
+    pub(crate) fn outcomes(&self) -> crate::completion::Outcomes {
+        crate::completion::Outcomes {
+            failures: self.repairs.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
     /// Cassandra's wording, listing what this proxy accepts.
     pub(crate) fn unsupported_version_message(&self, version: u8) -> String {
         let list = self

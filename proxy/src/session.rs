@@ -28,7 +28,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -85,7 +85,7 @@ pub(crate) async fn serve(ctx: Arc<Context>, stream: Stream) {
             session: Arc::downgrade(&session),
             version: session.version,
         };
-        let _ = session.resender.set(Arc::new(resender));
+        session.sink.set_reprepare(Arc::new(resender));
         session.run(&mut reader, member).await;
     }
     drop(tx);
@@ -125,7 +125,6 @@ struct Session {
     /// This end of the client's connection: advertised when the proxy listens on 0.0.0.0.
     local_addr: SocketAddr,
     /// Prepares and resends a half one cluster forgot; set once the session is shared.
-    resender: OnceLock<Arc<dyn Reprepare>>,
     /// Set by a `USE`: the keyspace lives on the session's own connections, so every request
     /// after it goes there.
     pinned: AtomicBool,
@@ -140,7 +139,7 @@ async fn handshake(
     loop {
         let env = next_envelope(reader, tx).await?;
         let version = env.header.version;
-        let sink = ClientSink::new(tx.clone(), version, None);
+        let sink = ClientSink::new(tx.clone(), version, None, ctx.outcomes());
         if !ctx.versions.contains(&version) {
             let message = ctx.unsupported_version_message(version.as_u8());
             sink.error(env.stream(), ErrorResponse::protocol_error(message))
@@ -196,9 +195,9 @@ async fn answer_malformed(item: Inbound, tx: &OutSender) -> bool {
         let _ = tx.send(Outgoing::Raw(raw)).await;
     } else {
         let version = version.unwrap_or(ProtocolVersion::HIGHEST);
-        ClientSink::new(tx.clone(), version, None)
-            .error(stream, ErrorResponse::protocol_error(message))
-            .await;
+        let error = Response::Error(ErrorResponse::protocol_error(message));
+        let env = crate::completion::response_envelope(version, stream, &error);
+        let _ = tx.send(Outgoing::Envelope(env)).await;
     }
     fatal
 }
@@ -213,7 +212,7 @@ async fn startup(
     let version = env.header.version;
     let stream = env.stream();
     let startup_body = env.body.clone();
-    let plain_sink = ClientSink::new(tx.clone(), version, None);
+    let plain_sink = ClientSink::new(tx.clone(), version, None, ctx.outcomes());
     let options = match Startup::decode(&mut &env.body[..], version) {
         Ok(s) => s,
         Err(e) => {
@@ -245,15 +244,18 @@ async fn startup(
         }
     };
     let body_compression = compression.filter(|_| !version.uses_segments());
-    let sink = ClientSink::new(tx.clone(), version, body_compression);
+    let sink = ClientSink::new(tx.clone(), version, body_compression, ctx.outcomes());
 
     let connect = |cluster: ClusterId| {
         let opts = ctx.backend_options(cluster, version, compression);
         let events = match cluster {
             // A sink of its own: the session's counts its requests in flight.
-            ClusterId::Origin => {
-                EventRoute::SchemaChanges(ClientSink::new(tx.clone(), version, body_compression))
-            }
+            ClusterId::Origin => EventRoute::SchemaChanges(ClientSink::new(
+                tx.clone(),
+                version,
+                body_compression,
+                ctx.outcomes(),
+            )),
             ClusterId::Target => EventRoute::Drop,
         };
         let body = env.body.clone();
@@ -313,7 +315,6 @@ async fn startup(
         backends: [origin, target],
         keyspace: Mutex::new(None),
         local_addr,
-        resender: OnceLock::new(),
         pinned: AtomicBool::new(false),
     };
     if !wants_auth[0] && !wants_auth[1] {
@@ -772,7 +773,7 @@ impl Session {
                     (Some(table), StatementKind::AlterTable) => self.remigrate_after(table),
                     _ => None,
                 };
-                self.dual_write(env.clone(), env, reply, table, &[], None, after, via)
+                self.dual_write(env.clone(), env, reply, table, None, after, via)
                     .await;
             }
         }
@@ -888,7 +889,7 @@ impl Session {
             }
             _ => {
                 let backend = self.pick(via, cluster);
-                if let Some(full) = backend.enqueue(env, Completion::Forward(reply), via.read_at) {
+                if let Some(full) = backend.enqueue(&env, Completion::Forward(reply), via.read_at) {
                     backend.send_full(full).await;
                 }
             }
@@ -906,7 +907,6 @@ impl Session {
         target_env: Envelope,
         reply: Reply,
         table: Option<Arc<str>>,
-        prepared: &[Arc<PreparedEntry>],
         key: Option<KeySource>,
         after: Option<AfterSuccess>,
         via: Via<'_>,
@@ -924,26 +924,32 @@ impl Session {
                 }
             }
         }
-        let [origin_env, target_env] = envs;
-        let retry = self.resend(prepared, &origin_env, &target_env);
+        // With prepared statements (the reply names them, to translate UNPREPARED) the join
+        // keeps the halves for a re-prepare, and they are sent from there; otherwise from here.
+        let (kept, own) = if reply.unprepared.is_empty() {
+            (None, Some(envs))
+        } else {
+            (Some(envs), None)
+        };
         let join = Join::new(
             reply,
             primary,
             self.ctx.config.target_failure_policy,
-            self.ctx.repairs.clone(),
             table,
             key,
-            self.ctx.metrics.clone(),
-            retry,
+            kept,
             after,
         );
+        let Some([origin_env, target_env]) = own.as_ref().or_else(|| join.sent()) else {
+            return;
+        };
         let origin = self.pick(via, ClusterId::Origin);
         let origin_half = Completion::Join(join.clone(), ClusterId::Origin);
         if let Some(full) = origin.enqueue(origin_env, origin_half, via.read_at) {
             origin.send_full(full).await;
         }
         let target = self.pick(via, ClusterId::Target);
-        let target_half = Completion::Join(join, ClusterId::Target);
+        let target_half = Completion::Join(join.clone(), ClusterId::Target);
         if let Some(full) = target.enqueue(target_env, target_half, via.read_at) {
             target.send_full(full).await;
         }
@@ -981,14 +987,27 @@ impl Session {
         origin_env: &Envelope,
         target_env: &Envelope,
     ) -> Option<Retry> {
+        let (via, prepared) = self.retry_via(prepared)?;
+        Some(Retry {
+            via,
+            sent: [origin_env.clone(), target_env.clone()],
+            prepared,
+        })
+    }
+
+    /// What a [`Retry`] of a request naming `prepared` needs besides its halves; `None` when
+    /// it names none.
+    fn retry_via(
+        &self,
+        prepared: &[Arc<PreparedEntry>],
+    ) -> Option<(Arc<dyn Reprepare>, Statements)> {
         if prepared.is_empty() {
             return None;
         }
-        Some(Retry {
-            via: self.resender.get()?.clone(),
-            sent: [origin_env.clone(), target_env.clone()],
-            prepared: Statements::from_slice(prepared),
-        })
+        Some((
+            self.sink.reprepare()?,
+            Statements::from_slice(prepared),
+        ))
     }
 
     async fn unprepared(&self, stream: i16, id: &[u8]) {
@@ -1062,26 +1081,28 @@ impl Session {
                     .await;
             }
         };
-        // A data write's rewrite may build target's copy along with origin's.
-        let mut target_built = None;
-        let (env, body) = if let Destination::Both(WriteKind::Data { .. }) = entry.destination {
-            match self.rewrite_execute(&env, &body, entry.plan.as_ref(), (target_id, rmid)) {
-                Ok((env, body, target)) => {
-                    target_built = target;
-                    (env, body)
+        // A data write's rewrite may build target's copy along with origin's. Origin's body is
+        // kept for a `best-effort` repair record's key.
+        let best_effort = self.ctx.config.target_failure_policy == TargetFailurePolicy::BestEffort;
+        let (env, body, target_built) =
+            if let Destination::Both(WriteKind::Data { .. }) = entry.destination {
+                let plan = entry.plan.as_ref();
+                match self.rewrite_execute(&env, &body, plan, (target_id, rmid), best_effort) {
+                    Ok(rewritten) => rewritten,
+                    Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
                 }
-                Err(e) => return self.protocol_error(stream, "EXECUTE", e).await,
-            }
-        } else {
-            let body = body.into_owned();
-            (env, body)
-        };
-        let target_env = match target_built {
-            Some(env) => Ok(env),
+            } else {
+                let body = body.into_owned();
+                (env, Some(body), None)
+            };
+        let target_env = match (target_built, &body) {
+            (Some(env), _) => Ok(env),
             // Target's copy names target's id.
-            None => rewrite::replace_execute_id(self.version, &body, target_id, rmid)
+            (None, Some(body)) => rewrite::replace_execute_id(self.version, body, target_id, rmid)
                 .map_err(|e| e.to_string())
                 .and_then(|b| self.rebuild(&env, b)),
+            // `rewrite_execute` returns a body whenever it built no copy for target.
+            (None, None) => Err("no body to build target's request from".to_owned()),
         };
         let target_env = match target_env {
             Ok(e) => e,
@@ -1094,8 +1115,8 @@ impl Session {
         );
         reply.unprepared = Statements::One(entry.clone());
         // What names a write the target failed: recorded for repair in `best-effort` only.
-        let (table, key) = match self.ctx.config.target_failure_policy {
-            TargetFailurePolicy::BestEffort => {
+        let (table, key) = match body.filter(|_| best_effort) {
+            Some(body) => {
                 let key = entry.key_columns.clone().map(|columns| KeySource {
                     columns,
                     body,
@@ -1103,10 +1124,9 @@ impl Session {
                 });
                 (entry.table.clone(), key)
             }
-            TargetFailurePolicy::Strict => (None, None),
+            None => (None, None),
         };
-        let prepared = std::slice::from_ref(entry);
-        self.dual_write(env, target_env, reply, table, prepared, key, None, via)
+        self.dual_write(env, target_env, reply, table, key, None, via)
             .await
     }
 
@@ -1114,14 +1134,16 @@ impl Session {
     /// the proxy put in place of `now()` and friends, and a client timestamp when it has none.
     /// Returns origin's request and body, and target's request (naming `target`'s ids: the
     /// prepared id and v5's result metadata id) when the timestamp was all that changed — the
-    /// usual write, whose two bodies are then built in one go.
+    /// usual write, whose two bodies are then built in one go. Origin's body is returned
+    /// then only when `keep_body` (a clone of a new body is an allocation and atomics).
     fn rewrite_execute(
         &self,
         env: &Envelope,
         body: &Bytes,
         plan: Option<&FunctionPlan>,
         target: (&[u8], Option<&[u8]>),
-    ) -> Result<(Envelope, Bytes, Option<Envelope>), String> {
+        keep_body: bool,
+    ) -> Result<(Envelope, Option<Bytes>, Option<Envelope>), String> {
         let mut source = SystemValueSource;
         let mut current = None;
         let plan = plan.filter(|p| !p.is_empty());
@@ -1136,12 +1158,15 @@ impl Session {
             )
             .map_err(|e| e.to_string())?;
             return match both {
-                Some((origin, target)) => Ok((
-                    self.rebuild(env, origin.clone())?,
-                    origin,
-                    Some(self.rebuild(env, target)?),
-                )),
-                None => Ok((env.clone(), body.clone(), None)),
+                Some((origin, target)) => {
+                    let kept = keep_body.then(|| origin.clone());
+                    Ok((
+                        self.rebuild(env, origin)?,
+                        kept,
+                        Some(self.rebuild(env, target)?),
+                    ))
+                }
+                None => Ok((env.clone(), Some(body.clone()), None)),
             };
         }
         if let Some(plan) = plan {
@@ -1158,8 +1183,8 @@ impl Session {
             )?
             .or(current);
         match current {
-            Some(new_body) => Ok((self.rebuild(env, new_body.clone())?, new_body, None)),
-            None => Ok((env.clone(), body.clone(), None)),
+            Some(new_body) => Ok((self.rebuild(env, new_body.clone())?, Some(new_body), None)),
+            None => Ok((env.clone(), Some(body.clone()), None)),
         }
     }
 
@@ -1275,7 +1300,7 @@ impl Session {
                 Err(e) => return self.protocol_error(stream, "BATCH", e).await,
             }
         };
-        self.dual_write(env, target_env, reply, table, &entries, None, None, via)
+        self.dual_write(env, target_env, reply, table, None, None, via)
             .await;
     }
 

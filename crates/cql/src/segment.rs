@@ -234,11 +234,23 @@ impl SegmentWriter {
 
     /// Queues one envelope, writing any segment that fills up to `dst`.
     pub fn push(&mut self, envelope: &Envelope, dst: &mut BytesMut) -> Result<(), SegmentError> {
-        let len = envelope.encoded_len();
+        self.push_parts(&envelope.header_bytes(), &envelope.body, dst)
+    }
+
+    /// [`SegmentWriter::push`] for an envelope given as its encoded header and its body (a
+    /// caller that sends one envelope under another stream id patches only the header).
+    pub fn push_parts(
+        &mut self,
+        header: &[u8; HEADER_LEN],
+        body: &[u8],
+        dst: &mut BytesMut,
+    ) -> Result<(), SegmentError> {
+        let len = HEADER_LEN + body.len();
         if len > MAX_PAYLOAD_LEN {
             self.flush(dst)?;
             let mut whole = BytesMut::with_capacity(len);
-            envelope.write_to(&mut whole);
+            whole.extend_from_slice(header);
+            whole.extend_from_slice(body);
             for chunk in whole.chunks(MAX_PAYLOAD_LEN) {
                 self.codec.encode(chunk, false, dst)?;
             }
@@ -247,7 +259,8 @@ impl SegmentWriter {
         if self.pending.len() + len > MAX_PAYLOAD_LEN {
             self.flush(dst)?;
         }
-        envelope.write_to(&mut self.pending);
+        self.pending.extend_from_slice(header);
+        self.pending.extend_from_slice(body);
         Ok(())
     }
 

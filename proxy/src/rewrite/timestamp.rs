@@ -6,7 +6,7 @@
 //! `<keyspace>`/`<now_in_seconds>`, and the WITH_DEFAULT_TIMESTAMP flag (0x20) is set; every
 //! other byte is copied as it was.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use ferry_cql::protocol::{Opcode, ProtocolVersion};
 use ferry_cql::request::params::query_flags::WITH_DEFAULT_TIMESTAMP;
 
@@ -50,8 +50,9 @@ pub fn inject_default_timestamp(
 
 /// A dual write's two EXECUTE bodies at once: origin's is [`inject_default_timestamp`]'s, and
 /// target's is the same naming `target_id` (and v5's `target_result_metadata_id`, when given)
-/// as [`super::replace_execute_id`] would make it. One parse and one buffer for both: the two
-/// steps apart parse the body twice and allocate (and reference-count) two buffers.
+/// as [`super::replace_execute_id`] would make it. One parse for both: the two steps apart
+/// parse the body twice. Two unshared buffers, not one split in two: a split buffer's handles
+/// are reference-counted with an atomic operation per clone and per drop.
 /// `Ok(None)` when the body already carries a timestamp.
 pub fn inject_default_timestamp_both(
     version: ProtocolVersion,
@@ -75,16 +76,16 @@ pub fn inject_default_timestamp_both(
     });
     let origin_len = body.len() + 8;
     let target_len = origin_len - ids_end + 2 + target_id.len() + rmid_len;
-    let mut out = BytesMut::with_capacity(origin_len + target_len);
+    let mut origin = Vec::with_capacity(origin_len);
     splice_into(
-        &mut out,
+        &mut origin,
         body,
         0,
         flags,
         l.params.timestamp_at,
         timestamp_micros,
     );
-    let origin = out.split().freeze();
+    let mut out = Vec::with_capacity(target_len);
     put_short_bytes(&mut out, target_id, "prepared id")?;
     if let Some(rmid) = &l.result_metadata_id {
         let rmid = target_result_metadata_id.unwrap_or(&body[rmid.clone()]);
@@ -98,20 +99,22 @@ pub fn inject_default_timestamp_both(
         l.params.timestamp_at,
         timestamp_micros,
     );
-    Ok(Some((origin, out.freeze())))
+    // Exactly sized: `Bytes` takes a full vector over as it is (else it adds a shared header).
+    debug_assert!(origin.len() == origin.capacity() && out.len() == out.capacity());
+    Ok(Some((Bytes::from(origin), Bytes::from(out))))
 }
 
 /// `body` with the flag set and the timestamp inserted at `timestamp_at`.
 fn splice(body: &Bytes, flags: Flags, timestamp_at: usize, timestamp_micros: i64) -> Bytes {
-    let mut out = BytesMut::with_capacity(body.len() + 8);
+    let mut out = Vec::with_capacity(body.len() + 8);
     splice_into(&mut out, body, 0, flags, timestamp_at, timestamp_micros);
-    out.freeze()
+    Bytes::from(out)
 }
 
 /// Appends `body[from..]` to `out` with the flag set and the timestamp inserted at
 /// `timestamp_at`; `from` is at or before the flags.
 fn splice_into(
-    out: &mut BytesMut,
+    out: &mut Vec<u8>,
     body: &[u8],
     from: usize,
     flags: Flags,
@@ -131,7 +134,7 @@ fn splice_into(
 }
 
 /// `[short bytes]` appended with plain copies (see `splice_into`).
-fn put_short_bytes(out: &mut BytesMut, b: &[u8], what: &'static str) -> Result<(), RewriteError> {
+fn put_short_bytes(out: &mut Vec<u8>, b: &[u8], what: &'static str) -> Result<(), RewriteError> {
     let len = u16::try_from(b.len()).map_err(|_| {
         RewriteError::encode(Opcode::Execute)(ferry_cql::wire::EncodeError::TooLong {
             what,
