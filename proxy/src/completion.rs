@@ -18,7 +18,9 @@
 //! appended twice). The join hands that half to its [`Reprepare`] instead, which prepares the
 //! statements again on that cluster alone (on a task of its own: the reader task must keep
 //! reading) and sends the half once more; its answer completes the join as usual. One attempt
-//! per request. Mirrored reads do the same for the secondary's half, rather than counting a
+//! per request. The join holds the two halves as sent for it (the backend sends encode them from
+//! there, so a write copies nothing for the rare re-prepare), and builds the [`Retry`] only
+//! when it is needed. Mirrored reads do the same for the secondary's half, rather than counting a
 //! failure for every read until something else prepares the statement again.
 
 use std::sync::{Arc, Mutex};
