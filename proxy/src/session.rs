@@ -124,7 +124,6 @@ struct Session {
     keyspace: Mutex<Option<Arc<str>>>,
     /// This end of the client's connection: advertised when the proxy listens on 0.0.0.0.
     local_addr: SocketAddr,
-    /// Prepares and resends a half one cluster forgot; set once the session is shared.
     /// Set by a `USE`: the keyspace lives on the session's own connections, so every request
     /// after it goes there.
     pinned: AtomicBool,
@@ -898,8 +897,8 @@ impl Session {
 
     /// Sends a write to both clusters, the secondary's copy at `secondary_consistency` when
     /// one is set. `table` (and `key`, when known) name what a failure recorded for repair
-    /// concerns; `prepared` the statements an EXECUTE or BATCH names, prepared again where one
-    /// cluster forgot them; `after` runs once the write succeeded.
+    /// concerns; the statements the reply names (`Reply::unprepared`) are prepared again where
+    /// one cluster forgot them; `after` runs once the write succeeded.
     #[allow(clippy::too_many_arguments, reason = "private, three call sites")]
     async fn dual_write(
         self: &Arc<Self>,
@@ -940,6 +939,7 @@ impl Session {
             kept,
             after,
         );
+        // One of the two holds them (`kept` is `Some` exactly when `own` is `None`).
         let Some([origin_env, target_env]) = own.as_ref().or_else(|| join.sent()) else {
             return;
         };
@@ -949,6 +949,7 @@ impl Session {
             origin.send_full(full).await;
         }
         let target = self.pick(via, ClusterId::Target);
+        // A clone, not the join itself: `target_env` may be borrowed from it.
         let target_half = Completion::Join(join.clone(), ClusterId::Target);
         if let Some(full) = target.enqueue(target_env, target_half, via.read_at) {
             target.send_full(full).await;
@@ -1004,10 +1005,7 @@ impl Session {
         if prepared.is_empty() {
             return None;
         }
-        Some((
-            self.sink.reprepare()?,
-            Statements::from_slice(prepared),
-        ))
+        Some((self.sink.reprepare()?, Statements::from_slice(prepared)))
     }
 
     async fn unprepared(&self, stream: i16, id: &[u8]) {
