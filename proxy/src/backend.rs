@@ -41,8 +41,8 @@
 //! session can end the client's connection and the driver reconnects.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -56,7 +56,7 @@ use tokio::task::JoinHandle;
 use crate::completion::{Completion, EventRoute, Staged};
 use crate::error::BackendError;
 use crate::frame::{
-    FrameReader, Framing, Holding, Inbound, OutSender, Outbox, OutboxClosed, Outgoing, run_writer,
+    Extra, FrameReader, Framing, Holding, Inbound, OutSender, Outbox, Outgoing, Pushed, run_writer,
 };
 use crate::health::Health;
 use crate::metrics::{BatchMeter, ClusterMetrics, Metrics};
@@ -97,7 +97,7 @@ pub(crate) struct BackendOptions {
 #[derive(Debug)]
 pub(crate) struct Backend {
     opts: BackendOptions,
-    tx: OutSender,
+    tx: OutSender<Slots>,
     shared: Arc<Shared>,
     tasks: [JoinHandle<()>; 2],
 }
@@ -107,7 +107,9 @@ struct Shared {
     cluster: ClusterId,
     addr: SocketAddr,
     timeout: Duration,
-    slots: Mutex<Slots>,
+    /// The socket's outbox, whose lock also guards the stream-id table: a request takes its
+    /// id and is queued under one lock.
+    outbox: Arc<Outbox<Slots>>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     /// To read the code of a compressed ERROR answer, for its metric label.
@@ -120,7 +122,7 @@ struct Shared {
 }
 
 #[derive(Debug)]
-struct Slots {
+pub(crate) struct Slots {
     /// One per stream id ever used on this connection: grown on demand up to `limit`, so an
     /// idle connection costs a few bytes instead of `limit` slots (2048 × ~100 bytes).
     entries: Vec<Slot>,
@@ -303,11 +305,7 @@ impl Backend {
             None => return Err(connect_error("closed during STARTUP".to_owned())),
         };
 
-        let tx = if opts.shared {
-            Outbox::open_shared(&io)
-        } else {
-            Outbox::open(&io)
-        };
+        let tx = Outbox::open_with(&io, !opts.shared, Slots::new(opts.max_in_flight));
         if opts.version.uses_segments() && answer.header.opcode != Opcode::Error {
             let framing = Framing::Segments {
                 lz4: opts.compression == Some(Compression::Lz4),
@@ -320,7 +318,7 @@ impl Backend {
             cluster: opts.cluster,
             addr: opts.addr,
             timeout: opts.request_timeout,
-            slots: Mutex::new(Slots::new(opts.max_in_flight)),
+            outbox: tx.outbox().clone(),
             metrics: opts.metrics.clone(),
             health: opts.health.clone(),
             compression: opts.compression,
@@ -362,7 +360,7 @@ impl Backend {
     }
 
     /// Where requests wait for the socket: held by a session through a batch of requests.
-    pub(crate) fn outbox(&self) -> &Outbox {
+    pub(crate) fn outbox(&self) -> &Outbox<Slots> {
         self.tx.outbox()
     }
 
@@ -457,39 +455,37 @@ impl Backend {
         completion: Completion,
         sent: Instant,
     ) -> Option<Full> {
-        let allocated = {
-            let mut slots = self.shared.lock();
+        let meter = self.shared.meter();
+        let (cluster, addr) = (self.opts.cluster, self.opts.addr);
+        let take = |slots: &mut Slots| {
             if let Some(e) = &slots.closed {
                 Err((e.clone(), completion))
             } else if let Some(stream) = slots.next_id() {
                 slots.entries[stream as usize] = Slot::Busy { completion, sent };
                 slots.last_activity = slots.last_activity.max(sent);
-                self.shared.meter().sent();
+                meter.sent();
                 Ok(stream)
             } else {
                 let e = BackendError::StreamsExhausted {
-                    cluster: self.opts.cluster,
-                    addr: self.opts.addr,
+                    cluster,
+                    addr,
                     limit: slots.limit,
                 };
                 Err((e, completion))
             }
         };
-        let stream = match allocated {
-            Ok(stream) => stream,
-            Err((e, completion)) => {
+        match self.tx.outbox().try_push_with(envelope, take) {
+            Pushed::Queued => None,
+            Pushed::Refused((e, completion)) => {
                 self.shared.finish(completion, Err(e), Duration::ZERO);
-                return None;
+                None
             }
-        };
-        match self.tx.outbox().try_push_envelope(envelope, stream) {
-            Ok(Ok(())) => None,
-            Ok(Err(OutboxClosed)) => {
+            Pushed::Closed => {
                 // The writer is gone; close() completes every slot, this one included.
                 self.shared.close("writer stopped".to_owned());
                 None
             }
-            Err(()) => {
+            Pushed::Full(stream) => {
                 let mut envelope = envelope.clone();
                 envelope.set_stream(stream);
                 Some(Full(Outgoing::Envelope(envelope)))
@@ -535,10 +531,8 @@ impl Drop for Backend {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Slots> {
-        // A panic while holding the lock cannot leave the table inconsistent in a way that
-        // matters more than losing the connection; keep serving.
-        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> Extra<'_, Slots> {
+        self.outbox.extra()
     }
 
     fn meter(&self) -> &ClusterMetrics {
@@ -620,7 +614,7 @@ async fn read_loop(
     mut reader: FrameReader,
     events: EventRoute,
     answers: Option<&Outbox>,
-    tx: OutSender,
+    tx: OutSender<Slots>,
     opts: LoopOptions,
 ) -> String {
     let LoopOptions {
@@ -763,7 +757,7 @@ struct LoopOptions {
 /// `Some(reason)` when the connection must end.
 fn sweep(
     shared: &Shared,
-    tx: &OutSender,
+    tx: &OutSender<Slots>,
     version: ProtocolVersion,
     heartbeat: Duration,
 ) -> Option<String> {
@@ -812,7 +806,7 @@ fn sweep(
 }
 
 /// Sends OPTIONS on an idle connection; its answer is dropped.
-fn heartbeat_once(shared: &Shared, tx: &OutSender, version: ProtocolVersion) {
+fn heartbeat_once(shared: &Shared, tx: &OutSender<Slots>, version: ProtocolVersion) {
     let stream = {
         let mut slots = shared.lock();
         let Some(stream) = slots.next_id() else {

@@ -500,9 +500,12 @@ const MAX_BATCH_RESERVE: usize = 64 * 1024;
 /// writer is not woken for each envelope; at the end of the batch it writes what the batch
 /// queued itself (plain TCP, when the writer is not mid-write), so under load an envelope costs
 /// no task switch at all. Producers wait while more than [`OUTBOX_HIGH_WATER`] bytes wait.
+///
+/// `X` is what the same lock also guards for the socket's owner: a backend connection's
+/// stream-id table, so that sending a request takes one lock, not two.
 #[derive(Debug)]
-pub(crate) struct Outbox {
-    state: Mutex<OutState>,
+pub(crate) struct Outbox<X = ()> {
+    state: Mutex<OutState<X>>,
     /// Wakes the writer task: something to write, or the last sender is gone.
     wake: Notify,
     /// Wakes producers waiting for room.
@@ -516,7 +519,7 @@ pub(crate) struct Outbox {
 }
 
 #[derive(Debug)]
-struct OutState {
+struct OutState<X> {
     /// Encoded bytes waiting for the socket (v5: whole segments).
     buf: BytesMut,
     framing: Framing,
@@ -533,6 +536,8 @@ struct OutState {
     /// Bytes recent batches written from an emptied buffer held (a decaying maximum, capped):
     /// twice this is what the next one reserves at once.
     batch_hint: usize,
+    /// The owner's state under the same lock (see [`Outbox`]).
+    extra: X,
 }
 
 /// The socket behind an [`Outbox`] failed, or its writer is gone.
@@ -542,17 +547,30 @@ pub(crate) struct OutboxClosed;
 impl Outbox {
     /// An outbox for `io` and the one sender that keeps its writer running.
     pub(crate) fn open(io: &WriteIo) -> OutSender {
-        Self::open_with(io, true)
+        Self::open_with(io, true, ())
     }
+}
 
-    /// [`Outbox::open`] for a socket several sessions write to: the last holder of a batch
+/// What [`Outbox::try_push_with`] did.
+#[derive(Debug)]
+pub(crate) enum Pushed<E> {
+    /// Encoded under the stream id `take` gave.
+    Queued,
+    /// The owner's state refused it (`take`'s error): nothing queued.
+    Refused(E),
+    /// The socket failed or its writer is gone; `take` ran.
+    Closed,
+    /// `take` ran and gave this stream id, but the outbox is above its high-water mark:
+    /// nothing queued.
+    Full(i16),
+}
+
+impl<X> Outbox<X> {
+    /// [`Outbox::open`] for a socket whose owner keeps `extra` under the outbox's lock;
+    /// `inline_writes` false for a socket several sessions write to: the last holder of a batch
     /// wakes the writer task instead of writing, so batches of sessions that run in the same
     /// scheduler pass leave in one write.
-    pub(crate) fn open_shared(io: &WriteIo) -> OutSender {
-        Self::open_with(io, false)
-    }
-
-    fn open_with(io: &WriteIo, inline_writes: bool) -> OutSender {
+    pub(crate) fn open_with(io: &WriteIo, inline_writes: bool, extra: X) -> OutSender<X> {
         let direct = match io {
             WriteIo::Plain(socket) if inline_writes => Some(socket.clone()),
             WriteIo::Plain(_) | WriteIo::Tls(_) => None,
@@ -567,6 +585,7 @@ impl Outbox {
                 holds: 0,
                 failed: false,
                 batch_hint: MIN_BATCH_RESERVE,
+                extra,
             }),
             senders: AtomicUsize::new(1),
             wake: Notify::new(),
@@ -575,7 +594,7 @@ impl Outbox {
         }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, OutState> {
+    fn lock(&self) -> MutexGuard<'_, OutState<X>> {
         // Every update leaves the state consistent between statements; keep serving.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -612,30 +631,40 @@ impl Outbox {
         Ok(Ok(()))
     }
 
-    /// [`Outbox::try_push`] for an envelope the caller keeps, sent under `stream`: encoded
-    /// from the reference, so neither the envelope nor its body is copied or counted. `Err`
-    /// when the outbox is above its high-water mark.
-    pub(crate) fn try_push_envelope(
+    /// The owner's state, under the outbox's lock.
+    pub(crate) fn extra(&self) -> Extra<'_, X> {
+        Extra(self.lock())
+    }
+
+    /// Queues an envelope the caller keeps under the stream id `take` gives (from the owner's
+    /// state, under the same lock): encoded from the reference, so neither the envelope nor
+    /// its body is copied or counted. When the outbox is above its high-water mark the id is
+    /// taken and nothing is queued ([`Pushed::Full`]).
+    pub(crate) fn try_push_with<E>(
         &self,
         env: &Envelope,
-        stream: i16,
-    ) -> Result<Result<(), OutboxClosed>, ()> {
+        take: impl FnOnce(&mut X) -> Result<i16, E>,
+    ) -> Pushed<E> {
         let mut s = self.lock();
+        let stream = match take(&mut s.extra) {
+            Ok(stream) => stream,
+            Err(e) => return Pushed::Refused(e),
+        };
         if s.failed {
-            return Ok(Err(OutboxClosed));
+            return Pushed::Closed;
         }
         if s.queued >= OUTBOX_HIGH_WATER {
             if !s.writing {
                 self.wake.notify_one();
             }
-            return Err(());
+            return Pushed::Full(stream);
         }
         let mut header = env.header;
         header.stream = stream;
         self.encode_locked(&mut s, env.encoded_len(), |framing, segments, buf| {
             encode_envelope(&header.encode(), &env.body, framing, segments, buf)
         });
-        Ok(Ok(()))
+        Pushed::Queued
     }
 
     /// Encodes `item` at once, above the high-water mark too. For producers that cannot wait
@@ -663,7 +692,7 @@ impl Outbox {
         Ok(())
     }
 
-    fn encode_item_locked(&self, s: &mut OutState, item: Outgoing) {
+    fn encode_item_locked(&self, s: &mut OutState<X>, item: Outgoing) {
         self.encode_locked(s, item.encoded_len(), |framing, segments, buf| {
             encode(item, framing, segments, buf)
         });
@@ -673,7 +702,7 @@ impl Outbox {
     /// the writer when it is due.
     fn encode_locked(
         &self,
-        s: &mut OutState,
+        s: &mut OutState<X>,
         len: usize,
         write: impl FnOnce(&mut Framing, &mut SegmentWriter, &mut BytesMut) -> Result<(), SegmentError>,
     ) {
@@ -779,9 +808,9 @@ impl Outbox {
 /// A handle that queues for an [`Outbox`]'s socket; the writer ends once every sender is gone
 /// and what they queued is written (as with a channel's senders).
 #[derive(Debug)]
-pub(crate) struct OutSender(Arc<Outbox>);
+pub(crate) struct OutSender<X = ()>(Arc<Outbox<X>>);
 
-impl OutSender {
+impl<X> OutSender<X> {
     /// Queues `item`; waits while the outbox is above its high-water mark.
     pub(crate) async fn send(&self, item: Outgoing) -> Result<(), OutboxClosed> {
         self.0.push(item).await
@@ -793,19 +822,19 @@ impl OutSender {
     }
 
     /// The outbox, for batching ([`Outbox::hold`]) without keeping the writer alive.
-    pub(crate) fn outbox(&self) -> &Arc<Outbox> {
+    pub(crate) fn outbox(&self) -> &Arc<Outbox<X>> {
         &self.0
     }
 }
 
-impl Clone for OutSender {
+impl<X> Clone for OutSender<X> {
     fn clone(&self) -> Self {
         self.0.senders.fetch_add(1, Ordering::Relaxed);
         Self(self.0.clone())
     }
 }
 
-impl Drop for OutSender {
+impl<X> Drop for OutSender<X> {
     fn drop(&mut self) {
         // AcqRel: the writer that sees zero also sees everything the last sender queued.
         if self.0.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -814,12 +843,45 @@ impl Drop for OutSender {
     }
 }
 
+/// The owner's state of an [`Outbox`], borrowed under its lock.
+pub(crate) struct Extra<'a, X>(MutexGuard<'a, OutState<X>>);
+
+impl<X> std::ops::Deref for Extra<'_, X> {
+    type Target = X;
+
+    fn deref(&self) -> &X {
+        &self.0.extra
+    }
+}
+
+impl<X> std::ops::DerefMut for Extra<'_, X> {
+    fn deref_mut(&mut self) -> &mut X {
+        &mut self.0.extra
+    }
+}
+
+/// An outbox whatever its owner keeps with it: what a batch holds.
+pub(crate) trait Batched: Sync {
+    fn hold(&self);
+    fn release(&self);
+}
+
+impl<X: Send> Batched for Outbox<X> {
+    fn hold(&self) {
+        Outbox::hold(self);
+    }
+
+    fn release(&self) {
+        Outbox::release(self);
+    }
+}
+
 /// Holds outboxes for a batch of input and releases them when dropped — also when the batch's
 /// future is, so a cancelled batch cannot leave a writer asleep.
-pub(crate) struct Holding<'a, const N: usize>([&'a Outbox; N]);
+pub(crate) struct Holding<'a, const N: usize>([&'a dyn Batched; N]);
 
 impl<'a, const N: usize> Holding<'a, N> {
-    pub(crate) fn hold(outboxes: [&'a Outbox; N]) -> Self {
+    pub(crate) fn hold(outboxes: [&'a dyn Batched; N]) -> Self {
         for o in outboxes {
             o.hold();
         }
@@ -837,7 +899,7 @@ impl<const N: usize> Drop for Holding<'_, N> {
 
 /// Writes what the outbox queues until its last sender is gone and everything is written, or
 /// the socket fails (returned).
-pub(crate) async fn run_writer(mut io: WriteIo, outbox: Arc<Outbox>) -> io::Result<()> {
+pub(crate) async fn run_writer<X>(mut io: WriteIo, outbox: Arc<Outbox<X>>) -> io::Result<()> {
     let mut out = BytesMut::new();
     loop {
         let take = {
