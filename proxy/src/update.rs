@@ -26,6 +26,10 @@
 //!                                 none connected) waiting (one per table) ─► Connected: sent
 //!                                 again
 //!  Nacked(Remigrate, never)   ─► dropped, logged
+//!  with `repair_journal` (crate::journal): Remigrate asked ─► journaled Remigrate{seq};
+//!     acknowledged or refused for good ─► Remigrated{upto: seq}; repairs settled ─►
+//!     Repaired{seqs} / TableRepaired{upto}; at start the journal's waiting re-migrations
+//!     come back as waiting here, its failures as pending in the repair log
 //! ```
 //!
 //! **Routing.** Several `ferry migrate` workers may report at once (a job split over an
@@ -62,6 +66,12 @@
 //! `validate`). The channel keeps the validate run apart, so it never displaces a worker: it
 //! only reports `TableValidated`, while re-migrations and repairs go to `migrate` peers alone.
 //! `/status` shows them (`migrators`, `validator`).
+//!
+//! **Across a restart.** Without `repair_journal`, what waits here and in the repair log is
+//! in memory only: a stopping proxy warns, naming it (run `ferry validate --repair`). With
+//! it, every re-migration asked is journaled until acknowledged (a re-migration sent to a
+//! worker is tracked by message id until its lane passes it, as a repair is), so a restarted
+//! proxy sends it again, as it does the unsettled repairs.
 //!
 //! A re-migration is never lost to a peer that cannot take it: `ferry validate`, or a one-shot
 //! `ferry migrate` whose job has ended, refuses it as "not now" ([`Refusal::NotNow`]); the
