@@ -278,6 +278,11 @@ pub enum JournalError {
     Read { path: PathBuf, source: io::Error },
     #[error("repair_journal {path}: cannot write it (or its directory): {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error(
+        "repair_journal {path}: another process holds {lock}; every proxy instance needs its own \
+         journal"
+    )]
+    Locked { path: PathBuf, lock: PathBuf },
 }
 
 enum Command {
@@ -303,6 +308,9 @@ pub(crate) struct Journal {
     dirty: Arc<Mutex<HashMap<String, (u64, u64)>>>,
     counts: Arc<JournalCounts>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// `<path>.lock`, locked while open: two processes appending to one journal would settle
+    /// each other's records. A separate file, as compaction replaces the journal's.
+    lock: Mutex<Option<File>>,
 }
 
 impl Journal {
@@ -317,6 +325,27 @@ impl Journal {
             path: path.to_owned(),
             source,
         };
+        let write = |source| JournalError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let lock_path = with_suffix(path, ".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(write)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::Locked {
+                    path: path.to_owned(),
+                    lock: lock_path,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(write(e)),
+        }
         let pending = match File::open(path) {
             Ok(f) => Pending::replay(BufReader::new(f)).map_err(read)?.bounded(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Pending::default(),
@@ -329,10 +358,7 @@ impl Journal {
                 "repair journal: skipped unreadable lines (a record torn by a crash); the rest is replayed"
             );
         }
-        let file = compact(path, &pending).map_err(|source| JournalError::Write {
-            path: path.to_owned(),
-            source,
-        })?;
+        let file = compact(path, &pending).map_err(write)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let (tx, rx) = sync_channel(queue);
         let dirty = Arc::new(Mutex::default());
@@ -349,10 +375,7 @@ impl Journal {
         let handle = std::thread::Builder::new()
             .name("repair-journal".into())
             .spawn(move || writer.run(rx))
-            .map_err(|source| JournalError::Write {
-                path: path.to_owned(),
-                source,
-            })?;
+            .map_err(write)?;
         Ok((
             Self {
                 path: path.to_owned(),
@@ -360,6 +383,7 @@ impl Journal {
                 dirty,
                 counts,
                 writer: Mutex::new(Some(handle)),
+                lock: Mutex::new(Some(lock)),
             },
             pending,
         ))
@@ -404,6 +428,8 @@ impl Journal {
             let _ = self.tx.send(Command::Stop);
             let _ = handle.join();
         }
+        // Closing the file releases the lock, so a new log may open the journal.
+        self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 
@@ -416,9 +442,7 @@ impl Drop for Journal {
 /// Writes `pending` to a temp file beside `path`, syncs it, renames it over `path`, and opens
 /// the result for appending.
 fn compact(path: &Path, pending: &Pending) -> io::Result<File> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    let tmp = with_suffix(path, ".tmp");
     {
         let mut out = BufWriter::new(File::create(&tmp)?);
         for r in pending.records() {
@@ -436,6 +460,13 @@ fn compact(path: &Path, pending: &Pending) -> io::Result<File> {
         let _ = d.sync_all();
     }
     OpenOptions::new().append(true).open(path)
+}
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 struct Writer {
@@ -647,8 +678,9 @@ pub(crate) mod tests {
         let dir = test_dir("overflow");
         let path = dir.join("journal");
         let (j, _) = Journal::open_with(&path, 1).unwrap();
-        // Faster than the writer drains one at a time: some are turned away.
-        for s in 1..=2000 {
+        // Far faster than the writer encodes and writes them one at a time: some are turned
+        // away (the writer would have to take each before the next is offered).
+        for s in 1..=20_000 {
             j.write(failure(s, "ks.t", Some("k")));
         }
         let overflow = j.counts().overflow.load(Ordering::Relaxed);
@@ -656,8 +688,8 @@ pub(crate) mod tests {
         let (_, p) = Journal::open(&path).unwrap();
         let kept = p.failures.len() as u64;
         let dirty = p.dirty.get("ks.t").map_or(0, |d| d.1);
-        assert!(overflow > 0, "the writer kept up with 2000 records");
-        assert_eq!(kept + dirty, 2000, "kept {kept}, dirty {dirty}");
+        assert!(overflow > 0, "the writer kept up with 20,000 records");
+        assert_eq!(kept + dirty, 20_000, "kept {kept}, dirty {dirty}");
     }
 
     #[test]
@@ -681,6 +713,18 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_journal_open_in_one_log_is_refused_to_another() {
+        let dir = test_dir("locked");
+        let path = dir.join("journal");
+        let (first, _) = Journal::open(&path).unwrap();
+        let e = Journal::open(&path).unwrap_err();
+        assert!(matches!(e, JournalError::Locked { .. }), "{e}");
+        assert!(e.to_string().contains("journal.lock"), "{e}");
+        first.close();
+        assert!(Journal::open(&path).is_ok());
+    }
+
+    #[test]
     fn an_unwritable_path_is_an_error_that_names_it() {
         let dir = test_dir("unwritable");
         let path = dir.join("no-such-dir").join("journal");
@@ -689,7 +733,9 @@ pub(crate) mod tests {
         assert!(text.contains("no-such-dir/journal"), "{text}");
         assert!(text.starts_with("repair_journal "), "{text}");
         // A directory where the file should be cannot be read as one.
-        let e = Journal::open(&dir).unwrap_err();
+        let file = dir.join("dir");
+        std::fs::create_dir_all(&file).unwrap();
+        let e = Journal::open(&file).unwrap_err();
         assert!(matches!(e, JournalError::Read { .. }), "{e}");
     }
 
