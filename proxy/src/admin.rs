@@ -410,6 +410,14 @@ impl Admin {
             "repairs": {
                 "pending": ctx.repairs.pending(),
                 "tables": repair_tables,
+                "journal": ctx.repairs.journal().map(|j| {
+                    let c = j.counts();
+                    json!({
+                        "path": j.path().display().to_string(),
+                        "queue_overflows": c.overflow.load(std::sync::atomic::Ordering::Relaxed),
+                        "write_errors": c.write_errors.load(std::sync::atomic::Ordering::Relaxed),
+                    })
+                }),
                 "requests": ctx.update.as_ref().map(|u| {
                     let s = u.status();
                     json!({

@@ -90,6 +90,15 @@ pub struct ProxyConfig {
     /// error) or `best-effort` (the primary's answer; the write is recorded for repair).
     /// YAML `target_failure_policy`.
     pub target_failure_policy: TargetFailurePolicy,
+    /// A file where the proxy journals what it holds for the migrator: target write failures
+    /// not yet repaired (policy `best-effort`), re-migrations (ALTER TABLE) waiting or not yet
+    /// acknowledged, and what the migrator settled. Replayed and compacted at start, so a
+    /// restart forgets none of it. Unset (default): kept in memory only, lost on restart;
+    /// production with `best-effort` should set it, on a volume that outlives the process.
+    /// The file must be readable and writable, its directory existing (checked at start:
+    /// exit 64). YAML
+    /// `repair_journal`, env `FERRY_PROXY_REPAIR_JOURNAL`.
+    pub repair_journal: Option<PathBuf>,
     /// Consistency level forced on the secondary's copy of each write (for example `ONE` to keep
     /// a slow target from failing writes); unset (default) keeps the client's level. Serial levels
     /// are rejected: they are not write levels. YAML `secondary_consistency`.
@@ -430,6 +439,7 @@ impl Default for ProxyConfig {
             replace_cql_functions: true,
             inject_timestamps: true,
             target_failure_policy: TargetFailurePolicy::Strict,
+            repair_journal: None,
             secondary_consistency: None,
             forward_client_credentials_to_origin: false,
             blocked_protocol_versions: Vec::new(),
@@ -871,6 +881,10 @@ const PROXY_SETTINGS: &[(&str, ProxyApply)] = &[
     }),
     ("target_failure_policy", |d, v| {
         d.config.target_failure_policy = named(v.text()?)?;
+        Ok(())
+    }),
+    ("repair_journal", |d, v| {
+        d.config.repair_journal = v.optional()?.map(PathBuf::from);
         Ok(())
     }),
     ("secondary_consistency", |d, v| {
@@ -1575,6 +1589,16 @@ impl ProxyConfig {
         if let Some(update) = &self.update {
             self.check_update(update, &mut out);
         }
+        // Only the shape here, so a config validates away from its volume (the deploy tests);
+        // reading and writing the file are checked at start (exit 64 too).
+        if let Some(path) = &self.repair_journal
+            && (path.as_os_str().is_empty() || path.file_name().is_none())
+        {
+            out.add(
+                "repair_journal",
+                format!("{path:?} is not a file path; remove it to keep repairs in memory only"),
+            );
+        }
         if let Some(tls) = &self.tls {
             for (key, path) in [
                 ("tls.cert_path", &tls.cert_path),
@@ -1806,6 +1830,7 @@ mod tests {
         );
         assert!(c.replace_cql_functions && c.inject_timestamps && c.admin.metrics_enabled);
         assert_eq!(c.target_failure_policy, TargetFailurePolicy::Strict);
+        assert_eq!(c.repair_journal, None);
         assert_eq!(c.request_timeout, Duration::from_secs(10));
         assert_eq!(c.reconnect.min_delay, Duration::from_millis(250));
         assert_eq!(c.origin.connect_timeout, Duration::from_secs(30));
@@ -1894,6 +1919,18 @@ mod tests {
         ] {
             assert!(errors.contains(part), "{part} in {errors}");
         }
+    }
+
+    #[test]
+    fn the_repair_journal_is_a_file_path() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let path = format!("{dir}/journal.jsonl");
+        let c = ok(CLUSTERS, &[("FERRY_PROXY_REPAIR_JOURNAL", &path)]);
+        assert_eq!(c.repair_journal, Some(PathBuf::from(&path)));
+        let yaml = format!("{CLUSTERS}repair_journal: {path}\n");
+        assert_eq!(ok(&yaml, &[]).repair_journal, Some(PathBuf::from(&path)));
+        let errors = load(CLUSTERS, &[("FERRY_PROXY_REPAIR_JOURNAL", "/")]).unwrap_err();
+        assert_eq!(keys(&errors), ["repair_journal"]);
     }
 
     #[test]

@@ -25,6 +25,8 @@
 //! - `health`: each cluster's readiness from consecutive failures; re-probes a DOWN cluster.
 //! - [`repairs`]: best-effort writes the target failed, counted per table, with their partition
 //!   keys where known, kept until the migrator acknowledged a repair request.
+//! - `journal`: the optional on-disk repair journal (`repair_journal`) — the repair log's
+//!   failures, waiting re-migrations and settlements, replayed and compacted at start.
 //! - `migration`: what the migrator reported per table — `/status`, metrics, which tables
 //!   dual reads cover, whether a cutover to target is safe.
 //! - `update`: the proxy's end of the Update channel — listens for the migrator, applies its
@@ -42,6 +44,7 @@ pub mod config;
 pub mod error;
 mod frame;
 mod health;
+mod journal;
 mod metrics;
 mod migration;
 mod pool;
@@ -56,6 +59,7 @@ pub mod tls;
 mod topology;
 mod update;
 
+pub use journal::JournalError;
 pub use migration::cutover_refusal;
 pub use proxy::{Proxy, StartError, run};
 pub use update::UpdateStartError;

@@ -39,11 +39,12 @@ use crate::config::{ClusterConfig, ProxyConfig};
 use crate::error::BackendError;
 use crate::frame::{FrameReader, Inbound, Stream};
 use crate::health::{self, Health, Probe};
+use crate::journal::JournalError;
 use crate::metrics::{Metrics, MetricsError};
 use crate::migration::Migration;
 use crate::pool::Pool;
 use crate::prepared::PreparedCache;
-use crate::repairs::RepairLog;
+use crate::repairs::{JournaledRemigration, RepairLog};
 use crate::session;
 use crate::settings::{ClusterId, LiveSettings};
 use crate::tls::{ClusterTls, ServerTls, TlsError};
@@ -97,6 +98,9 @@ pub enum StartError {
     /// The Update listener (`update.listen`) could not start: a taken port, a TLS file.
     #[error("Update channel: {0}")]
     Update(#[from] UpdateStartError),
+    /// `repair_journal` cannot be read or written: a configuration problem (exit 64).
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 impl From<MetricsError> for StartError {
@@ -223,6 +227,14 @@ impl Proxy {
     pub async fn start(config: ProxyConfig) -> Result<Self, StartError> {
         let tls = Tls::load(&config)?;
         let metrics = Arc::new(Metrics::new()?);
+        // Before the clusters are probed: a bad path stops the start at once.
+        let repairs = match &config.repair_journal {
+            Some(path) => {
+                let (log, remigrations) = RepairLog::with_journal(metrics.clone(), path)?;
+                (Arc::new(log), remigrations)
+            }
+            None => (Arc::new(RepairLog::new(metrics.clone())), Vec::new()),
+        };
         let health = Arc::new(Health::new(config.reconnect.failure_threshold));
         // Bound first: a taken port fails at once, and readiness says STARTUP while a cluster
         // is still down.
@@ -233,7 +245,7 @@ impl Proxy {
                 addr: config.admin.listen,
                 source,
             })?;
-        match Self::start_serving(config, tls, metrics, health, admin).await {
+        match Self::start_serving(config, tls, metrics, health, admin, repairs).await {
             Ok(start) => Ok(start.with_admin(admin_server)),
             Err(e) => {
                 admin_server.stop().await;
@@ -248,6 +260,7 @@ impl Proxy {
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         admin: Arc<Admin>,
+        (repairs, remigrations): (Arc<RepairLog>, Vec<JournaledRemigration>),
     ) -> Result<Started, StartError> {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let [origin_tls, target_tls] = &tls.clusters;
@@ -326,7 +339,6 @@ impl Proxy {
                     timeout: config.cluster(cluster).connect_timeout,
                 }
             });
-        let repairs = Arc::new(RepairLog::new(metrics.clone()));
         let expected = config
             .update
             .as_ref()
@@ -341,13 +353,23 @@ impl Proxy {
                     name,
                     migration.clone(),
                     repairs.clone(),
+                    remigrations,
                     metrics.migration(),
                     shutdown_rx.clone(),
                 )
                 .await?;
                 (Some(link), Some(task))
             }
-            None => (None, None),
+            None => {
+                if !remigrations.is_empty() {
+                    // Kept in the journal (nothing settles them) for a start with `update`.
+                    tracing::warn!(
+                        count = remigrations.len(),
+                        "the repair journal holds re-migrations, but no update channel is configured to send them"
+                    );
+                }
+                (None, None)
+            }
         };
         let ctx = Arc::new(Context {
             live: Arc::new(LiveSettings::new(config.primary, config.read_mode)),
@@ -446,6 +468,9 @@ impl Proxy {
         if let Some(task) = self.update_task {
             let _ = task.await;
         }
+        // Sessions and the link are done: nothing records any more; the rest reaches the disk.
+        let repairs = self.ctx.repairs.clone();
+        let _ = tokio::task::spawn_blocking(move || repairs.close_journal()).await;
     }
 }
 

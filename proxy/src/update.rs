@@ -26,6 +26,10 @@
 //!                                 none connected) waiting (one per table) ─► Connected: sent
 //!                                 again
 //!  Nacked(Remigrate, never)   ─► dropped, logged
+//!  with `repair_journal` (crate::journal): Remigrate asked ─► journaled Remigrate{seq};
+//!     acknowledged or refused for good ─► Remigrated{upto: seq}; repairs settled ─►
+//!     Repaired{seqs} / TableRepaired{upto}; at start the journal's waiting re-migrations
+//!     come back as waiting here, its failures as pending in the repair log
 //! ```
 //!
 //! **Routing.** Several `ferry migrate` workers may report at once (a job split over an
@@ -63,6 +67,12 @@
 //! only reports `TableValidated`, while re-migrations and repairs go to `migrate` peers alone.
 //! `/status` shows them (`migrators`, `validator`).
 //!
+//! **Across a restart.** Without `repair_journal`, what waits here and in the repair log is
+//! in memory only: a stopping proxy warns, naming it (run `ferry validate --repair`). With
+//! it, every re-migration asked is journaled until acknowledged (a re-migration sent to a
+//! worker is tracked by message id until its lane passes it, as a repair is), so a restarted
+//! proxy sends it again, as it does the unsettled repairs.
+//!
 //! A re-migration is never lost to a peer that cannot take it: `ferry validate`, or a one-shot
 //! `ferry migrate` whose job has ended, refuses it as "not now" ([`Refusal::NotNow`]); the
 //! request then waits here (listed in `/status`, one per table, a newer reason replacing the
@@ -83,9 +93,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::UpdateConfig;
+use crate::journal::Record;
 use crate::metrics::MigrationFamilies;
 use crate::migration::{self, Migration};
-use crate::repairs::{RepairLog, TargetWriteFailure, UNKNOWN_TABLE};
+use crate::repairs::{JournaledRemigration, RepairLog, TargetWriteFailure, UNKNOWN_TABLE};
 
 /// How often taken repairs are sent and answered ones settled.
 const REPAIR_INTERVAL: Duration = Duration::from_secs(1);
@@ -132,6 +143,17 @@ struct Awaiting {
     /// Of those, the ones still listed, given back to the repair log if the migrator says
     /// "not now".
     listed: Vec<TargetWriteFailure>,
+    /// A `Remigrate`: the last seq it covers, journaled once acknowledged.
+    upto: Option<u64>,
+}
+
+/// A re-migration (ALTER TABLE) waiting for a migrator, or sent and not yet answered.
+#[derive(Debug)]
+struct Wanted {
+    table: TableName,
+    reason: String,
+    /// Its journal seq: acknowledged, it settles the table's re-migrations up to it.
+    seq: u64,
 }
 
 /// Counts for `/status`.
@@ -177,9 +199,14 @@ pub(crate) struct UpdateLink {
     channel: Mutex<Option<Channel>>,
     listen: SocketAddr,
     awaiting: Mutex<VecDeque<Awaiting>>,
-    /// Re-migrations a peer refused as "not now", or sent with no migrator connected:
-    /// (table, reason), oldest first.
-    waiting: Mutex<VecDeque<(TableName, String)>>,
+    /// Re-migrations a peer refused as "not now", or sent with no migrator connected,
+    /// oldest first.
+    waiting: Mutex<VecDeque<Wanted>>,
+    /// Re-migrations sent and not yet answered, by message id and worker: journaled as done
+    /// once their worker's lane has passed them.
+    remigrations_sent: Mutex<Vec<(u64, String, Wanted)>>,
+    /// Where failures are taken from and settled, and the journal behind it.
+    repairs: Arc<RepairLog>,
     /// Repairs are not sent to these workers before the time (they refused one as "not
     /// now"). At most one per worker that ever refused; expired ones are pruned.
     held_until: Mutex<HashMap<String, Instant>>,
@@ -196,12 +223,14 @@ pub(crate) struct UpdateLink {
 }
 
 impl UpdateLink {
-    /// Binds the listener and starts the task that serves it until `shutdown`.
+    /// Binds the listener and starts the task that serves it until `shutdown`. `replayed`:
+    /// re-migrations the repair journal held, waiting for a migrator again.
     pub(crate) async fn start(
         config: &UpdateConfig,
         name: String,
         migration: Arc<Migration>,
         repairs: Arc<RepairLog>,
+        replayed: Vec<JournaledRemigration>,
         gauges: MigrationFamilies,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Arc<Self>, JoinHandle<()>), UpdateStartError> {
@@ -225,12 +254,22 @@ impl UpdateLink {
             listen,
             awaiting: Mutex::default(),
             waiting: Mutex::default(),
+            remigrations_sent: Mutex::default(),
+            repairs: repairs.clone(),
             held_until: Mutex::default(),
             not_now_retry: config.not_now_retry,
             owners: Mutex::default(),
             nacks_handled: AtomicU64::new(0),
             counts: Counts::default(),
         });
+        for (table, seq, reason) in replayed {
+            match migration::table_name(&table) {
+                Some(table) => link.wait_for_migrator(Wanted { table, reason, seq }),
+                None => {
+                    tracing::warn!(%table, "repair journal: a re-migration of an unnamed table; dropped")
+                }
+            }
+        }
         let task = tokio::spawn(run(
             link.clone(),
             events,
@@ -345,28 +384,41 @@ impl UpdateLink {
         self.counts
             .remigrations_requested
             .fetch_add(1, Ordering::Relaxed);
-        let Some(peer) = self.route(&table, Take::Remigrate) else {
+        let seq = self.repairs.next_seq();
+        self.repairs.journal_write(|| Record::Remigrate {
+            seq,
+            table: name.clone(),
+            reason: reason.clone(),
+        });
+        let wanted = Wanted { table, reason, seq };
+        let Some(peer) = self.route(&wanted.table, Take::Remigrate) else {
             tracing::info!(table = %name, "no migrator connected; the re-migration waits for one");
-            self.wait_for_migrator(table, reason);
+            self.wait_for_migrator(wanted);
             return;
         };
-        if self.send_remigrate(&peer, table, reason) {
+        if self.send_remigrate(&peer, wanted) {
             tracing::info!(table = %name, migrator = %peer, "asked the migrator to re-migrate the table");
         }
     }
 
     /// Sends `table`'s re-migration to `to`; `false`, and kept for the next migrator, when it
     /// cannot go (a request is never dropped on the way).
-    fn send_remigrate(&self, to: &str, table: TableName, reason: String) -> bool {
+    fn send_remigrate(&self, to: &str, wanted: Wanted) -> bool {
         let message = Message::Remigrate {
-            table: table.clone(),
-            reason: reason.clone(),
+            table: wanted.table.clone(),
+            reason: wanted.reason.clone(),
         };
         match self.send_to(to, message) {
-            Ok(_) => true,
+            Ok(id) => {
+                self.remigrations_sent
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((id, to.to_owned(), wanted));
+                true
+            }
             Err(e) => {
-                tracing::warn!(table = %table, migrator = %to, error = %e, "cannot send the re-migration; it waits for the next migrator");
-                self.wait_for_migrator(table, reason);
+                tracing::warn!(table = %wanted.table, migrator = %to, error = %e, "cannot send the re-migration; it waits for the next migrator");
+                self.wait_for_migrator(wanted);
                 false
             }
         }
@@ -376,54 +428,77 @@ impl UpdateLink {
     /// to another connected worker at once if `peer` is not connected (a connected one
     /// that refused would refuse again, and two such would pass it back and forth), else
     /// waiting for the next migrator that connects.
-    fn remigration_refused(&self, peer: &str, table: TableName, reason: String) {
+    fn remigration_refused(&self, id: u64, peer: &str, table: TableName, reason: String) {
         let name = table.to_string();
+        let sent = {
+            let mut sent = self
+                .remigrations_sent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            sent.iter()
+                .position(|(i, _, _)| *i == id)
+                .map(|i| sent.remove(i).2)
+        };
+        // Sent before the journal knew it (never, as every send is recorded): a new seq.
+        let wanted = sent.unwrap_or_else(|| Wanted {
+            table,
+            reason,
+            seq: self.repairs.next_seq(),
+        });
         let peer_connected = self.channel_status().is_some_and(|s| {
             s.lanes
                 .iter()
                 .any(|l| l.peer.is_some() && l.name.as_deref() == Some(peer))
         });
         let to = (!peer_connected)
-            .then(|| self.route(&table, Take::RemigrateNow))
+            .then(|| self.route(&wanted.table, Take::RemigrateNow))
             .flatten()
             .filter(|to| to != peer);
         let Some(to) = to else {
             tracing::info!(table = %name, migrator = %peer, "the re-migration waits for the next migrator");
-            self.wait_for_migrator(table, reason);
+            self.wait_for_migrator(wanted);
             return;
         };
-        if self.send_remigrate(&to, table, reason) {
+        if self.send_remigrate(&to, wanted) {
             tracing::info!(table = %name, from = %peer, migrator = %to, "re-migration handed to another connected migrator");
         }
     }
 
     /// Keeps a re-migration a peer could not take, for the next migrator.
-    fn wait_for_migrator(&self, table: TableName, reason: String) {
+    fn wait_for_migrator(&self, wanted: Wanted) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        waiting.retain(|(t, _)| *t != table);
+        // The newer replaces the older; its larger seq covers both once acknowledged.
+        let mut seq = wanted.seq;
+        waiting.retain(|w| {
+            let same = w.table == wanted.table;
+            if same {
+                seq = seq.max(w.seq);
+            }
+            !same
+        });
         if waiting.len() >= MAX_WAITING
-            && let Some((dropped, _)) = waiting.pop_front()
+            && let Some(dropped) = waiting.pop_front()
         {
-            tracing::warn!(table = %dropped, "{MAX_WAITING} re-migrations waiting; the oldest is dropped");
+            tracing::warn!(table = %dropped.table, "{MAX_WAITING} re-migrations waiting; the oldest is dropped");
         }
-        waiting.push_back((table, reason));
+        waiting.push_back(Wanted { seq, ..wanted });
     }
 
     /// Offers the waiting re-migrations to a peer that just connected.
     fn send_waiting(&self) {
-        let waiting: Vec<(TableName, String)> = self
+        let waiting: Vec<Wanted> = self
             .waiting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain(..)
             .collect();
-        for (table, reason) in waiting {
-            let name = table.to_string();
-            let Some(peer) = self.route(&table, Take::Remigrate) else {
-                self.wait_for_migrator(table, reason);
+        for wanted in waiting {
+            let name = wanted.table.to_string();
+            let Some(peer) = self.route(&wanted.table, Take::Remigrate) else {
+                self.wait_for_migrator(wanted);
                 continue;
             };
-            if self.send_remigrate(&peer, table, reason) {
+            if self.send_remigrate(&peer, wanted) {
                 tracing::info!(table = %name, migrator = %peer, "waiting re-migration sent to the migrator");
             }
         }
@@ -453,7 +528,7 @@ impl UpdateLink {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
-                .map(|(t, _)| t.to_string())
+                .map(|w| w.table.to_string())
                 .collect(),
             tables_by_migrator: self
                 .owners
@@ -478,20 +553,42 @@ impl UpdateLink {
             // a "not now" would be taken for an acknowledgement.
             return;
         }
+        // Its lane still holds it (ids grow, and a lane's oldest is its smallest); a lane
+        // dropped since handed its messages back as refusals, handled above.
+        let open = |peer: &str, id: u64| {
+            status.lanes.iter().any(|l| {
+                l.purpose == Purpose::Migrate
+                    && l.name.as_deref() == Some(peer)
+                    && l.oldest.is_some_and(|oldest| id >= oldest)
+            })
+        };
         let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
         awaiting.retain(|a| {
-            // Its lane still holds it (ids grow, and a lane's oldest is its smallest); a lane
-            // dropped since handed its messages back as refusals, handled above.
-            let open = status.lanes.iter().any(|l| {
-                l.purpose == Purpose::Migrate
-                    && l.name.as_deref() == Some(a.peer.as_str())
-                    && l.oldest.is_some_and(|oldest| a.id >= oldest)
-            });
+            let open = open(&a.peer, a.id);
             if !open {
                 repairs.settle(&a.table, a.failures);
+                match a.upto {
+                    Some(upto) => repairs.settled_table(&a.table, upto),
+                    None => repairs.settled_failures(&a.listed),
+                }
             }
             open
         });
+        drop(awaiting);
+        // Re-migrations answered: acknowledged, or refused for good (dropped, logged).
+        self.remigrations_sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(id, peer, w)| {
+                let open = open(peer, *id);
+                if !open {
+                    repairs.journal_write(|| Record::Remigrated {
+                        table: w.table.to_string(),
+                        upto: w.seq,
+                    });
+                }
+                open
+            });
     }
 
     /// A repair request a worker refused as "not now": its failures go back to the repair
@@ -558,22 +655,25 @@ impl UpdateLink {
                 .into_iter()
                 .partition(|f| f.table.as_ref() == Some(&table));
             failures = rest;
-            self.request(repairs, table, count, mine);
+            self.request(repairs, table, count, mine, batch.upto);
         }
     }
 
-    /// The messages for `count` failures of `table`, of which `failures` are still listed.
+    /// The messages for `count` failures of `table`, of which `failures` are still listed;
+    /// `upto`: the last seq given out when they were taken.
     fn request(
         &self,
         repairs: &RepairLog,
         table: Arc<str>,
         count: u64,
         failures: Vec<TargetWriteFailure>,
+        upto: u64,
     ) {
         let Some(name) = migration::table_name(&table).filter(|_| &*table != UNKNOWN_TABLE) else {
             // A write over several tables (or past the per-table bound): nothing to name.
             self.counts.unrepairable.fetch_add(count, Ordering::Relaxed);
             repairs.settle(&table, count);
+            repairs.settled_table(&table, upto);
             return;
         };
         let Some(peer) = self.route(&name, Take::Repair) else {
@@ -629,7 +729,8 @@ impl UpdateLink {
         let mut left = count;
         let mut messages = messages.into_iter();
         while let Some((message, listed)) = messages.next() {
-            let failures = if matches!(message, Message::Remigrate { .. }) {
+            let remigrate = matches!(message, Message::Remigrate { .. });
+            let failures = if remigrate {
                 keyless
             } else {
                 listed.len() as u64
@@ -644,6 +745,7 @@ impl UpdateLink {
                         table: table.clone(),
                         failures,
                         listed,
+                        upto: remigrate.then_some(upto),
                     });
                 }
                 Err(e) => {
@@ -720,8 +822,20 @@ async fn run(
         .filter(|(_, c)| c.pending > 0)
         .map(|(t, c)| (t.to_string(), c.pending))
         .collect();
-    if let Some(lost) = unfinished(&waiting, &pending) {
-        tracing::warn!("{lost}");
+    match repairs.journal() {
+        Some(journal) if !waiting.is_empty() || !pending.is_empty() => tracing::info!(
+            journal = %journal.path().display(),
+            remigrations_waiting = waiting.len(),
+            repairs_pending = pending.iter().map(|(_, n)| n).sum::<u64>(),
+            "stopping; the repair journal keeps what the migrator has not acknowledged for the \
+             next start"
+        ),
+        Some(_) => {}
+        None => {
+            if let Some(lost) = unfinished(&waiting, &pending) {
+                tracing::warn!("{lost}");
+            }
+        }
     }
     link.close().await;
 }
@@ -729,8 +843,9 @@ async fn run(
 /// Tables named in a shutdown warning, at most.
 const MAX_NAMED: usize = 20;
 
-/// What a stopping proxy has not handed to a migrator, which it keeps only in memory (see
-/// docs/architecture.md, "What a proxy restart forgets"); `None` when nothing.
+/// What a stopping proxy without a repair journal has not handed to a migrator, which it
+/// keeps only in memory (see docs/architecture.md, "What a proxy restart forgets"); `None`
+/// when nothing.
 fn unfinished(waiting: &[String], pending: &[(String, u64)]) -> Option<String> {
     if waiting.is_empty() && pending.is_empty() {
         return None;
@@ -840,7 +955,7 @@ fn handle(
                 }
                 (Message::Remigrate { table, reason: why }, Refusal::NotNow) => {
                     tracing::info!(id, %table, migrator = %peer, %reason, "the migrator cannot re-migrate the table now");
-                    link.remigration_refused(&peer, table, why);
+                    link.remigration_refused(id, &peer, table, why);
                 }
                 (message, refusal) => {
                     if matches!(message, Message::RepairPartitions { .. }) {

@@ -225,8 +225,12 @@ async fn proxy(config: ProxyConfig) -> ExitCode {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("ferry proxy: cannot start: {e}");
-                // An unusable TLS file is a configuration problem like any other.
-                if matches!(e, ferry_proxy::StartError::Tls(_)) {
+                // An unusable TLS file or repair journal is a configuration problem like any
+                // other.
+                if matches!(
+                    e,
+                    ferry_proxy::StartError::Tls(_) | ferry_proxy::StartError::Journal(_)
+                ) {
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
                 return ExitCode::FAILURE;

@@ -142,6 +142,17 @@ fn compose_file_names_real_ports_paths_and_files() {
         match command.first().map(String::as_str) {
             Some("proxy") => {
                 let c = proxy_config(None, &env, &format!("{COMPOSE}: {name}"));
+                // The repair journal on a named volume, so it outlives the container.
+                if let Some(journal) = &c.repair_journal {
+                    let on_volume = s["volumes"].as_vec().into_iter().flatten().any(|v| {
+                        let v = str_of(v);
+                        let mut parts = v.split(':');
+                        let source = parts.next().unwrap_or("");
+                        let target = parts.next().unwrap_or("");
+                        !source.starts_with('.') && journal.starts_with(target)
+                    });
+                    assert!(on_volume, "{name}: repair_journal is on no named volume");
+                }
                 listening.extend([c.listen.port(), c.admin.listen.port()]);
                 listening.extend(c.update.map(|u| u.listen.port()));
                 admin_ports.insert(name.clone(), c.admin.listen.port());
@@ -317,12 +328,15 @@ fn pod(spec: &Yaml, config_maps: &BTreeMap<String, BTreeMap<String, String>>, wh
         .collect();
     let mut files = BTreeMap::new();
     for m in c["volumeMounts"].as_vec().into_iter().flatten() {
-        let vol = spec["volumes"]
+        let Some(vol) = spec["volumes"]
             .as_vec()
             .unwrap()
             .iter()
             .find(|v| v["name"] == m["name"])
-            .unwrap();
+        else {
+            // A StatefulSet's claim (the proxy's repair journal), checked with the StatefulSet.
+            continue;
+        };
         if let Some(cm) = vol["configMap"]["name"].as_str() {
             let data = config_maps
                 .get(cm)
@@ -416,6 +430,19 @@ fn kubernetes_manifests_name_real_ports_paths_and_configs() {
         config.update.as_ref().map(|u| u.listen.port())
     );
     check_probes(c, &proxy_pod, &served, config.admin.listen.port(), rel);
+    // The repair journal on the pod's own claim, so it outlives a reschedule.
+    if let Some(journal) = &config.repair_journal {
+        let claims: Vec<String> = deploy["spec"]["volumeClaimTemplates"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .map(|v| str_of(&v["metadata"]["name"]))
+            .collect();
+        let on_claim = c["volumeMounts"].as_vec().into_iter().flatten().any(|m| {
+            claims.contains(&str_of(&m["name"])) && journal.starts_with(str_of(&m["mountPath"]))
+        });
+        assert!(on_claim, "{rel}: repair_journal is on no volume claim");
+    }
     assert!(
         !c["lifecycle"]["preStop"].is_badvalue(),
         "{rel}: no preStop"

@@ -3,8 +3,9 @@
 //! backfilled tables, repair requests for best-effort target failures, re-migration after ALTER
 //! TABLE, the cutover gate on `PUT /primary`, and several workers at once (each table's
 //! requests to its worker; the expected ones waited for; a worker away holds no repairs of
-//! the others). Addresses 127.0.130–134.x, 127.0.190.x, 127.0.200–203.x, 127.0.210–212.x
-//! and 127.0.220.x, 127.0.223.x.
+//! the others), and the repair journal across a restart. Addresses 127.0.80–81.x,
+//! 127.0.130–134.x, 127.0.190.x, 127.0.200–203.x, 127.0.210–212.x and 127.0.220.x,
+//! 127.0.223.x.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -1252,4 +1253,162 @@ async fn a_repair_handed_back_goes_out_again_once() {
     drop(client);
     b.close().await;
     env.stop().await;
+}
+
+/// A fresh directory for one test's repair journal.
+fn journal_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferry-proxy-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repairs_and_remigrations_survive_a_proxy_restart_in_the_journal() {
+    let journal = journal_dir("restart").join("repairs.jsonl");
+    let adjust = |c: &mut ferry_proxy::config::ProxyConfig| {
+        c.target_failure_policy = TargetFailurePolicy::BestEffort;
+        c.repair_journal = Some(journal.clone());
+    };
+    let (env, client) = env_with_tables(
+        80,
+        adjust,
+        &["CREATE TABLE ks.p (a text, b int, c int, v text, PRIMARY KEY ((a, b), c))"],
+    )
+    .await;
+    let insert = client
+        .prepare("INSERT INTO ks.p (c, v, b, a) VALUES (?, ?, ?, ?)")
+        .await
+        .unwrap();
+    let target_faults = env.target.node(0).faults();
+    target_faults.add(
+        RequestMatcher::any().opcode(Opcode::Execute),
+        FaultAction::Error(faults::overloaded()),
+    );
+    target_faults.add(
+        RequestMatcher::any().text_contains("'no key'"),
+        FaultAction::Error(faults::overloaded()),
+    );
+    client
+        .execute_unpaged(&insert, (1, "x", 7, "a"))
+        .await
+        .unwrap();
+    client
+        .execute_unpaged(&insert, (2, "y", 8, "b"))
+        .await
+        .unwrap();
+    client
+        .query_unpaged(
+            "INSERT INTO ks.p (a, b, c, v) VALUES ('q', 1, 1, 'no key')",
+            &[],
+        )
+        .await
+        .unwrap();
+    // A re-migration waiting: no migrator has connected yet.
+    client
+        .query_unpaged("ALTER TABLE ks.p ADD w int", &[])
+        .await
+        .unwrap();
+    assert_eq!(env.proxy.repairs().pending(), 3);
+    drop(client);
+
+    // Stopped before any migrator connected; a new proxy on the same journal.
+    let Env {
+        origin,
+        target,
+        proxy,
+    } = env;
+    proxy.shutdown().await;
+    let start = || {
+        let mut config =
+            crate::harness::proxy_config(80, origin.addresses()[0], target.addresses()[0]);
+        let mut update = ferry_proxy::config::UpdateConfig::default();
+        update.listen = "127.0.80.3:0".parse().unwrap();
+        config.update = Some(update);
+        adjust(&mut config);
+        ferry_proxy::Proxy::start(config)
+    };
+    let proxy = start().await.unwrap();
+    let admin = proxy.admin_addr();
+    // The replayed counts show before any migrator connects.
+    let s = status(admin).await;
+    assert_eq!(s["repairs"]["pending"], 3, "{s}");
+    assert_eq!(s["repairs"]["tables"]["ks.p"]["pending"], 3, "{s}");
+    assert_eq!(
+        s["repairs"]["journal"]["path"],
+        journal.display().to_string(),
+        "{s}"
+    );
+    assert_eq!(
+        channel_status(admin).await["remigrations_waiting"],
+        serde_json::json!(["ks.p"])
+    );
+    until_metrics(admin, &["ferry_proxy_repairs_pending 3"]).await;
+
+    let (m, mut events) = migrator(proxy.update_addr().unwrap()).await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let d = request(&mut events).await;
+        got.push(d.message().clone());
+        d.ack();
+    }
+    // The waiting re-migration (sent on connect) and the repairs (the next round), in either
+    // order: keys in partition-key order, the keyless failure as a re-migration.
+    assert!(
+        got.contains(&Message::Remigrate {
+            table: table("p"),
+            reason: "ALTER TABLE through the proxy".into(),
+        }),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&Message::RepairPartitions {
+            table: table("p"),
+            partitions: vec![
+                PartitionKey::new(["'a'", "7"]),
+                PartitionKey::new(["'b'", "8"])
+            ],
+        }),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(|m| matches!(m, Message::Remigrate { table: t, reason }
+            if *t == table("p") && reason.starts_with("1 target write failures whose partition keys"))),
+        "{got:?}"
+    );
+    until_status(admin, "settled", |s| s["repairs"]["pending"] == 0).await;
+    m.close().await;
+    drop(events);
+    proxy.shutdown().await;
+
+    // Acknowledged before the stop: a third start has nothing left to ask for.
+    let proxy = start().await.unwrap();
+    let admin = proxy.admin_addr();
+    assert_eq!(status(admin).await["repairs"]["pending"], 0);
+    assert_eq!(
+        channel_status(admin).await["remigrations_waiting"],
+        serde_json::json!([])
+    );
+    proxy.shutdown().await;
+    origin.shutdown().await;
+    target.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_repair_journal_stops_the_start_naming_it() {
+    let dir = journal_dir("unusable");
+    let mut config = crate::harness::proxy_config(
+        81,
+        "127.0.81.1:9042".parse().unwrap(),
+        "127.0.81.2:9042".parse().unwrap(),
+    );
+    // A directory where the file should be: unreadable as a journal. No cluster is probed.
+    config.repair_journal = Some(dir.clone());
+    let e = ferry_proxy::Proxy::start(config).await.unwrap_err();
+    assert!(matches!(e, ferry_proxy::StartError::Journal(_)), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.starts_with(&format!("repair_journal {}: cannot read it", dir.display())),
+        "{text}"
+    );
 }
