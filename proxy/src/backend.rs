@@ -25,8 +25,9 @@
 //! answers under one lock of the client's outbox ([`Staged`]): two locks per batch instead of
 //! two per answer.
 //!
-//! Sending takes the slot lock once and queues the envelope without a future when the outbox has
-//! room ([`Backend::enqueue`]); only a full outbox makes the sender wait.
+//! The slot table lives under the outbox's lock (`Outbox<Slots>`): sending takes that lock once
+//! for the stream id and the envelope, without a future when the outbox has room
+//! ([`Backend::enqueue`]); only a full outbox makes the sender wait.
 //!
 //! A stream id whose request timed out stays reserved ("orphaned") until its late answer
 //! arrives, so that answer can never be taken for another request's.
