@@ -237,6 +237,16 @@ impl Admin {
                 prepared_entries: ctx.prepared.len(),
                 prepared_misses: ctx.prepared.misses(),
                 repairs_pending: ctx.repairs.pending(),
+                journal_overflows: ctx.repairs.journal().map_or(0, |j| {
+                    j.counts()
+                        .overflow
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                }),
+                journal_write_errors: ctx.repairs.journal().map_or(0, |j| {
+                    j.counts()
+                        .write_errors
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                }),
                 ready,
                 primary: ctx.live.primary(),
                 read_mode: ctx.live.read_mode(),
@@ -245,6 +255,8 @@ impl Admin {
                 prepared_entries: 0,
                 prepared_misses: 0,
                 repairs_pending: 0,
+                journal_overflows: 0,
+                journal_write_errors: 0,
                 ready,
                 primary: self.primary_at_start,
                 read_mode: self.read_mode_at_start,

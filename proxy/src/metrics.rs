@@ -203,6 +203,20 @@ const REPAIRS_PENDING: Def = def(
     &[],
     "Recorded target write failures not yet taken for repair.",
 );
+const JOURNAL_OVERFLOWS: Def = def(
+    "ferry_proxy_repair_journal_overflows_total",
+    Counter,
+    &[],
+    "Records the repair journal's full queue turned away; their tables are journaled as needing \
+     re-migration instead.",
+);
+const JOURNAL_WRITE_ERRORS: Def = def(
+    "ferry_proxy_repair_journal_write_errors_total",
+    Counter,
+    &[],
+    "Writes, syncs or compactions of the repair journal that failed (a full or failing disk): \
+     what they held may not survive a restart.",
+);
 const CLUSTER_READY: Def = def(
     "ferry_proxy_cluster_ready",
     Gauge,
@@ -260,7 +274,7 @@ const READ_MODE: Def = def(
 );
 
 /// Every metric the proxy exports.
-pub(crate) const DEFINITIONS: [&Def; 27] = [
+pub(crate) const DEFINITIONS: [&Def; 29] = [
     &REQUESTS,
     &FAILURES,
     &FAILED_WRITES,
@@ -280,6 +294,8 @@ pub(crate) const DEFINITIONS: [&Def; 27] = [
     &DUAL_SECONDARY_FAILURES,
     &TARGET_WRITE_FAILURES,
     &REPAIRS_PENDING,
+    &JOURNAL_OVERFLOWS,
+    &JOURNAL_WRITE_ERRORS,
     &CLUSTER_READY,
     &PRIMARY,
     &MIGRATION_PHASE,
@@ -662,6 +678,9 @@ pub(crate) struct Snapshot {
     pub prepared_entries: usize,
     pub prepared_misses: u64,
     pub repairs_pending: u64,
+    /// The repair journal's overflows and write errors so far (zero without a journal).
+    pub journal_overflows: u64,
+    pub journal_write_errors: u64,
     pub ready: [bool; 2],
     pub primary: ClusterId,
     pub read_mode: ReadMode,
@@ -684,6 +703,8 @@ pub(crate) struct Metrics {
     dual_reads: DualReadFamilies,
     target_write_failures: IntCounterVec,
     repairs_pending: IntGauge,
+    journal_overflows: IntCounter,
+    journal_write_errors: IntCounter,
     migration: MigrationFamilies,
     /// By [`ReadMode::ALL`] order; set at scrape time.
     read_mode: [IntGauge; 2],
@@ -845,6 +866,8 @@ impl Metrics {
             },
             target_write_failures: b.counters(&TARGET_WRITE_FAILURES)?,
             repairs_pending: b.gauge(&REPAIRS_PENDING)?,
+            journal_overflows: b.counter(&JOURNAL_OVERFLOWS)?,
+            journal_write_errors: b.counter(&JOURNAL_WRITE_ERRORS)?,
             migration: MigrationFamilies {
                 phase: b.gauges(&MIGRATION_PHASE)?,
                 ranges_done: b.gauges(&MIGRATION_RANGES_DONE)?,
@@ -927,6 +950,12 @@ impl Metrics {
             .inc_by(snapshot.prepared_misses.saturating_sub(seen));
         self.repairs_pending
             .set(i64::try_from(snapshot.repairs_pending).unwrap_or(i64::MAX));
+        for (counter, total) in [
+            (&self.journal_overflows, snapshot.journal_overflows),
+            (&self.journal_write_errors, snapshot.journal_write_errors),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
         for id in ClusterId::BOTH {
             let c = self.cluster(id);
             c.stream_ids
@@ -999,6 +1028,8 @@ mod tests {
             prepared_entries: 3,
             prepared_misses: 2,
             repairs_pending: 1,
+            journal_overflows: 4,
+            journal_write_errors: 5,
             ready: [true, false],
             primary: ClusterId::Target,
             read_mode: ReadMode::DualAsync,
@@ -1049,6 +1080,38 @@ mod tests {
                 .unwrap_or_else(|| panic!("{} has no definition", f.name()));
             assert_eq!(f.help(), d.help);
         }
+    }
+
+    #[test]
+    fn the_journal_counters_follow_the_totals_of_each_scrape() {
+        let m = Metrics::new().unwrap();
+        let scrape = |overflows, errors| {
+            let snapshot = Snapshot {
+                journal_overflows: overflows,
+                journal_write_errors: errors,
+                ..snapshot()
+            };
+            String::from_utf8(m.render(&snapshot).unwrap()).unwrap()
+        };
+        let text = scrape(4, 5);
+        assert!(
+            text.contains("ferry_proxy_repair_journal_overflows_total 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_proxy_repair_journal_write_errors_total 5\n"),
+            "{text}"
+        );
+        // Totals, not increments: the same totals again leave the counters as they were.
+        let text = scrape(4, 7);
+        assert!(
+            text.contains("ferry_proxy_repair_journal_overflows_total 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_proxy_repair_journal_write_errors_total 7\n"),
+            "{text}"
+        );
     }
 
     #[test]

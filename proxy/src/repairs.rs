@@ -14,7 +14,7 @@
 //!
 //! **Across restarts** (`repair_journal` set): every failure, re-migration request and
 //! settlement is also queued for the journal (`crate::journal`), written by a background thread
-//! so the client's answer never waits for the disk. At start [`RepairLog::with_journal`] replays
+//! so the client's answer never waits for the disk. At start `RepairLog::with_journal` replays
 //! it: unsettled failures come back pending (with their keys), waiting re-migrations go back to
 //! the Update link. Without a journal all of this lives in memory only.
 //!
