@@ -760,12 +760,17 @@ impl<X> Outbox<X> {
     /// Ends a batch: the last holder writes what is queued — on a plain socket right here, as
     /// far as the socket takes it without waiting; the rest (and TLS) goes to the writer task.
     pub(crate) fn release(&self) {
-        let mut s = self.lock();
-        s.holds -= 1;
-        if s.holds > 0 || s.writing || s.queued == 0 || s.failed {
-            return;
-        }
-        if let Some(socket) = &self.direct {
+        let mut out = {
+            let mut s = self.lock();
+            s.holds -= 1;
+            if s.holds > 0 || s.writing || s.queued == 0 || s.failed {
+                return;
+            }
+            if self.direct.is_none() {
+                drop(s);
+                self.wake.notify_one();
+                return;
+            }
             let OutState {
                 buf,
                 segments,
@@ -784,24 +789,39 @@ impl<X> Outbox<X> {
                 .len()
                 .max(*batch_hint - *batch_hint / 8)
                 .clamp(MIN_BATCH_RESERVE, MAX_BATCH_RESERVE);
-            // A non-blocking write under the lock: the writer task is idle, and another
-            // producer waits only for this one syscall.
-            while !buf.is_empty() {
-                match socket.try_write(buf) {
-                    Ok(n) => buf.advance(n),
+            // Written outside the lock, as the writer task does: the lock also guards a
+            // backend's stream ids, which its reader must not wait a syscall for.
+            s.queued = 0;
+            s.writing = true;
+            std::mem::take(&mut s.buf)
+        };
+        if let Some(socket) = &self.direct {
+            while !out.is_empty() {
+                match socket.try_write(&out) {
+                    Ok(n) => out.advance(n),
                     // Full socket, or an error the writer task will meet and report.
                     Err(_) => break,
                 }
             }
-            s.queued = s.buf.len();
-            if s.queued == 0 {
-                // Nothing waits: an idle connection keeps no buffer.
-                s.buf = BytesMut::new();
-                self.room.notify_waiters();
-                return;
-            }
         }
-        self.wake.notify_one();
+        let mut s = self.lock();
+        s.writing = false;
+        if s.failed {
+            s.buf = BytesMut::new();
+            s.queued = 0;
+        } else if !out.is_empty() {
+            // What the socket did not take goes before what was queued meanwhile.
+            s.queued += out.len();
+            out.extend_from_slice(&s.buf);
+            s.buf = out;
+        }
+        let idle = s.queued == 0;
+        drop(s);
+        self.room.notify_waiters();
+        if !idle || self.senders.load(Ordering::Acquire) == 0 {
+            // Producers do not wake the writer while a write is under way.
+            self.wake.notify_one();
+        }
     }
 }
 
@@ -904,7 +924,10 @@ pub(crate) async fn run_writer<X>(mut io: WriteIo, outbox: Arc<Outbox<X>>) -> io
     loop {
         let take = {
             let mut s = outbox.lock();
-            if s.queued == 0 {
+            if s.writing {
+                // A producer's inline write is under way; it wakes this task when done.
+                false
+            } else if s.queued == 0 {
                 if outbox.senders.load(Ordering::Acquire) == 0 {
                     break;
                 }
@@ -1139,6 +1162,56 @@ mod tests {
         let got = read_envelopes(peer, 3).await;
         let streams: Vec<_> = got.iter().map(|e| e.stream()).collect();
         assert_eq!(streams, [0, 1, 2]);
+        drop(tx);
+        writer.await.expect("writer task").expect("writer");
+    }
+
+    /// Two threads' batches on one socket, with the inline writes at release outside the lock
+    /// and the writer task taking over whenever the socket is full: every envelope arrives
+    /// whole, and each producer's in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_batches_leave_whole_and_in_order_when_the_socket_fills() {
+        const PER_PRODUCER: i16 = 3000;
+        let (ours, peer) = pair().await;
+        let (_read, write) = ours.split();
+        let tx = Outbox::open(&write);
+        let writer = tokio::spawn(run_writer(write, tx.outbox().clone()));
+        let producers: Vec<_> = (0..2i16)
+            .map(|p| {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut next = 0;
+                    while next < PER_PRODUCER {
+                        let outbox = tx.outbox().clone();
+                        let _batch = Holding::hold([&*outbox]);
+                        for _ in 0..7.min(PER_PRODUCER - next) {
+                            // Now and then a body larger than the kernel's buffers.
+                            let len = if next % 97 == 0 { 300_000 } else { 40 };
+                            let env = envelope(p * PER_PRODUCER + next, len);
+                            tx.send(Outgoing::Envelope(env)).await.expect("send");
+                            next += 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        // The peer starts late, so the kernel's buffers fill and inline writes come up short.
+        let got = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            read_envelopes(peer, 2 * PER_PRODUCER as usize).await
+        });
+        for p in producers {
+            p.await.expect("producer");
+        }
+        let got = got.await.expect("reader");
+        let mut expect = [0, PER_PRODUCER];
+        for env in &got {
+            let p = usize::from(env.stream() >= PER_PRODUCER);
+            assert_eq!(env.stream(), expect[p], "producer {p}'s envelopes in order");
+            expect[p] += 1;
+            assert!(env.body.iter().all(|&b| b == 7), "a whole body");
+        }
+        assert_eq!(expect, [PER_PRODUCER, 2 * PER_PRODUCER]);
         drop(tx);
         writer.await.expect("writer task").expect("writer");
     }
