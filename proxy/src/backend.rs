@@ -650,8 +650,10 @@ async fn read_loop(
                 if let Some(answers) = answers {
                     answers.room().await;
                 }
+                // The tick first, without drawing a random number per wake-up: a connection
+                // that always has input still sweeps.
                 let item = tokio::select! {
-                    item = reader.next() => item,
+                    biased;
                     _ = sweep_tick.tick() => {
                         if !std::mem::take(&mut busy) {
                             // Idle since the last tick: no memory kept for batches.
@@ -663,6 +665,7 @@ async fn read_loop(
                         }
                         continue;
                     }
+                    item = reader.next() => item,
                 };
                 now = Instant::now();
                 item

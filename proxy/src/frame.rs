@@ -735,6 +735,13 @@ impl<X> Outbox<X> {
     /// Waits while the outbox holds more than its high-water mark (returns at once when it is
     /// below it, or failed).
     pub(crate) async fn room(&self) {
+        // Almost always below the mark: one lock, no waiter registered and dropped.
+        {
+            let s = self.lock();
+            if s.failed || s.queued < OUTBOX_HIGH_WATER {
+                return;
+            }
+        }
         loop {
             let room = self.room.notified();
             tokio::pin!(room);

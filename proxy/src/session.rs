@@ -490,8 +490,10 @@ impl Session {
             let item = if let Some(item) = reader.buffered() {
                 Ok(Some(item))
             } else {
+                // In this order, without drawing a random number per wake-up: the rare
+                // branches first, so a client that always has input cannot hide them.
                 tokio::select! {
-                item = reader.next() => item,
+                biased;
                 () = &mut stopping => {
                     let deadline = Instant::now() + self.ctx.config.shutdown_grace;
                     return self.drain(reader, "shutting down", deadline, &member).await;
@@ -506,6 +508,7 @@ impl Session {
                     let reason = format!("the connection to {cluster} was lost, reconnect");
                     return self.drain(reader, &reason, deadline, &member).await;
                 }
+                item = reader.next() => item,
                 }
             };
             // A read batch starts: the requests found in this read are queued for the clusters
