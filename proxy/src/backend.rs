@@ -41,6 +41,7 @@
 //! every request waiting on it is failed at once and [`Backend::closed`] resolves, so the
 //! session can end the client's connection and the driver reconnects.
 
+use crate::signal::{Signal, SignalWait};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -120,6 +121,8 @@ struct Shared {
     delivering: AtomicUsize,
     /// Flips to true once, when the connection is gone.
     closed: watch::Sender<bool>,
+    /// Raised with `closed`: what the session polls on every wake-up.
+    lost: Signal,
 }
 
 #[derive(Debug)]
@@ -325,6 +328,7 @@ impl Backend {
             compression: opts.compression,
             delivering: AtomicUsize::new(0),
             closed: watch::Sender::new(false),
+            lost: Signal::default(),
         });
         let writer = {
             let shared = shared.clone();
@@ -406,6 +410,7 @@ impl Backend {
                 self.shared.delivering.fetch_sub(1, Ordering::AcqRel);
             }
             self.shared.closed.send_replace(true);
+            self.shared.lost.raise();
         }
         // The socket closes with its tasks.
         for task in &self.tasks {
@@ -422,10 +427,10 @@ impl Backend {
         }
     }
 
-    /// Resolves once the connection is gone (at once if it already is).
-    pub(crate) async fn closed(&self) {
-        let mut rx = self.shared.closed.subscribe();
-        let _ = rx.wait_for(|closed| *closed).await;
+    /// Resolves once the connection is gone (at once if it already is); cheap to poll again
+    /// and again from one task.
+    pub(crate) fn closed(&self) -> SignalWait<'_> {
+        self.shared.lost.wait()
     }
 
     /// Sends a request; its answer (or failure) goes to `completion`, exactly once. Waits only
@@ -604,6 +609,7 @@ impl Shared {
             self.delivering.fetch_sub(1, Ordering::AcqRel);
         }
         self.closed.send_replace(true);
+        self.lost.raise();
     }
 }
 

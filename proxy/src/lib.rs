@@ -55,6 +55,7 @@ pub mod rewrite;
 mod route;
 mod session;
 pub mod settings;
+mod signal;
 pub mod tls;
 mod topology;
 mod update;

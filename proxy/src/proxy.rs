@@ -15,6 +15,7 @@
 //!                   flight within the grace period; then the admin server stops
 //! ```
 
+use crate::signal::{Signal, SignalWait};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -144,6 +145,8 @@ pub(crate) struct Context {
     cluster_tls: [Option<Arc<ClusterTls>>; 2],
     next_contact: [AtomicUsize; 2],
     shutdown: watch::Receiver<bool>,
+    /// Raised when `shutdown` flips (or its sender is gone): what sessions poll per wake-up.
+    stopping: Signal,
 }
 
 impl Context {
@@ -201,10 +204,9 @@ impl Context {
         })
     }
 
-    /// Resolves when shutdown begins.
-    pub(crate) async fn shutting_down(&self) {
-        let mut rx = self.shutdown.clone();
-        let _ = rx.wait_for(|stopping| *stopping).await;
+    /// Resolves when shutdown begins; cheap to poll again and again from one task.
+    pub(crate) fn shutting_down(&self) -> SignalWait<'_> {
+        self.stopping.wait()
     }
 }
 
@@ -394,7 +396,17 @@ impl Proxy {
             cluster_tls: tls.clusters,
             next_contact: [AtomicUsize::new(0), AtomicUsize::new(0)],
             shutdown: shutdown_rx,
+            stopping: Signal::default(),
             config,
+        });
+        // The watch also resolves when its sender is dropped with the proxy.
+        tokio::spawn({
+            let ctx = ctx.clone();
+            async move {
+                let mut rx = ctx.shutdown.clone();
+                let _ = rx.wait_for(|stopping| *stopping).await;
+                ctx.stopping.raise();
+            }
         });
         let connections = Arc::new(Semaphore::new(ctx.config.max_client_connections));
         let accept = tokio::spawn(accept_loop(listener, ctx.clone(), connections.clone()));

@@ -29,6 +29,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -580,10 +581,18 @@ impl Session {
 
     /// Which cluster's connection died first.
     async fn backend_lost(&self) -> ClusterId {
-        tokio::select! {
-            () = self.backend(ClusterId::Origin).closed() => ClusterId::Origin,
-            () = self.backend(ClusterId::Target).closed() => ClusterId::Target,
-        }
+        let mut origin = std::pin::pin!(self.backend(ClusterId::Origin).closed());
+        let mut target = std::pin::pin!(self.backend(ClusterId::Target).closed());
+        std::future::poll_fn(|cx| {
+            if origin.as_mut().poll(cx).is_ready() {
+                Poll::Ready(ClusterId::Origin)
+            } else if target.as_mut().poll(cx).is_ready() {
+                Poll::Ready(ClusterId::Target)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// The end of a session (shutdown, a lost backend connection): new requests get OVERLOADED
