@@ -106,6 +106,35 @@ impl ReadIo {
     }
 }
 
+/// Empty read buffers of readers waiting for input, at most this many per thread: the next
+/// reader to wake on the thread takes one, still in cache, instead of allocating.
+const SPARE_READ_BUFFERS: usize = 8;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A whole empty read buffer: a spare one of this thread's, or a new one.
+fn read_buffer() -> BytesMut {
+    SPARE
+        .with_borrow_mut(Vec::pop)
+        .unwrap_or_else(|| BytesMut::with_capacity(READ_BUFFER))
+}
+
+/// Keeps `buf` (empty) for the next reader on this thread, when it can hold a whole read
+/// again without allocating (no envelope body still shares it), has not grown for a large
+/// envelope, and the spares are not full.
+fn spare_read_buffer(mut buf: BytesMut) {
+    if buf.capacity() == 0 || !buf.try_reclaim(READ_BUFFER) || buf.capacity() > 2 * READ_BUFFER {
+        return;
+    }
+    SPARE.with_borrow_mut(|spare| {
+        if spare.len() < SPARE_READ_BUFFERS {
+            spare.push(buf);
+        }
+    });
+}
+
 /// One read into the spare capacity of `buf`. A read shorter than that space drained the
 /// socket, so its readiness is cleared now, as tokio's own `poll_read` does (mio's epoll is
 /// edge-triggered): the next wait goes straight to epoll instead of first trying a read that
@@ -230,12 +259,14 @@ impl FrameReader {
                 return Ok(None);
             }
             if self.buf.is_empty() {
-                // Nothing partial is kept: give the memory back while waiting, so an idle
-                // connection costs no buffer (one allocation per read batch when busy).
-                self.buf = BytesMut::new();
+                // Nothing partial is kept: the buffer goes back while waiting, so an idle
+                // connection costs none.
+                spare_read_buffer(std::mem::take(&mut self.buf));
             }
             self.io.ready().await?;
-            if self.buf.capacity() - self.buf.len() < 1024 {
+            if self.buf.is_empty() {
+                self.buf = read_buffer();
+            } else if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(READ_BUFFER);
             }
             match self.io.read_buf(&mut self.buf).await {
@@ -1101,6 +1132,35 @@ mod tests {
             }
         }
         got
+    }
+
+    #[test]
+    fn a_spare_read_buffer_is_reused_only_when_nothing_shares_it() {
+        SPARE.with_borrow_mut(Vec::clear);
+        // A body split off the buffer shares its storage: the buffer is not kept.
+        let mut buf = read_buffer();
+        buf.extend_from_slice(&[1u8; 5000]);
+        let body = buf.split_to(5000).freeze();
+        spare_read_buffer(buf);
+        assert!(SPARE.with_borrow(Vec::is_empty), "shared with a body: not kept");
+        // A buffer whose envelopes were copied out is kept, and comes back whole.
+        let mut buf = read_buffer();
+        buf.extend_from_slice(&[2u8; 100]);
+        buf.advance(100);
+        spare_read_buffer(buf);
+        assert_eq!(SPARE.with_borrow(Vec::len), 1);
+        let mut again = read_buffer();
+        assert!(SPARE.with_borrow(Vec::is_empty));
+        assert!(again.is_empty() && again.capacity() >= READ_BUFFER);
+        again.extend_from_slice(&[3u8; 5000]);
+        assert!(body.iter().all(|&b| b == 1), "the split body is untouched");
+        // One grown for a large envelope is not kept, nor more than the bound.
+        spare_read_buffer(BytesMut::with_capacity(10 * READ_BUFFER));
+        assert!(SPARE.with_borrow(Vec::is_empty));
+        for _ in 0..SPARE_READ_BUFFERS + 3 {
+            spare_read_buffer(BytesMut::with_capacity(READ_BUFFER));
+        }
+        assert_eq!(SPARE.with_borrow(Vec::len), SPARE_READ_BUFFERS);
     }
 
     #[tokio::test]
