@@ -12,7 +12,8 @@
 //!   `ferry proxy` alone on CPU 1 — each stopped when dropped.
 //! - `run_phase`: one load (reads or writes, fixed rate or unthrottled) against one endpoint;
 //!   `Phase` is what it measured.
-//! - `idle_cost`: RSS of the relay or the proxy with N idle client connections vs without.
+//! - `idle_cost`: RSS of the relay or the proxy with N idle client connections vs without, and
+//!   the CPU time they cost while they stay idle.
 //! - `summary`: the targets, met or not.
 //!
 //! Run: `cargo bench -p ferry-proxy --bench proxy [-- --rate N --secs N --concurrency N
@@ -320,13 +321,19 @@ async fn run(o: &Options, ferry: &Path, dir: &Path) -> Result<(), BoxError> {
             (Endpoint::Shared, shared_pid, o.addr(5)),
         ] {
             if let Some(pid) = pid {
-                let (before, after) = idle_cost(addr, pid, o.idle).await?;
-                let per = after.saturating_sub(before) as f64 * 1024.0 / o.idle as f64;
+                let cost = idle_cost(addr, pid, o.idle).await?;
+                let per =
+                    cost.rss_after.saturating_sub(cost.rss_before) as f64 * 1024.0 / o.idle as f64;
                 println!(
-                    "idle connections, {}: RSS {before} KiB without, {after} KiB with {} idle clients: {:.1} KiB each",
+                    "idle connections, {}: RSS {} KiB without, {} KiB with {} idle clients: {:.1} KiB each; \
+                     CPU while they stay idle: {:.2} ms/s ({:.2} µs/s each)",
                     endpoint.name(),
+                    cost.rss_before,
+                    cost.rss_after,
                     o.idle,
-                    per / 1024.0
+                    per / 1024.0,
+                    cost.cpu_ms_per_sec,
+                    cost.cpu_ms_per_sec * 1000.0 / o.idle as f64
                 );
                 idle.push((endpoint, per));
             }
@@ -439,6 +446,24 @@ fn cpu_split(pid: u32) -> Result<(u64, u64), BoxError> {
         (Some(u), Some(s)) => Ok((u.parse()?, s.parse()?)),
         _ => Err(format!("short /proc/{pid}/stat: {stat:?}").into()),
     }
+}
+
+/// CPU time of every thread of `pid` in nanoseconds, from `/proc/<pid>/task/*/schedstat`:
+/// exact, where `/proc/<pid>/stat` counts clock ticks (too coarse for an idle process).
+fn cpu_nanos(pid: u32) -> Result<u64, BoxError> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("schedstat");
+        // A thread that ended between the listing and the read is simply not counted.
+        if let Ok(stat) = std::fs::read_to_string(&path) {
+            total += stat
+                .split_whitespace()
+                .next()
+                .ok_or_else(|| format!("empty {}", path.display()))?
+                .parse::<u64>()?;
+        }
+    }
+    Ok(total)
 }
 
 /// Resident set in KiB, from `/proc/<pid>/status`.
@@ -963,9 +988,21 @@ async fn run_phase(
     })
 }
 
-/// Opens `n` client connections to `addr` (STARTUP answered READY, then nothing) and returns the
-/// RSS of `pid` in KiB before and with them.
-async fn idle_cost(addr: SocketAddr, pid: u32, n: usize) -> Result<(u64, u64), BoxError> {
+/// How long the idle connections are held for the CPU they cost.
+const IDLE_CPU_WINDOW: Duration = Duration::from_secs(5);
+
+/// What `n` idle client connections cost a relay or the proxy.
+struct IdleCost {
+    /// RSS in KiB before and with them.
+    rss_before: u64,
+    rss_after: u64,
+    /// CPU time over [`IDLE_CPU_WINDOW`] with them open, in ms per second.
+    cpu_ms_per_sec: f64,
+}
+
+/// Opens `n` client connections to `addr` (STARTUP answered READY, then nothing) and measures
+/// what they cost `pid`: RSS before and with them, and CPU time while they stay idle.
+async fn idle_cost(addr: SocketAddr, pid: u32, n: usize) -> Result<IdleCost, BoxError> {
     let settle = Duration::from_millis(500);
     tokio::time::sleep(settle).await;
     let before = rss_kib(pid)?;
@@ -994,8 +1031,15 @@ async fn idle_cost(addr: SocketAddr, pid: u32, n: usize) -> Result<(u64, u64), B
     .await??;
     tokio::time::sleep(settle).await;
     let after = rss_kib(pid)?;
+    let cpu0 = cpu_nanos(pid)?;
+    tokio::time::sleep(IDLE_CPU_WINDOW).await;
+    let cpu = cpu_nanos(pid)?.saturating_sub(cpu0);
     drop(conns);
-    Ok((before, after))
+    Ok(IdleCost {
+        rss_before: before,
+        rss_after: after,
+        cpu_ms_per_sec: cpu as f64 / 1e6 / IDLE_CPU_WINDOW.as_secs_f64(),
+    })
 }
 
 /// The issue's targets, each with the numbers it was judged on.

@@ -630,8 +630,12 @@ async fn read_loop(
         heartbeat,
     } = opts;
     let tick = (shared.timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-    let mut sweep_tick = tokio::time::interval(tick);
-    sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Every `tick` while requests are in flight; with none, only for the next heartbeat, and
+    // at least every `timeout`: a request sent meanwhile is then still younger than the
+    // timeout, and ticks resume, so it expires at most a tick late, as with steady ticks.
+    // An idle connection wakes the proxy a few times a minute instead of every tick.
+    let sweep_at = tokio::time::sleep(tick);
+    tokio::pin!(sweep_at);
     // Answers found in one read are queued for their clients together and written at the end
     // of the batch, from this task (see `Outbox` and `Staged`); events are held with them.
     let mut batch = None;
@@ -660,15 +664,22 @@ async fn read_loop(
                 // that always has input still sweeps.
                 let item = tokio::select! {
                     biased;
-                    _ = sweep_tick.tick() => {
-                        if !std::mem::take(&mut busy) {
+                    () = &mut sweep_at => {
+                        let was_busy = std::mem::take(&mut busy);
+                        if !was_busy {
                             // Idle since the last tick: no memory kept for batches.
                             held = BatchVecs::default();
                             meter.idle();
                         }
-                        if let Some(reason) = sweep(shared, &tx, version, heartbeat) {
-                            return reason;
-                        }
+                        let now = tokio::time::Instant::now();
+                        let next = match sweep(shared, &tx, version, heartbeat) {
+                            Err(reason) => return reason,
+                            Ok(Some(heartbeat_due)) if !was_busy => {
+                                heartbeat_due.clamp(now + tick, now + shared.timeout.max(tick))
+                            }
+                            Ok(_) => now + tick,
+                        };
+                        sweep_at.as_mut().reset(next);
                         continue;
                     }
                     item = reader.next() => item,
@@ -764,18 +775,19 @@ struct LoopOptions {
 }
 
 /// Fails requests that outlived the timeout and keeps an idle connection alive with OPTIONS;
-/// `Some(reason)` when the connection must end.
+/// `Err(reason)` when the connection must end. With nothing in flight after it, when the next
+/// heartbeat is due: until then only a new request gives the sweep work.
 fn sweep(
     shared: &Shared,
     tx: &OutSender<Slots>,
     version: ProtocolVersion,
     heartbeat: Duration,
-) -> Option<String> {
+) -> Result<Option<tokio::time::Instant>, String> {
     let now = Instant::now();
-    let (expired, idle, too_many_orphans) = {
+    let (expired, idle, too_many_orphans, heartbeat_due) = {
         let mut slots = shared.lock();
         if slots.closed.is_some() {
-            return Some("closed".to_owned());
+            return Err("closed".to_owned());
         }
         let mut expired = Vec::new();
         if slots.in_flight() > slots.orphaned {
@@ -796,7 +808,15 @@ fn sweep(
         if idle {
             slots.last_activity = now;
         }
-        (expired, idle, slots.orphaned * 2 > slots.limit)
+        // The heartbeat just queued is in flight; so is anything sent since the lock.
+        let heartbeat_due = (slots.in_flight() == 0 && !idle)
+            .then(|| tokio::time::Instant::from_std(slots.last_activity + heartbeat));
+        (
+            expired,
+            idle,
+            slots.orphaned * 2 > slots.limit,
+            heartbeat_due,
+        )
     };
     for completion in expired {
         let e = BackendError::Timeout {
@@ -807,12 +827,12 @@ fn sweep(
         shared.finish(completion, Err(e), shared.timeout);
     }
     if too_many_orphans {
-        return Some("more than half of the stream ids timed out".to_owned());
+        return Err("more than half of the stream ids timed out".to_owned());
     }
     if idle {
         heartbeat_once(shared, tx, version);
     }
-    None
+    Ok(heartbeat_due)
 }
 
 /// Sends OPTIONS on an idle connection; its answer is dropped.

@@ -1142,7 +1142,10 @@ mod tests {
         buf.extend_from_slice(&[1u8; 5000]);
         let body = buf.split_to(5000).freeze();
         spare_read_buffer(buf);
-        assert!(SPARE.with_borrow(Vec::is_empty), "shared with a body: not kept");
+        assert!(
+            SPARE.with_borrow(Vec::is_empty),
+            "shared with a body: not kept"
+        );
         // A buffer whose envelopes were copied out is kept, and comes back whole.
         let mut buf = read_buffer();
         buf.extend_from_slice(&[2u8; 100]);

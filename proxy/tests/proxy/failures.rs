@@ -245,6 +245,44 @@ async fn a_stopped_target_gives_errors_not_hangs() {
 }
 
 /// A raw client of `proxy` with the table `ks.t (k int, v text)`.
+/// A backend connection idle for several timeouts sweeps only now and then (for its
+/// heartbeat, at least once per timeout); a request sent on it to a target that never answers
+/// still gets the proxy's WRITE_TIMEOUT about one timeout later, not at the next heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_on_a_long_idle_connection_still_times_out_on_time() {
+    let timeout = Duration::from_millis(400);
+    let env = env_with(82, |c| c.request_timeout = timeout).await;
+    let mut raw = raw_with_table(env.proxy.local_addr()).await;
+    env.target.node(0).faults().add(
+        RequestMatcher::any().text_contains("'held'"),
+        FaultAction::Delay(Duration::from_secs(600)),
+    );
+    // Idle for several timeouts (the heartbeat is 30 s away).
+    tokio::time::sleep(timeout * 5).await;
+    let started = std::time::Instant::now();
+    raw.send_query(7, "INSERT INTO ks.t (k, v) VALUES (1, 'held')")
+        .await;
+    let (stream, answer) = raw.recv_response().await;
+    let took = started.elapsed();
+    assert_eq!(stream, 7);
+    assert_eq!(
+        error_code(&answer),
+        Some(ErrorCode::WriteTimeout),
+        "{answer:?}"
+    );
+    assert!(
+        took >= timeout,
+        "answered after {took:?}, before the timeout"
+    );
+    // A timeout and a tick (100 ms) at most, with room for a loaded machine.
+    assert!(
+        took < Duration::from_secs(5),
+        "answered only after {took:?}"
+    );
+    env.target.node(0).faults().clear();
+    env.stop().await;
+}
+
 pub(crate) async fn raw_with_table(proxy: std::net::SocketAddr) -> Raw {
     let mut raw = Raw::connect(proxy).await;
     for ddl in [KEYSPACE, "CREATE TABLE ks.t (k int PRIMARY KEY, v text)"] {
