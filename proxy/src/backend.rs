@@ -882,6 +882,88 @@ pub(crate) fn event_type(body: &[u8]) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+
+    /// A node that answers STARTUP with READY and each OPTIONS with SUPPORTED, counting the
+    /// OPTIONS (the proxy's heartbeats).
+    async fn counting_node() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let options = Arc::new(AtomicUsize::new(0));
+        let counted = options.clone();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut header = [0u8; ferry_cql::envelope::HEADER_LEN];
+            while socket.read_exact(&mut header).await.is_ok() {
+                let len = u32::from_be_bytes([header[5], header[6], header[7], header[8]]);
+                let mut body = vec![0u8; len as usize];
+                socket.read_exact(&mut body).await.expect("body");
+                let answer = match Opcode::try_from(header[4]) {
+                    Ok(Opcode::Startup) => Opcode::Ready,
+                    Ok(Opcode::Options) => {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                        Opcode::Supported
+                    }
+                    other => panic!("unexpected request {other:?}"),
+                };
+                // READY has an empty body; an empty string multimap is two zero bytes.
+                let body: &[u8] = if answer == Opcode::Ready {
+                    &[]
+                } else {
+                    &[0, 0]
+                };
+                let stream = i16::from_be_bytes([header[2], header[3]]);
+                let mut out = Vec::new();
+                Envelope::new(
+                    ProtocolVersion::V4,
+                    Direction::Response,
+                    0,
+                    stream,
+                    answer,
+                    Bytes::copy_from_slice(body),
+                )
+                .write_to(&mut out);
+                socket.write_all(&out).await.expect("answer");
+            }
+        });
+        (addr, options)
+    }
+
+    /// An idle connection sleeps until its heartbeat is due instead of sweeping every tick,
+    /// and still sends each heartbeat on time.
+    #[tokio::test]
+    async fn an_idle_connection_sends_its_heartbeats_on_time() {
+        let (addr, options) = counting_node().await;
+        let opts = BackendOptions {
+            cluster: ClusterId::Origin,
+            addr,
+            host: Arc::from("127.0.0.1"),
+            tls: None,
+            version: ProtocolVersion::V4,
+            compression: None,
+            connect_timeout: Duration::from_secs(5),
+            // A 100 ms tick, so heartbeats are not held back by it.
+            request_timeout: Duration::from_millis(400),
+            max_in_flight: 16,
+            heartbeat_interval: Duration::from_millis(300),
+            shared: false,
+            metrics: Arc::new(Metrics::new().expect("metrics")),
+            health: Arc::new(Health::new(3)),
+        };
+        let (backend, ready) = Backend::connect(opts, Bytes::new(), EventRoute::Drop, None)
+            .await
+            .expect("connect");
+        assert_eq!(ready.header.opcode, Opcode::Ready);
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        let heartbeats = options.load(Ordering::Relaxed);
+        // One per 300 ms of idleness, each a tick late at most: 5 or 6 in 2 s.
+        assert!(
+            (4..=8).contains(&heartbeats),
+            "{heartbeats} heartbeats in 2 s"
+        );
+        drop(backend);
+    }
 
     #[test]
     fn stream_ids_grow_on_demand_up_to_the_limit_and_are_reused() {
