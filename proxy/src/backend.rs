@@ -41,7 +41,6 @@
 //! every request waiting on it is failed at once and [`Backend::closed`] resolves, so the
 //! session can end the client's connection and the driver reconnects.
 
-use crate::signal::{Signal, SignalWait};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,6 +63,7 @@ use crate::health::Health;
 use crate::metrics::{BatchMeter, ClusterMetrics, Metrics};
 use crate::proxy::{Contact, connect_node};
 use crate::settings::ClusterId;
+use crate::signal::{Signal, SignalWait};
 use crate::tls::ClusterTls;
 
 /// Largest response body accepted from a cluster (Cassandra's own default frame limit).
@@ -808,7 +808,7 @@ fn sweep(
         if idle {
             slots.last_activity = now;
         }
-        // The heartbeat just queued is in flight; so is anything sent since the lock.
+        // Only with nothing in flight (the heartbeat just queued counts): else ticks go on.
         let heartbeat_due = (slots.in_flight() == 0 && !idle)
             .then(|| tokio::time::Instant::from_std(slots.last_activity + heartbeat));
         (

@@ -798,7 +798,7 @@ impl<X> Outbox<X> {
     /// Ends a batch: the last holder writes what is queued — on a plain socket right here, as
     /// far as the socket takes it without waiting; the rest (and TLS) goes to the writer task.
     pub(crate) fn release(&self) {
-        let mut out = {
+        let (mut out, was_full) = {
             let mut s = self.lock();
             s.holds -= 1;
             if s.holds > 0 || s.writing || s.queued == 0 || s.failed {
@@ -829,9 +829,10 @@ impl<X> Outbox<X> {
                 .clamp(MIN_BATCH_RESERVE, MAX_BATCH_RESERVE);
             // Written outside the lock, as the writer task does: the lock also guards a
             // backend's stream ids, which its reader must not wait a syscall for.
+            let was_full = s.queued >= OUTBOX_HIGH_WATER;
             s.queued = 0;
             s.writing = true;
-            std::mem::take(&mut s.buf)
+            (std::mem::take(&mut s.buf), was_full)
         };
         if let Some(socket) = &self.direct {
             while !out.is_empty() {
@@ -855,7 +856,10 @@ impl<X> Outbox<X> {
         }
         let idle = s.queued == 0;
         drop(s);
-        self.room.notify_waiters();
+        if was_full {
+            // Producers wait for room only above the mark.
+            self.room.notify_waiters();
+        }
         if !idle || self.senders.load(Ordering::Acquire) == 0 {
             // Producers do not wake the writer while a write is under way.
             self.wake.notify_one();

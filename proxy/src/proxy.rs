@@ -15,7 +15,6 @@
 //!                   flight within the grace period; then the admin server stops
 //! ```
 
-use crate::signal::{Signal, SignalWait};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +47,7 @@ use crate::prepared::PreparedCache;
 use crate::repairs::{JournaledRemigration, RepairLog};
 use crate::session;
 use crate::settings::{ClusterId, LiveSettings};
+use crate::signal::{Signal, SignalWait};
 use crate::tls::{ClusterTls, ServerTls, TlsError};
 use crate::topology::ProxyTopology;
 use crate::update::{UpdateLink, UpdateStartError};
