@@ -671,13 +671,14 @@ async fn read_loop(
                             held = BatchVecs::default();
                             meter.idle();
                         }
-                        let now = tokio::time::Instant::now();
+                        // Not `now`, the batch's clock reading, which this does not move.
+                        let woke = tokio::time::Instant::now();
                         let next = match sweep(shared, &tx, version, heartbeat) {
                             Err(reason) => return reason,
                             Ok(Some(heartbeat_due)) if !was_busy => {
-                                heartbeat_due.clamp(now + tick, now + shared.timeout.max(tick))
+                                heartbeat_due.clamp(woke + tick, woke + shared.timeout.max(tick))
                             }
-                            Ok(_) => now + tick,
+                            Ok(_) => woke + tick,
                         };
                         sweep_at.as_mut().reset(next);
                         continue;
